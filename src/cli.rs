@@ -1,0 +1,183 @@
+//! The command line (SPEC §9): argument definitions and the offline commands.
+//!
+//! Commands read files and write to stdout/stderr here, around the pure core.
+//! Errors are returned as one sentence saying what is wrong and what to do;
+//! nothing here prints record content to stderr.
+
+pub mod apply;
+pub mod explain;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::policy::keys::Keys;
+use crate::policy::plan::{self, Compiled};
+use crate::policy::{self, Policy};
+
+#[derive(Debug, Parser)]
+#[command(name = "custos", version, about = "Streaming data governance for Kafka: per-purpose fan-out, consent, erasure, retention, audit")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Policy commands
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Show, for every field path of every stream, its classes and what each purpose does with it and why
+    Explain {
+        /// The policy file
+        file: PathBuf,
+        /// Only this stream
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only this purpose
+        #[arg(long)]
+        purpose: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Table)]
+        format: ExplainFormat,
+    },
+    /// Govern NDJSON events offline, exactly as the worker would, and print one line per emitted output
+    Apply(apply::ApplyArgs),
+    /// Record of processing activities (GDPR Art. 30) from the policy
+    Report {
+        /// The policy file
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy: exit 0, or print every error with its location and exit 1
+    Check {
+        /// The policy file
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Html,
+}
+
+/// A command failure: the message for stderr and the exit status.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), code: 1 }
+    }
+}
+
+/// Reads and validates a policy file.
+///
+/// # Errors
+/// The file cannot be read, or the policy has errors (all of them, one per line).
+pub fn load_policy(path: &Path) -> Result<Policy, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(format!("cannot read policy file {}: {e}; check the path", path.display()))
+    })?;
+    policy::load(&text, &path.display().to_string()).map_err(|e| {
+        let n = e.diagnostics.len();
+        Failure::new(format!(
+            "{e}\n{}: {n} error{} found; fix {} and run `custos policy check` again",
+            path.display(),
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        ))
+    })
+}
+
+/// Loads a policy, resolves its keys from the process environment and compiles it.
+///
+/// # Errors
+/// Policy errors, missing secrets, or keys that do not compile.
+pub fn load_compiled(path: &Path) -> Result<Compiled, Failure> {
+    let policy = load_policy(path)?;
+    let keys = Keys::resolve(&policy, |v| std::env::var(v).ok()).map_err(|errs| {
+        Failure::new(
+            errs.iter()
+                .map(|e| format!("{}: {e}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    plan::compile(Arc::new(policy), &keys).map_err(|e| Failure::new(format!("{}: {e}", path.display())))
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Returns the failure to print and the exit status.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Policy { command: PolicyCommand::Check { file } } => check(&file),
+        Command::Explain { file, stream, purpose, format } => {
+            let policy = load_policy(&file)?;
+            let text = explain::explain(&policy, stream.as_deref(), purpose.as_deref(), format)?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Apply(args) => apply::run(&args),
+        Command::Report { file, format } => {
+            let policy = load_policy(&file)?;
+            print!("{}", report::report(&policy, format));
+            Ok(())
+        }
+    }
+}
+
+fn check(file: &Path) -> Result<(), Failure> {
+    let policy = load_policy(file)?;
+    // Secrets are the environment's business, not the policy's: report them
+    // without failing, since a policy is often checked where secrets are absent.
+    if let Err(errs) = Keys::resolve(&policy, |v| std::env::var(v).ok()) {
+        for e in errs {
+            eprintln!("custos: warning: {e} (needed by `custos run` and `custos apply`)");
+        }
+    }
+    let outputs: usize = policy.streams.iter().map(|s| s.outputs.len()).sum();
+    println!(
+        "{}: policy {} is valid: {} purpose{}, {} stream{}, {} output{}, {} invariant{}",
+        file.display(),
+        policy.id(),
+        policy.purposes.len(),
+        plural(policy.purposes.len()),
+        policy.streams.len(),
+        plural(policy.streams.len()),
+        outputs,
+        plural(outputs),
+        policy.invariants.len(),
+        plural(policy.invariants.len()),
+    );
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,20 @@
+//! custos: a streaming data-governance worker for Kafka.
+//!
+//! Every event is classified field by field, fanned out to one topic per
+//! purpose with only what that purpose may see, suppressed for subjects
+//! without consent or with an erasure request, and held to retention.
+//!
+//! Module map (see ARCHITECTURE.md):
+//! - [`policy`]: load, validate and compile the policy into plans (pure)
+//! - [`classify`]: detectors for personal data in free text (pure)
+//! - [`transform`]: redact, mask, pseudonymize, generalize (pure)
+//! - [`engine`]: per-event governance over a plan (pure, no clock, no I/O)
+//! - [`state`]: consent, objection and erasure state
+//! - [`cli`]: the command line and the offline commands
+
+pub mod classify;
+pub mod cli;
+pub mod engine;
+pub mod policy;
+pub mod state;
+pub mod transform;

@@ -1,0 +1,11 @@
+//! The `custos` binary: argument parsing and exit codes only.
+
+use clap::Parser;
+
+fn main() {
+    let cli = custos::cli::Cli::parse();
+    if let Err(e) = custos::cli::run(cli) {
+        eprintln!("custos: {e}");
+        std::process::exit(e.code);
+    }
+}

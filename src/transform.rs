@@ -1,0 +1,334 @@
+//! The value transforms of SPEC §1: redact, mask, pseudonymize, generalize.
+//!
+//! Pure functions of (action, value). A value that does not fit its
+//! transform is redacted, never passed through. `null` stays `null` under every
+//! action (absence of a value reveals nothing and has no pseudonym).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
+use hmac::{Hmac, Mac};
+use serde_json::{Number, Value};
+use sha2::Sha256;
+
+use crate::policy::{Action, DateUnit, Generalize};
+
+pub const REDACTED: &str = "[REDACTED]";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A compiled action, ready to apply: keys are already turned into MAC state.
+#[derive(Clone)]
+pub enum Op {
+    Drop,
+    Redact,
+    Pseudonymize(Arc<HmacSha256>),
+    Mask { keep_first: usize, keep_last: usize, ch: char },
+    Generalize(Generalize),
+    Keep,
+}
+
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Drop => f.write_str("Drop"),
+            Op::Redact => f.write_str("Redact"),
+            Op::Pseudonymize(_) => f.write_str("Pseudonymize(<key>)"),
+            Op::Mask { keep_first, keep_last, ch } => write!(f, "Mask({keep_first}, {keep_last}, {ch:?})"),
+            Op::Generalize(g) => write!(f, "Generalize({g:?})"),
+            Op::Keep => f.write_str("Keep"),
+        }
+    }
+}
+
+impl Op {
+    /// Compiles an action; `key` looks up a named secret. `None` when a key is
+    /// missing or the action is not supported (encrypt).
+    pub fn new<'k>(action: &Action, key: impl Fn(&str) -> Option<&'k [u8]>) -> Option<Op> {
+        Some(match action {
+            Action::Drop => Op::Drop,
+            Action::Redact => Op::Redact,
+            Action::Keep => Op::Keep,
+            Action::Pseudonymize { key: k } => {
+                let mac = HmacSha256::new_from_slice(key(k)?).ok()?;
+                Op::Pseudonymize(Arc::new(mac))
+            }
+            Action::Encrypt { .. } => return None,
+            Action::Mask { keep_first, keep_last, ch } => Op::Mask {
+                keep_first: *keep_first,
+                keep_last: *keep_last,
+                ch: *ch,
+            },
+            Action::Generalize(g) => Op::Generalize(g.clone()),
+        })
+    }
+}
+
+/// `"ps_"` + the first 32 hex characters of HMAC-SHA256(key, bytes).
+pub fn pseudonym(mac: &HmacSha256, bytes: &[u8]) -> String {
+    let mut m = mac.clone();
+    m.update(bytes);
+    let tag = m.finalize().into_bytes();
+    let mut out = String::with_capacity(35);
+    out.push_str("ps_");
+    out.push_str(&hex::encode(&tag[..16]));
+    out
+}
+
+/// Pseudonymizes with a raw key (for tests and tools).
+pub fn pseudonym_with_key(key: &[u8], bytes: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    pseudonym(&mac, bytes)
+}
+
+fn redact(v: &Value) -> Value {
+    match v {
+        Value::String(_) => Value::String(REDACTED.to_string()),
+        _ => Value::Null,
+    }
+}
+
+/// Applies an action to a scalar value (strings, numbers, booleans, null).
+/// `None` means the field is dropped.
+pub fn apply<'v>(op: &Op, v: &'v Value) -> Option<Cow<'v, Value>> {
+    if v.is_null() {
+        return match op {
+            Op::Drop => None,
+            _ => Some(Cow::Owned(Value::Null)),
+        };
+    }
+    Some(match op {
+        Op::Drop => return None,
+        Op::Keep => Cow::Borrowed(v),
+        Op::Redact => Cow::Owned(redact(v)),
+        Op::Pseudonymize(mac) => Cow::Owned(Value::String(match v {
+            Value::String(s) => pseudonym(mac, s.as_bytes()),
+            other => pseudonym(mac, other.to_string().as_bytes()),
+        })),
+        Op::Mask { keep_first, keep_last, ch } => match v {
+            Value::String(s) => Cow::Owned(Value::String(mask(s, *keep_first, *keep_last, *ch))),
+            other => Cow::Owned(redact(other)),
+        },
+        Op::Generalize(g) => Cow::Owned(generalize(g, v).unwrap_or_else(|| redact(v))),
+    })
+}
+
+/// Keeps the first and last characters, replaces the rest. A string no longer
+/// than what would be kept is masked whole (keeping it would reveal it all).
+pub fn mask(s: &str, keep_first: usize, keep_last: usize, ch: char) -> String {
+    let n = s.chars().count();
+    if n <= keep_first + keep_last {
+        return std::iter::repeat_n(ch, n).collect();
+    }
+    s.chars()
+        .enumerate()
+        .map(|(i, c)| if i < keep_first || i >= n - keep_last { c } else { ch })
+        .collect()
+}
+
+/// A generalized value, or `None` when the value does not fit.
+pub fn generalize(g: &Generalize, v: &Value) -> Option<Value> {
+    match g {
+        Generalize::Date(unit) => {
+            let date = match v {
+                Value::String(s) => parse_date(s)?,
+                Value::Number(n) => {
+                    let ms = n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))?;
+                    DateTime::from_timestamp_millis(ms)?.date_naive()
+                }
+                _ => return None,
+            };
+            Some(Value::String(match unit {
+                DateUnit::Year => format!("{:04}", date.year()),
+                DateUnit::Month => format!("{:04}-{:02}", date.year(), date.month()),
+                DateUnit::Day => format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()),
+            }))
+        }
+        Generalize::Round(d) => {
+            let n = v.as_number()?;
+            if n.is_i64() || n.is_u64() {
+                return Some(v.clone());
+            }
+            let x = n.as_f64()?;
+            let f = 10f64.powi(*d as i32);
+            let r = (x * f).round() / f;
+            number(r, *d == 0)
+        }
+        Generalize::Bucket(w) => {
+            let n = v.as_number()?;
+            let x = n.as_f64()?;
+            let r = (x / w).floor() * w;
+            let integral = (n.is_i64() || n.is_u64()) && w.fract() == 0.0;
+            number(r, integral)
+        }
+        Generalize::Prefix(len) => match v {
+            Value::String(s) => Some(Value::String(s.chars().take(*len).collect())),
+            _ => None,
+        },
+        Generalize::Network(bits) => match v {
+            Value::String(s) => network(s, *bits).map(Value::String),
+            _ => None,
+        },
+    }
+}
+
+fn number(r: f64, integral: bool) -> Option<Value> {
+    if !r.is_finite() {
+        return None;
+    }
+    if (integral || r.fract() == 0.0) && r.abs() < 9.0e15 {
+        return Some(Value::Number(Number::from(r as i64)));
+    }
+    Number::from_f64(r).map(Value::Number)
+}
+
+/// The calendar date of an RFC 3339 date-time (as written, in its own offset),
+/// a date-time without offset, or a full date.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(dt.naive_local().date());
+    }
+    if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(dt.date());
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// The network address of `ip` with a prefix of `bits` (capped at the address size).
+pub fn network(ip: &str, bits: u8) -> Option<String> {
+    match ip.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => {
+            let b = u32::from(bits.min(32));
+            let m = if b == 0 { 0 } else { u32::MAX << (32 - b) };
+            Some(std::net::Ipv4Addr::from(u32::from(a) & m).to_string())
+        }
+        IpAddr::V6(a) => {
+            let b = u32::from(bits.min(128));
+            let m = if b == 0 { 0 } else { u128::MAX << (128 - b) };
+            Some(std::net::Ipv6Addr::from(u128::from(a) & m).to_string())
+        }
+    }
+}
+
+/// Transforms a span found inside scanned text, in place. Drop and redact
+/// become `[REDACTED:<class>]`; a span that does not fit its generalization too.
+pub fn apply_span(op: &Op, span: &str, class: &str, out: &mut String) {
+    let marker = |out: &mut String| {
+        out.push_str("[REDACTED:");
+        out.push_str(class);
+        out.push(']');
+    };
+    match op {
+        Op::Drop | Op::Redact => marker(out),
+        Op::Keep => out.push_str(span),
+        Op::Pseudonymize(mac) => out.push_str(&pseudonym(mac, span.as_bytes())),
+        Op::Mask { keep_first, keep_last, ch } => out.push_str(&mask(span, *keep_first, *keep_last, *ch)),
+        Op::Generalize(g) => match generalize(g, &Value::String(span.to_string())) {
+            Some(Value::String(s)) => out.push_str(&s),
+            _ => marker(out),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(op: Op, input: Value, expected: Option<Value>) {
+        assert_eq!(apply(&op, &input).map(Cow::into_owned), expected, "{op:?} on {input}");
+    }
+
+    fn g(g: Generalize) -> Op {
+        Op::Generalize(g)
+    }
+
+    #[test]
+    fn drop_redact_keep() {
+        check(Op::Drop, json!("x"), None);
+        check(Op::Redact, json!("secret"), Some(json!("[REDACTED]")));
+        check(Op::Redact, json!(42), Some(Value::Null));
+        check(Op::Redact, json!(true), Some(Value::Null));
+        check(Op::Keep, json!(1.5), Some(json!(1.5)));
+        check(Op::Keep, Value::Null, Some(Value::Null));
+    }
+
+    #[test]
+    fn pseudonymize_matches_spec_formula() {
+        let key = b"k1";
+        let mac = Arc::new(HmacSha256::new_from_slice(key).unwrap());
+        let op = Op::Pseudonymize(mac);
+        // Independent computation of the formula.
+        let mut m = HmacSha256::new_from_slice(key).unwrap();
+        m.update(b"c-1");
+        let expect = format!("ps_{}", &hex::encode(m.finalize().into_bytes())[..32]);
+        check(op.clone(), json!("c-1"), Some(json!(expect)));
+        // Non-strings: their JSON text.
+        check(op.clone(), json!(42), Some(json!(pseudonym_with_key(key, b"42"))));
+        check(op, json!(true), Some(json!(pseudonym_with_key(key, b"true"))));
+    }
+
+    #[test]
+    fn masking() {
+        let m = |kf, kl| Op::Mask { keep_first: kf, keep_last: kl, ch: '*' };
+        check(m(0, 4), json!("4111111111111111"), Some(json!("************1111")));
+        check(m(1, 0), json!("Jane"), Some(json!("J***")));
+        check(m(0, 4), json!("123"), Some(json!("***")));
+        check(m(0, 4), json!(1234), Some(Value::Null));
+        check(Op::Mask { keep_first: 1, keep_last: 1, ch: '#' }, json!("Zoë!"), Some(json!("Z##!")));
+    }
+
+    #[test]
+    fn generalize_dates() {
+        let year = g(Generalize::Date(DateUnit::Year));
+        let month = g(Generalize::Date(DateUnit::Month));
+        let day = g(Generalize::Date(DateUnit::Day));
+        check(year.clone(), json!("1987-06-21"), Some(json!("1987")));
+        check(month.clone(), json!("1987-06-21T10:00:00Z"), Some(json!("1987-06")));
+        check(day.clone(), json!("1987-06-21T23:30:00-05:00"), Some(json!("1987-06-21")));
+        check(day, json!(551_232_000_000i64), Some(json!("1987-06-21")));
+        check(year.clone(), json!("not a date"), Some(json!("[REDACTED]")));
+        check(year, json!(true), Some(Value::Null));
+    }
+
+    #[test]
+    fn generalize_numbers() {
+        check(g(Generalize::Round(1)), json!(52.5200066), Some(json!(52.5)));
+        check(g(Generalize::Round(2)), json!(-0.126), Some(json!(-0.13)));
+        check(g(Generalize::Round(0)), json!(2.5), Some(json!(3)));
+        check(g(Generalize::Round(1)), json!(42), Some(json!(42)));
+        check(g(Generalize::Bucket(10.0)), json!(37), Some(json!(30)));
+        check(g(Generalize::Bucket(10.0)), json!(-3), Some(json!(-10)));
+        check(g(Generalize::Bucket(1000.0)), json!(52345.67), Some(json!(52000)));
+        check(g(Generalize::Bucket(0.5)), json!(1.7), Some(json!(1.5)));
+        check(g(Generalize::Round(1)), json!("52.5"), Some(json!("[REDACTED]")));
+    }
+
+    #[test]
+    fn generalize_strings() {
+        check(g(Generalize::Prefix(3)), json!("10115"), Some(json!("101")));
+        check(g(Generalize::Prefix(3)), json!(10115), Some(Value::Null));
+        check(g(Generalize::Network(24)), json!("10.1.2.3"), Some(json!("10.1.2.0")));
+        check(g(Generalize::Network(16)), json!("10.1.2.3"), Some(json!("10.1.0.0")));
+        check(g(Generalize::Network(48)), json!("2001:db8:abcd:12::1"), Some(json!("2001:db8:abcd::")));
+        check(g(Generalize::Network(24)), json!("nope"), Some(json!("[REDACTED]")));
+    }
+
+    #[test]
+    fn spans() {
+        let mut out = String::new();
+        apply_span(&Op::Drop, "a@b.co", "pii.contact.email", &mut out);
+        assert_eq!(out, "[REDACTED:pii.contact.email]");
+        out.clear();
+        apply_span(&Op::Mask { keep_first: 0, keep_last: 4, ch: '*' }, "4111 1111 1111 1111", "pii.financial.card", &mut out);
+        assert_eq!(out, "***************1111");
+        out.clear();
+        apply_span(&Op::Generalize(Generalize::Round(1)), "4111", "pii.financial.card", &mut out);
+        assert_eq!(out, "[REDACTED:pii.financial.card]");
+    }
+}
