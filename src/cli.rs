@@ -82,11 +82,13 @@ pub enum ReportFormat {
 pub struct Failure {
     pub message: String,
     pub code: i32,
+    /// Lines already start with `file:line:col:`; print them without a prefix.
+    pub located: bool,
 }
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), code: 1 }
+        Failure { message: message.into(), code: 1, located: false }
     }
 }
 
@@ -100,12 +102,14 @@ pub fn load_policy(path: &Path) -> Result<Policy, Failure> {
     })?;
     policy::load(&text, &path.display().to_string()).map_err(|e| {
         let n = e.diagnostics.len();
-        Failure::new(format!(
+        let mut f = Failure::new(format!(
             "{e}\n{}: {n} error{} found; fix {} and run `custos policy check` again",
             path.display(),
             if n == 1 { "" } else { "s" },
             if n == 1 { "it" } else { "them" }
-        ))
+        ));
+        f.located = true;
+        f
     })
 }
 

@@ -5,7 +5,11 @@ use clap::Parser;
 fn main() {
     let cli = custos::cli::Cli::parse();
     if let Err(e) = custos::cli::run(cli) {
-        eprintln!("custos: {e}");
+        if e.located {
+            eprintln!("{e}");
+        } else {
+            eprintln!("custos: {e}");
+        }
         std::process::exit(e.code);
     }
 }

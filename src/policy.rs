@@ -190,6 +190,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub classes: Vec<String>,
+    /// Where each class was written, same order as `classes`.
+    pub class_pos: Vec<Pos>,
     pub action: Action,
     pub pos: Pos,
 }

@@ -104,7 +104,11 @@ fn blocks(policy: &Policy) -> Vec<Block> {
             if !dropped.is_empty() {
                 b.push(Block::Para(format!("Not received (dropped): {}.", dropped.join(", "))));
             }
-            let scans: Vec<String> = s.fields.iter().filter(|f| f.scan).map(|f| format!("`{}`", f.path)).collect();
+            let scans: Vec<String> = s
+                .fields
+                .iter()
+                .filter(|f| f.scan && decide_field(policy, pi, &f.classes).0.kind() != ActionKind::Drop)
+                .map(|f| format!("`{}`", f.path)).collect();
             if !scans.is_empty() {
                 b.push(Block::Para(format!(
                     "Free text in {} is scanned for e-mail addresses, phone numbers, card numbers, IBANs, IP addresses and US SSNs; each finding gets the action of its class.",

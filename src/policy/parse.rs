@@ -478,6 +478,7 @@ fn parse_purpose(
             for item in items {
                 let rf = cx.map(item, &format!("a rule of {what}"), &["classes", "action"]);
                 let mut classes = Vec::new();
+                let mut class_pos = Vec::new();
                 match rf.get("classes") {
                     Some(c) => {
                         for (cname, cpos) in cx.strings(c, &format!("`classes` of a rule of {what}")) {
@@ -490,6 +491,7 @@ fn parse_purpose(
                             }
                             seen.insert(cname.clone(), cpos);
                             classes.push(cname);
+                            class_pos.push(cpos);
                         }
                     }
                     None => cx.err(item.pos, format!("a rule of {what} needs `classes`")),
@@ -504,6 +506,7 @@ fn parse_purpose(
                 if let Some(action) = action {
                     rules.push(Rule {
                         classes,
+                        class_pos,
                         action,
                         pos: item.pos,
                     });
@@ -809,22 +812,23 @@ fn check_invariants(policy: &Policy, cx: &mut Ctx) {
                 continue;
             };
             for class in &inv.classes {
-                let mut found: Vec<(&Rule, String)> = Vec::new();
-                if let Some((rule, _)) = policy.rule_for(purpose, class) {
-                    found.push((rule, class.clone()));
+                let mut found: Vec<(&Rule, String, Pos)> = Vec::new();
+                if let Some((rule, rc)) = policy.rule_for(purpose, class) {
+                    let pos = rule.classes.iter().position(|c| c == rc).map_or(rule.pos, |i| rule.class_pos[i]);
+                    found.push((rule, class.clone(), pos));
                 }
                 for rule in &purpose.rules {
-                    for rc in &rule.classes {
+                    for (rc, pos) in rule.classes.iter().zip(&rule.class_pos) {
                         if rc != class && taxonomy::is_within(rc, class) {
-                            found.push((rule, rc.clone()));
+                            found.push((rule, rc.clone(), *pos));
                         }
                     }
                 }
-                for (rule, c) in found {
+                for (rule, c, pos) in found {
                     let k = rule.action.kind();
                     if !allowed(k) {
                         cx.err(
-                            rule.pos,
+                            pos,
                             format!(
                                 "invariant {} (line {}) violated: purpose `{}` gives class `{}` the action `{}`, but the invariant allows only [{}] for class `{}`",
                                 i + 1,

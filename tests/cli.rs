@@ -1,0 +1,280 @@
+//! The `custos` binary end to end: policy check, explain, apply, report.
+//! Golden files live in tests/golden; regenerate with `UPDATE_GOLDEN=1 cargo test`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shop(file: &str) -> String {
+    root().join("examples/shop").join(file).display().to_string()
+}
+
+fn custos(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.args(args)
+        .env("CUSTOS_KEY_ANALYTICS", "analytics-secret")
+        .env("CUSTOS_KEY_MARKETING", "marketing-secret")
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("custos runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Compares `actual` with a golden file (or rewrites it with UPDATE_GOLDEN=1).
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(actual, expected, "output differs from {}; rerun with UPDATE_GOLDEN=1 if intended", path.display());
+}
+
+fn lines(o: &Output) -> Vec<Value> {
+    stdout(o).lines().map(|l| serde_json::from_str(l).expect("each output line is JSON")).collect()
+}
+
+const NOW: &str = "2026-11-23T00:00:00Z";
+
+fn apply_shop(extra: &[&str]) -> Output {
+    let policy = shop("policy.yaml");
+    let input = shop("orders.ndjson");
+    let consent = shop("consent.ndjson");
+    let erasure = shop("erasure.ndjson");
+    let mut args = vec!["apply", &policy, "--stream", "orders", "--input", &input, "--consent", &consent, "--erasure", &erasure, "--now", NOW];
+    args.extend_from_slice(extra);
+    custos(&args, None)
+}
+
+#[test]
+fn policy_check_valid_and_invalid() {
+    let ok = custos(&["policy", "check", "examples/shop/policy.yaml"], None);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("is valid"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(shop("policy.yaml")).unwrap()
+        .replace("retention: 30d", "retention: 30x")
+        .replace("customer.name: pii.name", "customer.name: pii.nmae");
+    std::fs::write(&bad, text).unwrap();
+    let out = custos(&["policy", "check", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let located: Vec<&str> = err.lines().filter(|l| l.starts_with(bad.to_str().unwrap())).collect();
+    assert!(located.iter().any(|l| l.contains(":19:16: bad duration unit")), "{err}");
+    assert!(located.iter().any(|l| l.contains(":67:22: unknown class `pii.nmae`")), "{err}");
+    assert!(err.contains("2 errors found"), "{err}");
+}
+
+#[test]
+fn policy_check_missing_file() {
+    let out = custos(&["policy", "check", "nope.yaml"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read policy file nope.yaml"));
+}
+
+#[test]
+fn apply_shop_example_golden() {
+    let out = apply_shop(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    golden("apply-shop.ndjson", &stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("line 5 (shop.orders/0/4) dead-lettered: decode"), "{err}");
+    assert!(err.contains("line 6 (shop.orders/0/5) dead-lettered: decode"), "{err}");
+    assert!(err.contains("7 records: 5 governed, 2 dead-lettered"), "{err}");
+    // No personal data on stderr.
+    assert!(!err.contains("example.com") && !err.contains("o-broken"), "{err}");
+}
+
+#[test]
+fn apply_semantics_on_shop_example() {
+    let out = apply_shop(&[]);
+    let ls = lines(&out);
+    let get = |purpose: &str, order: &str| ls.iter().find(|l| l["purpose"] == purpose && l["value"]["order_id"] == order || (l["purpose"] == purpose && purpose == "marketing" && l["headers"]["custos-source"].as_str().unwrap().ends_with(order))).cloned();
+    // Erased subject c-4 reaches no purpose.
+    assert!(ls.iter().all(|l| l["headers"]["custos-source"] != "shop.orders/0/6"));
+    // c-2 objected to analytics and withdrew marketing consent; support (contract) still gets it.
+    assert!(get("analytics", "o-1002").is_none());
+    assert!(get("support", "o-1002").is_some());
+    // The June order is past analytics' 30d and marketing's 90d, not support's 365d.
+    assert!(get("analytics", "o-0999").is_none());
+    assert!(get("support", "o-0999").is_some());
+    // Card masked for support, dropped elsewhere; health notes dropped everywhere.
+    let s = get("support", "o-1001").unwrap();
+    assert_eq!(s["value"]["payment"]["card_number"], "***************1111");
+    for l in &ls {
+        let text = l["value"].to_string();
+        assert!(!text.contains("penicillin"), "{text}");
+        assert!(!text.contains("WELCOME10"), "unclassified field leaked: {text}");
+        if l["purpose"] != "support" {
+            assert!(!text.contains("4111 1111") && !text.contains("5555-5555"), "{text}");
+        }
+    }
+    // Purposes in policy order within each input record.
+    let order: Vec<&str> = ls.iter().filter(|l| l["headers"]["custos-source"] == "shop.orders/0/0").map(|l| l["purpose"].as_str().unwrap()).collect();
+    assert_eq!(order, ["analytics", "marketing", "support"]);
+}
+
+#[test]
+fn apply_purpose_filter_and_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dl = dir.path().join("dl.ndjson");
+    let out = apply_shop(&["--purpose", "marketing", "--dead-letter", dl.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ls = lines(&out);
+    assert_eq!(ls.len(), 2);
+    assert!(ls.iter().all(|l| l["purpose"] == "marketing" && l["topic"] == "shop.orders.marketing"));
+    let dls: Vec<Value> = std::fs::read_to_string(&dl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(dls.len(), 2);
+    assert_eq!(dls[0]["headers"]["custos-error"], "decode");
+    assert_eq!(dls[0]["headers"]["custos-source"], "shop.orders/0/4");
+    assert_eq!(dls[0]["value"], r#"{"order_id": "o-broken", "created_at": "#);
+    assert_eq!(dls[1]["value"], "[1,2,3]");
+}
+
+#[test]
+fn apply_envelopes_from_stdin() {
+    let input = br#"{"key":"c-1","value":{"order_id":"o-9","created_at":"2026-11-22T00:00:00Z","customer":{"id":"c-1"}},"headers":{"x-trace":"abc"},"timestamp":1795000000000}
+{"key":"c-1","value":"{\"order_id\":\"o-10\"}","timestamp":"2026-11-22T00:00:00Z"}
+{"value":null}
+not json
+"#;
+    let policy = shop("policy.yaml");
+    let out = custos(&["apply", &policy, "--stream", "orders", "--envelope", "--now", NOW, "--purpose", "analytics"], Some(input));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ls = lines(&out);
+    assert_eq!(ls.len(), 2, "{ls:?}");
+    let ps = custos::transform::pseudonym_with_key(b"analytics-secret", b"c-1");
+    assert_eq!(ls[0]["key"], ps.as_str());
+    assert_eq!(ls[0]["value"]["customer"]["id"], ps.as_str());
+    assert!(ls[0]["headers"].get("x-trace").is_none());
+    assert_eq!(ls[1]["value"]["order_id"], "o-10");
+    let err = stderr(&out);
+    assert!(err.contains("line 3") && err.contains("line 4"), "{err}");
+}
+
+#[test]
+fn apply_refuses_to_start_without_secrets() {
+    let policy = shop("policy.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["apply", &policy, "--stream", "orders", "--input", &shop("orders.ndjson")])
+        .env_remove("CUSTOS_KEY_ANALYTICS")
+        .env("CUSTOS_KEY_MARKETING", "m")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(err.contains("CUSTOS_KEY_ANALYTICS"), "{err}");
+}
+
+#[test]
+fn apply_unknown_stream_or_purpose() {
+    let policy = shop("policy.yaml");
+    let out = custos(&["apply", &policy, "--stream", "nope"], Some(b""));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown stream `nope`; the policy has: orders"));
+    let out = custos(&["apply", &policy, "--stream", "orders", "--purpose", "sales"], Some(b""));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("purpose `sales` has no output"));
+}
+
+#[test]
+fn apply_survives_hostile_input() {
+    let mut input: Vec<u8> = Vec::new();
+    input.extend_from_slice(b"{\"order_id\": \"o-1\", \"customer\": {\"id\": \"c-1\"\n"); // malformed
+    input.extend_from_slice(b"42\n"); // not an object
+    input.extend_from_slice(b"{\"order_id\": \"\xff\xfe\"}\n"); // invalid UTF-8
+    input.extend_from_slice(format!("{{\"items\": {}{}}}\n", "[".repeat(100_000), "]".repeat(100_000)).as_bytes()); // deep
+    let big = "lorem ipsum 4111 1111 1111 1111 dolor ".repeat(120_000); // ~4.6 MB scanned
+    input.extend_from_slice(format!("{{\"order_id\":\"o-big\",\"created_at\":\"2026-11-22T00:00:00Z\",\"notes\":\"{big}\"}}\n").as_bytes());
+    input.extend_from_slice(b"{\"order_id\":\"o-num\",\"created_at\":\"2026-11-22T00:00:00Z\",\"payment\":{\"amount\":1e999999}}\n");
+    input.extend_from_slice(b"{\"order_id\":\"o-dup\",\"order_id\":\"o-dup2\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
+    input.extend_from_slice(b"{\"order_id\":\"o-last\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
+    let policy = shop("policy.yaml");
+    let out = custos(&["apply", &policy, "--stream", "orders", "--purpose", "analytics", "--now", NOW], Some(&input));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("8 records: 4 governed, 4 dead-lettered"), "{err}");
+    assert!(!err.contains("4111") && !err.contains("lorem"), "stderr must not echo content");
+    let ls = lines(&out);
+    let ids: Vec<&str> = ls.iter().map(|l| l["value"]["order_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["o-big", "o-num", "o-dup2", "o-last"]);
+    let notes = ls[0]["value"]["notes"].as_str().unwrap();
+    assert!(!notes.contains("4111"));
+    assert_eq!(notes.matches("[REDACTED:pii.financial.card]").count(), 120_000);
+}
+
+#[test]
+fn explain_golden_and_json() {
+    let out = custos(&["explain", "examples/shop/policy.yaml"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    golden("explain-shop.txt", &stdout(&out));
+    let out = custos(&["explain", "examples/shop/policy.yaml", "--format", "json"], None);
+    assert!(out.status.success());
+    golden("explain-shop.json", &stdout(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let fields = v["streams"][0]["fields"].as_array().unwrap();
+    let email = fields.iter().find(|f| f["path"] == "customer.email").unwrap();
+    let by: Vec<(&str, &str)> = email["purposes"].as_array().unwrap().iter().map(|p| (p["purpose"].as_str().unwrap(), p["action"].as_str().unwrap())).collect();
+    assert_eq!(by, [("analytics", "drop"), ("marketing", "keep"), ("support", "keep")]);
+    let analytics = &email["purposes"][0];
+    assert_eq!(analytics["decided_by"], "default (no rule: drop)");
+    let card = fields.iter().find(|f| f["path"] == "payment.card_number").unwrap();
+    assert_eq!(card["purposes"][2]["action"], "mask");
+    assert_eq!(card["purposes"][2]["classes"][0]["rule"]["class"], "pii.financial.card");
+}
+
+#[test]
+fn explain_filters() {
+    let out = custos(&["explain", "examples/shop/policy.yaml", "--stream", "orders", "--purpose", "marketing"], None);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("marketing") && !text.contains("analytics  "), "{text}");
+    let out = custos(&["explain", "examples/shop/policy.yaml", "--purpose", "nope"], None);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn report_golden() {
+    let out = custos(&["report", "examples/shop/policy.yaml"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    golden("report-shop.md", &stdout(&out));
+    let out = custos(&["report", "examples/shop/policy.yaml", "--format", "html"], None);
+    assert!(out.status.success());
+    golden("report-shop.html", &stdout(&out));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [&["--help"][..], &["policy", "check", "--help"], &["explain", "--help"], &["apply", "--help"], &["report", "--help"]] {
+        let out = custos(args, None);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage"), "{args:?}");
+    }
+}
+
+#[allow(dead_code)]
+fn unused(_: &Path) {}
