@@ -7,10 +7,9 @@
 //! ends as a [`Verdict`], either governed outputs or a dead letter. It never
 //! logs, so it can never log personal data.
 
-use std::borrow::Cow;
+use serde_json::Value;
 
-use serde_json::{Map, Value};
-
+use crate::codec::{self, Kind, Tape, Tok};
 use crate::classify::{self, Detector, Span};
 use crate::policy::plan::{Leaf, Node, OutputPlan, StreamPlan};
 use crate::policy::{Basis, FieldPath, Segment, Unclassified};
@@ -141,6 +140,7 @@ pub enum Verdict {
 /// Reusable buffers, one per worker thread.
 #[derive(Debug, Default)]
 pub struct Scratch {
+    tape: Tape,
     bufs: Vec<Vec<u8>>,
     bits: Vec<u64>,
     spans: Vec<Span>,
@@ -179,16 +179,31 @@ pub fn govern_with_limit(
             format!("value of {} bytes is over the limit of {max_record_bytes}", rec.value.len()),
         );
     }
-    let value: Value = match serde_json::from_slice(rec.value) {
-        Ok(v) => v,
-        Err(e) => return dead(DeadLetterReason::Decode, format!("not valid JSON: {e}")),
-    };
-    let Value::Object(map) = &value else {
-        return dead(DeadLetterReason::Decode, "the value is not a JSON object");
-    };
+    let mut tape = std::mem::take(&mut scratch.tape);
+    let verdict = govern_tape(plan, policy_id, rec, state, now_ms, scratch, &mut tape);
+    scratch.tape = tape;
+    verdict
+}
 
-    let subject = plan.subject.as_ref().and_then(|p| read_path(p, rec, &value)).and_then(|v| subject_text(&v));
-    let event_time_ms = match plan.event_time.as_ref().and_then(|p| read_path(p, rec, &value)) {
+fn govern_tape(
+    plan: &StreamPlan,
+    policy_id: &str,
+    rec: &Record<'_>,
+    state: &dyn SubjectState,
+    now_ms: i64,
+    scratch: &mut Scratch,
+    tape: &mut Tape,
+) -> Verdict {
+    if let Err(e) = tape.parse(rec.value) {
+        return dead(DeadLetterReason::Decode, format!("not valid JSON: {e}"));
+    }
+    if tape.root().map(|t| t.kind) != Some(Kind::Object) {
+        return dead(DeadLetterReason::Decode, "the value is not a JSON object");
+    }
+    let doc = Doc { src: rec.value, tape };
+
+    let subject = plan.subject.as_ref().and_then(|p| read_path(p, rec, &doc)).and_then(|v| subject_text(&v));
+    let event_time_ms = match plan.event_time.as_ref().and_then(|p| read_path(p, rec, &doc)) {
         None => rec.timestamp.unwrap_or(now_ms),
         Some(v) => match parse_time(&v) {
             Some(t) => t,
@@ -218,6 +233,7 @@ pub fn govern_with_limit(
     }
     let mut detections: Vec<Detection> = Vec::new();
     let mut w = Walker {
+        doc: &doc,
         outputs: &plan.outputs,
         bufs: &mut scratch.bufs[..n],
         bits: &mut scratch.bits,
@@ -227,7 +243,7 @@ pub fn govern_with_limit(
         spans: &mut scratch.spans,
         text: &mut scratch.text,
     };
-    let written = w.object(map, &plan.root.leaf, Some(&plan.root), "", active);
+    let written = w.object(0, &plan.root.leaf, Some(&plan.root), "", active);
     let unclassified = w.unclassified;
     if unclassified > 0 && plan.unclassified == Unclassified::DeadLetter {
         return dead(
@@ -345,8 +361,41 @@ fn classes_header(plan: &StreamPlan, bits: &[u64]) -> String {
     out
 }
 
-/// Reads a value at a path without arrays (subject, event time).
-pub fn read_path(path: &FieldPath, rec: &Record<'_>, value: &Value) -> Option<Value> {
+/// A decoded value: the input bytes and their tape.
+pub struct Doc<'a> {
+    pub src: &'a [u8],
+    pub tape: &'a Tape,
+}
+
+impl Doc<'_> {
+    fn tok(&self, i: usize) -> &Tok {
+        &self.tape.toks[i]
+    }
+
+    /// A scalar token as a `serde_json::Value` (numbers keep their text).
+    fn scalar_value(&self, i: usize) -> Value {
+        let t = self.tok(i);
+        match t.kind {
+            Kind::Null | Kind::Object | Kind::Array => Value::Null,
+            Kind::True => Value::Bool(true),
+            Kind::False => Value::Bool(false),
+            Kind::Str | Kind::StrEsc => Value::String(codec::string(self.src, t).into_owned()),
+            Kind::Number => serde_json::from_slice(codec::raw(self.src, t)).unwrap_or(Value::Null),
+        }
+    }
+
+    fn key_is(&self, k: usize, name: &str) -> bool {
+        let t = self.tok(k);
+        if t.kind == Kind::Str {
+            codec::raw(self.src, t) == name.as_bytes()
+        } else {
+            codec::string(self.src, t) == name
+        }
+    }
+}
+
+/// Reads a scalar at a path without arrays (subject, event time).
+pub fn read_path(path: &FieldPath, rec: &Record<'_>, doc: &Doc<'_>) -> Option<Value> {
     match path {
         FieldPath::Key => rec.key.and_then(|k| std::str::from_utf8(k).ok()).map(|s| Value::String(s.to_string())),
         FieldPath::Header(h) => rec
@@ -356,14 +405,20 @@ pub fn read_path(path: &FieldPath, rec: &Record<'_>, value: &Value) -> Option<Va
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .map(|s| Value::String(s.to_string())),
         FieldPath::Value(segs) => {
-            let mut v = value;
+            let mut at = 0usize;
             for s in segs {
                 match s {
-                    Segment::Field(name) => v = v.get(name.as_str())?,
+                    Segment::Field(name) => {
+                        if doc.tok(at).kind != Kind::Object {
+                            return None;
+                        }
+                        at = doc.tape.members(at).find(|(k, _)| doc.key_is(*k, name))?.1;
+                    }
                     Segment::Each => return None,
                 }
             }
-            (!v.is_null()).then(|| v.clone())
+            let v = doc.scalar_value(at);
+            (!v.is_null()).then_some(v)
         }
     }
 }
@@ -385,6 +440,7 @@ pub fn parse_time(v: &Value) -> Option<i64> {
 
 /// Walks one event once, writing every active purpose's output side by side.
 struct Walker<'a> {
+    doc: &'a Doc<'a>,
     outputs: &'a [OutputPlan],
     bufs: &'a mut [Vec<u8>],
     bits: &'a mut [u64],
@@ -409,11 +465,54 @@ fn each_bit(mask: u64) -> impl Iterator<Item = usize> {
     })
 }
 
-fn count_leaves(v: &Value) -> u32 {
-    match v {
-        Value::Object(m) => m.values().map(count_leaves).sum::<u32>().max(1),
-        Value::Array(a) => a.iter().map(count_leaves).sum::<u32>().max(1),
-        _ => 1,
+/// Writes a JSON string (with quotes and escapes).
+fn write_str(buf: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(buf, s);
+}
+
+/// Writes the governed form of a scalar token; false when it is dropped.
+fn write_scalar(op: &Op, doc: &Doc<'_>, i: usize, buf: &mut Vec<u8>) -> bool {
+    let t = doc.tok(i);
+    match (op, t.kind) {
+        (Op::Drop, _) => false,
+        (_, Kind::Null) => {
+            buf.extend_from_slice(b"null");
+            true
+        }
+        (Op::Keep, _) => {
+            buf.extend_from_slice(codec::raw_json(doc.src, t));
+            true
+        }
+        (Op::Redact, Kind::Str | Kind::StrEsc) => {
+            buf.extend_from_slice(b"\"[REDACTED]\"");
+            true
+        }
+        (Op::Redact, _) => {
+            buf.extend_from_slice(b"null");
+            true
+        }
+        (Op::Pseudonymize(mac), kind) => {
+            let p = if matches!(kind, Kind::Str | Kind::StrEsc) {
+                transform::pseudonym(mac, codec::string(doc.src, t).as_bytes())
+            } else {
+                transform::pseudonym(mac, codec::raw(doc.src, t))
+            };
+            buf.push(b'"');
+            buf.extend_from_slice(p.as_bytes());
+            buf.push(b'"');
+            true
+        }
+        _ => {
+            let v = doc.scalar_value(i);
+            match transform::apply(op, &v) {
+                Some(out) => {
+                    let _ = serde_json::to_writer(buf, &*out);
+                    true
+                }
+                None => false,
+            }
+        }
     }
 }
 
@@ -425,49 +524,61 @@ impl Walker<'_> {
         }
     }
 
-    /// Writes `v` under `leaf`/`node` for every purpose in `active`; returns
-    /// the purposes for which something was written.
-    fn value(&mut self, v: &Value, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+    /// Scalars (and empty containers) below token `i`, for unclassified counts.
+    fn count_leaves(&self, i: usize) -> u32 {
+        let doc = self.doc;
+        match doc.tok(i).kind {
+            Kind::Object => doc.tape.members(i).map(|(_, v)| self.count_leaves(v)).sum::<u32>().max(1),
+            Kind::Array => doc.tape.elements(i).map(|v| self.count_leaves(v)).sum::<u32>().max(1),
+            _ => 1,
+        }
+    }
+
+    /// Writes token `i` under `leaf`/`node` for every purpose in `active`;
+    /// returns the purposes for which something was written.
+    fn value(&mut self, i: usize, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+        let kind = self.doc.tok(i).kind;
+        let container = matches!(kind, Kind::Object | Kind::Array);
         let structured = node.is_some_and(Node::has_structure);
         if !structured && !leaf.scan {
             if !leaf.is_classified() {
-                self.unclassified += count_leaves(v);
+                self.unclassified += self.count_leaves(i);
                 return 0;
             }
-            if matches!(v, Value::Object(_) | Value::Array(_)) {
-                // Uniform subtree: keep it whole where the action is keep.
+            if container {
+                // Uniform subtree: copy it verbatim where the action is keep.
                 let mut keep = 0;
                 for p in each_bit(active) {
                     if matches!(leaf.decisions[p].op, Op::Keep) {
                         keep |= 1 << p;
                     }
                 }
-                let mut written = 0;
+                let raw = codec::raw_json(self.doc.src, self.doc.tok(i));
                 for p in each_bit(keep) {
-                    // Writing a Value to a Vec<u8> cannot fail.
-                    let _ = serde_json::to_writer(&mut self.bufs[p], v);
+                    self.bufs[p].extend_from_slice(raw);
                     self.mark_pairs(p, &leaf.decisions[p].pairs);
-                    written |= 1 << p;
                 }
                 let rest = active & !keep;
+                let mut written = keep;
                 if rest != 0 {
-                    written |= match v {
-                        Value::Object(m) => self.object(m, leaf, None, path, rest),
-                        Value::Array(a) => self.array(a, leaf, None, path, rest),
-                        _ => 0,
+                    written |= if kind == Kind::Object {
+                        self.object(i, leaf, None, path, rest)
+                    } else {
+                        self.array(i, leaf, None, path, rest)
                     };
                 }
                 return written;
             }
         }
-        match v {
-            Value::Object(m) => self.object(m, leaf, node, path, active),
-            Value::Array(a) => self.array(a, leaf, node, path, active),
-            scalar => self.scalar(scalar, leaf, path, active),
+        match kind {
+            Kind::Object => self.object(i, leaf, node, path, active),
+            Kind::Array => self.array(i, leaf, node, path, active),
+            _ => self.scalar(i, leaf, path, active),
         }
     }
 
-    fn object(&mut self, map: &Map<String, Value>, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+    fn object(&mut self, i: usize, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+        let doc = self.doc;
         let mut marks = [0usize; 64];
         for p in each_bit(active) {
             marks[p] = self.bufs[p].len();
@@ -475,25 +586,27 @@ impl Walker<'_> {
         }
         let mut nonempty = 0u64;
         let mut emarks = [0usize; 64];
-        for (k, cv) in map {
-            let (cleaf, cnode, cpath) = match node.and_then(|n| n.child(k)) {
+        for (k, v) in doc.tape.members(i) {
+            let child = node.and_then(|n| n.children.iter().find(|(name, _)| doc.key_is(k, name)).map(|(_, c)| c));
+            let (cleaf, cnode, cpath) = match child {
                 Some(c) => (&*c.leaf, Some(c), c.path.as_str()),
                 None => (leaf, None, path),
             };
             if !cleaf.is_classified() && !cnode.is_some_and(|n| n.has_classified) {
-                self.unclassified += count_leaves(cv);
+                self.unclassified += self.count_leaves(v);
                 continue;
             }
+            let key_json = codec::raw_json(doc.src, doc.tok(k));
             for p in each_bit(active) {
                 let buf = &mut self.bufs[p];
                 emarks[p] = buf.len();
                 if nonempty & (1 << p) != 0 {
                     buf.push(b',');
                 }
-                let _ = serde_json::to_writer(&mut *buf, k.as_str());
+                buf.extend_from_slice(key_json);
                 buf.push(b':');
             }
-            let w = self.value(cv, cleaf, cnode, cpath, active);
+            let w = self.value(v, cleaf, cnode, cpath, active);
             for p in each_bit(active & !w) {
                 self.bufs[p].truncate(emarks[p]);
             }
@@ -509,13 +622,14 @@ impl Walker<'_> {
         nonempty
     }
 
-    fn array(&mut self, items: &[Value], leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+    fn array(&mut self, i: usize, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+        let doc = self.doc;
         let (eleaf, enode, epath) = match node.and_then(|n| n.each.as_deref()) {
             Some(e) => (&*e.leaf, Some(e), e.path.as_str()),
             None => (leaf, None, path),
         };
         if !eleaf.is_classified() && !enode.is_some_and(|n| n.has_classified) {
-            self.unclassified += items.iter().map(count_leaves).sum::<u32>().max(1);
+            self.unclassified += self.count_leaves(i);
             return 0;
         }
         let mut marks = [0usize; 64];
@@ -525,7 +639,7 @@ impl Walker<'_> {
         }
         let mut nonempty = 0u64;
         let mut emarks = [0usize; 64];
-        for item in items {
+        for item in doc.tape.elements(i) {
             for p in each_bit(active) {
                 let buf = &mut self.bufs[p];
                 emarks[p] = buf.len();
@@ -549,21 +663,20 @@ impl Walker<'_> {
         nonempty
     }
 
-    fn scalar(&mut self, v: &Value, leaf: &Leaf, path: &str, active: u64) -> u64 {
+    fn scalar(&mut self, i: usize, leaf: &Leaf, path: &str, active: u64) -> u64 {
         if !leaf.is_classified() {
             self.unclassified += 1;
             return 0;
         }
-        if leaf.scan {
-            if let Value::String(s) = v {
-                return self.scanned(s, leaf, path, active);
-            }
+        let doc = self.doc;
+        if leaf.scan && matches!(doc.tok(i).kind, Kind::Str | Kind::StrEsc) {
+            let s = codec::string(doc.src, doc.tok(i));
+            return self.scanned(&s, leaf, path, active);
         }
         let mut written = 0;
         for p in each_bit(active) {
             let d = &leaf.decisions[p];
-            if let Some(out) = transform::apply(&d.op, v) {
-                let _ = serde_json::to_writer(&mut self.bufs[p], &*out);
+            if write_scalar(&d.op, doc, i, &mut self.bufs[p]) {
                 written |= 1 << p;
                 self.mark_pairs(p, &d.pairs);
             }
@@ -582,14 +695,21 @@ impl Walker<'_> {
         let mut written = 0;
         for p in each_bit(active) {
             let d = &leaf.decisions[p];
-            if matches!(d.op, Op::Drop) {
-                continue;
-            }
-            if matches!(d.op, Op::Redact) {
-                let _ = serde_json::to_writer(&mut self.bufs[p], transform::REDACTED);
-                written |= 1 << p;
-                self.mark_pairs(p, &d.pairs);
-                continue;
+            match d.op {
+                Op::Drop => continue,
+                Op::Redact => {
+                    write_str(&mut self.bufs[p], transform::REDACTED);
+                    written |= 1 << p;
+                    self.mark_pairs(p, &d.pairs);
+                    continue;
+                }
+                Op::Keep if self.spans.is_empty() => {
+                    write_str(&mut self.bufs[p], s);
+                    written |= 1 << p;
+                    self.mark_pairs(p, &d.pairs);
+                    continue;
+                }
+                _ => {}
             }
             // Spans first, in place; then the field's own action on the result.
             self.text.clear();
@@ -605,16 +725,19 @@ impl Walker<'_> {
                 }
             }
             self.text.push_str(&s[last..]);
-            let text = Value::String(std::mem::take(self.text));
-            if let Some(out) = transform::apply(&d.op, &text) {
-                let out: Cow<'_, Value> = out;
-                let _ = serde_json::to_writer(&mut self.bufs[p], &*out);
-                written |= 1 << p;
-                self.mark_pairs(p, &d.pairs);
+            if matches!(d.op, Op::Keep) {
+                write_str(&mut self.bufs[p], self.text);
+            } else {
+                let text = Value::String(std::mem::take(self.text));
+                if let Some(out) = transform::apply(&d.op, &text) {
+                    let _ = serde_json::to_writer(&mut self.bufs[p], &*out);
+                }
+                if let Value::String(t) = text {
+                    *self.text = t;
+                }
             }
-            if let Value::String(t) = text {
-                *self.text = t;
-            }
+            written |= 1 << p;
+            self.mark_pairs(p, &d.pairs);
         }
         written
     }

@@ -14,6 +14,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod codec;
 pub mod engine;
 pub mod policy;
 pub mod state;

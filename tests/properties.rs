@@ -153,6 +153,22 @@ proptest! {
     }
 
     #[test]
+    fn tape_parser_agrees_with_serde_json(v in arb_json(), raw in prop::collection::vec(prop_oneof![Just(b'{'), Just(b'}'), Just(b'['), Just(b']'), Just(b'"'), Just(b':'), Just(b','), Just(b'1'), Just(b' '), Just(b'a'), Just(b'\\'), any::<u8>()], 0..24)) {
+        let mut tape = custos::codec::Tape::default();
+        let text = serde_json::to_vec(&v).unwrap();
+        let ours = tape.parse(&text);
+        // Generated objects never repeat a key (they are built from a map).
+        prop_assert!(ours.is_ok(), "{:?} on {}", ours, String::from_utf8_lossy(&text));
+        prop_assert_eq!(tape.toks[0].next as usize, tape.toks.len());
+        let theirs: Result<Value, _> = serde_json::from_slice(&raw);
+        match tape.parse(&raw) {
+            Ok(()) => prop_assert!(theirs.is_ok(), "we accepted what serde_json rejects: {:?}", String::from_utf8_lossy(&raw)),
+            Err(custos::codec::JsonError::DuplicateKey(_)) => {}
+            Err(e) => prop_assert!(theirs.is_err(), "we rejected ({}) what serde_json accepts: {:?}", e, String::from_utf8_lossy(&raw)),
+        }
+    }
+
+    #[test]
     fn pseudonyms_are_deterministic_and_key_separated(value in "\\PC{0,40}", k1 in prop::collection::vec(any::<u8>(), 1..40), k2 in prop::collection::vec(any::<u8>(), 1..40)) {
         let a = pseudonym_with_key(&k1, value.as_bytes());
         prop_assert_eq!(&a, &pseudonym_with_key(&k1, value.as_bytes()));
