@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 /// A built-in detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,31 +73,38 @@ pub struct Span {
 }
 
 struct Patterns {
-    email: Regex,
-    card: Regex,
-    iban: Regex,
-    ssn: Regex,
-    ipv6: Regex,
-    ipv4: Regex,
-    phone_intl: Regex,
-    phone_nanp: Regex,
-    phone_trunk: Regex,
+    /// One regex per entry of [`SOURCES`].
+    res: Vec<Regex>,
+    /// All of them in one automaton: one pass tells which can match at all.
+    set: RegexSet,
 }
 
+const EMAIL: usize = 0;
+const CARD: usize = 1;
+const IBAN: usize = 2;
+const SSN: usize = 3;
+const IPV6: usize = 4;
+const IPV4: usize = 5;
+const PHONE_INTL: usize = 6;
+const PHONE_NANP: usize = 7;
+const PHONE_TRUNK: usize = 8;
+
+const SOURCES: [&str; 9] = [
+    r"(?i)(?-u:\b)[a-z0-9._%+\-]{1,64}@[a-z0-9](?:[a-z0-9\-]{0,62}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]{0,62}[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)",
+    r"(?-u:\b)[2-6][0-9](?:[ \-]?[0-9]){11,17}(?-u:\b)",
+    r"(?i)(?-u:\b)[a-z]{2}[0-9]{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?(?-u:\b)",
+    r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)",
+    r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?|::",
+    r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)",
+    r"\+[0-9]{1,3}(?:[ .\-]?\(?[0-9]{1,4}\)?){1,6}(?-u:\b)",
+    r"(?:(?-u:\b)1[ .\-])?(?:\([0-9]{3}\) ?|(?-u:\b)[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}(?-u:\b)",
+    r"(?-u:\b)0[1-9][0-9]{0,3}(?:[ .\-][0-9]{2,4}){2,4}(?-u:\b)",
+];
+
 // ASCII word boundaries ((?-u:\b)) keep the lazy DFA usable on any input.
-static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
-    let re = |p: &str| Regex::new(p).expect("built-in detector pattern is valid");
-    Patterns {
-        email: re(r"(?i)(?-u:\b)[a-z0-9._%+\-]{1,64}@[a-z0-9](?:[a-z0-9\-]{0,62}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]{0,62}[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)"),
-        card: re(r"(?-u:\b)[2-6][0-9](?:[ \-]?[0-9]){11,17}(?-u:\b)"),
-        iban: re(r"(?i)(?-u:\b)[a-z]{2}[0-9]{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?(?-u:\b)"),
-        ssn: re(r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)"),
-        ipv6: re(r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?|::"),
-        ipv4: re(r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)"),
-        phone_intl: re(r"\+[0-9]{1,3}(?:[ .\-]?\(?[0-9]{1,4}\)?){1,6}(?-u:\b)"),
-        phone_nanp: re(r"(?:(?-u:\b)1[ .\-])?(?:\([0-9]{3}\) ?|(?-u:\b)[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}(?-u:\b)"),
-        phone_trunk: re(r"(?-u:\b)0[1-9][0-9]{0,3}(?:[ .\-][0-9]{2,4}){2,4}(?-u:\b)"),
-    }
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+    res: SOURCES.iter().map(|src| Regex::new(src).expect("built-in detector pattern is valid")).collect(),
+    set: RegexSet::new(SOURCES).expect("built-in detector patterns are valid"),
 });
 
 fn digits(s: &str) -> impl Iterator<Item = u32> + '_ {
@@ -213,24 +220,61 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     }
     let p = &*PATTERNS;
     let mut cands: Vec<Span> = Vec::new();
-    let push = |re: &Regex, det: Detector, valid: &dyn Fn(&str) -> bool, cands: &mut Vec<Span>| {
-        for m in re.find_iter(text) {
+    let hits = p.set.matches(text);
+    if !hits.matched_any() {
+        return;
+    }
+    let push = |i: usize, det: Detector, valid: &dyn Fn(&str) -> bool, cands: &mut Vec<Span>| {
+        if !hits.matched(i) {
+            return;
+        }
+        for m in p.res[i].find_iter(text) {
             if valid(m.as_str()) {
                 cands.push(Span { start: m.start(), end: m.end(), detector: det });
             }
         }
     };
     if has_at {
-        push(&p.email, Detector::Email, &|_| true, &mut cands);
+        push(EMAIL, Detector::Email, &|_| true, &mut cands);
+    }
+    // Each detector needs a minimum of digits and certain punctuation; one
+    // pass over the bytes tells which regexes can possibly match.
+    let (mut ndigits, mut dash, mut dot, mut plus, mut zero) = (0usize, false, false, false, false);
+    for &b in bytes {
+        match b {
+            b'0' => {
+                ndigits += 1;
+                zero = true;
+            }
+            b'1'..=b'9' => ndigits += 1,
+            b'-' => dash = true,
+            b'.' => dot = true,
+            b'+' => plus = true,
+            _ => {}
+        }
     }
     if has_digit {
-        push(&p.card, Detector::Card, &card_valid, &mut cands);
-        push(&p.iban, Detector::Iban, &iban_valid, &mut cands);
-        push(&p.ssn, Detector::UsSsn, &ssn_valid, &mut cands);
-        push(&p.ipv4, Detector::Ipv4, &|s| s.parse::<Ipv4Addr>().is_ok(), &mut cands);
-        push(&p.phone_intl, Detector::Phone, &|s| phone_valid(s, 8), &mut cands);
-        push(&p.phone_nanp, Detector::Phone, &|s| phone_valid(s, 10), &mut cands);
-        push(&p.phone_trunk, Detector::Phone, &|s| phone_valid(s, 9) && one_separator(s), &mut cands);
+        if ndigits >= 12 {
+            push(CARD, Detector::Card, &card_valid, &mut cands);
+        }
+        if ndigits >= 2 && bytes.len() >= 15 {
+            push(IBAN, Detector::Iban, &iban_valid, &mut cands);
+        }
+        if dash && ndigits >= 9 {
+            push(SSN, Detector::UsSsn, &ssn_valid, &mut cands);
+        }
+        if dot && ndigits >= 4 {
+            push(IPV4, Detector::Ipv4, &|s| s.parse::<Ipv4Addr>().is_ok(), &mut cands);
+        }
+        if plus && ndigits >= 8 {
+            push(PHONE_INTL, Detector::Phone, &|s| phone_valid(s, 8), &mut cands);
+        }
+        if ndigits >= 10 {
+            push(PHONE_NANP, Detector::Phone, &|s| phone_valid(s, 10), &mut cands);
+        }
+        if zero && ndigits >= 9 {
+            push(PHONE_TRUNK, Detector::Phone, &|s| phone_valid(s, 9) && one_separator(s), &mut cands);
+        }
         // A phone or card number is not a slice of a longer run of digit groups
         // (an IBAN or a reference written in groups).
         let sep = |b: u8| matches!(b, b' ' | b'-' | b'.');
@@ -246,7 +290,7 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
         cands.retain(|c| c.detector != Detector::Card || c.start == 0 || bytes[c.start - 1] != b'+');
     }
     if has_colon {
-        push(&p.ipv6, Detector::Ipv6, &|s| s.bytes().any(|b| b.is_ascii_hexdigit()) && s.parse::<Ipv6Addr>().is_ok(), &mut cands);
+        push(IPV6, Detector::Ipv6, &|s| s.bytes().any(|b| b.is_ascii_hexdigit()) && s.parse::<Ipv6Addr>().is_ok(), &mut cands);
         // An IPv6 match must not sit inside a longer hex/colon run (e.g. a hash).
         cands.retain(|c| {
             c.detector != Detector::Ipv6

@@ -7,6 +7,9 @@
 //! ends as a [`Verdict`], either governed outputs or a dead letter. It never
 //! logs, so it can never log personal data.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::codec::{self, Kind, Tape, Tok};
@@ -104,7 +107,7 @@ pub struct Output {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     /// `custos-*` headers first, then governed input headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +119,7 @@ pub enum Outcome {
 /// Personal data found in a scanned field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detection {
-    pub field: String,
+    pub field: Arc<str>,
     pub detector: Detector,
     pub count: u32,
 }
@@ -266,7 +269,9 @@ fn govern_tape(
             outcomes.push(Outcome::Suppressed(s));
             continue;
         }
-        let mut value = std::mem::take(&mut scratch.bufs[i]);
+        // Hand the buffer out and leave one sized for the next event.
+        let cap = scratch.bufs[i].capacity();
+        let mut value = std::mem::replace(&mut scratch.bufs[i], Vec::with_capacity(cap));
         if written & (1 << i) == 0 {
             value.clear();
             value.extend_from_slice(b"{}");
@@ -275,22 +280,21 @@ fn govern_tape(
         let key = key_value.as_ref().and_then(|k| {
             transform::apply(&plan.key.decisions[i].op, k).and_then(|v| scalar_bytes(&v))
         });
-        let mut headers = vec![
-            ("custos-policy".to_string(), policy_id.as_bytes().to_vec()),
-            ("custos-purpose".to_string(), out.name.as_bytes().to_vec()),
-            ("custos-classes".to_string(), classes.into_bytes()),
-            ("custos-source".to_string(), source.as_bytes().to_vec()),
-        ];
+        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = Vec::with_capacity(4 + plan.headers.len());
+        headers.push((Cow::Borrowed("custos-policy"), policy_id.as_bytes().to_vec()));
+        headers.push((Cow::Borrowed("custos-purpose"), out.name.as_bytes().to_vec()));
+        headers.push((Cow::Borrowed("custos-classes"), classes.into_bytes()));
+        headers.push((Cow::Borrowed("custos-source"), source.as_bytes().to_vec()));
         for (name, leaf) in &plan.headers {
             for (hn, hv) in rec.headers.iter().filter(|(hn, _)| hn == name) {
                 let d = &leaf.decisions[i];
                 if matches!(d.op, Op::Keep) {
-                    headers.push((hn.clone(), hv.clone()));
+                    headers.push((Cow::Owned(hn.clone()), hv.clone()));
                     continue;
                 }
                 let v = Value::String(String::from_utf8_lossy(hv).into_owned());
                 if let Some(b) = transform::apply(&d.op, &v).and_then(|v| scalar_bytes(&v)) {
-                    headers.push((hn.clone(), b));
+                    headers.push((Cow::Owned(hn.clone()), b));
                 }
             }
         }
@@ -687,9 +691,9 @@ impl Walker<'_> {
     fn scanned(&mut self, s: &str, leaf: &Leaf, path: &str, active: u64) -> u64 {
         classify::detect_into(s, self.spans);
         for span in self.spans.iter() {
-            match self.detections.iter_mut().find(|d| d.field == path && d.detector == span.detector) {
+            match self.detections.iter_mut().find(|d| &*d.field == path && d.detector == span.detector) {
                 Some(d) => d.count += 1,
-                None => self.detections.push(Detection { field: path.to_string(), detector: span.detector, count: 1 }),
+                None => self.detections.push(Detection { field: Arc::from(path), detector: span.detector, count: 1 }),
             }
         }
         let mut written = 0;

@@ -72,9 +72,13 @@ pub fn pseudonym(mac: &HmacSha256, bytes: &[u8]) -> String {
     let mut m = mac.clone();
     m.update(bytes);
     let tag = m.finalize().into_bytes();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(35);
     out.push_str("ps_");
-    out.push_str(&hex::encode(&tag[..16]));
+    for b in &tag[..16] {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
     out
 }
 
@@ -190,6 +194,16 @@ fn number(r: f64, integral: bool) -> Option<Value> {
 /// a date-time without offset, or a full date.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
+    // Fast path for the common `YYYY-MM-DD` (birth dates).
+    if s.len() == 10 {
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            b[r].iter().try_fold(0u32, |a, d| d.is_ascii_digit().then(|| a * 10 + u32::from(d - b'0')))
+        };
+        if b[4] == b'-' && b[7] == b'-' {
+            return NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?);
+        }
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.naive_local().date());
     }

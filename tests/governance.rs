@@ -264,7 +264,7 @@ streams:
     let Verdict::Governed(g) = &v else { panic!() };
     let Outcome::Emitted(o) = &g.outcomes[0] else { panic!() };
     assert_eq!(o.key, None);
-    let names: Vec<&str> = o.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = o.headers.iter().map(|(n, _)| n.as_ref()).collect();
     assert_eq!(names, ["custos-policy", "custos-purpose", "custos-classes", "custos-source", "trace", "user"]);
     assert_eq!(header(&v, 0, "trace"), Some("t-9"));
     assert_eq!(header(&v, 0, "user"), Some(pseudonym_with_key(b"key-one", b"u-1").as_str()));

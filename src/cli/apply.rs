@@ -350,7 +350,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
 fn write_output(out: &mut impl Write, purpose: &str, topic: &str, o: &engine::Output) -> io::Result<()> {
     let mut headers = Map::new();
     for (k, v) in &o.headers {
-        headers.insert(k.clone(), Value::String(String::from_utf8_lossy(v).into_owned()));
+        headers.insert(k.to_string(), Value::String(String::from_utf8_lossy(v).into_owned()));
     }
     out.write_all(b"{\"purpose\":")?;
     serde_json::to_writer(&mut *out, purpose)?;
