@@ -169,6 +169,16 @@ fn bench(c: &mut Criterion) {
     group.bench_function("naive", |b| b.iter(|| black_box(naive(&compiled.policy, &keys, black_box(&value), &state))));
     group.finish();
 
+    // Floors: decoding alone, and a plain pass-through that parses and re-serializes.
+    let mut tape = custos::codec::Tape::default();
+    c.bench_function("decode_only", |b| b.iter(|| black_box(tape.parse(black_box(&value)))));
+    c.bench_function("serde_json_roundtrip", |b| {
+        b.iter(|| {
+            let v: Value = serde_json::from_slice(black_box(&value)).unwrap();
+            black_box(serde_json::to_vec(&v).unwrap())
+        })
+    });
+
     let notes = "Please call +44 20 7946 0958 before delivery, or write to ada.lovelace@example.com; leave the parcel with the neighbour.";
     c.bench_function("detect_notes", |b| b.iter(|| black_box(classify::detect(black_box(notes)))));
 }

@@ -309,7 +309,6 @@ impl Parser<'_, '_> {
     }
 
     fn check_duplicates(&self, obj: usize) -> Result<(), JsonError> {
-        let keys: Vec<&Tok> = self.tape.members(obj).map(|(k, _)| &self.tape.toks[k]).collect();
         let same = |a: &Tok, b: &Tok| {
             if a.kind == Kind::Str && b.kind == Kind::Str {
                 raw(self.src, a) == raw(self.src, b)
@@ -317,15 +316,18 @@ impl Parser<'_, '_> {
                 string(self.src, a) == string(self.src, b)
             }
         };
-        if keys.len() <= 32 {
-            for (i, a) in keys.iter().enumerate() {
-                if keys[..i].iter().any(|b| same(a, b)) {
+        let toks = &self.tape.toks;
+        let n = self.tape.members(obj).count();
+        if n <= 32 {
+            for (i, (ka, _)) in self.tape.members(obj).enumerate() {
+                let a = &toks[ka];
+                if self.tape.members(obj).take(i).any(|(kb, _)| same(a, &toks[kb])) {
                     return Err(JsonError::DuplicateKey(a.start as usize));
                 }
             }
         } else {
-            let mut seen = std::collections::HashSet::with_capacity(keys.len());
-            for a in &keys {
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            for a in self.tape.members(obj).map(|(k, _)| &toks[k]) {
                 if !seen.insert(string(self.src, a)) {
                     return Err(JsonError::DuplicateKey(a.start as usize));
                 }
@@ -353,10 +355,17 @@ impl Parser<'_, '_> {
         let mut esc = false;
         let src = self.src;
         loop {
-            let Some(&b) = src.get(i) else {
-                self.pos = i;
+            // Jump to the next quote or backslash; control characters are
+            // checked on the skipped run.
+            let Some(off) = memchr::memchr2(b'"', b'\\', &src[i..]) else {
+                self.pos = src.len();
                 return Err(self.err("unterminated string"));
             };
+            if let Some(c) = src[i..i + off].iter().position(|&b| b < 0x20) {
+                return Err(JsonError::Syntax { what: "control character in string", at: i + c });
+            }
+            i += off;
+            let b = src[i];
             match b {
                 b'"' => break,
                 b'\\' => {

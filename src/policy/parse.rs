@@ -371,7 +371,7 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
     };
     let consent_topic = topic_of(&mut cx, top.get("consent"), "`consent`");
     let erasure_topic = topic_of(&mut cx, top.get("erasure"), "`erasure`");
-    if top.get("consent").is_none() {
+    if !top.contains_key("consent") {
         for p in purposes.iter().filter(|p| p.basis == Basis::Consent) {
             cx.err(p.pos, format!("purpose `{}` has basis `consent` but the policy has no `consent: {{ topic: … }}` to read consent from", p.name));
         }
@@ -513,11 +513,10 @@ fn parse_purpose(
                 }
             }
         }
-        Some((r, None)) => {
-            if !r.is_null() {
-                cx.err(r.pos, format!("`rules` of {what} must be a list"));
-            }
+        Some((r, None)) if !r.is_null() => {
+            cx.err(r.pos, format!("`rules` of {what} must be a list"));
         }
+        Some((_, None)) => {}
         None => {}
     }
     // Errors were reported above; a placeholder keeps later checks from
