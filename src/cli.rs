@@ -5,8 +5,10 @@
 //! nothing here prints record content to stderr.
 
 pub mod apply;
+pub mod demo;
 pub mod explain;
 pub mod report;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +48,14 @@ pub enum Command {
     },
     /// Govern NDJSON events offline, exactly as the worker would, and print one line per emitted output
     Apply(apply::ApplyArgs),
+    /// Run the worker
+    Run {
+        /// The worker configuration (TOML)
+        #[arg(long, default_value = "custos.toml")]
+        config: PathBuf,
+    },
+    /// Try custos: an embedded broker, example data, the real worker, and what each purpose received
+    Demo,
     /// Record of processing activities (GDPR Art. 30) from the policy
     Report {
         /// The policy file
@@ -144,6 +154,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Apply(args) => apply::run(&args),
+        Command::Run { config } => run::run(&config),
+        Command::Demo => demo::run(),
         Command::Report { file, format } => {
             let policy = load_policy(&file)?;
             print!("{}", report::report(&policy, format));

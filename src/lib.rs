@@ -15,7 +15,11 @@
 pub mod classify;
 pub mod cli;
 pub mod codec;
+pub mod config;
+pub mod kafka;
 pub mod engine;
+pub mod http;
 pub mod policy;
 pub mod state;
+pub mod telemetry;
 pub mod transform;

@@ -105,6 +105,18 @@ impl MemoryState {
         Ok(new.then_some(subject))
     }
 
+    /// The most protective reading of an unreadable consent record: consent
+    /// withdrawn and objection raised for every purpose.
+    pub fn deny_all(&mut self, subject: &str) {
+        self.consent.insert(subject.into(), vec![("*".into(), false)]);
+    }
+
+    /// The most protective reading of an unreadable erasure record: erase.
+    pub fn erase(&mut self, subject: &str) -> bool {
+        self.consent.remove(subject);
+        self.erased.insert(subject.into())
+    }
+
     pub fn consent_subjects(&self) -> usize {
         self.consent.len()
     }
@@ -120,10 +132,11 @@ impl SubjectState for MemoryState {
     }
 
     fn consent(&self, subject: &str, purpose: &str) -> Option<bool> {
-        self.consent
-            .get(subject)?
+        let entries = self.consent.get(subject)?;
+        entries
             .iter()
             .find(|(p, _)| &**p == purpose)
+            .or_else(|| entries.iter().find(|(p, _)| &**p == "*"))
             .map(|(_, b)| *b)
     }
 }
@@ -156,6 +169,17 @@ mod tests {
         assert!(s.apply_consent(None, Some(b"{")).is_err());
         assert_eq!(s.apply_consent(None, Some(br#"{"purposes":{}}"#)), Err(RecordError::NoSubject));
         assert_eq!(s.apply_consent(None, Some(br#"{"subject":"x","purposes":{"m":"yes"}}"#)), Err(RecordError::BadPurposes));
+    }
+
+    #[test]
+    fn deny_all_withdraws_and_objects_everywhere() {
+        let mut s = MemoryState::new();
+        s.apply_consent(None, Some(br#"{"subject":"c-3","purposes":{"m":true}}"#)).unwrap();
+        s.deny_all("c-3");
+        assert_eq!(s.consent("c-3", "m"), Some(false));
+        assert_eq!(s.consent("c-3", "anything"), Some(false));
+        assert!(s.erase("c-3"));
+        assert!(s.is_erased("c-3"));
     }
 
     #[test]

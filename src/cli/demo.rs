@@ -1,0 +1,236 @@
+//! `custos demo`: the whole flow on an embedded broker, with nothing
+//! installed. Loads the shop example (orders for several subjects, consent
+//! and erasure records, two bad records), runs the real worker on it and
+//! prints what each purpose received, the dead letters and the counts.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+use super::run::init_tracing;
+use super::Failure;
+use crate::config::{Config, LogFormat};
+use crate::kafka::embedded::Embedded;
+use crate::kafka::worker::{topic_specs, Control, Options, Worker};
+use crate::policy::{self, keys::Keys, plan};
+use crate::telemetry::{total, Metrics};
+
+const POLICY: &str = include_str!("../../examples/shop/policy.yaml");
+const DAY: i64 = 86_400_000;
+
+fn fail(what: &str) -> impl Fn(crate::kafka::WorkerError) -> Failure + '_ {
+    move |e| Failure::new(format!("demo: {what}: {e}"))
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
+}
+
+/// The demo's input: (key, value bytes).
+fn orders(now: i64) -> Vec<(Option<String>, Vec<u8>)> {
+    let order = |id: &str, days_ago: i64, subject: &str, name: &str, email: &str, extra: Value| {
+        let mut v = json!({
+            "order_id": id,
+            "created_at": rfc3339(now - days_ago * DAY),
+            "customer": {"id": subject, "email": email, "name": name, "birth_date": "1985-12-10",
+                "address": {"street": "12 Analytical Way", "city": "London", "postal_code": "NW1 6XE"},
+                "geo": {"lat": 51.52343, "lon": -0.15871}},
+            "payment": {"card_number": "4111 1111 1111 1111", "amount": 129.90},
+            "items": [{"sku": "BK-101", "qty": 2, "price": 19.95}],
+            "coupon": "WELCOME10"
+        });
+        if let (Value::Object(m), Value::Object(x)) = (&mut v, extra) {
+            m.extend(x);
+        }
+        (Some(subject.to_string()), serde_json::to_vec(&v).unwrap_or_default())
+    };
+    vec![
+        order("o-1001", 1, "c-1", "Ada Lovelace", "ada@example.com", json!({"notes": "Call +44 20 7946 0958 or write to ada@example.com before delivery"})),
+        order("o-1002", 1, "c-2", "Grace Hopper", "grace@example.org", json!({"notes": "leave at door"})),
+        order("o-1003", 2, "c-3", "Alan Turing", "alan@example.net", json!({"notes": "customer ip 81.2.69.160"})),
+        order("o-0999", 120, "c-1", "Ada Lovelace", "ada@example.com", json!({})),
+        order("o-1004", 1, "c-4", "Linus T", "linus@example.com", json!({})),
+        order("o-1005", 3, "c-5", "Barbara Liskov", "barbara@example.com", json!({"customer": {"id": "c-5", "health_notes": "asthma"}})),
+        (Some("c-6".into()), br#"{"order_id": "o-broken", "created_at": "#.to_vec()),
+        (None, b"[1,2,3]".to_vec()),
+    ]
+}
+
+/// (key, value) records of one topic.
+type Keyed = Vec<(String, Vec<u8>)>;
+
+/// A record read back: key, value, headers.
+type ReadBack = (Option<String>, String, Vec<(String, String)>);
+
+fn subject_records() -> (Keyed, Keyed) {
+    let consent = vec![
+        ("c-1".to_string(), br#"{"subject":"c-1","purposes":{"marketing":true,"analytics":true},"updated_at":"2026-11-01T10:00:00Z"}"#.to_vec()),
+        ("c-2".to_string(), br#"{"subject":"c-2","purposes":{"marketing":false,"analytics":false},"updated_at":"2026-11-02T10:00:00Z"}"#.to_vec()),
+        ("c-3".to_string(), br#"{"subject":"c-3","purposes":{"marketing":true},"updated_at":"2026-11-03T10:00:00Z"}"#.to_vec()),
+    ];
+    let erasure = vec![("c-4".to_string(), br#"{"subject":"c-4","requested_at":"2026-11-10T12:00:00Z"}"#.to_vec())];
+    (consent, erasure)
+}
+
+/// Every record of a topic from the beginning to its end.
+fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadBack> {
+    let Ok(c) = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "custos-demo-reader")
+        .set("enable.auto.commit", "false")
+        .create::<BaseConsumer>()
+    else {
+        return Vec::new();
+    };
+    let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else { return Vec::new() };
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for t in md.topics() {
+        for p in t.partitions() {
+            let _ = tpl.add_partition_offset(topic, p.id(), Offset::Beginning);
+            if let Ok((lo, hi)) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(5)) {
+                remaining += hi - lo;
+            }
+        }
+    }
+    if c.assign(&tpl).is_err() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remaining > 0 && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            remaining -= 1;
+            let headers = m
+                .headers()
+                .map(|h| {
+                    use rdkafka::message::Headers;
+                    h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect()
+                })
+                .unwrap_or_default();
+            out.push((m.key().map(|k| String::from_utf8_lossy(k).into_owned()), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(), headers));
+        }
+    }
+    out
+}
+
+/// Runs `custos demo`.
+///
+/// # Errors
+/// The embedded broker or the worker failed.
+pub fn run() -> Result<(), Failure> {
+    init_tracing(LogFormat::Text, "error");
+    let started = Instant::now();
+    let policy = policy::load(POLICY, "examples/shop/policy.yaml").map_err(|e| Failure::new(e.to_string()))?;
+    // Demo secrets unless the real ones are set.
+    let keys = Keys::resolve(&policy, |v| std::env::var(v).ok().or_else(|| Some(format!("demo-only-secret-{v}"))))
+        .map_err(|_| Failure::new("demo: secrets"))?;
+    let compiled = Arc::new(plan::compile(Arc::new(policy), &keys).map_err(|e| Failure::new(e.to_string()))?);
+    let cfg = Config::parse(
+        "policy = \"examples/shop/policy.yaml\"\n[kafka]\nbootstrap_servers = \"embedded\"\ngroup_id = \"custos-demo\"\n[delivery]\ndrain_timeout_ms = 5000\n",
+        "demo",
+        Default::default(),
+    )
+    .map_err(|e| Failure::new(e.to_string()))?;
+
+    let broker = Embedded::start(1).map_err(fail("embedded broker"))?;
+    let bootstrap = broker.bootstrap_servers();
+    let input_topic = compiled.streams[0].topic.clone();
+    broker.create_topic(&input_topic, 3).map_err(fail("topics"))?;
+    for spec in topic_specs(&compiled, &cfg, |_| 3) {
+        broker.create_topic(&spec.name, spec.partitions).map_err(fail("topics"))?;
+    }
+
+    let now = crate::kafka::now_ms();
+    let inputs = orders(now);
+    let (consent, erasure) = subject_records();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .map_err(|e| Failure::new(format!("demo: producer: {e}")))?;
+    let consent_topic = compiled.policy.consent_topic.clone().unwrap_or_default();
+    let erasure_topic = compiled.policy.erasure_topic.clone().unwrap_or_default();
+    for (topic, recs) in [(&consent_topic, &consent), (&erasure_topic, &erasure)] {
+        for (k, v) in recs.iter() {
+            let _ = producer.send(BaseRecord::<str, [u8]>::to(topic).key(k.as_str()).payload(&v[..]));
+        }
+    }
+    for (k, v) in &inputs {
+        let mut r = BaseRecord::<str, [u8]>::to(&input_topic).payload(&v[..]).timestamp(now);
+        if let Some(k) = k {
+            r = r.key(k.as_str());
+        }
+        let _ = producer.send(r);
+    }
+    producer.flush(Duration::from_secs(10)).map_err(|e| Failure::new(format!("demo: produce: {e}")))?;
+
+    let metrics = Metrics::new();
+    let control = Control::default();
+    let worker = Worker {
+        config: cfg,
+        bootstrap: bootstrap.clone(),
+        compiled: compiled.clone(),
+        metrics: metrics.clone(),
+        options: Options { skip_topic_management: true, crash_on_stop: false },
+        control: control.clone(),
+    };
+    let handle = std::thread::spawn(move || worker.run());
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while total(&metrics.consumed, |_| true) < inputs.len() as u64 && Instant::now() < deadline && !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    control.stop.store(true, Ordering::SeqCst);
+    match handle.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Failure::new(format!("demo: worker: {e}"))),
+        Err(_) => return Err(Failure::new("demo: the worker thread panicked")),
+    }
+
+    println!("custos demo — policy {} on an embedded broker ({bootstrap})\n", compiled.policy.id());
+    println!("INPUT {input_topic}: {} records (consent: c-1 analytics+marketing, c-2 objects/withdraws, c-3 marketing; erasure: c-4)", inputs.len());
+    if let Some((_, v)) = inputs.first() {
+        println!("  e.g. {}\n", String::from_utf8_lossy(v));
+    }
+    for o in &compiled.streams[0].outputs {
+        let recs = read_all(&bootstrap, &o.topic);
+        println!("PURPOSE {} ({}, retention {} d) → {}: {} records", o.name, o.basis.name(), o.retention_ms / DAY, o.topic, recs.len());
+        for (k, v, h) in &recs {
+            let classes = h.iter().find(|(n, _)| n == "custos-classes").map(|(_, c)| c.as_str()).unwrap_or("");
+            println!("  key={} {v}", k.as_deref().unwrap_or("null"));
+            println!("    custos-classes: {classes}");
+        }
+        println!();
+    }
+    let dl = read_all(&bootstrap, "custos.dead-letter");
+    println!("DEAD LETTERS custos.dead-letter: {} records", dl.len());
+    for (_, _, h) in &dl {
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+        println!("  {} ({})", get("custos-source"), get("custos-error"));
+    }
+    println!("\nCOUNTS");
+    println!("  custos_records_consumed_total        {}", total(&metrics.consumed, |_| true));
+    for o in &compiled.streams[0].outputs {
+        let name = o.name.as_str();
+        let by = |r: &str| total(&metrics.suppressed, |l| l.contains(&("purpose", name)) && l.contains(&("reason", r)));
+        println!(
+            "  {name:<10} emitted {}  suppressed: consent {} objection {} erasure {} expired {}",
+            total(&metrics.emitted, |l| l.contains(&("purpose", name))),
+            by("consent"),
+            by("objection"),
+            by("erasure"),
+            by("expired"),
+        );
+    }
+    println!("  custos_records_dead_lettered_total   {}", total(&metrics.dead_lettered, |_| true));
+    println!("  custos_detections_total              {}", total(&metrics.detections, |_| true));
+    println!("  custos_unclassified_fields_total     {}", total(&metrics.unclassified, |_| true));
+    println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    drop(broker);
+    Ok(())
+}

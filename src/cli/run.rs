@@ -1,0 +1,109 @@
+//! `custos run`: load config and policy, refuse to start on any problem, then
+//! run the worker with HTTP endpoints until SIGTERM or SIGINT.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{load_compiled, Failure};
+use crate::config::{env_overrides, Config, LogFormat};
+use crate::kafka::embedded::Embedded;
+use crate::kafka::worker::{topic_specs, Control, Options, Worker};
+use crate::telemetry::Metrics;
+
+/// Sets up logging: JSON or text on stderr, level from `RUST_LOG` (default info).
+pub fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs `custos run --config FILE`.
+///
+/// # Errors
+/// Bad config or policy, missing secrets, startup or fatal worker errors.
+pub fn run(config_path: &Path) -> Result<(), Failure> {
+    let cfg = Config::load(config_path, env_overrides(std::env::vars())).map_err(|e| {
+        Failure::new(format!("{e}; fix {} (or the CUSTOS_* variable) and start again", config_path.display()))
+    })?;
+    init_tracing(cfg.log.format, "info");
+    let compiled = Arc::new(load_compiled(&cfg.policy)?);
+    let metrics = Metrics::new();
+    metrics.policy_info.with_label_values(&[&compiled.policy.name, &compiled.policy.digest]).set(1);
+
+    // The embedded broker lives as long as this function.
+    let (embedded, bootstrap) = if cfg.embedded() {
+        let e = Embedded::start(1).map_err(|e| Failure::new(format!("cannot start the embedded broker: {e}")))?;
+        for s in &compiled.streams {
+            e.create_topic(&s.topic, 3).map_err(|e| Failure::new(e.to_string()))?;
+        }
+        for spec in topic_specs(&compiled, &cfg, |_| 3) {
+            e.create_topic(&spec.name, spec.partitions).map_err(|e| Failure::new(e.to_string()))?;
+        }
+        let b = e.bootstrap_servers();
+        tracing::warn!(bootstrap = %b, "using the embedded in-memory broker: for trying custos out only");
+        (Some(e), b)
+    } else {
+        (None, cfg.kafka.bootstrap_servers.clone())
+    };
+
+    let control = Control::default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(format!("cannot start the runtime: {e}")))?;
+    {
+        let stop = control.stop.clone();
+        runtime.spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: draining");
+            stop.store(true, Ordering::SeqCst);
+        });
+        let (listen, m, ready) = (cfg.http.listen.clone(), metrics.clone(), control.ready.clone());
+        runtime.spawn(async move {
+            if let Err(e) = crate::http::serve(&listen, m, ready).await {
+                tracing::error!(listen, error = %e, "http endpoints failed");
+            }
+        });
+    }
+
+    let worker = Worker {
+        config: cfg.clone(),
+        bootstrap,
+        compiled,
+        metrics,
+        options: Options { skip_topic_management: embedded.is_some(), crash_on_stop: false },
+        control,
+    };
+    let result = worker.run();
+    runtime.shutdown_background();
+    drop(embedded);
+    result.map_err(|e| Failure::new(format!("{e}")))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

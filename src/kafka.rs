@@ -1,0 +1,55 @@
+//! Everything that talks to Kafka: the worker loop, the consent and erasure
+//! readers, topic management and the embedded broker.
+//!
+//! The governance itself is the pure [`crate::engine`]; this module only moves
+//! bytes and offsets around it. It must never commit an offset before every
+//! output and dead letter of that record and all earlier records of its
+//! partition is acknowledged by the broker, and never log record content.
+
+pub mod embedded;
+pub mod offsets;
+pub mod subjects;
+pub mod topics;
+pub mod worker;
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+/// Errors that stop the worker (bad records never do: they are dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("topic `{topic}` keeps data for {actual} but purpose `{purpose}` allows {allowed}; lower its retention.ms or set kafka.manage_topics = true")]
+    Retention { topic: String, purpose: String, actual: String, allowed: String },
+    #[error("topic `{0}` does not exist; create it or set kafka.manage_topics = true")]
+    MissingTopic(String),
+    #[error("topic management failed for `{topic}`: {reason}")]
+    Admin { topic: String, reason: String },
+    #[error("{what} did not finish within {secs} s: {reason}")]
+    Timeout { what: String, secs: u64, reason: String },
+    #[error("the exactly_once guarantee is not available in this version; use delivery.guarantee = \"at_least_once\"")]
+    ExactlyOnceUnsupported,
+    #[error("stream `{0}` is avro; this version of the worker reads JSON streams only")]
+    AvroUnsupported(String),
+}
+
+/// A librdkafka configuration with the bootstrap servers and the user's
+/// `[kafka.properties]` applied (TLS, SASL and tuning pass through unchanged).
+pub fn base_config(bootstrap: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Milliseconds since the epoch, from the system clock (the only clock read
+/// on the processing path; the engine gets it as an argument).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,465 @@
+//! The worker loop: consume every stream's topic in one group, govern each
+//! record with the pure engine, produce each entitled output and dead letter,
+//! and store an input offset only when it and everything before it in its
+//! partition is acknowledged (at-least-once, SPEC §7).
+//!
+//! Threads: the consumer loop runs on the caller's thread (librdkafka's
+//! rebalance callbacks run inside its `poll`); delivery reports arrive on the
+//! threaded producer's poll thread and only touch the offset tracker; the
+//! consent/erasure reader has its own thread. Record content is never logged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use super::offsets::{OffsetTracker, Tp};
+use super::subjects::{self, SharedState};
+use super::topics::{self, TopicSpec};
+use super::{base_config, now_ms, WorkerError};
+use crate::config::{Config, Guarantee};
+use crate::engine::{self, Outcome, Record, Scratch, Verdict};
+use crate::policy::plan::Compiled;
+use crate::policy::Format;
+use crate::state::MemoryState;
+use crate::telemetry::Metrics;
+
+/// How the worker is run (not user configuration).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Skip topic management: the embedded broker has no admin API.
+    pub skip_topic_management: bool,
+    /// Tests only: on stop, exit without draining or committing, as a killed process would.
+    pub crash_on_stop: bool,
+}
+
+/// Flags shared with whoever runs the worker.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Set to stop: the worker drains, commits and leaves the group.
+    pub stop: Arc<AtomicBool>,
+    /// Set once consent/erasure state is loaded and the consumer runs.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// One output record waiting to be (re)sent.
+#[derive(Debug, Clone)]
+struct OutRecord {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    timestamp: Option<i64>,
+}
+
+/// The input record an output belongs to (the delivery opaque).
+#[derive(Debug)]
+struct Origin {
+    tp: Tp,
+    offset: i64,
+}
+
+struct Shared {
+    tracker: Mutex<OffsetTracker>,
+    retries: Mutex<Vec<(OutRecord, Arc<Origin>)>>,
+    metrics: Metrics,
+}
+
+struct DeliveryContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Arc<Origin>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, origin: Arc<Origin>) {
+        match result {
+            Ok(_) => self.shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).ack(&origin.tp, origin.offset),
+            Err((e, msg)) => {
+                // librdkafka has already retried for delivery.timeout.ms: keep
+                // the record and send it again; its offset stays uncommitted.
+                tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "produce failed; will retry");
+                self.shared.metrics.produce_failures.with_label_values(&[msg.topic()]).inc();
+                let rec = OutRecord {
+                    topic: msg.topic().to_string(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: msg
+                        .headers()
+                        .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+                        .unwrap_or_default(),
+                    timestamp: msg.timestamp().to_millis(),
+                };
+                self.shared.retries.lock().unwrap_or_else(PoisonError::into_inner).push((rec, origin));
+            }
+        }
+    }
+}
+
+type Prod = ThreadedProducer<DeliveryContext>;
+
+struct WorkerContext {
+    shared: Arc<Shared>,
+    producer: Arc<Prod>,
+    drain: Duration,
+}
+
+impl ClientContext for WorkerContext {}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else { return };
+        // Drain what is in flight, then commit the revoked partitions before
+        // another worker may start on them.
+        let revoked: Vec<Tp> = tpl.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+        let deadline = Instant::now() + self.drain;
+        let _ = self.producer.flush(self.drain);
+        while self.inflight(&revoked) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut commit = TopicPartitionList::new();
+        {
+            let mut t = self.shared.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            for tp in &revoked {
+                if let Some(off) = t.remove(tp) {
+                    let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(off));
+                }
+            }
+        }
+        self.shared.retries.lock().unwrap_or_else(PoisonError::into_inner).retain(|(_, o)| !revoked.contains(&o.tp));
+        if commit.count() > 0 {
+            match consumer.commit(&commit, CommitMode::Sync) {
+                Ok(()) => tracing::info!(partitions = commit.count(), "revoked partitions drained and committed"),
+                Err(e) => tracing::warn!(error = %e, "commit on revoke failed; the next owner may reprocess"),
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+impl WorkerContext {
+    fn inflight(&self, tps: &[Tp]) -> usize {
+        self.shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).inflight(|tp| tps.contains(tp))
+    }
+}
+
+/// Everything `run` needs.
+pub struct Worker {
+    pub config: Config,
+    pub bootstrap: String,
+    pub compiled: Arc<Compiled>,
+    pub metrics: Metrics,
+    pub options: Options,
+    pub control: Control,
+}
+
+/// The topics a policy writes, with what they must look like.
+pub fn topic_specs(compiled: &Compiled, config: &Config, partitions: impl Fn(&str) -> i32) -> Vec<TopicSpec> {
+    let mut specs = Vec::new();
+    for s in &compiled.streams {
+        for o in &s.outputs {
+            specs.push(TopicSpec {
+                name: o.topic.clone(),
+                retention: Some((o.name.clone(), o.retention_ms)),
+                compacted: false,
+                partitions: partitions(&s.topic),
+            });
+        }
+    }
+    specs.push(TopicSpec { name: config.dead_letter.topic.clone(), retention: None, compacted: false, partitions: 1 });
+    for t in [&compiled.policy.consent_topic, &compiled.policy.erasure_topic].into_iter().flatten() {
+        specs.push(TopicSpec { name: t.clone(), retention: None, compacted: true, partitions: 1 });
+    }
+    specs
+}
+
+impl Worker {
+    /// Runs until `control.stop` is set; returns after draining and committing.
+    ///
+    /// # Errors
+    /// Startup failures (unreachable broker, topics, retention) and fatal
+    /// client errors. Bad records never stop the worker.
+    pub fn run(self) -> Result<(), WorkerError> {
+        let cfg = &self.config;
+        if cfg.delivery.guarantee == Guarantee::ExactlyOnce {
+            return Err(WorkerError::ExactlyOnceUnsupported);
+        }
+        if let Some(s) = self.compiled.policy.streams.iter().find(|s| s.format == Format::Avro) {
+            return Err(WorkerError::AvroUnsupported(s.name.clone()));
+        }
+        let base = base_config(&self.bootstrap, &cfg.kafka.properties);
+        let drain = Duration::from_millis(cfg.delivery.drain_timeout_ms);
+        let startup = Duration::from_secs(30);
+
+        if !self.options.skip_topic_management {
+            let probe: BaseConsumer = base.clone().create()?;
+            let md = probe.fetch_metadata(None, startup)?;
+            let partitions = |t: &str| md.topics().iter().find(|x| x.name() == t).map_or(1, |x| x.partitions().len().max(1) as i32);
+            let specs = topic_specs(&self.compiled, cfg, partitions);
+            topics::ensure(&base, &specs, cfg.kafka.manage_topics, startup)?;
+        }
+
+        let state: SharedState = Arc::new(RwLock::new(MemoryState::new()));
+        let follower = subjects::load_and_follow(
+            &base,
+            self.compiled.policy.consent_topic.as_deref(),
+            self.compiled.policy.erasure_topic.as_deref(),
+            state.clone(),
+            self.metrics.clone(),
+            self.control.stop.clone(),
+            startup,
+        )?;
+
+        let shared = Arc::new(Shared {
+            tracker: Mutex::new(OffsetTracker::new()),
+            retries: Mutex::new(Vec::new()),
+            metrics: self.metrics.clone(),
+        });
+        let producer: Arc<Prod> = Arc::new(
+            base.clone()
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create_with_context(DeliveryContext { shared: shared.clone() })?,
+        );
+        let consumer: BaseConsumer<WorkerContext> = consumer_config(&base, cfg).create_with_context(WorkerContext {
+            shared: shared.clone(),
+            producer: producer.clone(),
+            drain,
+        })?;
+        let topics: Vec<&str> = self.compiled.streams.iter().map(|s| s.topic.as_str()).collect();
+        consumer.subscribe(&topics)?;
+        self.control.ready.store(true, Ordering::SeqCst);
+        tracing::info!(policy = %self.compiled.policy.id(), streams = topics.len(), group = %cfg.kafka.group_id, "worker running");
+
+        let by_topic: HashMap<&str, usize> = self.compiled.streams.iter().enumerate().map(|(i, s)| (s.topic.as_str(), i)).collect();
+        let policy_id = self.compiled.policy.id();
+        let mut scratch = Scratch::default();
+        let mut last_store = Instant::now();
+        let mut last_retry = Instant::now();
+        let mut tps: HashMap<(String, i32), Tp> = HashMap::new();
+
+        while !self.control.stop.load(Ordering::Relaxed) {
+            if last_retry.elapsed() >= Duration::from_secs(1) {
+                resend(&producer, &shared);
+                last_retry = Instant::now();
+            }
+            if last_store.elapsed() >= Duration::from_millis(100) {
+                store(&consumer, &shared);
+                last_store = Instant::now();
+            }
+            let msg = match consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    continue;
+                }
+                Some(Ok(m)) => m,
+            };
+            let Some(&si) = by_topic.get(msg.topic()) else { continue };
+            let tp = tps
+                .entry((msg.topic().to_string(), msg.partition()))
+                .or_insert_with(|| (Arc::from(msg.topic()), msg.partition()))
+                .clone();
+            let outs = {
+                let state = state.read().unwrap_or_else(PoisonError::into_inner);
+                govern_message(&self.compiled, si, &policy_id, &msg, &state, &mut scratch, &self.metrics, &cfg.dead_letter.topic)
+            };
+            let origin = Arc::new(Origin { tp: tp.clone(), offset: msg.offset() });
+            shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).begin(&tp, msg.offset(), outs.len() as u32);
+            for out in outs {
+                send(&producer, &shared, out, origin.clone());
+            }
+        }
+
+        if self.options.crash_on_stop {
+            tracing::warn!("stopping without drain or commit (crash simulation)");
+            return Ok(());
+        }
+        // Graceful stop: drain, commit, leave the group.
+        tracing::info!(drain_ms = drain.as_millis() as u64, "draining");
+        let deadline = Instant::now() + drain;
+        let _ = producer.flush(drain);
+        loop {
+            resend(&producer, &shared);
+            let left = shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).inflight(|_| true);
+            if left == 0 || Instant::now() >= deadline {
+                if left > 0 {
+                    tracing::warn!(records = left, "drain timeout: records in flight will be reprocessed by the next owner");
+                }
+                break;
+            }
+            let _ = producer.flush(Duration::from_millis(100));
+        }
+        store(&consumer, &shared);
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "final commit failed"),
+        }
+        consumer.unsubscribe();
+        drop(consumer);
+        if let Some(h) = follower {
+            let _ = h.join();
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+fn consumer_config(base: &ClientConfig, cfg: &Config) -> ClientConfig {
+    let mut c = base.clone();
+    c.set("group.id", &cfg.kafka.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    c
+}
+
+/// Stores every offset that became safe (auto-commit then commits it).
+fn store(consumer: &BaseConsumer<WorkerContext>, shared: &Shared) {
+    let ready = shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).committable();
+    if ready.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (tp, off) in &ready {
+        let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*off));
+    }
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        // A partition revoked a moment ago: its offsets were committed on revoke.
+        tracing::debug!(error = %e, "store offsets");
+    }
+}
+
+fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
+    let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+    for (k, v) in &out.headers {
+        headers = headers.insert(Header { key: k, value: Some(v) });
+    }
+    let mut record: BaseRecord<'_, [u8], [u8], Arc<Origin>> = BaseRecord::with_opaque_to(&out.topic, origin.clone()).payload(&out.payload[..]).headers(headers);
+    if let Some(k) = &out.key {
+        record = record.key(&k[..]);
+    }
+    if let Some(ts) = out.timestamp {
+        record = record.timestamp(ts);
+    }
+    let mut record = record;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => {
+                // Not accepted at all (e.g. larger than message.max.bytes):
+                // keep it for retry so the partition never moves past it.
+                tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
+                shared.metrics.produce_failures.with_label_values(&[&out.topic]).inc();
+                shared.retries.lock().unwrap_or_else(PoisonError::into_inner).push((out.clone(), origin.clone()));
+                return;
+            }
+        }
+    }
+}
+
+fn resend(producer: &Prod, shared: &Shared) {
+    let pending: Vec<(OutRecord, Arc<Origin>)> = std::mem::take(&mut *shared.retries.lock().unwrap_or_else(PoisonError::into_inner));
+    for (rec, origin) in pending {
+        send(producer, shared, rec, origin);
+    }
+}
+
+/// Governs one consumed message into the records to produce (outputs or a dead letter).
+#[allow(clippy::too_many_arguments)]
+fn govern_message(
+    compiled: &Compiled,
+    si: usize,
+    policy_id: &str,
+    msg: &BorrowedMessage<'_>,
+    state: &MemoryState,
+    scratch: &mut Scratch,
+    metrics: &Metrics,
+    dead_letter_topic: &str,
+) -> Vec<OutRecord> {
+    let plan = &compiled.streams[si];
+    let timer = metrics.observe(&plan.name).start_timer();
+    metrics.consumed.with_label_values(&[&plan.name]).inc();
+    let headers: Vec<(String, Vec<u8>)> = msg
+        .headers()
+        .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+        .unwrap_or_default();
+    let timestamp = msg.timestamp().to_millis();
+    let rec = Record {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp,
+        key: msg.key(),
+        value: msg.payload().unwrap_or_default(),
+        headers: &headers,
+    };
+    let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
+    let verdict = if msg.payload().is_none() {
+        Verdict::DeadLetter(engine::DeadLetter { reason: engine::DeadLetterReason::Decode, detail: "tombstone (null value) on an input topic".into() })
+    } else {
+        engine::govern(plan, policy_id, &rec, state, now_ms(), scratch)
+    };
+    let outs = match verdict {
+        Verdict::DeadLetter(d) => {
+            metrics.dead_letter(&plan.name, d.reason, &source);
+            let mut h = headers.clone();
+            h.push(("custos-error".into(), d.reason.code().as_bytes().to_vec()));
+            h.push(("custos-source".into(), source.into_bytes()));
+            vec![OutRecord {
+                topic: dead_letter_topic.to_string(),
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: msg.payload().unwrap_or_default().to_vec(),
+                headers: h,
+                timestamp,
+            }]
+        }
+        Verdict::Governed(g) => {
+            if g.unclassified_fields > 0 {
+                metrics.unclassified.with_label_values(&[&plan.name]).inc_by(u64::from(g.unclassified_fields));
+            }
+            for d in &g.detections {
+                metrics.detections.with_label_values(&[&plan.name, d.detector.name()]).inc_by(u64::from(d.count));
+            }
+            let mut outs = Vec::new();
+            for (i, o) in g.outcomes.into_iter().enumerate() {
+                let op = &plan.outputs[i];
+                match o {
+                    Outcome::Suppressed(s) => metrics.suppression(&plan.name, &op.name, s),
+                    Outcome::Emitted(out) => {
+                        metrics.emitted.with_label_values(&[&plan.name, &op.name]).inc();
+                        outs.push(OutRecord {
+                            topic: op.topic.clone(),
+                            key: out.key,
+                            payload: out.value,
+                            headers: out.headers.into_iter().map(|(k, v)| (k.into_owned(), v)).collect(),
+                            timestamp,
+                        });
+                    }
+                }
+            }
+            outs
+        }
+    };
+    timer.observe_duration();
+    outs
+}
