@@ -271,12 +271,70 @@ fn report_golden() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["policy", "check", "--help"], &["explain", "--help"], &["apply", "--help"], &["report", "--help"]] {
+    for args in [&["--help"][..], &["policy", "check", "--help"], &["explain", "--help"], &["apply", "--help"], &["report", "--help"], &["run", "--help"], &["demo", "--help"]] {
         let out = custos(args, None);
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage"), "{args:?}");
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path) {}
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn run_refuses_bad_config_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(shop("policy.yaml")).unwrap();
+    write(dir.path(), "policy.yaml", &policy);
+    let cases = [
+        ("policy = \"policy.yaml\"\n[kafka]\nbootstrap_server = \"x:1\"\n", "bootstrap_server"),
+        ("policy = \"policy.yaml\"\n[delivery]\nguarantee = \"twice\"\n", "delivery.guarantee"),
+        ("policy = \"policy.yaml\"\n[kafka.properties]\n\"enable.auto.offset.store\" = \"true\"\n", "enable.auto.offset.store"),
+        ("policy = \"missing.yaml\"\n", "cannot read policy file"),
+        ("[kafka]\n", "policy"),
+    ];
+    for (text, fragment) in cases {
+        let cfg = write(dir.path(), "custos.toml", text);
+        let out = custos(&["run", "--config", &cfg], None);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let err = stderr(&out);
+        assert!(err.contains(fragment), "expected {fragment:?} in {err}");
+    }
+    // An environment override is checked the same way.
+    let cfg = write(dir.path(), "custos.toml", "policy = \"policy.yaml\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["run", "--config", &cfg])
+        .env("CUSTOS_KAFKA__NOPE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    // Missing secrets stop it before anything is consumed.
+    let cfg = write(dir.path(), "custos.toml", "policy = \"policy.yaml\"\n[kafka]\nbootstrap_servers = \"embedded\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["run", "--config", &cfg])
+        .env_remove("CUSTOS_KEY_ANALYTICS")
+        .env_remove("CUSTOS_KEY_MARKETING")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CUSTOS_KEY_ANALYTICS"), "{}", stderr(&out));
+}
+
+#[test]
+fn demo_runs_the_whole_flow() {
+    let out = custos(&["demo"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("PURPOSE analytics"), "{text}");
+    assert!(text.contains("analytics  emitted 3  suppressed: consent 0 objection 1 erasure 1 expired 1"), "{text}");
+    assert!(text.contains("marketing  emitted 2  suppressed: consent 2 objection 0 erasure 1 expired 1"), "{text}");
+    assert!(text.contains("support    emitted 5  suppressed: consent 0 objection 0 erasure 1 expired 0"), "{text}");
+    assert!(text.contains("DEAD LETTERS custos.dead-letter: 2 records"), "{text}");
+    // The erased subject's data is nowhere in the outputs.
+    assert!(!text.contains("linus@example.com") && !text.contains("key=c-4"), "{text}");
+    assert!(!text.contains("penicillin"));
+}

@@ -1,0 +1,388 @@
+//! The Kafka worker end to end. By default on librdkafka's in-process mock
+//! cluster (nothing to install); with `CUSTOS_TEST_BOOTSTRAP=host:port` the
+//! same tests run against that broker (CI runs them on tansu too). The
+//! broker-outage test always uses the mock, which can take brokers down.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use custos::config::Config;
+use custos::kafka::embedded::Embedded;
+use custos::kafka::topics::{self, TopicSpec};
+use custos::kafka::worker::{Control, Options, Worker};
+use custos::kafka::WorkerError;
+use custos::policy::{self, keys::Keys, plan::Compiled};
+use custos::telemetry::{total, Metrics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+enum Broker {
+    Mock(Embedded),
+    External(String),
+}
+
+impl Broker {
+    fn from_env() -> Broker {
+        match std::env::var("CUSTOS_TEST_BOOTSTRAP") {
+            Ok(b) if !b.trim().is_empty() => Broker::External(b),
+            _ => Broker::mock(),
+        }
+    }
+
+    fn mock() -> Broker {
+        Broker::Mock(Embedded::start(1).expect("mock cluster starts"))
+    }
+
+    fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(e) => e.bootstrap_servers(),
+            Broker::External(b) => b.clone(),
+        }
+    }
+
+    fn create_topic(&self, name: &str, partitions: i32, compacted: bool) {
+        match self {
+            Broker::Mock(e) => e.create_topic(name, partitions).unwrap(),
+            Broker::External(b) => {
+                let spec = TopicSpec { name: name.into(), retention: None, compacted, partitions };
+                topics::ensure(&ClientConfig::new().set("bootstrap.servers", b).clone(), &[spec], true, Duration::from_secs(30)).unwrap();
+            }
+        }
+    }
+}
+
+/// Topic names of one test.
+struct Names {
+    input: String,
+    analytics: String,
+    marketing: String,
+    consent: String,
+    erasure: String,
+    dead_letter: String,
+    group: String,
+}
+
+impl Names {
+    fn new() -> Names {
+        Names {
+            input: unique("in"),
+            analytics: unique("out-a"),
+            marketing: unique("out-m"),
+            consent: unique("consent"),
+            erasure: unique("erasure"),
+            dead_letter: unique("dl"),
+            group: unique("group"),
+        }
+    }
+}
+
+fn compile(n: &Names) -> Arc<Compiled> {
+    let text = format!(
+        r#"
+version: 1
+name: wtest
+keys: {{ k: {{ env: CUSTOS_TEST_KEY }} }}
+purposes:
+  analytics:
+    basis: legitimate_interest
+    retention: 30d
+    rules:
+      - {{ classes: [internal], action: keep }}
+      - {{ classes: [pii.identifier], action: {{ pseudonymize: {{ key: k }} }} }}
+  marketing:
+    basis: consent
+    retention: 30d
+    rules:
+      - {{ classes: [internal, pii.contact.email], action: keep }}
+streams:
+  events:
+    topic: {}
+    subject: user
+    fields:
+      $key: pii.identifier.customer_id
+      user: pii.identifier.customer_id
+      n: internal
+      email: pii.contact.email
+    outputs: {{ analytics: {}, marketing: {} }}
+consent: {{ topic: {} }}
+erasure: {{ topic: {} }}
+"#,
+        n.input, n.analytics, n.marketing, n.consent, n.erasure
+    );
+    let p = policy::load(&text, "wtest.yaml").unwrap();
+    Arc::new(policy::plan::compile(Arc::new(p), &Keys::from_pairs([("k", b"test-key".to_vec())])).unwrap())
+}
+
+fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
+    broker.create_topic(&n.input, partitions, false);
+    for t in [&n.analytics, &n.marketing, &n.dead_letter] {
+        broker.create_topic(t, partitions, false);
+    }
+    broker.create_topic(&n.consent, 1, true);
+    broker.create_topic(&n.erasure, 1, true);
+    compile(n)
+}
+
+fn config(n: &Names) -> Config {
+    let text = format!(
+        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\ndrain_timeout_ms = 10000\n[dead_letter]\ntopic = \"{}\"\n",
+        n.group, n.dead_letter
+    );
+    Config::parse(&text, "test", Default::default()).unwrap()
+}
+
+struct Running {
+    control: Control,
+    metrics: Metrics,
+    handle: JoinHandle<Result<(), WorkerError>>,
+}
+
+fn start(broker: &Broker, n: &Names, compiled: &Arc<Compiled>, crash_on_stop: bool) -> Running {
+    let control = Control::default();
+    let metrics = Metrics::new();
+    let worker = Worker {
+        config: config(n),
+        bootstrap: broker.bootstrap(),
+        compiled: compiled.clone(),
+        metrics: metrics.clone(),
+        options: Options { skip_topic_management: true, crash_on_stop },
+        control: control.clone(),
+    };
+    let handle = std::thread::spawn(move || worker.run());
+    Running { control, metrics, handle }
+}
+
+impl Running {
+    fn consumed(&self) -> u64 {
+        total(&self.metrics.consumed, |_| true)
+    }
+
+    fn stop(self) {
+        self.control.stop.store(true, Ordering::SeqCst);
+        self.handle.join().expect("worker thread").expect("worker stops cleanly");
+    }
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap()
+}
+
+fn produce(p: &BaseProducer, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+    for (k, v) in records {
+        let mut r = BaseRecord::<str, [u8]>::to(topic).payload(&v[..]);
+        if let Some(k) = k {
+            r = r.key(k.as_str());
+        }
+        let mut r = r;
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn event(i: u64) -> (Option<String>, Vec<u8>) {
+    let user = format!("s-{}", i % 5);
+    (Some(user.clone()), serde_json::to_vec(&json!({"user": user, "n": i, "email": format!("{user}@example.com"), "secret": "zzz"})).unwrap())
+}
+
+/// Reads a topic from the beginning, keeping everything seen so far.
+struct Reader {
+    consumer: BaseConsumer,
+    seen: Vec<(Option<String>, Value, Vec<(String, String)>)>,
+}
+
+impl Reader {
+    fn new(bootstrap: &str, topic: &str) -> Reader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+            }
+        }
+        consumer.assign(&tpl).unwrap();
+        Reader { consumer, seen: Vec::new() }
+    }
+
+    fn poll(&mut self) {
+        while let Some(r) = self.consumer.poll(Duration::from_millis(50)) {
+            let m = r.unwrap();
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
+                .unwrap_or_default();
+            let value = serde_json::from_slice(m.payload().unwrap_or_default())
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+            self.seen.push((m.key().map(|k| String::from_utf8_lossy(k).into_owned()), value, headers));
+        }
+    }
+
+    /// The `n` field of every record seen.
+    fn ns(&self) -> BTreeSet<u64> {
+        self.seen.iter().filter_map(|(_, v, _)| v["n"].as_u64()).collect()
+    }
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn governs_and_fans_out_per_purpose_with_dead_letters() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 3);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &n.consent, &[(Some("s-0".into()), br#"{"subject":"s-0","purposes":{"marketing":true}}"#.to_vec()), (Some("s-1".into()), br#"{"subject":"s-1","purposes":{"marketing":true,"analytics":false}}"#.to_vec())]);
+    produce(&p, &n.erasure, &[(Some("s-4".into()), br#"{"subject":"s-4"}"#.to_vec())]);
+    let mut inputs: Vec<(Option<String>, Vec<u8>)> = (0..20).map(event).collect();
+    inputs.insert(5, (Some("bad".into()), b"{not json".to_vec()));
+    inputs.insert(12, (None, b"[1,2]".to_vec()));
+    produce(&p, &n.input, &inputs);
+
+    let w = start(&broker, &n, &compiled, false);
+    let (mut a, mut m, mut dl) = (Reader::new(&b, &n.analytics), Reader::new(&b, &n.marketing), Reader::new(&b, &n.dead_letter));
+    // analytics: everyone but s-1 (objected) and s-4 (erased): 12 of 20.
+    // marketing: s-0 and s-1 consented: 8 of 20.
+    wait_until("all outputs", || {
+        a.poll();
+        m.poll();
+        dl.poll();
+        a.seen.len() >= 12 && m.seen.len() >= 8 && dl.seen.len() >= 2
+    });
+    w.stop();
+    a.poll();
+    m.poll();
+    dl.poll();
+
+    let expect_a: BTreeSet<u64> = (0..20).filter(|i| i % 5 != 1 && i % 5 != 4).collect();
+    let expect_m: BTreeSet<u64> = (0..20).filter(|i| i % 5 == 0 || i % 5 == 1).collect();
+    assert_eq!(a.ns(), expect_a);
+    assert_eq!(m.ns(), expect_m);
+    for (key, v, h) in &a.seen {
+        let obj = v.as_object().unwrap();
+        assert!(obj.get("email").is_none() && obj.get("secret").is_none(), "{v}");
+        assert!(v["user"].as_str().unwrap().starts_with("ps_"));
+        assert_eq!(key.as_deref(), v["user"].as_str(), "key pseudonymized like the field");
+        let get = |name: &str| h.iter().find(|(k, _)| k == name).map(|(_, x)| x.as_str());
+        assert_eq!(get("custos-purpose"), Some("analytics"));
+        assert!(get("custos-source").unwrap().starts_with(&format!("{}/", n.input)));
+        assert_eq!(get("custos-classes"), Some("internal=keep,pii.identifier.customer_id=pseudonymize"));
+    }
+    for (_, v, _) in &m.seen {
+        assert!(v.get("user").is_none() && v["email"].as_str().unwrap().ends_with("@example.com"), "{v}");
+    }
+    // Dead letters: raw value unchanged, reason and source in headers.
+    let mut raw: Vec<String> = dl.seen.iter().map(|(_, v, _)| v.to_string()).collect();
+    raw.sort();
+    assert_eq!(raw, vec!["\"{not json\"".to_string(), "[1,2]".to_string()]);
+    for (_, _, h) in &dl.seen {
+        assert!(h.iter().any(|(k, v)| k == "custos-error" && v == "decode"));
+        assert!(h.iter().any(|(k, v)| k == "custos-source" && v.starts_with(&n.input)));
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_stream_loses_nothing() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 2);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    let inputs: Vec<_> = (0..300).map(event).collect();
+    produce(&p, &n.input, &inputs);
+
+    let first = start(&broker, &n, &compiled, true);
+    wait_until("the first worker to be mid-stream", || first.consumed() >= 50);
+    first.stop(); // no drain, no final commit
+
+    let second = start(&broker, &n, &compiled, false);
+    let mut a = Reader::new(&b, &n.analytics);
+    let expect: BTreeSet<u64> = (0..300).collect();
+    wait_until("every input to reach analytics", || {
+        a.poll();
+        a.ns() == expect
+    });
+    assert!(a.seen.len() >= 300);
+    second.stop();
+}
+
+#[test]
+fn two_workers_and_a_rebalance_lose_nothing() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 4);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &n.input, &(0..100).map(event).collect::<Vec<_>>());
+    let one = start(&broker, &n, &compiled, false);
+    wait_until("the first worker to start", || one.consumed() >= 20);
+    let two = start(&broker, &n, &compiled, false);
+    produce(&p, &n.input, &(100..200).map(event).collect::<Vec<_>>());
+    let mut a = Reader::new(&b, &n.analytics);
+    let expect: BTreeSet<u64> = (0..200).collect();
+    wait_until("every input to reach analytics", || {
+        a.poll();
+        a.ns() == expect
+    });
+    assert!(one.consumed() > 0 && two.consumed() > 0, "both workers took part: {} and {}", one.consumed(), two.consumed());
+    one.stop();
+    two.stop();
+}
+
+#[test]
+fn a_broker_outage_stalls_but_loses_nothing() {
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 2);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &n.input, &(0..50).map(event).collect::<Vec<_>>());
+    let w = start(&broker, &n, &compiled, false);
+    wait_until("the worker to start", || w.consumed() >= 10);
+    let Broker::Mock(mock) = &broker else { unreachable!() };
+    mock.cluster().broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // the outage itself
+    mock.cluster().broker_up(1).unwrap();
+    produce(&p, &n.input, &(50..100).map(event).collect::<Vec<_>>());
+    let mut a = Reader::new(&b, &n.analytics);
+    let expect: BTreeSet<u64> = (0..100).collect();
+    wait_until("every input to reach analytics after the outage", || {
+        a.poll();
+        a.ns() == expect
+    });
+    assert!(!w.handle.is_finished(), "the worker survives the outage");
+    w.stop();
+}
