@@ -1,0 +1,263 @@
+//! End-to-end throughput: custos governing the core bench's order event for
+//! 3 purposes vs. a plain consume→produce pass-through with the same client
+//! settings, on the same broker, in the same run.
+//!
+//! Run: `cargo bench --bench e2e` (embedded mock broker), or with
+//! `CUSTOS_BENCH_BOOTSTRAP=host:port` against a real broker.
+//! `CUSTOS_BENCH_EVENTS` (default 40000) and `CUSTOS_BENCH_PARTITIONS`
+//! (default 8) size the run; a second custos run on 32 partitions reports RSS.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use custos::config::Config;
+use custos::kafka::embedded::Embedded;
+use custos::kafka::topics::{self, TopicSpec};
+use custos::kafka::worker::{Control, Options, Worker};
+use custos::policy::{self, keys::Keys};
+use custos::telemetry::{total, Metrics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+
+const POLICY: &str = include_str!("../examples/shop/policy.yaml");
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn event(i: u64, now: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "order_id": format!("o-{i}"), "created_at": now, "channel": "web",
+        "customer": {"id": format!("c-{}", i % 1000), "email": "ada.lovelace@example.com", "name": "Ada Lovelace",
+            "birth_date": "1985-12-10",
+            "address": {"street": "12 Analytical Engine Way", "city": "London", "postal_code": "NW1 6XE", "country": "GB"},
+            "geo": {"lat": 51.523431, "lon": -0.158712}, "health_notes": "allergic to penicillin", "segment": "gold"},
+        "payment": {"card_number": "4111 1111 1111 1111", "amount": 129.90, "currency": "GBP", "method": "card"},
+        "items": [{"sku": "BK-101", "qty": 2, "price": 19.95, "title": "Notes on the Analytical Engine"},
+                  {"sku": "PEN-7", "qty": 1, "price": 89.99, "title": "Fountain pen"},
+                  {"sku": "INK-3", "qty": 3, "price": 4.50, "title": "Ink cartridges"}],
+        "notes": "Please call +44 20 7946 0958 before delivery, or write to ada.lovelace@example.com; leave the parcel with the neighbour at number 14 if nobody answers the door.",
+        "shipping": {"method": "express", "eta_days": 2}
+    }))
+    .unwrap()
+}
+
+struct Broker {
+    _mock: Option<Embedded>,
+    bootstrap: String,
+    name: String,
+}
+
+impl Broker {
+    fn new() -> Broker {
+        match std::env::var("CUSTOS_BENCH_BOOTSTRAP") {
+            Ok(b) if !b.is_empty() => Broker { _mock: None, name: format!("external broker at {b}"), bootstrap: b },
+            _ => {
+                let m = Embedded::start(1).unwrap();
+                let b = m.bootstrap_servers();
+                Broker { _mock: Some(m), bootstrap: b, name: "embedded librdkafka mock cluster (in-process)".into() }
+            }
+        }
+    }
+
+    fn topic(&self, name: &str, partitions: i32) {
+        match &self._mock {
+            Some(m) => {
+                let _ = m.create_topic(name, partitions); // already there on a second run
+            }
+            None => topics::ensure(
+                ClientConfig::new().set("bootstrap.servers", &self.bootstrap),
+                &[TopicSpec { name: name.into(), retention: None, compacted: false, partitions }],
+                true,
+                Duration::from_secs(30),
+            )
+            .unwrap(),
+        }
+    }
+}
+
+fn fill(b: &Broker, topic: &str, n: u64) {
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", &b.bootstrap).set("linger.ms", "20").create().unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for i in 0..n {
+        let v = event(i, &now);
+        let key = format!("c-{}", i % 1000);
+        let mut r = BaseRecord::<str, [u8]>::to(topic).key(&key).payload(&v[..]);
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).unwrap();
+}
+
+struct Acks(Arc<AtomicU64>);
+impl ClientContext for Acks {}
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if r.is_ok() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Consume → produce unchanged, same client settings as the worker; returns seconds.
+fn pass_through(b: &Broker, input: &str, output: &str, n: u64) -> f64 {
+    let acks = Arc::new(AtomicU64::new(0));
+    let producer: ThreadedProducer<Acks> = ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create_with_context(Acks(acks.clone()))
+        .unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .set("group.id", format!("bench-pt-{input}"))
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[input]).unwrap();
+    let start = Instant::now();
+    let mut consumed = 0;
+    while consumed < n {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            consumed += 1;
+            let mut r = BaseRecord::<[u8], [u8]>::to(output).payload(m.payload().unwrap_or_default());
+            if let Some(k) = m.key() {
+                r = r.key(k);
+            }
+            let mut r = r;
+            loop {
+                match producer.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        r = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            let _ = consumer.store_offset(m.topic(), m.partition(), m.offset());
+        }
+    }
+    while acks.load(Ordering::Relaxed) < n {
+        producer.poll(Duration::from_millis(1));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn output_count(b: &Broker, topics: &[String]) -> i64 {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b.bootstrap).set("group.id", "bench-count").create().unwrap();
+    let mut sum = 0;
+    for t in topics {
+        if let Ok(md) = c.fetch_metadata(Some(t), Duration::from_secs(5)) {
+            for p in md.topics().iter().flat_map(|x| x.partitions()) {
+                if let Ok((lo, hi)) = c.fetch_watermarks(t, p.id(), Duration::from_secs(5)) {
+                    sum += hi - lo;
+                }
+            }
+        }
+    }
+    sum
+}
+
+/// The custos worker on the same input; returns seconds until every output is acknowledged.
+fn custos_run(b: &Broker, partitions: i32, n: u64, tag: &str) -> f64 {
+    let text = POLICY.replace("shop.orders", &format!("{tag}.orders"));
+    let p = policy::load(&text, "policy.yaml").unwrap();
+    let keys = Keys::from_pairs([("analytics", b"a".to_vec()), ("marketing", b"m".to_vec())]);
+    let compiled = Arc::new(policy::plan::compile(Arc::new(p), &keys).unwrap());
+    let plan = &compiled.streams[0];
+    b.topic(&plan.topic, partitions);
+    let outputs: Vec<String> = plan.outputs.iter().map(|o| o.topic.clone()).chain([format!("{tag}.dl")]).collect();
+    for t in &outputs {
+        b.topic(t, partitions);
+    }
+    for t in ["privacy.consent", "privacy.erasure"] {
+        b.topic(t, 1);
+    }
+    fill(b, &plan.topic, n);
+    // Everyone consents to marketing: the worst case, 3 outputs per event.
+    let cp: BaseProducer = ClientConfig::new().set("bootstrap.servers", &b.bootstrap).create().unwrap();
+    for i in 0..1000 {
+        let k = format!("c-{i}");
+        let v = format!(r#"{{"subject":"{k}","purposes":{{"marketing":true}}}}"#);
+        let _ = cp.send(BaseRecord::<str, str>::to("privacy.consent").key(&k).payload(&v));
+        cp.poll(Duration::ZERO);
+    }
+    cp.flush(Duration::from_secs(30)).unwrap();
+
+    let cfg = Config::parse(
+        &format!("policy = \"x\"\n[kafka]\ngroup_id = \"bench-{tag}\"\nmanage_topics = false\n[dead_letter]\ntopic = \"{tag}.dl\"\n"),
+        "bench",
+        Default::default(),
+    )
+    .unwrap();
+    let metrics = Metrics::new();
+    let control = Control::default();
+    let worker = Worker {
+        config: cfg,
+        bootstrap: b.bootstrap.clone(),
+        compiled: compiled.clone(),
+        metrics: metrics.clone(),
+        options: Options { skip_topic_management: true, crash_on_stop: false },
+        control: control.clone(),
+    };
+    let handle = std::thread::spawn(move || worker.run());
+    while !control.ready.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    while total(&metrics.consumed, |_| true) < n {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let expected = (total(&metrics.emitted, |_| true) + total(&metrics.dead_lettered, |_| true)) as i64;
+    while output_count(b, &outputs) < expected {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    control.stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap().unwrap();
+    secs
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: only run when benchmarking.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let n = env_num("CUSTOS_BENCH_EVENTS", 40_000);
+    let partitions = env_num("CUSTOS_BENCH_PARTITIONS", 8) as i32;
+    let b = Broker::new();
+    println!("broker: {}; {n} events of {} bytes; {partitions} input partitions", b.name, event(0, "2026-11-23T00:00:00Z").len());
+
+    b.topic("pt.in", partitions);
+    b.topic("pt.out", partitions);
+    fill(&b, "pt.in", n);
+    let pt = pass_through(&b, "pt.in", "pt.out", n);
+    let cu = custos_run(&b, partitions, n, "alo");
+    println!("pass-through:                {:>7.2} s  {:>8.0} events/s", pt, n as f64 / pt);
+    println!("custos at_least_once (3 out): {:>7.2} s  {:>8.0} events/s  = {:.0}% of pass-through", cu, n as f64 / cu, 100.0 * pt / cu);
+
+    let before = rss_mb();
+    let big = custos_run(&b, 32, n / 4, "rss");
+    println!("custos on 32 partitions:      {:>7.2} s  ({} events); process RSS {:.0} MB (was {:.0} MB before; includes the in-process broker when embedded)", big, n / 4, rss_mb(), before);
+}
