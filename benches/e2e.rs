@@ -211,7 +211,7 @@ fn custos_run(b: &Broker, partitions: i32, n: u64, tag: &str) -> f64 {
         bootstrap: b.bootstrap.clone(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
-        options: Options { skip_topic_management: true, crash_on_stop: false },
+        options: Options { skip_topic_management: true, ..Options::default() },
         control: control.clone(),
     };
     let handle = std::thread::spawn(move || worker.run());

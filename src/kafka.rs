@@ -29,8 +29,6 @@ pub enum WorkerError {
     Admin { topic: String, reason: String },
     #[error("{what} did not finish within {secs} s: {reason}")]
     Timeout { what: String, secs: u64, reason: String },
-    #[error("the exactly_once guarantee is not available in this version; use delivery.guarantee = \"at_least_once\"")]
-    ExactlyOnceUnsupported,
     #[error("stream `{0}` is avro; this version of the worker reads JSON streams only")]
     AvroUnsupported(String),
 }

@@ -137,9 +137,9 @@ fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
     compile(n)
 }
 
-fn config(n: &Names) -> Config {
+fn config(n: &Names, guarantee: &str) -> Config {
     let text = format!(
-        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\ndrain_timeout_ms = 10000\n[dead_letter]\ntopic = \"{}\"\n",
+        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\nguarantee = \"{guarantee}\"\ndrain_timeout_ms = 10000\n[dead_letter]\ntopic = \"{}\"\n",
         n.group, n.dead_letter
     );
     Config::parse(&text, "test", Default::default()).unwrap()
@@ -152,14 +152,21 @@ struct Running {
 }
 
 fn start(broker: &Broker, n: &Names, compiled: &Arc<Compiled>, crash_on_stop: bool) -> Running {
+    start_with(broker, n, compiled, crash_on_stop, "at_least_once")
+}
+
+fn start_with(broker: &Broker, n: &Names, compiled: &Arc<Compiled>, crash_on_stop: bool, guarantee: &str) -> Running {
+    if let Ok(level) = std::env::var("CUSTOS_TEST_LOG") {
+        custos::cli::run::init_tracing(custos::config::LogFormat::Text, &level);
+    }
     let control = Control::default();
     let metrics = Metrics::new();
     let worker = Worker {
-        config: config(n),
+        config: config(n, guarantee),
         bootstrap: broker.bootstrap(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
-        options: Options { skip_topic_management: true, crash_on_stop },
+        options: Options { skip_topic_management: true, crash_on_stop, instance_id: Some(n.group.clone()) },
         control: control.clone(),
     };
     let handle = std::thread::spawn(move || worker.run());
@@ -214,10 +221,19 @@ struct Reader {
 
 impl Reader {
     fn new(bootstrap: &str, topic: &str) -> Reader {
+        Reader::with_isolation(bootstrap, topic, "read_uncommitted")
+    }
+
+    fn committed(bootstrap: &str, topic: &str) -> Reader {
+        Reader::with_isolation(bootstrap, topic, "read_committed")
+    }
+
+    fn with_isolation(bootstrap: &str, topic: &str, isolation: &str) -> Reader {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", unique("reader"))
             .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
             .create()
             .unwrap();
         let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
@@ -350,9 +366,16 @@ fn two_workers_and_a_rebalance_lose_nothing() {
     let one = start(&broker, &n, &compiled, false);
     wait_until("the first worker to start", || one.consumed() >= 20);
     let two = start(&broker, &n, &compiled, false);
-    produce(&p, &n.input, &(100..200).map(event).collect::<Vec<_>>());
+    // Keep producing until the rebalance has given the second worker work.
+    let mut next = 100;
+    wait_until("the second worker to take part", || {
+        produce(&p, &n.input, &(next..next + 20).map(event).collect::<Vec<_>>());
+        next += 20;
+        std::thread::sleep(Duration::from_millis(200));
+        two.consumed() > 0
+    });
     let mut a = Reader::new(&b, &n.analytics);
-    let expect: BTreeSet<u64> = (0..200).collect();
+    let expect: BTreeSet<u64> = (0..next).collect();
     wait_until("every input to reach analytics", || {
         a.poll();
         a.ns() == expect
@@ -385,4 +408,57 @@ fn a_broker_outage_stalls_but_loses_nothing() {
     });
     assert!(!w.handle.is_finished(), "the worker survives the outage");
     w.stop();
+}
+
+#[test]
+fn exactly_once_outputs_appear_once_for_read_committed_readers() {
+    // Always the mock: tansu 0.6.0 does not offer librdkafka transactions (EndTxn).
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 3);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    let mut inputs: Vec<_> = (0..150).map(event).collect();
+    inputs.insert(70, (None, b"{broken".to_vec()));
+    produce(&p, &n.input, &inputs);
+    let w = start_with(&broker, &n, &compiled, false, "exactly_once");
+    let mut a = Reader::committed(&b, &n.analytics);
+    let mut dl = Reader::committed(&b, &n.dead_letter);
+    let expect: BTreeSet<u64> = (0..150).collect();
+    wait_until("every input to reach analytics once committed", || {
+        a.poll();
+        dl.poll();
+        a.ns() == expect && dl.seen.len() == 1
+    });
+    assert!(total(&w.metrics.transactions, |l| l.contains(&("outcome", "committed"))) > 0);
+    w.stop();
+    a.poll();
+    assert_eq!(a.seen.len(), 150, "each input exactly once");
+}
+
+#[test]
+fn exactly_once_survives_a_killed_worker_without_duplicates() {
+    // Always the mock: tansu 0.6.0 does not offer librdkafka transactions (EndTxn).
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 2);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &n.input, &(0..400).map(event).collect::<Vec<_>>());
+    let first = start_with(&broker, &n, &compiled, true, "exactly_once");
+    wait_until("the first worker to commit a transaction mid-stream", || {
+        first.consumed() >= 100 && total(&first.metrics.transactions, |l| l.contains(&("outcome", "committed"))) > 0
+    });
+    first.stop(); // killed: its open transaction is never committed
+    // Same instance id: the new producer fences the old one and aborts its transaction.
+    let second = start_with(&broker, &n, &compiled, false, "exactly_once");
+    let mut a = Reader::committed(&b, &n.analytics);
+    let expect: BTreeSet<u64> = (0..400).collect();
+    wait_until("every input to reach analytics", || {
+        a.poll();
+        a.ns() == expect
+    });
+    second.stop();
+    a.poll();
+    assert_eq!(a.seen.len(), 400, "no input twice for a read_committed reader");
 }

@@ -177,7 +177,7 @@ pub fn run() -> Result<(), Failure> {
         bootstrap: bootstrap.clone(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
-        options: Options { skip_topic_management: true, crash_on_stop: false },
+        options: Options { skip_topic_management: true, ..Options::default() },
         control: control.clone(),
     };
     let handle = std::thread::spawn(move || worker.run());

@@ -77,7 +77,7 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
         bootstrap,
         compiled,
         metrics,
-        options: Options { skip_topic_management: embedded.is_some(), crash_on_stop: false },
+        options: Options { skip_topic_management: embedded.is_some(), ..Options::default() },
         control,
     };
     let result = worker.run();

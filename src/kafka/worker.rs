@@ -37,6 +37,10 @@ pub struct Options {
     pub skip_topic_management: bool,
     /// Tests only: on stop, exit without draining or committing, as a killed process would.
     pub crash_on_stop: bool,
+    /// exactly_once: this instance's stable name; the transactional id is
+    /// `<group_id>-<instance>`. Default: `CUSTOS_INSTANCE_ID`, else `HOSTNAME`
+    /// (the pod name on Kubernetes), else `custos`.
+    pub instance_id: Option<String>,
 }
 
 /// Flags shared with whoever runs the worker.
@@ -69,6 +73,19 @@ struct Shared {
     tracker: Mutex<OffsetTracker>,
     retries: Mutex<Vec<(OutRecord, Arc<Origin>)>>,
     metrics: Metrics,
+    /// exactly_once: the open transaction (None in at_least_once).
+    txn: Option<Mutex<Txn>>,
+    /// exactly_once: a delivery in the open transaction failed; it must abort.
+    txn_failed: AtomicBool,
+}
+
+/// The open transaction of an exactly_once worker.
+#[derive(Debug, Default)]
+struct Txn {
+    open: bool,
+    /// Per partition: (first offset in this transaction, next offset to consume).
+    offsets: HashMap<Tp, (i64, i64)>,
+    records: u64,
 }
 
 struct DeliveryContext {
@@ -83,6 +100,11 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, origin: Arc<Origin>) {
         match result {
             Ok(_) => self.shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).ack(&origin.tp, origin.offset),
+            Err((e, msg)) if self.shared.txn.is_some() => {
+                // The transaction will abort and its input be consumed again.
+                tracing::warn!(topic = msg.topic(), error = %e, "produce failed inside a transaction; it will abort");
+                self.shared.txn_failed.store(true, Ordering::SeqCst);
+            }
             Err((e, msg)) => {
                 // librdkafka has already retried for delivery.timeout.ms: keep
                 // the record and send it again; its offset stays uncommitted.
@@ -117,6 +139,14 @@ impl ClientContext for WorkerContext {}
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else { return };
+        if let Some(txn) = &self.shared.txn {
+            // Finish the open transaction before the partitions move.
+            let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = finish(&self.producer, consumer, &mut t, &self.shared, self.drain) {
+                tracing::warn!(error = %e, "transaction on revoke failed; the next owner reprocesses it");
+            }
+            return;
+        }
         // Drain what is in flight, then commit the revoked partitions before
         // another worker may start on them.
         let revoked: Vec<Tp> = tpl.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
@@ -194,9 +224,7 @@ impl Worker {
     /// client errors. Bad records never stop the worker.
     pub fn run(self) -> Result<(), WorkerError> {
         let cfg = &self.config;
-        if cfg.delivery.guarantee == Guarantee::ExactlyOnce {
-            return Err(WorkerError::ExactlyOnceUnsupported);
-        }
+        let eos = cfg.delivery.guarantee == Guarantee::ExactlyOnce;
         if let Some(s) = self.compiled.policy.streams.iter().find(|s| s.format == Format::Avro) {
             return Err(WorkerError::AvroUnsupported(s.name.clone()));
         }
@@ -227,13 +255,26 @@ impl Worker {
             tracker: Mutex::new(OffsetTracker::new()),
             retries: Mutex::new(Vec::new()),
             metrics: self.metrics.clone(),
+            txn: eos.then(|| Mutex::new(Txn::default())),
+            txn_failed: AtomicBool::new(false),
         });
-        let producer: Arc<Prod> = Arc::new(
-            base.clone()
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "5")
-                .create_with_context(DeliveryContext { shared: shared.clone() })?,
-        );
+        let mut pconf = base.clone();
+        pconf.set("enable.idempotence", "true").set("linger.ms", "5");
+        if eos {
+            let instance = self
+                .options
+                .instance_id
+                .clone()
+                .or_else(|| std::env::var("CUSTOS_INSTANCE_ID").ok())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "custos".into());
+            pconf.set("transactional.id", format!("{}-{instance}", cfg.kafka.group_id));
+        }
+        let producer: Arc<Prod> = Arc::new(pconf.create_with_context(DeliveryContext { shared: shared.clone() })?);
+        if eos {
+            // Fences any earlier producer with this id and aborts its open transaction.
+            producer.init_transactions(startup)?;
+        }
         let consumer: BaseConsumer<WorkerContext> = consumer_config(&base, cfg).create_with_context(WorkerContext {
             shared: shared.clone(),
             producer: producer.clone(),
@@ -250,13 +291,21 @@ impl Worker {
         let mut last_store = Instant::now();
         let mut last_retry = Instant::now();
         let mut tps: HashMap<(String, i32), Tp> = HashMap::new();
+        let interval = Duration::from_millis(cfg.delivery.transaction_interval_ms);
+        let mut txn_started = Instant::now();
 
         while !self.control.stop.load(Ordering::Relaxed) {
-            if last_retry.elapsed() >= Duration::from_secs(1) {
+            if let Some(txn) = &shared.txn {
+                let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
+                if t.open && txn_started.elapsed() >= interval {
+                    finish(&producer, &consumer, &mut t, &shared, drain)?;
+                }
+            }
+            if !eos && last_retry.elapsed() >= Duration::from_secs(1) {
                 resend(&producer, &shared);
                 last_retry = Instant::now();
             }
-            if last_store.elapsed() >= Duration::from_millis(100) {
+            if !eos && last_store.elapsed() >= Duration::from_millis(100) {
                 store(&consumer, &shared);
                 last_store = Instant::now();
             }
@@ -278,7 +327,19 @@ impl Worker {
                 govern_message(&self.compiled, si, &policy_id, &msg, &state, &mut scratch, &self.metrics, &cfg.dead_letter.topic)
             };
             let origin = Arc::new(Origin { tp: tp.clone(), offset: msg.offset() });
-            shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).begin(&tp, msg.offset(), outs.len() as u32);
+            if let Some(txn) = &shared.txn {
+                let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
+                if !t.open {
+                    producer.begin_transaction()?;
+                    t.open = true;
+                    txn_started = Instant::now();
+                }
+                let e = t.offsets.entry(tp.clone()).or_insert((msg.offset(), msg.offset() + 1));
+                e.1 = msg.offset() + 1;
+                t.records += 1;
+            } else {
+                shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).begin(&tp, msg.offset(), outs.len() as u32);
+            }
             for out in outs {
                 send(&producer, &shared, out, origin.clone());
             }
@@ -286,6 +347,20 @@ impl Worker {
 
         if self.options.crash_on_stop {
             tracing::warn!("stopping without drain or commit (crash simulation)");
+            return Ok(());
+        }
+        if let Some(txn) = &shared.txn {
+            let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = finish(&producer, &consumer, &mut t, &shared, drain) {
+                tracing::warn!(error = %e, "final transaction failed; its input will be reprocessed");
+            }
+            drop(t);
+            consumer.unsubscribe();
+            drop(consumer);
+            if let Some(h) = follower {
+                let _ = h.join();
+            }
+            tracing::info!("worker stopped");
             return Ok(());
         }
         // Graceful stop: drain, commit, leave the group.
@@ -318,8 +393,71 @@ impl Worker {
     }
 }
 
+/// Commits the open transaction with the consumed offsets; on a failure
+/// that allows it, aborts and rewinds the partitions to the transaction's
+/// first offsets so the records are processed again. A fatal error (another
+/// instance with our transactional id fenced us) stops the worker.
+fn finish(producer: &Prod, consumer: &BaseConsumer<WorkerContext>, t: &mut Txn, shared: &Shared, timeout: Duration) -> Result<(), WorkerError> {
+    if !t.open {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (tp, (_, next)) in &t.offsets {
+        let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*next));
+    }
+    let failed = shared.txn_failed.swap(false, Ordering::SeqCst);
+    let result = if failed {
+        Err(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTransactionalState))
+    } else {
+        consumer
+            .group_metadata()
+            .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTransactionalState))
+            .and_then(|cgm| producer.send_offsets_to_transaction(&tpl, &cgm, timeout))
+            .and_then(|()| producer.commit_transaction(timeout))
+    };
+    match result {
+        Ok(()) => {
+            shared.metrics.transactions.with_label_values(&["committed"]).inc();
+            tracing::debug!(records = t.records, "transaction committed");
+            *t = Txn::default();
+            Ok(())
+        }
+        Err(e) => {
+            // Fatal: fenced by another instance, or a broker without transactions.
+            let fatal = matches!(&e, KafkaError::Transaction(r) if r.is_fatal() || r.code() == RDKafkaErrorCode::UnsupportedFeature);
+            if fatal {
+                tracing::error!(error = %e, "fenced or fatal transaction error: stepping down");
+                return Err(WorkerError::Client(e));
+            }
+            tracing::warn!(error = %e, records = t.records, "transaction failed: aborting and reprocessing");
+            shared.metrics.transactions.with_label_values(&["aborted"]).inc();
+            if let Err(a) = producer.abort_transaction(timeout) {
+                if matches!(&a, KafkaError::Transaction(r) if r.is_fatal()) {
+                    return Err(WorkerError::Client(a));
+                }
+            }
+            for (tp, (first, _)) in &t.offsets {
+                if let Err(se) = consumer.seek(&tp.0, tp.1, Offset::Offset(*first), timeout) {
+                    tracing::warn!(error = %se, partition = tp.1, "rewind after abort failed");
+                }
+            }
+            *t = Txn::default();
+            Ok(())
+        }
+    }
+}
+
 fn consumer_config(base: &ClientConfig, cfg: &Config) -> ClientConfig {
     let mut c = base.clone();
+    if cfg.delivery.guarantee == Guarantee::ExactlyOnce {
+        c.set("group.id", &cfg.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        return c;
+    }
     c.set("group.id", &cfg.kafka.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
