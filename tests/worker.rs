@@ -91,6 +91,10 @@ impl Names {
 }
 
 fn compile(n: &Names) -> Arc<Compiled> {
+    compile_with_retention(n, "30d")
+}
+
+fn compile_with_retention(n: &Names, retention: &str) -> Arc<Compiled> {
     let text = format!(
         r#"
 version: 1
@@ -99,7 +103,7 @@ keys: {{ k: {{ env: CUSTOS_TEST_KEY }} }}
 purposes:
   analytics:
     basis: legitimate_interest
-    retention: 30d
+    retention: RETENTION
     rules:
       - {{ classes: [internal], action: keep }}
       - {{ classes: [pii.identifier], action: {{ pseudonymize: {{ key: k }} }} }}
@@ -123,6 +127,7 @@ erasure: {{ topic: {} }}
 "#,
         n.input, n.analytics, n.marketing, n.consent, n.erasure
     );
+    let text = text.replace("RETENTION", retention);
     let p = policy::load(&text, "wtest.yaml").unwrap();
     Arc::new(policy::plan::compile(Arc::new(p), &Keys::from_pairs([("k", b"test-key".to_vec())])).unwrap())
 }
@@ -461,4 +466,43 @@ fn exactly_once_survives_a_killed_worker_without_duplicates() {
     second.stop();
     a.poll();
     assert_eq!(a.seen.len(), 400, "no input twice for a read_committed reader");
+}
+
+/// Topic management needs a broker with an admin API (the mock has none):
+/// `cargo test --features external-broker-tests --test worker` with
+/// `CUSTOS_TEST_BOOTSTRAP` set (CI does this on tansu).
+#[cfg(feature = "external-broker-tests")]
+#[test]
+fn topic_management_creates_outputs_and_refuses_long_retention() {
+    use custos::kafka::worker::topic_specs;
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+
+    let b = std::env::var("CUSTOS_TEST_BOOTSTRAP").expect("external-broker-tests need CUSTOS_TEST_BOOTSTRAP=host:port");
+    let n = Names::new();
+    let base = ClientConfig::new().set("bootstrap.servers", &b).clone();
+    let cfg = config(&n, "at_least_once");
+    let compiled = compile(&n);
+    let specs = topic_specs(&compiled, &cfg, |_| 2);
+    // Without manage_topics a missing output is named.
+    match topics::ensure(&base, &specs, false, Duration::from_secs(30)) {
+        Err(WorkerError::MissingTopic(t)) => assert_eq!(t, n.analytics),
+        other => panic!("expected a missing-topic error, got {other:?}"),
+    }
+    topics::ensure(&base, &specs, true, Duration::from_secs(30)).unwrap();
+    let admin: AdminClient<DefaultClientContext> = base.create().unwrap();
+    let described = futures::executor::block_on(admin.describe_configs([&ResourceSpecifier::Topic(&n.analytics)], &AdminOptions::new())).unwrap();
+    let resource = described.into_iter().next().unwrap().unwrap();
+    let retention = resource.entry_map().get("retention.ms").and_then(|e| e.value.clone());
+    assert_eq!(retention.as_deref(), Some("2592000000"), "created with the purpose's 30d");
+    // A policy that allows less than the topic keeps: refused, topic and both retentions named.
+    let shorter = compile_with_retention(&n, "7d");
+    let specs7 = topic_specs(&shorter, &cfg, |_| 2);
+    match topics::ensure(&base, &specs7, false, Duration::from_secs(30)) {
+        Err(e @ WorkerError::Retention { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&n.analytics) && text.contains("30d") && text.contains("7d"), "{text}");
+        }
+        other => panic!("expected a retention error, got {other:?}"),
+    }
 }

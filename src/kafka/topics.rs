@@ -111,7 +111,10 @@ pub fn ensure(base: &ClientConfig, specs: &[TopicSpec], manage: bool, timeout: D
                 }
             }
             alter = alter.set("retention.ms", &to_text);
-            let results = block_on(admin.alter_configs([&alter], &opts))?;
+            let results = block_on(admin.alter_configs([&alter], &opts)).map_err(|e| WorkerError::Admin {
+                topic: spec.name.clone(),
+                reason: format!("cannot lower retention.ms to {} ({e}); lower it by hand", human_ms(to)),
+            })?;
             for r in results {
                 r.map_err(|(_, e)| WorkerError::Admin { topic: spec.name.clone(), reason: e.to_string() })?;
             }
