@@ -19,13 +19,18 @@ use custos::policy::{self, keys::Keys};
 use custos::telemetry::{total, Metrics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientConfig, ClientContext};
 
 const POLICY: &str = include_str!("../examples/shop/policy.yaml");
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn event(i: u64, now: &str) -> Vec<u8> {
@@ -54,11 +59,19 @@ struct Broker {
 impl Broker {
     fn new() -> Broker {
         match std::env::var("CUSTOS_BENCH_BOOTSTRAP") {
-            Ok(b) if !b.is_empty() => Broker { _mock: None, name: format!("external broker at {b}"), bootstrap: b },
+            Ok(b) if !b.is_empty() => Broker {
+                _mock: None,
+                name: format!("external broker at {b}"),
+                bootstrap: b,
+            },
             _ => {
                 let m = Embedded::start(1).unwrap();
                 let b = m.bootstrap_servers();
-                Broker { _mock: Some(m), bootstrap: b, name: "embedded librdkafka mock cluster (in-process)".into() }
+                Broker {
+                    _mock: Some(m),
+                    bootstrap: b,
+                    name: "embedded librdkafka mock cluster (in-process)".into(),
+                }
             }
         }
     }
@@ -70,7 +83,12 @@ impl Broker {
             }
             None => topics::ensure(
                 ClientConfig::new().set("bootstrap.servers", &self.bootstrap),
-                &[TopicSpec { name: name.into(), retention: None, compacted: false, partitions }],
+                &[TopicSpec {
+                    name: name.into(),
+                    retention: None,
+                    compacted: false,
+                    partitions,
+                }],
                 true,
                 Duration::from_secs(30),
             )
@@ -80,7 +98,11 @@ impl Broker {
 }
 
 fn fill(b: &Broker, topic: &str, n: u64) {
-    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", &b.bootstrap).set("linger.ms", "20").create().unwrap();
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for i in 0..n {
         let v = event(i, &now);
@@ -134,7 +156,8 @@ fn pass_through(b: &Broker, input: &str, output: &str, n: u64) -> f64 {
     while consumed < n {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             consumed += 1;
-            let mut r = BaseRecord::<[u8], [u8]>::to(output).payload(m.payload().unwrap_or_default());
+            let mut r =
+                BaseRecord::<[u8], [u8]>::to(output).payload(m.payload().unwrap_or_default());
             if let Some(k) = m.key() {
                 r = r.key(k);
             }
@@ -158,14 +181,25 @@ fn pass_through(b: &Broker, input: &str, output: &str, n: u64) -> f64 {
 }
 
 /// The custos worker on the same input; returns seconds until every output is acknowledged.
-fn custos_run(b: &Broker, partitions: i32, n: u64, tag: &str, guarantee: &str) -> Result<f64, String> {
+fn custos_run(
+    b: &Broker,
+    partitions: i32,
+    n: u64,
+    tag: &str,
+    guarantee: &str,
+) -> Result<f64, String> {
     let text = POLICY.replace("shop.orders", &format!("{tag}.orders"));
     let p = policy::load(&text, "policy.yaml").unwrap();
     let keys = Keys::from_pairs([("analytics", b"a".to_vec()), ("marketing", b"m".to_vec())]);
     let compiled = Arc::new(policy::plan::compile(Arc::new(p), &keys).unwrap());
     let plan = &compiled.streams[0];
     b.topic(&plan.topic, partitions);
-    let outputs: Vec<String> = plan.outputs.iter().map(|o| o.topic.clone()).chain([format!("{tag}.dl")]).collect();
+    let outputs: Vec<String> = plan
+        .outputs
+        .iter()
+        .map(|o| o.topic.clone())
+        .chain([format!("{tag}.dl")])
+        .collect();
     for t in &outputs {
         b.topic(t, partitions);
     }
@@ -174,11 +208,18 @@ fn custos_run(b: &Broker, partitions: i32, n: u64, tag: &str, guarantee: &str) -
     }
     fill(b, &plan.topic, n);
     // Everyone consents to marketing: the worst case, 3 outputs per event.
-    let cp: BaseProducer = ClientConfig::new().set("bootstrap.servers", &b.bootstrap).create().unwrap();
+    let cp: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .create()
+        .unwrap();
     for i in 0..1000 {
         let k = format!("c-{i}");
         let v = format!(r#"{{"subject":"{k}","purposes":{{"marketing":true}}}}"#);
-        let _ = cp.send(BaseRecord::<str, str>::to("privacy.consent").key(&k).payload(&v));
+        let _ = cp.send(
+            BaseRecord::<str, str>::to("privacy.consent")
+                .key(&k)
+                .payload(&v),
+        );
         cp.poll(Duration::ZERO);
     }
     cp.flush(Duration::from_secs(30)).unwrap();
@@ -196,7 +237,10 @@ fn custos_run(b: &Broker, partitions: i32, n: u64, tag: &str, guarantee: &str) -
         bootstrap: b.bootstrap.clone(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
-        options: Options { skip_topic_management: true, ..Options::default() },
+        options: Options {
+            skip_topic_management: true,
+            ..Options::default()
+        },
         control: control.clone(),
     };
     let handle = std::thread::spawn(move || worker.run());
@@ -208,7 +252,12 @@ fn custos_run(b: &Broker, partitions: i32, n: u64, tag: &str, guarantee: &str) -
     }
     let start = Instant::now();
     let deadline = start + Duration::from_secs(300);
-    while total(&metrics.consumed, |_| true) < n || (guarantee == "exactly_once" && total(&metrics.transactions, |l| l.contains(&("outcome", "committed"))) == 0) {
+    while total(&metrics.consumed, |_| true) < n
+        || (guarantee == "exactly_once"
+            && total(&metrics.transactions, |l| {
+                l.contains(&("outcome", "committed"))
+            }) == 0)
+    {
         if handle.is_finished() || Instant::now() > deadline {
             control.stop.store(true, Ordering::SeqCst);
             return Err(format!("{:?}", handle.join().unwrap().err()));
@@ -227,7 +276,11 @@ fn custos_run(b: &Broker, partitions: i32, n: u64, tag: &str, guarantee: &str) -
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -242,17 +295,35 @@ fn main() {
     let n = env_num("CUSTOS_BENCH_EVENTS", 40_000);
     let partitions = env_num("CUSTOS_BENCH_PARTITIONS", 8) as i32;
     let b = Broker::new();
-    println!("broker: {}; {n} events of {} bytes; {partitions} input partitions", b.name, event(0, "2026-11-23T00:00:00Z").len());
+    println!(
+        "broker: {}; {n} events of {} bytes; {partitions} input partitions",
+        b.name,
+        event(0, "2026-11-23T00:00:00Z").len()
+    );
 
     b.topic("pt.in", partitions);
     b.topic("pt.out", partitions);
     fill(&b, "pt.in", n);
     let pt = pass_through(&b, "pt.in", "pt.out", n);
-    println!("pass-through:                  {:>7.2} s  {:>8.0} events/s", pt, n as f64 / pt);
+    println!(
+        "pass-through:                  {:>7.2} s  {:>8.0} events/s",
+        pt,
+        n as f64 / pt
+    );
     let alo = custos_run(&b, partitions, n, "alo", "at_least_once").expect("at_least_once run");
-    println!("custos at_least_once (3 out):  {:>7.2} s  {:>8.0} events/s  = {:.0}% of pass-through", alo, n as f64 / alo, 100.0 * pt / alo);
+    println!(
+        "custos at_least_once (3 out):  {:>7.2} s  {:>8.0} events/s  = {:.0}% of pass-through",
+        alo,
+        n as f64 / alo,
+        100.0 * pt / alo
+    );
     match custos_run(&b, partitions, n, "eos", "exactly_once") {
-        Ok(eos) => println!("custos exactly_once (3 out):   {:>7.2} s  {:>8.0} events/s  = {:.0}% of at_least_once", eos, n as f64 / eos, 100.0 * alo / eos),
+        Ok(eos) => println!(
+            "custos exactly_once (3 out):   {:>7.2} s  {:>8.0} events/s  = {:.0}% of at_least_once",
+            eos,
+            n as f64 / eos,
+            100.0 * alo / eos
+        ),
         Err(e) => println!("custos exactly_once: not measured on this broker ({e})"),
     }
     let before = rss_mb();

@@ -52,13 +52,20 @@ fn event() -> Vec<u8> {
 
 fn compiled() -> (policy::plan::Compiled, Keys) {
     let p = policy::load(POLICY, "policy.yaml").unwrap();
-    let keys = Keys::from_pairs([("analytics", b"analytics-key".to_vec()), ("marketing", b"marketing-key".to_vec())]);
+    let keys = Keys::from_pairs([
+        ("analytics", b"analytics-key".to_vec()),
+        ("marketing", b"marketing-key".to_vec()),
+    ]);
     (policy::plan::compile(Arc::new(p), &keys).unwrap(), keys)
 }
 
 fn state() -> MemoryState {
     let mut s = MemoryState::new();
-    s.apply_consent(None, Some(br#"{"subject":"c-1","purposes":{"marketing":true}}"#)).unwrap();
+    s.apply_consent(
+        None,
+        Some(br#"{"subject":"c-1","purposes":{"marketing":true}}"#),
+    )
+    .unwrap();
     s
 }
 
@@ -66,11 +73,19 @@ fn state() -> MemoryState {
 fn naive(policy: &Policy, keys: &Keys, value: &[u8], state: &MemoryState) -> Vec<Vec<u8>> {
     let v: Value = serde_json::from_slice(value).unwrap();
     let stream = &policy.streams[0];
-    let subject = v.pointer("/customer/id").and_then(Value::as_str).unwrap_or("");
+    let subject = v
+        .pointer("/customer/id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut outs = Vec::new();
     for (pname, _topic) in &stream.outputs {
         let purpose = policy.purposes.iter().find(|p| &p.name == pname).unwrap();
-        if purpose.basis == policy::Basis::Consent && !matches!(custos::state::SubjectState::consent(state, subject, pname), Some(true)) {
+        if purpose.basis == policy::Basis::Consent
+            && !matches!(
+                custos::state::SubjectState::consent(state, subject, pname),
+                Some(true)
+            )
+        {
             continue;
         }
         let mut path = Vec::new();
@@ -88,15 +103,31 @@ fn naive_classes<'a>(stream: &'a policy::Stream, path: &[String]) -> Option<&'a 
         .iter()
         .filter(|f| match &f.path {
             FieldPath::Value(segs) => {
-                let names: Vec<String> = segs.iter().map(|s| match s { Segment::Field(n) => n.clone(), Segment::Each => "[]".into() }).collect();
+                let names: Vec<String> = segs
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Field(n) => n.clone(),
+                        Segment::Each => "[]".into(),
+                    })
+                    .collect();
                 names.len() <= path.len() && names.iter().zip(path).all(|(a, b)| a == b)
             }
             _ => false,
         })
-        .max_by_key(|f| match &f.path { FieldPath::Value(s) => s.len(), _ => 0 })
+        .max_by_key(|f| match &f.path {
+            FieldPath::Value(s) => s.len(),
+            _ => 0,
+        })
 }
 
-fn naive_walk(policy: &Policy, keys: &Keys, stream: &policy::Stream, purpose: &policy::Purpose, v: &Value, path: &mut Vec<String>) -> Option<Value> {
+fn naive_walk(
+    policy: &Policy,
+    keys: &Keys,
+    stream: &policy::Stream,
+    purpose: &policy::Purpose,
+    v: &Value,
+    path: &mut Vec<String>,
+) -> Option<Value> {
     match v {
         Value::Object(m) => {
             let mut out = Map::new();
@@ -111,7 +142,10 @@ fn naive_walk(policy: &Policy, keys: &Keys, stream: &policy::Stream, purpose: &p
         }
         Value::Array(a) => {
             path.push("[]".into());
-            let out: Vec<Value> = a.iter().filter_map(|c| naive_walk(policy, keys, stream, purpose, c, path)).collect();
+            let out: Vec<Value> = a
+                .iter()
+                .filter_map(|c| naive_walk(policy, keys, stream, purpose, c, path))
+                .collect();
             path.pop();
             (!out.is_empty()).then_some(Value::Array(out))
         }
@@ -119,7 +153,10 @@ fn naive_walk(policy: &Policy, keys: &Keys, stream: &policy::Stream, purpose: &p
             let spec = naive_classes(stream, path)?;
             let mut action = Action::Keep;
             for c in &spec.classes {
-                let a = policy.rule_for(purpose, c).map(|(r, _)| r.action.clone()).unwrap_or(Action::Drop);
+                let a = policy
+                    .rule_for(purpose, c)
+                    .map(|(r, _)| r.action.clone())
+                    .unwrap_or(Action::Drop);
                 if a.kind() < action.kind() {
                     action = a;
                 }
@@ -131,8 +168,16 @@ fn naive_walk(policy: &Policy, keys: &Keys, stream: &policy::Stream, purpose: &p
                     let mut last = 0;
                     for span in classify::detect(s) {
                         text.push_str(&s[last..span.start]);
-                        let a = policy.rule_for(purpose, span.detector.class()).map(|(r, _)| r.action.clone()).unwrap_or(Action::Drop);
-                        transform::apply_span(&Op::new(&a, |k| keys.get(k)).unwrap(), &s[span.start..span.end], span.detector.class(), &mut text);
+                        let a = policy
+                            .rule_for(purpose, span.detector.class())
+                            .map(|(r, _)| r.action.clone())
+                            .unwrap_or(Action::Drop);
+                        transform::apply_span(
+                            &Op::new(&a, |k| keys.get(k)).unwrap(),
+                            &s[span.start..span.end],
+                            span.detector.class(),
+                            &mut text,
+                        );
                         last = span.end;
                     }
                     text.push_str(&s[last..]);
@@ -152,9 +197,26 @@ fn bench(c: &mut Criterion) {
     let policy_id = compiled.policy.id();
     let mut scratch = Scratch::default();
     // Sanity: both produce three outputs of the same size class.
-    let rec = Record { topic: "shop.orders", partition: 0, offset: 1, timestamp: Some(NOW), key: Some(b"c-1"), value: &value, headers: &[] };
-    let Verdict::Governed(g) = engine::govern(plan, &policy_id, &rec, &state, NOW, &mut scratch) else { panic!("bench event must govern") };
-    assert_eq!(g.outcomes.iter().filter(|o| matches!(o, Outcome::Emitted(_))).count(), 3);
+    let rec = Record {
+        topic: "shop.orders",
+        partition: 0,
+        offset: 1,
+        timestamp: Some(NOW),
+        key: Some(b"c-1"),
+        value: &value,
+        headers: &[],
+    };
+    let Verdict::Governed(g) = engine::govern(plan, &policy_id, &rec, &state, NOW, &mut scratch)
+    else {
+        panic!("bench event must govern")
+    };
+    assert_eq!(
+        g.outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Emitted(_)))
+            .count(),
+        3
+    );
     assert_eq!(naive(&compiled.policy, &keys, &value, &state).len(), 3);
     eprintln!("event: {} bytes", value.len());
 
@@ -162,16 +224,35 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("custos", |b| {
         b.iter(|| {
-            let rec = Record { topic: "shop.orders", partition: 0, offset: 1, timestamp: Some(NOW), key: Some(b"c-1"), value: black_box(&value), headers: &[] };
-            black_box(engine::govern(plan, &policy_id, &rec, &state, NOW, &mut scratch))
+            let rec = Record {
+                topic: "shop.orders",
+                partition: 0,
+                offset: 1,
+                timestamp: Some(NOW),
+                key: Some(b"c-1"),
+                value: black_box(&value),
+                headers: &[],
+            };
+            black_box(engine::govern(
+                plan,
+                &policy_id,
+                &rec,
+                &state,
+                NOW,
+                &mut scratch,
+            ))
         })
     });
-    group.bench_function("naive", |b| b.iter(|| black_box(naive(&compiled.policy, &keys, black_box(&value), &state))));
+    group.bench_function("naive", |b| {
+        b.iter(|| black_box(naive(&compiled.policy, &keys, black_box(&value), &state)))
+    });
     group.finish();
 
     // Floors: decoding alone, and a plain pass-through that parses and re-serializes.
     let mut tape = custos::codec::Tape::default();
-    c.bench_function("decode_only", |b| b.iter(|| black_box(tape.parse(black_box(&value)))));
+    c.bench_function("decode_only", |b| {
+        b.iter(|| black_box(tape.parse(black_box(&value))))
+    });
     c.bench_function("serde_json_roundtrip", |b| {
         b.iter(|| {
             let v: Value = serde_json::from_slice(black_box(&value)).unwrap();
@@ -180,7 +261,9 @@ fn bench(c: &mut Criterion) {
     });
 
     let notes = "Please call +44 20 7946 0958 before delivery, or write to ada.lovelace@example.com; leave the parcel with the neighbour.";
-    c.bench_function("detect_notes", |b| b.iter(|| black_box(classify::detect(black_box(notes)))));
+    c.bench_function("detect_notes", |b| {
+        b.iter(|| black_box(classify::detect(black_box(notes))))
+    });
 }
 
 criterion_group!(benches, bench);

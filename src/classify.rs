@@ -103,12 +103,17 @@ const SOURCES: [&str; 9] = [
 
 // ASCII word boundaries ((?-u:\b)) keep the lazy DFA usable on any input.
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
-    res: SOURCES.iter().map(|src| Regex::new(src).expect("built-in detector pattern is valid")).collect(),
+    res: SOURCES
+        .iter()
+        .map(|src| Regex::new(src).expect("built-in detector pattern is valid"))
+        .collect(),
     set: RegexSet::new(SOURCES).expect("built-in detector patterns are valid"),
 });
 
 fn digits(s: &str) -> impl Iterator<Item = u32> + '_ {
-    s.bytes().filter(u8::is_ascii_digit).map(|b| u32::from(b - b'0'))
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| u32::from(b - b'0'))
 }
 
 /// Luhn checksum over the digits of `s`.
@@ -121,14 +126,29 @@ pub fn luhn_valid(s: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
         .sum();
     sum % 10 == 0
 }
 
 /// ISO 13616 mod-97 check of an IBAN (spaces allowed).
 pub fn iban_valid(s: &str) -> bool {
-    let compact: Vec<u8> = s.bytes().filter(|b| *b != b' ').map(|b| b.to_ascii_uppercase()).collect();
+    let compact: Vec<u8> = s
+        .bytes()
+        .filter(|b| *b != b' ')
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
     if !(15..=34).contains(&compact.len()) || !compact[..2].iter().all(u8::is_ascii_alphabetic) {
         return false;
     }
@@ -139,7 +159,11 @@ pub fn iban_valid(s: &str) -> bool {
             b'A'..=b'Z' => u32::from(b - b'A') + 10,
             _ => return false,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     rem == 1
 }
@@ -168,7 +192,10 @@ fn iin_fits(ds: &[u32]) -> bool {
     let prefix = |k: usize| ds[..k].iter().fold(0u32, |a, d| a * 10 + d);
     match ds[0] {
         4 => matches!(n, 13 | 16 | 19),
-        2 => (2221..=2720).contains(&prefix(4)) && n == 16 || (2200..=2204).contains(&prefix(4)) && (16..=19).contains(&n),
+        2 => {
+            (2221..=2720).contains(&prefix(4)) && n == 16
+                || (2200..=2204).contains(&prefix(4)) && (16..=19).contains(&n)
+        }
         3 => match prefix(2) {
             34 | 37 => n == 15,
             35 => (3528..=3589).contains(&prefix(4)) && (16..=19).contains(&n),
@@ -230,7 +257,11 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
         }
         for m in p.res[i].find_iter(text) {
             if valid(m.as_str()) {
-                cands.push(Span { start: m.start(), end: m.end(), detector: det });
+                cands.push(Span {
+                    start: m.start(),
+                    end: m.end(),
+                    detector: det,
+                });
             }
         }
     };
@@ -264,16 +295,36 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
             push(SSN, Detector::UsSsn, &ssn_valid, &mut cands);
         }
         if dot && ndigits >= 4 {
-            push(IPV4, Detector::Ipv4, &|s| s.parse::<Ipv4Addr>().is_ok(), &mut cands);
+            push(
+                IPV4,
+                Detector::Ipv4,
+                &|s| s.parse::<Ipv4Addr>().is_ok(),
+                &mut cands,
+            );
         }
         if plus && ndigits >= 8 {
-            push(PHONE_INTL, Detector::Phone, &|s| phone_valid(s, 8), &mut cands);
+            push(
+                PHONE_INTL,
+                Detector::Phone,
+                &|s| phone_valid(s, 8),
+                &mut cands,
+            );
         }
         if ndigits >= 10 {
-            push(PHONE_NANP, Detector::Phone, &|s| phone_valid(s, 10), &mut cands);
+            push(
+                PHONE_NANP,
+                Detector::Phone,
+                &|s| phone_valid(s, 10),
+                &mut cands,
+            );
         }
         if zero && ndigits >= 9 {
-            push(PHONE_TRUNK, Detector::Phone, &|s| phone_valid(s, 9) && one_separator(s), &mut cands);
+            push(
+                PHONE_TRUNK,
+                Detector::Phone,
+                &|s| phone_valid(s, 9) && one_separator(s),
+                &mut cands,
+            );
         }
         // A phone or card number is not a slice of a longer run of digit groups
         // (an IBAN or a reference written in groups).
@@ -282,20 +333,34 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
             if !matches!(c.detector, Detector::Phone | Detector::Card) {
                 return true;
             }
-            let before = c.start >= 2 && sep(bytes[c.start - 1]) && bytes[c.start - 2].is_ascii_digit();
-            let after = c.end + 1 < bytes.len() && sep(bytes[c.end]) && bytes[c.end + 1].is_ascii_digit();
+            let before =
+                c.start >= 2 && sep(bytes[c.start - 1]) && bytes[c.start - 2].is_ascii_digit();
+            let after =
+                c.end + 1 < bytes.len() && sep(bytes[c.end]) && bytes[c.end + 1].is_ascii_digit();
             !before && !after
         });
         // A number right after '+' is a phone number, never a card.
-        cands.retain(|c| c.detector != Detector::Card || c.start == 0 || bytes[c.start - 1] != b'+');
+        cands
+            .retain(|c| c.detector != Detector::Card || c.start == 0 || bytes[c.start - 1] != b'+');
     }
     if has_colon {
-        push(IPV6, Detector::Ipv6, &|s| s.bytes().any(|b| b.is_ascii_hexdigit()) && s.parse::<Ipv6Addr>().is_ok(), &mut cands);
+        push(
+            IPV6,
+            Detector::Ipv6,
+            &|s| s.bytes().any(|b| b.is_ascii_hexdigit()) && s.parse::<Ipv6Addr>().is_ok(),
+            &mut cands,
+        );
         // An IPv6 match must not sit inside a longer hex/colon run (e.g. a hash).
         cands.retain(|c| {
             c.detector != Detector::Ipv6
-                || (!bytes.get(c.end).is_some_and(|b| b.is_ascii_hexdigit() || *b == b':')
-                    && !c.start.checked_sub(1).and_then(|i| bytes.get(i)).is_some_and(|b| b.is_ascii_hexdigit() || *b == b':'))
+                || (!bytes
+                    .get(c.end)
+                    .is_some_and(|b| b.is_ascii_hexdigit() || *b == b':')
+                    && !c
+                        .start
+                        .checked_sub(1)
+                        .and_then(|i| bytes.get(i))
+                        .is_some_and(|b| b.is_ascii_hexdigit() || *b == b':'))
         });
     }
     // Resolve overlaps: by start, then priority, then longer first.
@@ -323,21 +388,36 @@ mod tests {
     use super::*;
 
     fn check(text: &str, expected: &[(&str, Detector)]) {
-        let got: Vec<(&str, Detector)> = detect(text).iter().map(|s| (&text[s.start..s.end], s.detector)).collect();
+        let got: Vec<(&str, Detector)> = detect(text)
+            .iter()
+            .map(|s| (&text[s.start..s.end], s.detector))
+            .collect();
         assert_eq!(got, expected, "in {text:?}");
     }
 
     #[test]
     fn emails() {
-        check("mail me at jane.doe+x@example.co.uk please", &[("jane.doe+x@example.co.uk", Detector::Email)]);
+        check(
+            "mail me at jane.doe+x@example.co.uk please",
+            &[("jane.doe+x@example.co.uk", Detector::Email)],
+        );
         check("not an email: a@b", &[]);
     }
 
     #[test]
     fn cards_with_separators_and_luhn() {
-        check("card 4111 1111 1111 1111 ok", &[("4111 1111 1111 1111", Detector::Card)]);
-        check("card 4111-1111-1111-1111", &[("4111-1111-1111-1111", Detector::Card)]);
-        check("amex 378282246310005", &[("378282246310005", Detector::Card)]);
+        check(
+            "card 4111 1111 1111 1111 ok",
+            &[("4111 1111 1111 1111", Detector::Card)],
+        );
+        check(
+            "card 4111-1111-1111-1111",
+            &[("4111-1111-1111-1111", Detector::Card)],
+        );
+        check(
+            "amex 378282246310005",
+            &[("378282246310005", Detector::Card)],
+        );
         // 16 digits failing Luhn: an order number, not a card.
         check("order 4111111111111112", &[]);
         check("ref 1234567890123456", &[]);
@@ -345,8 +425,14 @@ mod tests {
 
     #[test]
     fn ibans() {
-        check("pay to DE89 3704 0044 0532 0130 00 now", &[("DE89 3704 0044 0532 0130 00", Detector::Iban)]);
-        check("GB82WEST12345698765432", &[("GB82WEST12345698765432", Detector::Iban)]);
+        check(
+            "pay to DE89 3704 0044 0532 0130 00 now",
+            &[("DE89 3704 0044 0532 0130 00", Detector::Iban)],
+        );
+        check(
+            "GB82WEST12345698765432",
+            &[("GB82WEST12345698765432", Detector::Iban)],
+        );
         check("DE89 3704 0044 0532 0130 01", &[]);
     }
 
@@ -358,17 +444,29 @@ mod tests {
 
     #[test]
     fn ips() {
-        check("from 192.168.1.20 today", &[("192.168.1.20", Detector::Ipv4)]);
+        check(
+            "from 192.168.1.20 today",
+            &[("192.168.1.20", Detector::Ipv4)],
+        );
         check("bad 999.1.1.1", &[]);
-        check("v6 2001:db8::8a2e:370:7334 end", &[("2001:db8::8a2e:370:7334", Detector::Ipv6)]);
+        check(
+            "v6 2001:db8::8a2e:370:7334 end",
+            &[("2001:db8::8a2e:370:7334", Detector::Ipv6)],
+        );
         check("at 10:30:00 sharp", &[]);
         check("mac aa:bb:cc:dd:ee:ff", &[]);
     }
 
     #[test]
     fn phones() {
-        check("call +44 20 7946 0958 now", &[("+44 20 7946 0958", Detector::Phone)]);
-        check("call +1 (415) 555-2671", &[("+1 (415) 555-2671", Detector::Phone)]);
+        check(
+            "call +44 20 7946 0958 now",
+            &[("+44 20 7946 0958", Detector::Phone)],
+        );
+        check(
+            "call +1 (415) 555-2671",
+            &[("+1 (415) 555-2671", Detector::Phone)],
+        );
         check("or (415) 555-2671", &[("(415) 555-2671", Detector::Phone)]);
         check("or 415-555-2671", &[("415-555-2671", Detector::Phone)]);
         check("uk 020 7946 0958", &[("020 7946 0958", Detector::Phone)]);
@@ -382,7 +480,15 @@ mod tests {
     fn mixed_text_in_order() {
         let text = "Jane (jane@example.com, +33 6 12 34 56 78) paid with 5555 5555 5555 4444 from 10.0.0.1";
         let got: Vec<Detector> = detect(text).iter().map(|s| s.detector).collect();
-        assert_eq!(got, vec![Detector::Email, Detector::Phone, Detector::Card, Detector::Ipv4]);
+        assert_eq!(
+            got,
+            vec![
+                Detector::Email,
+                Detector::Phone,
+                Detector::Card,
+                Detector::Ipv4
+            ]
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ use crate::policy::plan::{self, Compiled};
 use crate::policy::{self, Policy};
 
 #[derive(Debug, Parser)]
-#[command(name = "custos", version, about = "Streaming data governance for Kafka: per-purpose fan-out, consent, erasure, retention, audit")]
+#[command(
+    name = "custos",
+    version,
+    about = "Streaming data governance for Kafka: per-purpose fan-out, consent, erasure, retention, audit"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -98,7 +102,11 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), code: 1, located: false }
+        Failure {
+            message: message.into(),
+            code: 1,
+            located: false,
+        }
     }
 }
 
@@ -108,7 +116,10 @@ impl Failure {
 /// The file cannot be read, or the policy has errors (all of them, one per line).
 pub fn load_policy(path: &Path) -> Result<Policy, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::new(format!("cannot read policy file {}: {e}; check the path", path.display()))
+        Failure::new(format!(
+            "cannot read policy file {}: {e}; check the path",
+            path.display()
+        ))
     })?;
     policy::load(&text, &path.display().to_string()).map_err(|e| {
         let n = e.diagnostics.len();
@@ -137,7 +148,8 @@ pub fn load_compiled(path: &Path) -> Result<Compiled, Failure> {
                 .join("\n"),
         )
     })?;
-    plan::compile(Arc::new(policy), &keys).map_err(|e| Failure::new(format!("{}: {e}", path.display())))
+    plan::compile(Arc::new(policy), &keys)
+        .map_err(|e| Failure::new(format!("{}: {e}", path.display())))
 }
 
 /// Runs a parsed command line.
@@ -146,8 +158,15 @@ pub fn load_compiled(path: &Path) -> Result<Compiled, Failure> {
 /// Returns the failure to print and the exit status.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Policy { command: PolicyCommand::Check { file } } => check(&file),
-        Command::Explain { file, stream, purpose, format } => {
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => check(&file),
+        Command::Explain {
+            file,
+            stream,
+            purpose,
+            format,
+        } => {
             let policy = load_policy(&file)?;
             let text = explain::explain(&policy, stream.as_deref(), purpose.as_deref(), format)?;
             print!("{text}");

@@ -75,12 +75,19 @@ impl Tape {
         }
         self.toks.clear();
         self.stack.clear();
-        let mut p = Parser { src, pos: 0, tape: self };
+        let mut p = Parser {
+            src,
+            pos: 0,
+            tape: self,
+        };
         p.ws();
         p.value()?;
         p.ws();
         if p.pos != src.len() {
-            return Err(JsonError::Syntax { what: "trailing characters after the value", at: p.pos });
+            return Err(JsonError::Syntax {
+                what: "trailing characters after the value",
+                at: p.pos,
+            });
         }
         Ok(())
     }
@@ -92,12 +99,20 @@ impl Tape {
 
     /// Iterates an object's members as (key token index, value token index).
     pub fn members(&self, obj: usize) -> Members<'_> {
-        Members { toks: &self.toks, at: obj + 1, end: self.toks[obj].next as usize }
+        Members {
+            toks: &self.toks,
+            at: obj + 1,
+            end: self.toks[obj].next as usize,
+        }
     }
 
     /// Iterates an array's element token indexes.
     pub fn elements(&self, arr: usize) -> Elements<'_> {
-        Elements { toks: &self.toks, at: arr + 1, end: self.toks[arr].next as usize }
+        Elements {
+            toks: &self.toks,
+            at: arr + 1,
+            end: self.toks[arr].next as usize,
+        }
     }
 }
 
@@ -222,7 +237,12 @@ impl Parser<'_, '_> {
 
     fn push(&mut self, kind: Kind, start: usize, end: usize) -> usize {
         let i = self.tape.toks.len();
-        self.tape.toks.push(Tok { kind, start: start as u32, end: end as u32, next: i as u32 + 1 });
+        self.tape.toks.push(Tok {
+            kind,
+            start: start as u32,
+            end: end as u32,
+            next: i as u32 + 1,
+        });
         i
     }
 
@@ -289,7 +309,13 @@ impl Parser<'_, '_> {
                         self.pos += 1;
                         self.close()?;
                     }
-                    _ => return Err(self.err(if is_obj { "expected ',' or '}'" } else { "expected ',' or ']'" })),
+                    _ => {
+                        return Err(self.err(if is_obj {
+                            "expected ',' or '}'"
+                        } else {
+                            "expected ',' or ']'"
+                        }))
+                    }
                 }
             }
         }
@@ -321,7 +347,12 @@ impl Parser<'_, '_> {
         if n <= 32 {
             for (i, (ka, _)) in self.tape.members(obj).enumerate() {
                 let a = &toks[ka];
-                if self.tape.members(obj).take(i).any(|(kb, _)| same(a, &toks[kb])) {
+                if self
+                    .tape
+                    .members(obj)
+                    .take(i)
+                    .any(|(kb, _)| same(a, &toks[kb]))
+                {
                     return Err(JsonError::DuplicateKey(a.start as usize));
                 }
             }
@@ -362,7 +393,10 @@ impl Parser<'_, '_> {
                 return Err(self.err("unterminated string"));
             };
             if let Some(c) = src[i..i + off].iter().position(|&b| b < 0x20) {
-                return Err(JsonError::Syntax { what: "control character in string", at: i + c });
+                return Err(JsonError::Syntax {
+                    what: "control character in string",
+                    at: i + c,
+                });
             }
             i += off;
             let b = src[i];
@@ -373,25 +407,45 @@ impl Parser<'_, '_> {
                     match src.get(i + 1) {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                         Some(b'u') => {
-                            let cp = hex4(src, i + 2).ok_or(JsonError::Syntax { what: "bad \\u escape", at: i })?;
+                            let cp = hex4(src, i + 2).ok_or(JsonError::Syntax {
+                                what: "bad \\u escape",
+                                at: i,
+                            })?;
                             i += 6;
                             if (0xD800..0xDC00).contains(&cp) {
-                                let lo = (src.get(i) == Some(&b'\\') && src.get(i + 1) == Some(&b'u'))
-                                    .then(|| hex4(src, i + 2))
-                                    .flatten()
-                                    .filter(|lo| (0xDC00..0xE000).contains(lo));
+                                let lo = (src.get(i) == Some(&b'\\')
+                                    && src.get(i + 1) == Some(&b'u'))
+                                .then(|| hex4(src, i + 2))
+                                .flatten()
+                                .filter(|lo| (0xDC00..0xE000).contains(lo));
                                 if lo.is_none() {
-                                    return Err(JsonError::Syntax { what: "lone surrogate in \\u escape", at: i });
+                                    return Err(JsonError::Syntax {
+                                        what: "lone surrogate in \\u escape",
+                                        at: i,
+                                    });
                                 }
                                 i += 6;
                             } else if (0xDC00..0xE000).contains(&cp) {
-                                return Err(JsonError::Syntax { what: "lone surrogate in \\u escape", at: i });
+                                return Err(JsonError::Syntax {
+                                    what: "lone surrogate in \\u escape",
+                                    at: i,
+                                });
                             }
                         }
-                        _ => return Err(JsonError::Syntax { what: "bad escape", at: i }),
+                        _ => {
+                            return Err(JsonError::Syntax {
+                                what: "bad escape",
+                                at: i,
+                            })
+                        }
                     }
                 }
-                0..=0x1F => return Err(JsonError::Syntax { what: "control character in string", at: i }),
+                0..=0x1F => {
+                    return Err(JsonError::Syntax {
+                        what: "control character in string",
+                        at: i,
+                    })
+                }
                 _ => i += 1,
             }
         }
@@ -429,12 +483,20 @@ impl Parser<'_, '_> {
             Some(b'1'..=b'9') => {
                 digits(&mut i);
             }
-            _ => return Err(JsonError::Syntax { what: "bad number", at: i }),
+            _ => {
+                return Err(JsonError::Syntax {
+                    what: "bad number",
+                    at: i,
+                })
+            }
         }
         if src.get(i) == Some(&b'.') {
             i += 1;
             if !digits(&mut i) {
-                return Err(JsonError::Syntax { what: "bad number", at: i });
+                return Err(JsonError::Syntax {
+                    what: "bad number",
+                    at: i,
+                });
             }
         }
         if let Some(b'e' | b'E') = src.get(i) {
@@ -443,7 +505,10 @@ impl Parser<'_, '_> {
                 i += 1;
             }
             if !digits(&mut i) {
-                return Err(JsonError::Syntax { what: "bad number", at: i });
+                return Err(JsonError::Syntax {
+                    what: "bad number",
+                    at: i,
+                });
             }
         }
         self.push(Kind::Number, start, i);
@@ -480,7 +545,10 @@ mod tests {
     fn structure_and_members() {
         let src = r#" {"a": [1, {"b": null}], "c": "x\ny", "d": -1.5e3} "#;
         let t = ok(src);
-        let m: Vec<String> = t.members(0).map(|(k, _)| string(src.as_bytes(), &t.toks[k]).into_owned()).collect();
+        let m: Vec<String> = t
+            .members(0)
+            .map(|(k, _)| string(src.as_bytes(), &t.toks[k]).into_owned())
+            .collect();
         assert_eq!(m, ["a", "c", "d"]);
         let (_, a) = t.members(0).next().unwrap();
         assert_eq!(t.elements(a).count(), 2);
@@ -501,20 +569,58 @@ mod tests {
     #[test]
     fn rejects_what_rfc_8259_rejects() {
         for s in [
-            &b""[..], b"{", b"[1,]", b"{\"a\":1,}", b"01", b"1.", b".5", b"+1", b"tru", b"nul", b"\"a", b"{\"a\" 1}",
-            b"{a:1}", b"[1 2]", b"\"\\x\"", b"\"\\ud800\"", b"\"\\udc00\"", b"\"\x01\"", b"1 2", b"\xff", b"// c\n1", b"NaN",
+            &b""[..],
+            b"{",
+            b"[1,]",
+            b"{\"a\":1,}",
+            b"01",
+            b"1.",
+            b".5",
+            b"+1",
+            b"tru",
+            b"nul",
+            b"\"a",
+            b"{\"a\" 1}",
+            b"{a:1}",
+            b"[1 2]",
+            b"\"\\x\"",
+            b"\"\\ud800\"",
+            b"\"\\udc00\"",
+            b"\"\x01\"",
+            b"1 2",
+            b"\xff",
+            b"// c\n1",
+            b"NaN",
         ] {
             bad(s);
         }
-        assert!(matches!(bad(b"{\"a\":1,\"a\":2}"), JsonError::DuplicateKey(_)));
-        assert!(matches!(bad(b"{\"a\":1,\"\\u0061\":2}"), JsonError::DuplicateKey(_)));
+        assert!(matches!(
+            bad(b"{\"a\":1,\"a\":2}"),
+            JsonError::DuplicateKey(_)
+        ));
+        assert!(matches!(
+            bad(b"{\"a\":1,\"\\u0061\":2}"),
+            JsonError::DuplicateKey(_)
+        ));
         assert_eq!(bad(&[b'['; 200]), JsonError::TooDeep);
-        ok(&"[".repeat(MAX_DEPTH).to_string().chars().chain("]".repeat(MAX_DEPTH).chars()).collect::<String>());
+        ok(&"["
+            .repeat(MAX_DEPTH)
+            .to_string()
+            .chars()
+            .chain("]".repeat(MAX_DEPTH).chars())
+            .collect::<String>());
     }
 
     #[test]
     fn agrees_with_serde_json_on_valid_documents() {
-        for s in [r#"{"a":[1,2,{"b":[true,false,null]}],"c":{"d":"e"}}"#, "[]", "{}", "0", "-0.0e-0", r#""é""#] {
+        for s in [
+            r#"{"a":[1,2,{"b":[true,false,null]}],"c":{"d":"e"}}"#,
+            "[]",
+            "{}",
+            "0",
+            "-0.0e-0",
+            r#""é""#,
+        ] {
             let t = ok(s);
             let v: serde_json::Value = serde_json::from_str(s).unwrap();
             assert_eq!(t.toks[0].next as usize, t.toks.len(), "{s}");

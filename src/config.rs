@@ -127,7 +127,11 @@ pub struct AuditSection {
 
 impl Default for AuditSection {
     fn default() -> Self {
-        AuditSection { topic: default_audit_topic(), key: None, level: default_audit_level() }
+        AuditSection {
+            topic: default_audit_topic(),
+            key: None,
+            level: default_audit_level(),
+        }
     }
 }
 
@@ -141,7 +145,10 @@ pub struct LineageSection {
 
 impl Default for LineageSection {
     fn default() -> Self {
-        LineageSection { topic: default_lineage_topic(), openlineage_url: None }
+        LineageSection {
+            topic: default_lineage_topic(),
+            openlineage_url: None,
+        }
     }
 }
 
@@ -154,7 +161,9 @@ pub struct DeadLetterSection {
 
 impl Default for DeadLetterSection {
     fn default() -> Self {
-        DeadLetterSection { topic: default_dl_topic() }
+        DeadLetterSection {
+            topic: default_dl_topic(),
+        }
     }
 }
 
@@ -173,7 +182,9 @@ pub struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: default_listen() }
+        HttpSection {
+            listen: default_listen(),
+        }
     }
 }
 
@@ -193,7 +204,9 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { format: default_log_format() }
+        LogSection {
+            format: default_log_format(),
+        }
     }
 }
 
@@ -250,7 +263,8 @@ pub enum ConfigError {
 pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
     vars.into_iter()
         .filter(|(k, _)| {
-            k.strip_prefix("CUSTOS_").is_some_and(|rest| rest.contains("__") || rest == "POLICY")
+            k.strip_prefix("CUSTOS_")
+                .is_some_and(|rest| rest.contains("__") || rest == "POLICY")
         })
         .collect()
 }
@@ -260,7 +274,11 @@ impl Config {
     ///
     /// # Errors
     /// Syntax errors, unknown keys (named), bad values.
-    pub fn parse(text: &str, origin: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
         let built = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
@@ -271,10 +289,14 @@ impl Config {
                     .source(Some(env)),
             )
             .build()
-            .map_err(|e| ConfigError::Invalid { origin: origin.to_string(), reason: e.to_string() })?;
-        let cfg: Config = built
-            .try_deserialize()
-            .map_err(|e| ConfigError::Invalid { origin: origin.to_string(), reason: e.to_string() })?;
+            .map_err(|e| ConfigError::Invalid {
+                origin: origin.to_string(),
+                reason: e.to_string(),
+            })?;
+        let cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Invalid {
+            origin: origin.to_string(),
+            reason: e.to_string(),
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -284,8 +306,10 @@ impl Config {
     /// # Errors
     /// The file cannot be read, or [`Config::parse`] fails.
     pub fn load(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let mut cfg = Config::parse(&text, &path.display().to_string(), env)?;
         if cfg.policy.is_relative() {
             if let Some(dir) = path.parent() {
@@ -296,9 +320,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: &str| Err(ConfigError::Value { key: key.into(), reason: reason.into() });
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError::Value {
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
         if self.kafka.bootstrap_servers.trim().is_empty() {
-            return bad("kafka.bootstrap_servers", "is empty; give host:port,… or \"embedded\"");
+            return bad(
+                "kafka.bootstrap_servers",
+                "is empty; give host:port,… or \"embedded\"",
+            );
         }
         if self.kafka.group_id.trim().is_empty() {
             return bad("kafka.group_id", "is empty");
@@ -323,7 +355,14 @@ impl Config {
                 return bad("audit.key", "needs exactly one of `env` or `file`");
             }
         }
-        for reserved in ["enable.auto.offset.store", "enable.auto.commit", "group.id", "bootstrap.servers", "transactional.id", "isolation.level"] {
+        for reserved in [
+            "enable.auto.offset.store",
+            "enable.auto.commit",
+            "group.id",
+            "bootstrap.servers",
+            "transactional.id",
+            "isolation.level",
+        ] {
             if self.kafka.properties.contains_key(reserved) {
                 return bad(
                     &format!("kafka.properties.\"{reserved}\""),
@@ -393,7 +432,13 @@ format = "text"
 "#;
         let c = parse(text, &[]).unwrap();
         assert_eq!(c.delivery.guarantee, Guarantee::ExactlyOnce);
-        assert_eq!(c.kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(
+            c.kafka
+                .properties
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SASL_SSL")
+        );
         assert_eq!(c.audit.level, AuditLevel::Summary);
         assert_eq!(c.log.format, LogFormat::Text);
     }
@@ -416,21 +461,45 @@ format = "text"
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = parse("policy = \"p.yaml\"\n[kafka]\nbootstrap_server = \"x\"\n", &[]).unwrap_err().to_string();
+        let e = parse(
+            "policy = \"p.yaml\"\n[kafka]\nbootstrap_server = \"x\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("bootstrap_server"), "{e}");
-        let e = parse("policy = \"p.yaml\"\n[kafkaa]\n", &[]).unwrap_err().to_string();
+        let e = parse("policy = \"p.yaml\"\n[kafkaa]\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kafkaa"), "{e}");
-        let e = parse("policy = \"p.yaml\"\n", &[("CUSTOS_KAFKA__BOGUS", "1")]).unwrap_err().to_string();
+        let e = parse("policy = \"p.yaml\"\n", &[("CUSTOS_KAFKA__BOGUS", "1")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]
     fn bad_values() {
-        let e = parse("policy = \"p.yaml\"\n[delivery]\nguarantee = \"maybe_once\"\n", &[]).unwrap_err().to_string();
+        let e = parse(
+            "policy = \"p.yaml\"\n[delivery]\nguarantee = \"maybe_once\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("maybe_once"), "{e}");
-        let e = parse("policy = \"p.yaml\"\n[delivery]\ndrain_timeout_ms = 0\n", &[]).unwrap_err().to_string();
+        let e = parse(
+            "policy = \"p.yaml\"\n[delivery]\ndrain_timeout_ms = 0\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("delivery.drain_timeout_ms"), "{e}");
-        let e = parse("policy = \"p.yaml\"\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n", &[]).unwrap_err().to_string();
+        let e = parse(
+            "policy = \"p.yaml\"\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("enable.auto.commit"), "{e}");
         let e = parse("[kafka]\n", &[]).unwrap_err().to_string();
         assert!(e.contains("policy"), "{e}");

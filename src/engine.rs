@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::codec::{self, Kind, Tape, Tok};
 use crate::classify::{self, Detector, Span};
+use crate::codec::{self, Kind, Tape, Tok};
 use crate::policy::plan::{Leaf, Node, OutputPlan, StreamPlan};
 use crate::policy::{Basis, FieldPath, Segment, Unclassified};
 use crate::state::{subject_text, SubjectState};
@@ -45,7 +45,12 @@ pub enum Suppression {
 }
 
 impl Suppression {
-    pub const ALL: [Suppression; 4] = [Suppression::Consent, Suppression::Objection, Suppression::Erasure, Suppression::Expired];
+    pub const ALL: [Suppression; 4] = [
+        Suppression::Consent,
+        Suppression::Objection,
+        Suppression::Erasure,
+        Suppression::Expired,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -159,11 +164,22 @@ pub fn govern(
     now_ms: i64,
     scratch: &mut Scratch,
 ) -> Verdict {
-    govern_with_limit(plan, policy_id, rec, state, now_ms, scratch, DEFAULT_MAX_RECORD_BYTES)
+    govern_with_limit(
+        plan,
+        policy_id,
+        rec,
+        state,
+        now_ms,
+        scratch,
+        DEFAULT_MAX_RECORD_BYTES,
+    )
 }
 
 fn dead(reason: DeadLetterReason, detail: impl Into<String>) -> Verdict {
-    Verdict::DeadLetter(DeadLetter { reason, detail: detail.into() })
+    Verdict::DeadLetter(DeadLetter {
+        reason,
+        detail: detail.into(),
+    })
 }
 
 /// [`govern`] with an explicit record size limit.
@@ -179,7 +195,10 @@ pub fn govern_with_limit(
     if rec.value.len() > max_record_bytes {
         return dead(
             DeadLetterReason::TooLarge,
-            format!("value of {} bytes is over the limit of {max_record_bytes}", rec.value.len()),
+            format!(
+                "value of {} bytes is over the limit of {max_record_bytes}",
+                rec.value.len()
+            ),
         );
     }
     let mut tape = std::mem::take(&mut scratch.tape);
@@ -203,14 +222,30 @@ fn govern_tape(
     if tape.root().map(|t| t.kind) != Some(Kind::Object) {
         return dead(DeadLetterReason::Decode, "the value is not a JSON object");
     }
-    let doc = Doc { src: rec.value, tape };
+    let doc = Doc {
+        src: rec.value,
+        tape,
+    };
 
-    let subject = plan.subject.as_ref().and_then(|p| read_path(p, rec, &doc)).and_then(|v| subject_text(&v));
-    let event_time_ms = match plan.event_time.as_ref().and_then(|p| read_path(p, rec, &doc)) {
+    let subject = plan
+        .subject
+        .as_ref()
+        .and_then(|p| read_path(p, rec, &doc))
+        .and_then(|v| subject_text(&v));
+    let event_time_ms = match plan
+        .event_time
+        .as_ref()
+        .and_then(|p| read_path(p, rec, &doc))
+    {
         None => rec.timestamp.unwrap_or(now_ms),
         Some(v) => match parse_time(&v) {
             Some(t) => t,
-            None => return dead(DeadLetterReason::EventTime, "the event time is neither RFC 3339 nor epoch milliseconds"),
+            None => {
+                return dead(
+                    DeadLetterReason::EventTime,
+                    "the event time is neither RFC 3339 nor epoch milliseconds",
+                )
+            }
         },
     };
 
@@ -220,7 +255,14 @@ fn govern_tape(
     let mut active: u64 = 0;
     let erased = subject.as_deref().is_some_and(|s| state.is_erased(s));
     for (i, out) in plan.outputs.iter().enumerate() {
-        let s = decide(out, subject.as_deref(), erased, state, event_time_ms, now_ms);
+        let s = decide(
+            out,
+            subject.as_deref(),
+            erased,
+            state,
+            event_time_ms,
+            now_ms,
+        );
         if s.is_none() {
             active |= 1 << i;
         }
@@ -280,9 +322,16 @@ fn govern_tape(
         let key = key_value.as_ref().and_then(|k| {
             transform::apply(&plan.key.decisions[i].op, k).and_then(|v| scalar_bytes(&v))
         });
-        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = Vec::with_capacity(4 + plan.headers.len());
-        headers.push((Cow::Borrowed("custos-policy"), policy_id.as_bytes().to_vec()));
-        headers.push((Cow::Borrowed("custos-purpose"), out.name.as_bytes().to_vec()));
+        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> =
+            Vec::with_capacity(4 + plan.headers.len());
+        headers.push((
+            Cow::Borrowed("custos-policy"),
+            policy_id.as_bytes().to_vec(),
+        ));
+        headers.push((
+            Cow::Borrowed("custos-purpose"),
+            out.name.as_bytes().to_vec(),
+        ));
         headers.push((Cow::Borrowed("custos-classes"), classes.into_bytes()));
         headers.push((Cow::Borrowed("custos-source"), source.as_bytes().to_vec()));
         for (name, leaf) in &plan.headers {
@@ -298,7 +347,12 @@ fn govern_tape(
                 }
             }
         }
-        outcomes.push(Outcome::Emitted(Output { output: i, key, value, headers }));
+        outcomes.push(Outcome::Emitted(Output {
+            output: i,
+            key,
+            value,
+            headers,
+        }));
     }
     Verdict::Governed(Governed {
         subject,
@@ -401,7 +455,10 @@ impl Doc<'_> {
 /// Reads a scalar at a path without arrays (subject, event time).
 pub fn read_path(path: &FieldPath, rec: &Record<'_>, doc: &Doc<'_>) -> Option<Value> {
     match path {
-        FieldPath::Key => rec.key.and_then(|k| std::str::from_utf8(k).ok()).map(|s| Value::String(s.to_string())),
+        FieldPath::Key => rec
+            .key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .map(|s| Value::String(s.to_string())),
         FieldPath::Header(h) => rec
             .headers
             .iter()
@@ -430,13 +487,19 @@ pub fn read_path(path: &FieldPath, rec: &Record<'_>, doc: &Doc<'_>) -> Option<Va
 /// Epoch millis from a number, a string of digits, or an RFC 3339 string.
 pub fn parse_time(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 9e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => {
             let s = s.trim();
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
                 return s.parse().ok();
             }
-            chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|d| d.timestamp_millis())
         }
         _ => None,
     }
@@ -532,15 +595,32 @@ impl Walker<'_> {
     fn count_leaves(&self, i: usize) -> u32 {
         let doc = self.doc;
         match doc.tok(i).kind {
-            Kind::Object => doc.tape.members(i).map(|(_, v)| self.count_leaves(v)).sum::<u32>().max(1),
-            Kind::Array => doc.tape.elements(i).map(|v| self.count_leaves(v)).sum::<u32>().max(1),
+            Kind::Object => doc
+                .tape
+                .members(i)
+                .map(|(_, v)| self.count_leaves(v))
+                .sum::<u32>()
+                .max(1),
+            Kind::Array => doc
+                .tape
+                .elements(i)
+                .map(|v| self.count_leaves(v))
+                .sum::<u32>()
+                .max(1),
             _ => 1,
         }
     }
 
     /// Writes token `i` under `leaf`/`node` for every purpose in `active`;
     /// returns the purposes for which something was written.
-    fn value(&mut self, i: usize, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+    fn value(
+        &mut self,
+        i: usize,
+        leaf: &Leaf,
+        node: Option<&Node>,
+        path: &str,
+        active: u64,
+    ) -> u64 {
         let kind = self.doc.tok(i).kind;
         let container = matches!(kind, Kind::Object | Kind::Array);
         let structured = node.is_some_and(Node::has_structure);
@@ -581,7 +661,14 @@ impl Walker<'_> {
         }
     }
 
-    fn object(&mut self, i: usize, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+    fn object(
+        &mut self,
+        i: usize,
+        leaf: &Leaf,
+        node: Option<&Node>,
+        path: &str,
+        active: u64,
+    ) -> u64 {
         let doc = self.doc;
         let mut marks = [0usize; 64];
         for p in each_bit(active) {
@@ -591,7 +678,12 @@ impl Walker<'_> {
         let mut nonempty = 0u64;
         let mut emarks = [0usize; 64];
         for (k, v) in doc.tape.members(i) {
-            let child = node.and_then(|n| n.children.iter().find(|(name, _)| doc.key_is(k, name)).map(|(_, c)| c));
+            let child = node.and_then(|n| {
+                n.children
+                    .iter()
+                    .find(|(name, _)| doc.key_is(k, name))
+                    .map(|(_, c)| c)
+            });
             let (cleaf, cnode, cpath) = match child {
                 Some(c) => (&*c.leaf, Some(c), c.path.as_str()),
                 None => (leaf, None, path),
@@ -626,7 +718,14 @@ impl Walker<'_> {
         nonempty
     }
 
-    fn array(&mut self, i: usize, leaf: &Leaf, node: Option<&Node>, path: &str, active: u64) -> u64 {
+    fn array(
+        &mut self,
+        i: usize,
+        leaf: &Leaf,
+        node: Option<&Node>,
+        path: &str,
+        active: u64,
+    ) -> u64 {
         let doc = self.doc;
         let (eleaf, enode, epath) = match node.and_then(|n| n.each.as_deref()) {
             Some(e) => (&*e.leaf, Some(e), e.path.as_str()),
@@ -691,9 +790,17 @@ impl Walker<'_> {
     fn scanned(&mut self, s: &str, leaf: &Leaf, path: &str, active: u64) -> u64 {
         classify::detect_into(s, self.spans);
         for span in self.spans.iter() {
-            match self.detections.iter_mut().find(|d| &*d.field == path && d.detector == span.detector) {
+            match self
+                .detections
+                .iter_mut()
+                .find(|d| &*d.field == path && d.detector == span.detector)
+            {
                 Some(d) => d.count += 1,
-                None => self.detections.push(Detection { field: Arc::from(path), detector: span.detector, count: 1 }),
+                None => self.detections.push(Detection {
+                    field: Arc::from(path),
+                    detector: span.detector,
+                    count: 1,
+                }),
             }
         }
         let mut written = 0;
@@ -721,7 +828,12 @@ impl Walker<'_> {
             for span in self.spans.iter() {
                 self.text.push_str(&s[last..span.start]);
                 let sd = &self.outputs[p].spans[span.detector.index()];
-                transform::apply_span(&sd.op, &s[span.start..span.end], span.detector.class(), self.text);
+                transform::apply_span(
+                    &sd.op,
+                    &s[span.start..span.end],
+                    span.detector.class(),
+                    self.text,
+                );
                 last = span.end;
                 if let Some(id) = sd.pair {
                     let id = id as usize;

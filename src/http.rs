@@ -29,7 +29,10 @@ pub fn router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {

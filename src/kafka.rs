@@ -22,13 +22,22 @@ pub enum WorkerError {
     #[error("kafka client: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
     #[error("topic `{topic}` keeps data for {actual} but purpose `{purpose}` allows {allowed}; lower its retention.ms or set kafka.manage_topics = true")]
-    Retention { topic: String, purpose: String, actual: String, allowed: String },
+    Retention {
+        topic: String,
+        purpose: String,
+        actual: String,
+        allowed: String,
+    },
     #[error("topic `{0}` does not exist; create it or set kafka.manage_topics = true")]
     MissingTopic(String),
     #[error("topic management failed for `{topic}`: {reason}")]
     Admin { topic: String, reason: String },
     #[error("{what} did not finish within {secs} s: {reason}")]
-    Timeout { what: String, secs: u64, reason: String },
+    Timeout {
+        what: String,
+        secs: u64,
+        reason: String,
+    },
     #[error("stream `{0}` is avro; this version of the worker reads JSON streams only")]
     AvroUnsupported(String),
 }

@@ -39,7 +39,11 @@ impl fmt::Display for PolicyErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.file, d.pos.line, d.pos.col, d.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, d.pos.line, d.pos.col, d.message
+            )?;
         }
         Ok(())
     }
@@ -137,9 +141,17 @@ pub enum DateUnit {
 pub enum Action {
     Drop,
     Redact,
-    Pseudonymize { key: String },
-    Encrypt { key: String },
-    Mask { keep_first: usize, keep_last: usize, ch: char },
+    Pseudonymize {
+        key: String,
+    },
+    Encrypt {
+        key: String,
+    },
+    Mask {
+        keep_first: usize,
+        keep_last: usize,
+        ch: char,
+    },
     Generalize(Generalize),
     Keep,
 }
@@ -385,9 +397,7 @@ impl Policy {
         let mut best: Option<(&Rule, &str)> = None;
         for rule in &purpose.rules {
             for rc in &rule.classes {
-                if taxonomy::is_within(class, rc)
-                    && best.is_none_or(|(_, b)| rc.len() > b.len())
-                {
+                if taxonomy::is_within(class, rc) && best.is_none_or(|(_, b)| rc.len() > b.len()) {
                     best = Some((rule, rc.as_str()));
                 }
             }
@@ -418,12 +428,14 @@ pub fn load(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
 /// Returns a message saying what is wrong.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration `{text}` has no unit; write e.g. `30d` (units s, m, h, d)"))?;
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("duration `{text}` has no unit; write e.g. `30d` (units s, m, h, d)")
+    })?;
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("bad duration `{text}`; write e.g. `30d` (units s, m, h, d)"));
+        return Err(format!(
+            "bad duration `{text}`; write e.g. `30d` (units s, m, h, d)"
+        ));
     }
     let n: i64 = num
         .parse()
@@ -452,10 +464,23 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (t, ms) in [("30s", 30_000), ("15m", 900_000), ("2h", 7_200_000), ("30d", 2_592_000_000)] {
+        for (t, ms) in [
+            ("30s", 30_000),
+            ("15m", 900_000),
+            ("2h", 7_200_000),
+            ("30d", 2_592_000_000),
+        ] {
             assert_eq!(parse_duration(t), Ok(ms), "{t}");
         }
-        for t in ["30", "d", "30w", "-1d", "0d", "1.5d", "99999999999999999999d"] {
+        for t in [
+            "30",
+            "d",
+            "30w",
+            "-1d",
+            "0d",
+            "1.5d",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(t).is_err(), "{t}");
         }
     }

@@ -53,13 +53,18 @@ impl MemoryState {
     ///
     /// # Errors
     /// Returns what is wrong with a malformed record; the state is unchanged.
-    pub fn apply_consent(&mut self, key: Option<&str>, value: Option<&[u8]>) -> Result<(), RecordError> {
+    pub fn apply_consent(
+        &mut self,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+    ) -> Result<(), RecordError> {
         let Some(bytes) = value else {
             let subject = key.ok_or(RecordError::NoSubject)?;
             self.consent.remove(subject);
             return Ok(());
         };
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        let v: Value =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
         let subject = v
             .get("subject")
             .and_then(subject_text)
@@ -89,11 +94,16 @@ impl MemoryState {
     ///
     /// # Errors
     /// Returns what is wrong with a malformed record.
-    pub fn apply_erasure(&mut self, key: Option<&str>, value: Option<&[u8]>) -> Result<Option<String>, RecordError> {
+    pub fn apply_erasure(
+        &mut self,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+    ) -> Result<Option<String>, RecordError> {
         let Some(bytes) = value else {
             return Ok(None);
         };
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        let v: Value =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
         let subject = v
             .get("subject")
             .and_then(subject_text)
@@ -108,7 +118,8 @@ impl MemoryState {
     /// The most protective reading of an unreadable consent record: consent
     /// withdrawn and objection raised for every purpose.
     pub fn deny_all(&mut self, subject: &str) {
-        self.consent.insert(subject.into(), vec![("*".into(), false)]);
+        self.consent
+            .insert(subject.into(), vec![("*".into(), false)]);
     }
 
     /// The most protective reading of an unreadable erasure record: erase.
@@ -148,12 +159,20 @@ mod tests {
     #[test]
     fn consent_lifecycle() {
         let mut s = MemoryState::new();
-        s.apply_consent(None, Some(br#"{"subject":"c-1","purposes":{"marketing":true,"analytics":false}}"#)).unwrap();
+        s.apply_consent(
+            None,
+            Some(br#"{"subject":"c-1","purposes":{"marketing":true,"analytics":false}}"#),
+        )
+        .unwrap();
         assert_eq!(s.consent("c-1", "marketing"), Some(true));
         assert_eq!(s.consent("c-1", "analytics"), Some(false));
         assert_eq!(s.consent("c-1", "support"), None);
         // A later record replaces the earlier one whole.
-        s.apply_consent(None, Some(br#"{"subject":"c-1","purposes":{"analytics":true}}"#)).unwrap();
+        s.apply_consent(
+            None,
+            Some(br#"{"subject":"c-1","purposes":{"analytics":true}}"#),
+        )
+        .unwrap();
         assert_eq!(s.consent("c-1", "marketing"), None);
         // Tombstone: back to defaults.
         s.apply_consent(Some("c-1"), None).unwrap();
@@ -164,17 +183,25 @@ mod tests {
     #[test]
     fn numeric_subjects_and_errors() {
         let mut s = MemoryState::new();
-        s.apply_consent(None, Some(br#"{"subject":42,"purposes":{"m":true}}"#)).unwrap();
+        s.apply_consent(None, Some(br#"{"subject":42,"purposes":{"m":true}}"#))
+            .unwrap();
         assert_eq!(s.consent("42", "m"), Some(true));
         assert!(s.apply_consent(None, Some(b"{")).is_err());
-        assert_eq!(s.apply_consent(None, Some(br#"{"purposes":{}}"#)), Err(RecordError::NoSubject));
-        assert_eq!(s.apply_consent(None, Some(br#"{"subject":"x","purposes":{"m":"yes"}}"#)), Err(RecordError::BadPurposes));
+        assert_eq!(
+            s.apply_consent(None, Some(br#"{"purposes":{}}"#)),
+            Err(RecordError::NoSubject)
+        );
+        assert_eq!(
+            s.apply_consent(None, Some(br#"{"subject":"x","purposes":{"m":"yes"}}"#)),
+            Err(RecordError::BadPurposes)
+        );
     }
 
     #[test]
     fn deny_all_withdraws_and_objects_everywhere() {
         let mut s = MemoryState::new();
-        s.apply_consent(None, Some(br#"{"subject":"c-3","purposes":{"m":true}}"#)).unwrap();
+        s.apply_consent(None, Some(br#"{"subject":"c-3","purposes":{"m":true}}"#))
+            .unwrap();
         s.deny_all("c-3");
         assert_eq!(s.consent("c-3", "m"), Some(false));
         assert_eq!(s.consent("c-3", "anything"), Some(false));
@@ -185,8 +212,15 @@ mod tests {
     #[test]
     fn erasure_is_permanent() {
         let mut s = MemoryState::new();
-        s.apply_consent(None, Some(br#"{"subject":"c-2","purposes":{"m":true}}"#)).unwrap();
-        assert_eq!(s.apply_erasure(None, Some(br#"{"subject":"c-2","requested_at":"2026-11-01T00:00:00Z"}"#)), Ok(Some("c-2".into())));
+        s.apply_consent(None, Some(br#"{"subject":"c-2","purposes":{"m":true}}"#))
+            .unwrap();
+        assert_eq!(
+            s.apply_erasure(
+                None,
+                Some(br#"{"subject":"c-2","requested_at":"2026-11-01T00:00:00Z"}"#)
+            ),
+            Ok(Some("c-2".into()))
+        );
         assert!(s.is_erased("c-2"));
         assert_eq!(s.consent("c-2", "m"), None);
         s.apply_erasure(Some("c-2"), None).unwrap();

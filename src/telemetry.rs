@@ -5,7 +5,10 @@
 //! Notable events are functions that both log (key/value, no personal data)
 //! and count, so logs and metrics never disagree.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 use crate::engine::{DeadLetterReason, Suppression};
 
@@ -37,19 +40,22 @@ impl std::fmt::Debug for Metrics {
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
-    r.register(Box::new(c.clone())).expect("metric names are unique");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
     c
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
-    r.register(Box::new(g.clone())).expect("metric names are unique");
+    r.register(Box::new(g.clone()))
+        .expect("metric names are unique");
     g
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("metric definition is valid");
-    r.register(Box::new(g.clone())).expect("metric names are unique");
+    r.register(Box::new(g.clone()))
+        .expect("metric names are unique");
     g
 }
 
@@ -57,30 +63,97 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let processing = HistogramVec::new(
-            HistogramOpts::new("custos_processing_duration_seconds", "Time to govern one record")
-                .buckets(vec![0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.01]),
+            HistogramOpts::new(
+                "custos_processing_duration_seconds",
+                "Time to govern one record",
+            )
+            .buckets(vec![
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
+                0.01,
+            ]),
             &["stream"],
         )
         .expect("metric definition is valid");
-        r.register(Box::new(processing.clone())).expect("metric names are unique");
+        r.register(Box::new(processing.clone()))
+            .expect("metric names are unique");
         let m = Metrics {
-            consumed: counter(&r, "custos_records_consumed_total", "Input records consumed", &["stream"]),
-            emitted: counter(&r, "custos_records_emitted_total", "Governed records produced to a purpose's topic", &["stream", "purpose"]),
-            suppressed: counter(&r, "custos_records_suppressed_total", "Records a purpose did not get, by reason", &["stream", "purpose", "reason"]),
-            dead_lettered: counter(&r, "custos_records_dead_lettered_total", "Records sent to the dead-letter topic", &["stream", "reason"]),
-            unclassified: counter(&r, "custos_unclassified_fields_total", "Unclassified fields seen (never emitted)", &["stream"]),
-            detections: counter(&r, "custos_detections_total", "Personal data found in scanned fields", &["stream", "detector"]),
+            consumed: counter(
+                &r,
+                "custos_records_consumed_total",
+                "Input records consumed",
+                &["stream"],
+            ),
+            emitted: counter(
+                &r,
+                "custos_records_emitted_total",
+                "Governed records produced to a purpose's topic",
+                &["stream", "purpose"],
+            ),
+            suppressed: counter(
+                &r,
+                "custos_records_suppressed_total",
+                "Records a purpose did not get, by reason",
+                &["stream", "purpose", "reason"],
+            ),
+            dead_lettered: counter(
+                &r,
+                "custos_records_dead_lettered_total",
+                "Records sent to the dead-letter topic",
+                &["stream", "reason"],
+            ),
+            unclassified: counter(
+                &r,
+                "custos_unclassified_fields_total",
+                "Unclassified fields seen (never emitted)",
+                &["stream"],
+            ),
+            detections: counter(
+                &r,
+                "custos_detections_total",
+                "Personal data found in scanned fields",
+                &["stream", "detector"],
+            ),
             processing,
-            lag: gauge_vec(&r, "custos_consumer_lag_records", "Records behind the end of each input partition", &["topic", "partition"]),
-            consent_subjects: gauge(&r, "custos_consent_subjects", "Subjects with a consent record"),
-            erased_subjects: gauge(&r, "custos_erased_subjects", "Subjects with an erasure request"),
-            transactions: counter(&r, "custos_transactions_total", "Kafka transactions by outcome", &["outcome"]),
-            produce_failures: counter(&r, "custos_produce_failures_total", "Produce attempts that failed after librdkafka's own retries (retried by custos)", &["topic"]),
-            policy_info: gauge_vec(&r, "custos_policy_info", "The loaded policy", &["policy", "digest"]),
+            lag: gauge_vec(
+                &r,
+                "custos_consumer_lag_records",
+                "Records behind the end of each input partition",
+                &["topic", "partition"],
+            ),
+            consent_subjects: gauge(
+                &r,
+                "custos_consent_subjects",
+                "Subjects with a consent record",
+            ),
+            erased_subjects: gauge(
+                &r,
+                "custos_erased_subjects",
+                "Subjects with an erasure request",
+            ),
+            transactions: counter(
+                &r,
+                "custos_transactions_total",
+                "Kafka transactions by outcome",
+                &["outcome"],
+            ),
+            produce_failures: counter(
+                &r,
+                "custos_produce_failures_total",
+                "Produce attempts that failed after librdkafka's own retries (retried by custos)",
+                &["topic"],
+            ),
+            policy_info: gauge_vec(
+                &r,
+                "custos_policy_info",
+                "The loaded policy",
+                &["policy", "digest"],
+            ),
             build_info: gauge_vec(&r, "custos_build_info", "The custos build", &["version"]),
             registry: r,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m
     }
 
@@ -94,14 +167,23 @@ impl Metrics {
 
     /// A record went to the dead-letter topic.
     pub fn dead_letter(&self, stream: &str, reason: DeadLetterReason, source: &str) {
-        tracing::warn!(stream, reason = reason.code(), source, "record dead-lettered");
-        self.dead_lettered.with_label_values(&[stream, reason.code()]).inc();
+        tracing::warn!(
+            stream,
+            reason = reason.code(),
+            source,
+            "record dead-lettered"
+        );
+        self.dead_lettered
+            .with_label_values(&[stream, reason.code()])
+            .inc();
     }
 
     /// A purpose did not get a record.
     pub fn suppression(&self, stream: &str, purpose: &str, reason: Suppression) {
         tracing::debug!(stream, purpose, reason = reason.name(), "record suppressed");
-        self.suppressed.with_label_values(&[stream, purpose, reason.name()]).inc();
+        self.suppressed
+            .with_label_values(&[stream, purpose, reason.name()])
+            .inc();
     }
 
     pub fn observe(&self, stream: &str) -> Histogram {
@@ -121,7 +203,11 @@ pub fn total(c: &IntCounterVec, filter: impl Fn(&[(&str, &str)]) -> bool) -> u64
     let mut sum = 0;
     for mf in c.collect() {
         for m in mf.get_metric() {
-            let labels: Vec<(&str, &str)> = m.get_label().iter().map(|l| (l.name(), l.value())).collect();
+            let labels: Vec<(&str, &str)> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
             if filter(&labels) {
                 sum += m.get_counter().get_value() as u64;
             }

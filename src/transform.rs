@@ -26,7 +26,11 @@ pub enum Op {
     Drop,
     Redact,
     Pseudonymize(Arc<HmacSha256>),
-    Mask { keep_first: usize, keep_last: usize, ch: char },
+    Mask {
+        keep_first: usize,
+        keep_last: usize,
+        ch: char,
+    },
     Generalize(Generalize),
     Keep,
 }
@@ -37,7 +41,11 @@ impl fmt::Debug for Op {
             Op::Drop => f.write_str("Drop"),
             Op::Redact => f.write_str("Redact"),
             Op::Pseudonymize(_) => f.write_str("Pseudonymize(<key>)"),
-            Op::Mask { keep_first, keep_last, ch } => write!(f, "Mask({keep_first}, {keep_last}, {ch:?})"),
+            Op::Mask {
+                keep_first,
+                keep_last,
+                ch,
+            } => write!(f, "Mask({keep_first}, {keep_last}, {ch:?})"),
             Op::Generalize(g) => write!(f, "Generalize({g:?})"),
             Op::Keep => f.write_str("Keep"),
         }
@@ -57,7 +65,11 @@ impl Op {
                 Op::Pseudonymize(Arc::new(mac))
             }
             Action::Encrypt { .. } => return None,
-            Action::Mask { keep_first, keep_last, ch } => Op::Mask {
+            Action::Mask {
+                keep_first,
+                keep_last,
+                ch,
+            } => Op::Mask {
                 keep_first: *keep_first,
                 keep_last: *keep_last,
                 ch: *ch,
@@ -113,7 +125,11 @@ pub fn apply<'v>(op: &Op, v: &'v Value) -> Option<Cow<'v, Value>> {
             Value::String(s) => pseudonym(mac, s.as_bytes()),
             other => pseudonym(mac, other.to_string().as_bytes()),
         })),
-        Op::Mask { keep_first, keep_last, ch } => match v {
+        Op::Mask {
+            keep_first,
+            keep_last,
+            ch,
+        } => match v {
             Value::String(s) => Cow::Owned(Value::String(mask(s, *keep_first, *keep_last, *ch))),
             other => Cow::Owned(redact(other)),
         },
@@ -130,7 +146,13 @@ pub fn mask(s: &str, keep_first: usize, keep_last: usize, ch: char) -> String {
     }
     s.chars()
         .enumerate()
-        .map(|(i, c)| if i < keep_first || i >= n - keep_last { c } else { ch })
+        .map(|(i, c)| {
+            if i < keep_first || i >= n - keep_last {
+                c
+            } else {
+                ch
+            }
+        })
         .collect()
 }
 
@@ -141,7 +163,11 @@ pub fn generalize(g: &Generalize, v: &Value) -> Option<Value> {
             let date = match v {
                 Value::String(s) => parse_date(s)?,
                 Value::Number(n) => {
-                    let ms = n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))?;
+                    let ms = n.as_i64().or_else(|| {
+                        n.as_f64()
+                            .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                            .map(|f| f as i64)
+                    })?;
                     DateTime::from_timestamp_millis(ms)?.date_naive()
                 }
                 _ => return None,
@@ -149,7 +175,9 @@ pub fn generalize(g: &Generalize, v: &Value) -> Option<Value> {
             Some(Value::String(match unit {
                 DateUnit::Year => format!("{:04}", date.year()),
                 DateUnit::Month => format!("{:04}-{:02}", date.year(), date.month()),
-                DateUnit::Day => format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()),
+                DateUnit::Day => {
+                    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+                }
             }))
         }
         Generalize::Round(d) => {
@@ -198,7 +226,9 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     if s.len() == 10 {
         let b = s.as_bytes();
         let num = |r: std::ops::Range<usize>| -> Option<u32> {
-            b[r].iter().try_fold(0u32, |a, d| d.is_ascii_digit().then(|| a * 10 + u32::from(d - b'0')))
+            b[r].iter().try_fold(0u32, |a, d| {
+                d.is_ascii_digit().then(|| a * 10 + u32::from(d - b'0'))
+            })
         };
         if b[4] == b'-' && b[7] == b'-' {
             return NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?);
@@ -241,7 +271,11 @@ pub fn apply_span(op: &Op, span: &str, class: &str, out: &mut String) {
         Op::Drop | Op::Redact => marker(out),
         Op::Keep => out.push_str(span),
         Op::Pseudonymize(mac) => out.push_str(&pseudonym(mac, span.as_bytes())),
-        Op::Mask { keep_first, keep_last, ch } => out.push_str(&mask(span, *keep_first, *keep_last, *ch)),
+        Op::Mask {
+            keep_first,
+            keep_last,
+            ch,
+        } => out.push_str(&mask(span, *keep_first, *keep_last, *ch)),
         Op::Generalize(g) => match generalize(g, &Value::String(span.to_string())) {
             Some(Value::String(s)) => out.push_str(&s),
             _ => marker(out),
@@ -255,7 +289,11 @@ mod tests {
     use serde_json::json;
 
     fn check(op: Op, input: Value, expected: Option<Value>) {
-        assert_eq!(apply(&op, &input).map(Cow::into_owned), expected, "{op:?} on {input}");
+        assert_eq!(
+            apply(&op, &input).map(Cow::into_owned),
+            expected,
+            "{op:?} on {input}"
+        );
     }
 
     fn g(g: Generalize) -> Op {
@@ -283,18 +321,42 @@ mod tests {
         let expect = format!("ps_{}", &hex::encode(m.finalize().into_bytes())[..32]);
         check(op.clone(), json!("c-1"), Some(json!(expect)));
         // Non-strings: their JSON text.
-        check(op.clone(), json!(42), Some(json!(pseudonym_with_key(key, b"42"))));
-        check(op, json!(true), Some(json!(pseudonym_with_key(key, b"true"))));
+        check(
+            op.clone(),
+            json!(42),
+            Some(json!(pseudonym_with_key(key, b"42"))),
+        );
+        check(
+            op,
+            json!(true),
+            Some(json!(pseudonym_with_key(key, b"true"))),
+        );
     }
 
     #[test]
     fn masking() {
-        let m = |kf, kl| Op::Mask { keep_first: kf, keep_last: kl, ch: '*' };
-        check(m(0, 4), json!("4111111111111111"), Some(json!("************1111")));
+        let m = |kf, kl| Op::Mask {
+            keep_first: kf,
+            keep_last: kl,
+            ch: '*',
+        };
+        check(
+            m(0, 4),
+            json!("4111111111111111"),
+            Some(json!("************1111")),
+        );
         check(m(1, 0), json!("Jane"), Some(json!("J***")));
         check(m(0, 4), json!("123"), Some(json!("***")));
         check(m(0, 4), json!(1234), Some(Value::Null));
-        check(Op::Mask { keep_first: 1, keep_last: 1, ch: '#' }, json!("Zoë!"), Some(json!("Z##!")));
+        check(
+            Op::Mask {
+                keep_first: 1,
+                keep_last: 1,
+                ch: '#',
+            },
+            json!("Zoë!"),
+            Some(json!("Z##!")),
+        );
     }
 
     #[test]
@@ -303,8 +365,16 @@ mod tests {
         let month = g(Generalize::Date(DateUnit::Month));
         let day = g(Generalize::Date(DateUnit::Day));
         check(year.clone(), json!("1987-06-21"), Some(json!("1987")));
-        check(month.clone(), json!("1987-06-21T10:00:00Z"), Some(json!("1987-06")));
-        check(day.clone(), json!("1987-06-21T23:30:00-05:00"), Some(json!("1987-06-21")));
+        check(
+            month.clone(),
+            json!("1987-06-21T10:00:00Z"),
+            Some(json!("1987-06")),
+        );
+        check(
+            day.clone(),
+            json!("1987-06-21T23:30:00-05:00"),
+            Some(json!("1987-06-21")),
+        );
         check(day, json!(551_232_000_000i64), Some(json!("1987-06-21")));
         check(year.clone(), json!("not a date"), Some(json!("[REDACTED]")));
         check(year, json!(true), Some(Value::Null));
@@ -312,25 +382,53 @@ mod tests {
 
     #[test]
     fn generalize_numbers() {
-        check(g(Generalize::Round(1)), json!(52.5200066), Some(json!(52.5)));
+        check(
+            g(Generalize::Round(1)),
+            json!(52.5200066),
+            Some(json!(52.5)),
+        );
         check(g(Generalize::Round(2)), json!(-0.126), Some(json!(-0.13)));
         check(g(Generalize::Round(0)), json!(2.5), Some(json!(3)));
         check(g(Generalize::Round(1)), json!(42), Some(json!(42)));
         check(g(Generalize::Bucket(10.0)), json!(37), Some(json!(30)));
         check(g(Generalize::Bucket(10.0)), json!(-3), Some(json!(-10)));
-        check(g(Generalize::Bucket(1000.0)), json!(52345.67), Some(json!(52000)));
+        check(
+            g(Generalize::Bucket(1000.0)),
+            json!(52345.67),
+            Some(json!(52000)),
+        );
         check(g(Generalize::Bucket(0.5)), json!(1.7), Some(json!(1.5)));
-        check(g(Generalize::Round(1)), json!("52.5"), Some(json!("[REDACTED]")));
+        check(
+            g(Generalize::Round(1)),
+            json!("52.5"),
+            Some(json!("[REDACTED]")),
+        );
     }
 
     #[test]
     fn generalize_strings() {
         check(g(Generalize::Prefix(3)), json!("10115"), Some(json!("101")));
         check(g(Generalize::Prefix(3)), json!(10115), Some(Value::Null));
-        check(g(Generalize::Network(24)), json!("10.1.2.3"), Some(json!("10.1.2.0")));
-        check(g(Generalize::Network(16)), json!("10.1.2.3"), Some(json!("10.1.0.0")));
-        check(g(Generalize::Network(48)), json!("2001:db8:abcd:12::1"), Some(json!("2001:db8:abcd::")));
-        check(g(Generalize::Network(24)), json!("nope"), Some(json!("[REDACTED]")));
+        check(
+            g(Generalize::Network(24)),
+            json!("10.1.2.3"),
+            Some(json!("10.1.2.0")),
+        );
+        check(
+            g(Generalize::Network(16)),
+            json!("10.1.2.3"),
+            Some(json!("10.1.0.0")),
+        );
+        check(
+            g(Generalize::Network(48)),
+            json!("2001:db8:abcd:12::1"),
+            Some(json!("2001:db8:abcd::")),
+        );
+        check(
+            g(Generalize::Network(24)),
+            json!("nope"),
+            Some(json!("[REDACTED]")),
+        );
     }
 
     #[test]
@@ -339,10 +437,24 @@ mod tests {
         apply_span(&Op::Drop, "a@b.co", "pii.contact.email", &mut out);
         assert_eq!(out, "[REDACTED:pii.contact.email]");
         out.clear();
-        apply_span(&Op::Mask { keep_first: 0, keep_last: 4, ch: '*' }, "4111 1111 1111 1111", "pii.financial.card", &mut out);
+        apply_span(
+            &Op::Mask {
+                keep_first: 0,
+                keep_last: 4,
+                ch: '*',
+            },
+            "4111 1111 1111 1111",
+            "pii.financial.card",
+            &mut out,
+        );
         assert_eq!(out, "***************1111");
         out.clear();
-        apply_span(&Op::Generalize(Generalize::Round(1)), "4111", "pii.financial.card", &mut out);
+        apply_span(
+            &Op::Generalize(Generalize::Round(1)),
+            "4111",
+            "pii.financial.card",
+            &mut out,
+        );
         assert_eq!(out, "[REDACTED:pii.financial.card]");
     }
 }

@@ -12,7 +12,11 @@ fn root() -> PathBuf {
 }
 
 fn shop(file: &str) -> String {
-    root().join("examples/shop").join(file).display().to_string()
+    root()
+        .join("examples/shop")
+        .join(file)
+        .display()
+        .to_string()
 }
 
 fn custos(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -47,12 +51,21 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
-    assert_eq!(actual, expected, "output differs from {}; rerun with UPDATE_GOLDEN=1 if intended", path.display());
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "output differs from {}; rerun with UPDATE_GOLDEN=1 if intended",
+        path.display()
+    );
 }
 
 fn lines(o: &Output) -> Vec<Value> {
-    stdout(o).lines().map(|l| serde_json::from_str(l).expect("each output line is JSON")).collect()
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
 }
 
 const NOW: &str = "2026-11-23T00:00:00Z";
@@ -62,7 +75,20 @@ fn apply_shop(extra: &[&str]) -> Output {
     let input = shop("orders.ndjson");
     let consent = shop("consent.ndjson");
     let erasure = shop("erasure.ndjson");
-    let mut args = vec!["apply", &policy, "--stream", "orders", "--input", &input, "--consent", &consent, "--erasure", &erasure, "--now", NOW];
+    let mut args = vec![
+        "apply",
+        &policy,
+        "--stream",
+        "orders",
+        "--input",
+        &input,
+        "--consent",
+        &consent,
+        "--erasure",
+        &erasure,
+        "--now",
+        NOW,
+    ];
     args.extend_from_slice(extra);
     custos(&args, None)
 }
@@ -75,16 +101,30 @@ fn policy_check_valid_and_invalid() {
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    let text = std::fs::read_to_string(shop("policy.yaml")).unwrap()
+    let text = std::fs::read_to_string(shop("policy.yaml"))
+        .unwrap()
         .replace("retention: 30d", "retention: 30x")
         .replace("customer.name: pii.name", "customer.name: pii.nmae");
     std::fs::write(&bad, text).unwrap();
     let out = custos(&["policy", "check", bad.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    let located: Vec<&str> = err.lines().filter(|l| l.starts_with(bad.to_str().unwrap())).collect();
-    assert!(located.iter().any(|l| l.contains(":19:16: bad duration unit")), "{err}");
-    assert!(located.iter().any(|l| l.contains(":67:22: unknown class `pii.nmae`")), "{err}");
+    let located: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with(bad.to_str().unwrap()))
+        .collect();
+    assert!(
+        located
+            .iter()
+            .any(|l| l.contains(":19:16: bad duration unit")),
+        "{err}"
+    );
+    assert!(
+        located
+            .iter()
+            .any(|l| l.contains(":67:22: unknown class `pii.nmae`")),
+        "{err}"
+    );
     assert!(err.contains("2 errors found"), "{err}");
 }
 
@@ -101,20 +141,46 @@ fn apply_shop_example_golden() {
     assert!(out.status.success(), "{}", stderr(&out));
     golden("apply-shop.ndjson", &stdout(&out));
     let err = stderr(&out);
-    assert!(err.contains("line 5 (shop.orders/0/4) dead-lettered: decode"), "{err}");
-    assert!(err.contains("line 6 (shop.orders/0/5) dead-lettered: decode"), "{err}");
-    assert!(err.contains("7 records: 5 governed, 2 dead-lettered"), "{err}");
+    assert!(
+        err.contains("line 5 (shop.orders/0/4) dead-lettered: decode"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 6 (shop.orders/0/5) dead-lettered: decode"),
+        "{err}"
+    );
+    assert!(
+        err.contains("7 records: 5 governed, 2 dead-lettered"),
+        "{err}"
+    );
     // No personal data on stderr.
-    assert!(!err.contains("example.com") && !err.contains("o-broken"), "{err}");
+    assert!(
+        !err.contains("example.com") && !err.contains("o-broken"),
+        "{err}"
+    );
 }
 
 #[test]
 fn apply_semantics_on_shop_example() {
     let out = apply_shop(&[]);
     let ls = lines(&out);
-    let get = |purpose: &str, order: &str| ls.iter().find(|l| l["purpose"] == purpose && l["value"]["order_id"] == order || (l["purpose"] == purpose && purpose == "marketing" && l["headers"]["custos-source"].as_str().unwrap().ends_with(order))).cloned();
+    let get = |purpose: &str, order: &str| {
+        ls.iter()
+            .find(|l| {
+                l["purpose"] == purpose && l["value"]["order_id"] == order
+                    || (l["purpose"] == purpose
+                        && purpose == "marketing"
+                        && l["headers"]["custos-source"]
+                            .as_str()
+                            .unwrap()
+                            .ends_with(order))
+            })
+            .cloned()
+    };
     // Erased subject c-4 reaches no purpose.
-    assert!(ls.iter().all(|l| l["headers"]["custos-source"] != "shop.orders/0/6"));
+    assert!(ls
+        .iter()
+        .all(|l| l["headers"]["custos-source"] != "shop.orders/0/6"));
     // c-2 objected to analytics and withdrew marketing consent; support (contract) still gets it.
     assert!(get("analytics", "o-1002").is_none());
     assert!(get("support", "o-1002").is_some());
@@ -127,13 +193,23 @@ fn apply_semantics_on_shop_example() {
     for l in &ls {
         let text = l["value"].to_string();
         assert!(!text.contains("penicillin"), "{text}");
-        assert!(!text.contains("WELCOME10"), "unclassified field leaked: {text}");
+        assert!(
+            !text.contains("WELCOME10"),
+            "unclassified field leaked: {text}"
+        );
         if l["purpose"] != "support" {
-            assert!(!text.contains("4111 1111") && !text.contains("5555-5555"), "{text}");
+            assert!(
+                !text.contains("4111 1111") && !text.contains("5555-5555"),
+                "{text}"
+            );
         }
     }
     // Purposes in policy order within each input record.
-    let order: Vec<&str> = ls.iter().filter(|l| l["headers"]["custos-source"] == "shop.orders/0/0").map(|l| l["purpose"].as_str().unwrap()).collect();
+    let order: Vec<&str> = ls
+        .iter()
+        .filter(|l| l["headers"]["custos-source"] == "shop.orders/0/0")
+        .map(|l| l["purpose"].as_str().unwrap())
+        .collect();
     assert_eq!(order, ["analytics", "marketing", "support"]);
 }
 
@@ -141,16 +217,30 @@ fn apply_semantics_on_shop_example() {
 fn apply_purpose_filter_and_dead_letter_file() {
     let dir = tempfile::tempdir().unwrap();
     let dl = dir.path().join("dl.ndjson");
-    let out = apply_shop(&["--purpose", "marketing", "--dead-letter", dl.to_str().unwrap()]);
+    let out = apply_shop(&[
+        "--purpose",
+        "marketing",
+        "--dead-letter",
+        dl.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let ls = lines(&out);
     assert_eq!(ls.len(), 2);
-    assert!(ls.iter().all(|l| l["purpose"] == "marketing" && l["topic"] == "shop.orders.marketing"));
-    let dls: Vec<Value> = std::fs::read_to_string(&dl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(ls
+        .iter()
+        .all(|l| l["purpose"] == "marketing" && l["topic"] == "shop.orders.marketing"));
+    let dls: Vec<Value> = std::fs::read_to_string(&dl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(dls.len(), 2);
     assert_eq!(dls[0]["headers"]["custos-error"], "decode");
     assert_eq!(dls[0]["headers"]["custos-source"], "shop.orders/0/4");
-    assert_eq!(dls[0]["value"], r#"{"order_id": "o-broken", "created_at": "#);
+    assert_eq!(
+        dls[0]["value"],
+        r#"{"order_id": "o-broken", "created_at": "#
+    );
     assert_eq!(dls[1]["value"], "[1,2,3]");
 }
 
@@ -162,7 +252,20 @@ fn apply_envelopes_from_stdin() {
 not json
 "#;
     let policy = shop("policy.yaml");
-    let out = custos(&["apply", &policy, "--stream", "orders", "--envelope", "--now", NOW, "--purpose", "analytics"], Some(input));
+    let out = custos(
+        &[
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--envelope",
+            "--now",
+            NOW,
+            "--purpose",
+            "analytics",
+        ],
+        Some(input),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let ls = lines(&out);
     assert_eq!(ls.len(), 2, "{ls:?}");
@@ -179,7 +282,14 @@ not json
 fn apply_refuses_to_start_without_secrets() {
     let policy = shop("policy.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(["apply", &policy, "--stream", "orders", "--input", &shop("orders.ndjson")])
+        .args([
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--input",
+            &shop("orders.ndjson"),
+        ])
         .env_remove("CUSTOS_KEY_ANALYTICS")
         .env("CUSTOS_KEY_MARKETING", "m")
         .output()
@@ -196,7 +306,10 @@ fn apply_unknown_stream_or_purpose() {
     let out = custos(&["apply", &policy, "--stream", "nope"], Some(b""));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("unknown stream `nope`; the policy has: orders"));
-    let out = custos(&["apply", &policy, "--stream", "orders", "--purpose", "sales"], Some(b""));
+    let out = custos(
+        &["apply", &policy, "--stream", "orders", "--purpose", "sales"],
+        Some(b""),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("purpose `sales` has no output"));
 }
@@ -207,26 +320,60 @@ fn apply_survives_hostile_input() {
     input.extend_from_slice(b"{\"order_id\": \"o-1\", \"customer\": {\"id\": \"c-1\"\n"); // malformed
     input.extend_from_slice(b"42\n"); // not an object
     input.extend_from_slice(b"{\"order_id\": \"\xff\xfe\"}\n"); // invalid UTF-8
-    input.extend_from_slice(format!("{{\"items\": {}{}}}\n", "[".repeat(100_000), "]".repeat(100_000)).as_bytes()); // deep
+    input.extend_from_slice(
+        format!(
+            "{{\"items\": {}{}}}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        )
+        .as_bytes(),
+    ); // deep
     let big = "lorem ipsum 4111 1111 1111 1111 dolor ".repeat(120_000); // ~4.6 MB scanned
     input.extend_from_slice(format!("{{\"order_id\":\"o-big\",\"created_at\":\"2026-11-22T00:00:00Z\",\"notes\":\"{big}\"}}\n").as_bytes());
     input.extend_from_slice(b"{\"order_id\":\"o-num\",\"created_at\":\"2026-11-22T00:00:00Z\",\"payment\":{\"amount\":1e999999}}\n");
     input.extend_from_slice(b"{\"order_id\":\"o-dup\",\"order_id\":\"o-dup2\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
     input.extend_from_slice(b"{\"order_id\":\"o-last\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
     let policy = shop("policy.yaml");
-    let out = custos(&["apply", &policy, "--stream", "orders", "--purpose", "analytics", "--now", NOW], Some(&input));
+    let out = custos(
+        &[
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--purpose",
+            "analytics",
+            "--now",
+            NOW,
+        ],
+        Some(&input),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("8 records: 3 governed, 5 dead-lettered"), "{err}");
+    assert!(
+        err.contains("8 records: 3 governed, 5 dead-lettered"),
+        "{err}"
+    );
     assert!(err.contains("duplicate object key"), "{err}");
-    assert!(!err.contains("4111") && !err.contains("lorem"), "stderr must not echo content");
+    assert!(
+        !err.contains("4111") && !err.contains("lorem"),
+        "stderr must not echo content"
+    );
     let ls = lines(&out);
-    let ids: Vec<&str> = ls.iter().map(|l| l["value"]["order_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = ls
+        .iter()
+        .map(|l| l["value"]["order_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["o-big", "o-num", "o-last"]);
-    assert!(!ls[1]["value"].to_string().contains("1e999999"), "amount is not an analytics field");
+    assert!(
+        !ls[1]["value"].to_string().contains("1e999999"),
+        "amount is not an analytics field"
+    );
     let notes = ls[0]["value"]["notes"].as_str().unwrap();
     assert!(!notes.contains("4111"));
-    assert_eq!(notes.matches("[REDACTED:pii.financial.card]").count(), 120_000);
+    assert_eq!(
+        notes.matches("[REDACTED:pii.financial.card]").count(),
+        120_000
+    );
 }
 
 #[test]
@@ -234,28 +381,73 @@ fn explain_golden_and_json() {
     let out = custos(&["explain", "examples/shop/policy.yaml"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     golden("explain-shop.txt", &stdout(&out));
-    let out = custos(&["explain", "examples/shop/policy.yaml", "--format", "json"], None);
+    let out = custos(
+        &["explain", "examples/shop/policy.yaml", "--format", "json"],
+        None,
+    );
     assert!(out.status.success());
     golden("explain-shop.json", &stdout(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let fields = v["streams"][0]["fields"].as_array().unwrap();
-    let email = fields.iter().find(|f| f["path"] == "customer.email").unwrap();
-    let by: Vec<(&str, &str)> = email["purposes"].as_array().unwrap().iter().map(|p| (p["purpose"].as_str().unwrap(), p["action"].as_str().unwrap())).collect();
-    assert_eq!(by, [("analytics", "drop"), ("marketing", "keep"), ("support", "keep")]);
+    let email = fields
+        .iter()
+        .find(|f| f["path"] == "customer.email")
+        .unwrap();
+    let by: Vec<(&str, &str)> = email["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["purpose"].as_str().unwrap(),
+                p["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("analytics", "drop"),
+            ("marketing", "keep"),
+            ("support", "keep")
+        ]
+    );
     let analytics = &email["purposes"][0];
     assert_eq!(analytics["decided_by"], "default (no rule: drop)");
-    let card = fields.iter().find(|f| f["path"] == "payment.card_number").unwrap();
+    let card = fields
+        .iter()
+        .find(|f| f["path"] == "payment.card_number")
+        .unwrap();
     assert_eq!(card["purposes"][2]["action"], "mask");
-    assert_eq!(card["purposes"][2]["classes"][0]["rule"]["class"], "pii.financial.card");
+    assert_eq!(
+        card["purposes"][2]["classes"][0]["rule"]["class"],
+        "pii.financial.card"
+    );
 }
 
 #[test]
 fn explain_filters() {
-    let out = custos(&["explain", "examples/shop/policy.yaml", "--stream", "orders", "--purpose", "marketing"], None);
+    let out = custos(
+        &[
+            "explain",
+            "examples/shop/policy.yaml",
+            "--stream",
+            "orders",
+            "--purpose",
+            "marketing",
+        ],
+        None,
+    );
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("marketing") && !text.contains("analytics  "), "{text}");
-    let out = custos(&["explain", "examples/shop/policy.yaml", "--purpose", "nope"], None);
+    assert!(
+        text.contains("marketing") && !text.contains("analytics  "),
+        "{text}"
+    );
+    let out = custos(
+        &["explain", "examples/shop/policy.yaml", "--purpose", "nope"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -264,14 +456,25 @@ fn report_golden() {
     let out = custos(&["report", "examples/shop/policy.yaml"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     golden("report-shop.md", &stdout(&out));
-    let out = custos(&["report", "examples/shop/policy.yaml", "--format", "html"], None);
+    let out = custos(
+        &["report", "examples/shop/policy.yaml", "--format", "html"],
+        None,
+    );
     assert!(out.status.success());
     golden("report-shop.html", &stdout(&out));
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["policy", "check", "--help"], &["explain", "--help"], &["apply", "--help"], &["report", "--help"], &["run", "--help"], &["demo", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["policy", "check", "--help"],
+        &["explain", "--help"],
+        &["apply", "--help"],
+        &["report", "--help"],
+        &["run", "--help"],
+        &["demo", "--help"],
+    ] {
         let out = custos(args, None);
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage"), "{args:?}");
@@ -313,7 +516,11 @@ fn run_refuses_bad_config_naming_the_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
     // Missing secrets stop it before anything is consumed.
-    let cfg = write(dir.path(), "custos.toml", "policy = \"policy.yaml\"\n[kafka]\nbootstrap_servers = \"embedded\"\n");
+    let cfg = write(
+        dir.path(),
+        "custos.toml",
+        "policy = \"policy.yaml\"\n[kafka]\nbootstrap_servers = \"embedded\"\n",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_custos"))
         .args(["run", "--config", &cfg])
         .env_remove("CUSTOS_KEY_ANALYTICS")
@@ -321,7 +528,11 @@ fn run_refuses_bad_config_naming_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("CUSTOS_KEY_ANALYTICS"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("CUSTOS_KEY_ANALYTICS"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -330,11 +541,32 @@ fn demo_runs_the_whole_flow() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("PURPOSE analytics"), "{text}");
-    assert!(text.contains("analytics  emitted 3  suppressed: consent 0 objection 1 erasure 1 expired 1"), "{text}");
-    assert!(text.contains("marketing  emitted 2  suppressed: consent 2 objection 0 erasure 1 expired 1"), "{text}");
-    assert!(text.contains("support    emitted 5  suppressed: consent 0 objection 0 erasure 1 expired 0"), "{text}");
-    assert!(text.contains("DEAD LETTERS custos.dead-letter: 2 records"), "{text}");
+    assert!(
+        text.contains(
+            "analytics  emitted 3  suppressed: consent 0 objection 1 erasure 1 expired 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "marketing  emitted 2  suppressed: consent 2 objection 0 erasure 1 expired 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "support    emitted 5  suppressed: consent 0 objection 0 erasure 1 expired 0"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("DEAD LETTERS custos.dead-letter: 2 records"),
+        "{text}"
+    );
     // The erased subject's data is nowhere in the outputs.
-    assert!(!text.contains("linus@example.com") && !text.contains("key=c-4"), "{text}");
+    assert!(
+        !text.contains("linus@example.com") && !text.contains("key=c-4"),
+        "{text}"
+    );
     assert!(!text.contains("penicillin"));
 }

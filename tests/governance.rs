@@ -24,7 +24,12 @@ struct In<'a> {
 }
 
 fn event(value: Value) -> In<'static> {
-    In { key: None, value, headers: Vec::new(), timestamp: Some(NOW) }
+    In {
+        key: None,
+        value,
+        headers: Vec::new(),
+        timestamp: Some(NOW),
+    }
 }
 
 fn govern(c: &Compiled, input: &In<'_>, state: &MemoryState) -> Verdict {
@@ -43,12 +48,21 @@ fn govern_bytes(c: &Compiled, input: &In<'_>, bytes: &[u8], state: &MemoryState)
         value: bytes,
         headers: &input.headers,
     };
-    engine::govern(plan, &c.policy.id(), &rec, state, NOW, &mut Scratch::default())
+    engine::govern(
+        plan,
+        &c.policy.id(),
+        &rec,
+        state,
+        NOW,
+        &mut Scratch::default(),
+    )
 }
 
 /// purpose → Some(value) when emitted, Err(reason) when suppressed.
 fn outcomes(c: &Compiled, v: &Verdict) -> Vec<(String, Result<Value, Suppression>)> {
-    let Verdict::Governed(g) = v else { panic!("dead letter: {v:?}") };
+    let Verdict::Governed(g) = v else {
+        panic!("dead letter: {v:?}")
+    };
     g.outcomes
         .iter()
         .zip(&c.streams[0].outputs)
@@ -56,7 +70,9 @@ fn outcomes(c: &Compiled, v: &Verdict) -> Vec<(String, Result<Value, Suppression
             (
                 plan.name.clone(),
                 match o {
-                    Outcome::Emitted(out) => Ok(serde_json::from_slice(&out.value).expect("output is JSON")),
+                    Outcome::Emitted(out) => {
+                        Ok(serde_json::from_slice(&out.value).expect("output is JSON"))
+                    }
                     Outcome::Suppressed(s) => Err(*s),
                 },
             )
@@ -65,17 +81,29 @@ fn outcomes(c: &Compiled, v: &Verdict) -> Vec<(String, Result<Value, Suppression
 }
 
 /// Governs `input` and compares every purpose's outcome.
-fn check(c: &Compiled, input: In<'_>, state: &MemoryState, expected: &[(&str, Result<Value, Suppression>)]) {
+fn check(
+    c: &Compiled,
+    input: In<'_>,
+    state: &MemoryState,
+    expected: &[(&str, Result<Value, Suppression>)],
+) {
     let v = govern(c, &input, state);
     let got = outcomes(c, &v);
-    let want: Vec<(String, Result<Value, Suppression>)> = expected.iter().map(|(p, r)| (p.to_string(), r.clone())).collect();
+    let want: Vec<(String, Result<Value, Suppression>)> = expected
+        .iter()
+        .map(|(p, r)| (p.to_string(), r.clone()))
+        .collect();
     assert_eq!(got, want);
 }
 
 fn header<'a>(v: &'a Verdict, output: usize, name: &str) -> Option<&'a str> {
     let Verdict::Governed(g) = v else { return None };
     match &g.outcomes[output] {
-        Outcome::Emitted(o) => o.headers.iter().find(|(n, _)| n == name).map(|(_, v)| std::str::from_utf8(v).unwrap()),
+        Outcome::Emitted(o) => o
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| std::str::from_utf8(v).unwrap()),
         Outcome::Suppressed(_) => None,
     }
 }
@@ -170,7 +198,15 @@ fn order() -> Value {
 
 fn consented(subject: &str, purposes: Value) -> MemoryState {
     let mut s = MemoryState::new();
-    s.apply_consent(None, Some(json!({"subject": subject, "purposes": purposes}).to_string().as_bytes())).unwrap();
+    s.apply_consent(
+        None,
+        Some(
+            json!({"subject": subject, "purposes": purposes})
+                .to_string()
+                .as_bytes(),
+        ),
+    )
+    .unwrap();
     s
 }
 
@@ -184,26 +220,35 @@ fn spec_example_fans_out_per_purpose() {
         &consented("c-1", json!({"marketing": true})),
         &[
             // Outputs come in policy order, whatever order the stream lists them.
-            ("analytics", Ok(json!({
-                "order_id": "o-1", "created_at": "2026-11-17T10:00:00Z",
-                "customer": {"id": ps(b"key-one", "c-1"), "birth_date": "1985", "address": {"postal_code": "NW1"}, "geo": {"lat": 51.5, "lon": -0.2}},
-                "payment": {"amount": 12.5},
-                "items": [{"sku": "A", "qty": 2}],
-                "notes": "mail [REDACTED:pii.contact.email]"
-            }))),
-            ("marketing", Ok(json!({
-                "customer": {"id": ps(b"key-two", "c-1"), "email": "ada@example.com", "name": "Ada"},
-                "payment": {"amount": 12.5},
-                "items": [{"sku": "A", "qty": 2}]
-            }))),
-            ("support", Ok(json!({
-                "order_id": "o-1", "created_at": "2026-11-17T10:00:00Z",
-                "customer": {"id": "c-1", "email": "ada@example.com", "name": "Ada", "birth_date": "1985-12-10",
-                    "address": {"street": "12 Way", "postal_code": "NW1 6XE"}, "geo": {"lat": 51.52343, "lon": -0.15871}},
-                "payment": {"card_number": "************1111", "amount": 12.5},
-                "items": [{"sku": "A", "qty": 2}],
-                "notes": "mail ada@example.com"
-            }))),
+            (
+                "analytics",
+                Ok(json!({
+                    "order_id": "o-1", "created_at": "2026-11-17T10:00:00Z",
+                    "customer": {"id": ps(b"key-one", "c-1"), "birth_date": "1985", "address": {"postal_code": "NW1"}, "geo": {"lat": 51.5, "lon": -0.2}},
+                    "payment": {"amount": 12.5},
+                    "items": [{"sku": "A", "qty": 2}],
+                    "notes": "mail [REDACTED:pii.contact.email]"
+                })),
+            ),
+            (
+                "marketing",
+                Ok(json!({
+                    "customer": {"id": ps(b"key-two", "c-1"), "email": "ada@example.com", "name": "Ada"},
+                    "payment": {"amount": 12.5},
+                    "items": [{"sku": "A", "qty": 2}]
+                })),
+            ),
+            (
+                "support",
+                Ok(json!({
+                    "order_id": "o-1", "created_at": "2026-11-17T10:00:00Z",
+                    "customer": {"id": "c-1", "email": "ada@example.com", "name": "Ada", "birth_date": "1985-12-10",
+                        "address": {"street": "12 Way", "postal_code": "NW1 6XE"}, "geo": {"lat": 51.52343, "lon": -0.15871}},
+                    "payment": {"card_number": "************1111", "amount": 12.5},
+                    "items": [{"sku": "A", "qty": 2}],
+                    "notes": "mail ada@example.com"
+                })),
+            ),
         ],
     );
 }
@@ -227,9 +272,16 @@ fn headers_and_key() {
     // Unlisted input headers are not copied.
     assert_eq!(header(&v, 0, "trace"), None);
     let Verdict::Governed(g) = &v else { panic!() };
-    let Outcome::Emitted(a) = &g.outcomes[0] else { panic!() };
-    assert_eq!(a.key.as_deref(), Some(pseudonym_with_key(b"key-one", b"c-1").as_bytes()));
-    let Outcome::Emitted(s) = &g.outcomes[2] else { panic!() };
+    let Outcome::Emitted(a) = &g.outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(
+        a.key.as_deref(),
+        Some(pseudonym_with_key(b"key-one", b"c-1").as_bytes())
+    );
+    let Outcome::Emitted(s) = &g.outcomes[2] else {
+        panic!()
+    };
     assert_eq!(s.key.as_deref(), Some(&b"c-1"[..]));
     // marketing: no consent.
     assert_eq!(g.outcomes[1], Outcome::Suppressed(Suppression::Consent));
@@ -237,7 +289,8 @@ fn headers_and_key() {
 
 #[test]
 fn unclassified_key_becomes_null_and_headers_are_governed() {
-    let c = compile(r#"
+    let c = compile(
+        r#"
 version: 1
 name: h
 keys: { k1: { env: K } }
@@ -256,18 +309,38 @@ streams:
       $headers.trace: internal
       $headers.user: pii.identifier.account_id
     outputs: { p: out }
-"#);
+"#,
+    );
     let mut input = event(json!({"a": 1}));
     input.key = Some("secret-key");
-    input.headers = vec![("trace".into(), b"t-9".to_vec()), ("user".into(), b"u-1".to_vec()), ("other".into(), b"x".to_vec())];
+    input.headers = vec![
+        ("trace".into(), b"t-9".to_vec()),
+        ("user".into(), b"u-1".to_vec()),
+        ("other".into(), b"x".to_vec()),
+    ];
     let v = govern(&c, &input, &MemoryState::new());
     let Verdict::Governed(g) = &v else { panic!() };
-    let Outcome::Emitted(o) = &g.outcomes[0] else { panic!() };
+    let Outcome::Emitted(o) = &g.outcomes[0] else {
+        panic!()
+    };
     assert_eq!(o.key, None);
     let names: Vec<&str> = o.headers.iter().map(|(n, _)| n.as_ref()).collect();
-    assert_eq!(names, ["custos-policy", "custos-purpose", "custos-classes", "custos-source", "trace", "user"]);
+    assert_eq!(
+        names,
+        [
+            "custos-policy",
+            "custos-purpose",
+            "custos-classes",
+            "custos-source",
+            "trace",
+            "user"
+        ]
+    );
     assert_eq!(header(&v, 0, "trace"), Some("t-9"));
-    assert_eq!(header(&v, 0, "user"), Some(pseudonym_with_key(b"key-one", b"u-1").as_str()));
+    assert_eq!(
+        header(&v, 0, "user"),
+        Some(pseudonym_with_key(b"key-one", b"u-1").as_str())
+    );
 }
 
 #[test]
@@ -275,22 +348,45 @@ fn suppression_reasons() {
     let c = compile(SHOP);
     // Erasure wins over everything.
     let mut erased = consented("c-1", json!({"marketing": true}));
-    erased.apply_erasure(None, Some(br#"{"subject":"c-1"}"#)).unwrap();
-    check(&c, event(order()), &erased, &[
-        ("analytics", Err(Suppression::Erasure)),
-        ("marketing", Err(Suppression::Erasure)),
-        ("support", Err(Suppression::Erasure)),
-    ]);
+    erased
+        .apply_erasure(None, Some(br#"{"subject":"c-1"}"#))
+        .unwrap();
+    check(
+        &c,
+        event(order()),
+        &erased,
+        &[
+            ("analytics", Err(Suppression::Erasure)),
+            ("marketing", Err(Suppression::Erasure)),
+            ("support", Err(Suppression::Erasure)),
+        ],
+    );
     // Objection stops legitimate interest; withdrawal stops consent; contract ignores both.
-    let objected = consented("c-1", json!({"analytics": false, "marketing": false, "support": false}));
+    let objected = consented(
+        "c-1",
+        json!({"analytics": false, "marketing": false, "support": false}),
+    );
     let v = govern(&c, &event(order()), &objected);
-    let got: Vec<Option<Suppression>> = outcomes(&c, &v).into_iter().map(|(_, r)| r.err()).collect();
-    assert_eq!(got, vec![Some(Suppression::Objection), Some(Suppression::Consent), None]);
+    let got: Vec<Option<Suppression>> =
+        outcomes(&c, &v).into_iter().map(|(_, r)| r.err()).collect();
+    assert_eq!(
+        got,
+        vec![
+            Some(Suppression::Objection),
+            Some(Suppression::Consent),
+            None
+        ]
+    );
     // No subject id: consent purposes get nothing; others do.
     let mut no_subject = order();
     no_subject["customer"].as_object_mut().unwrap().remove("id");
-    let v = govern(&c, &event(no_subject), &consented("c-1", json!({"marketing": true})));
-    let got: Vec<Option<Suppression>> = outcomes(&c, &v).into_iter().map(|(_, r)| r.err()).collect();
+    let v = govern(
+        &c,
+        &event(no_subject),
+        &consented("c-1", json!({"marketing": true})),
+    );
+    let got: Vec<Option<Suppression>> =
+        outcomes(&c, &v).into_iter().map(|(_, r)| r.err()).collect();
     assert_eq!(got, vec![None, Some(Suppression::Consent), None]);
 }
 
@@ -305,22 +401,39 @@ fn retention_uses_event_time() {
         o
     };
     let status = |v: Value| -> Vec<Option<Suppression>> {
-        outcomes(&c, &govern(&c, &event(v), &state)).into_iter().map(|(_, r)| r.err()).collect()
+        outcomes(&c, &govern(&c, &event(v), &state))
+            .into_iter()
+            .map(|(_, r)| r.err())
+            .collect()
     };
     assert_eq!(status(at(NOW - 29 * day)), vec![None, None, None]);
-    assert_eq!(status(at(NOW - 31 * day)), vec![Some(Suppression::Expired), None, None]);
-    assert_eq!(status(at(NOW - 91 * day)), vec![Some(Suppression::Expired), Some(Suppression::Expired), None]);
-    assert_eq!(status(at(NOW - 366 * day)), vec![Some(Suppression::Expired); 3]);
+    assert_eq!(
+        status(at(NOW - 31 * day)),
+        vec![Some(Suppression::Expired), None, None]
+    );
+    assert_eq!(
+        status(at(NOW - 91 * day)),
+        vec![Some(Suppression::Expired), Some(Suppression::Expired), None]
+    );
+    assert_eq!(
+        status(at(NOW - 366 * day)),
+        vec![Some(Suppression::Expired); 3]
+    );
     // RFC 3339 works too; a malformed event time is a dead letter, not a guess.
     let mut o = order();
     o["created_at"] = json!("yesterday");
-    assert!(matches!(govern(&c, &event(o), &state), Verdict::DeadLetter(d) if d.reason == DeadLetterReason::EventTime));
+    assert!(
+        matches!(govern(&c, &event(o), &state), Verdict::DeadLetter(d) if d.reason == DeadLetterReason::EventTime)
+    );
     // A missing event time falls back to the record timestamp.
     let mut o = order();
     o.as_object_mut().unwrap().remove("created_at");
     let mut input = event(o);
     input.timestamp = Some(NOW - 31 * day);
-    let got: Vec<Option<Suppression>> = outcomes(&c, &govern(&c, &input, &state)).into_iter().map(|(_, r)| r.err()).collect();
+    let got: Vec<Option<Suppression>> = outcomes(&c, &govern(&c, &input, &state))
+        .into_iter()
+        .map(|(_, r)| r.err())
+        .collect();
     assert_eq!(got, vec![Some(Suppression::Expired), None, None]);
 }
 
@@ -366,14 +479,17 @@ fn most_restrictive_class_wins_and_specific_paths_override() {
             "extra": {"x": 1}
         })),
         &MemoryState::new(),
-        &[("p", Ok(json!({
-            "both": "b**************",
-            "named": "[REDACTED]",
-            "doc": {"title": "t", "inner": {"shallow": 2}},
-            "list": [1, 2],
-            "matrix": [[1]],
-            "rows": [{"cells": [{"v": 1}]}]
-        })))],
+        &[(
+            "p",
+            Ok(json!({
+                "both": "b**************",
+                "named": "[REDACTED]",
+                "doc": {"title": "t", "inner": {"shallow": 2}},
+                "list": [1, 2],
+                "matrix": [[1]],
+                "rows": [{"cells": [{"v": 1}]}]
+            })),
+        )],
     );
 }
 
@@ -382,21 +498,36 @@ fn emptied_structure_is_removed_and_field_order_kept() {
     let c = compile(&MULTI.replace("UNCLASSIFIED", "drop"));
     check(
         &c,
-        event(json!({"doc": {"secret": "s", "inner": {"deep": 1}}, "rows": [{"cells": [{"w": 1}]}], "z": 1, "named": "x", "both": "a@b.cd"})),
+        event(
+            json!({"doc": {"secret": "s", "inner": {"deep": 1}}, "rows": [{"cells": [{"w": 1}]}], "z": 1, "named": "x", "both": "a@b.cd"}),
+        ),
         &MemoryState::new(),
         &[("p", Ok(json!({"named": "[REDACTED]", "both": "a*****"})))],
     );
     // Order is the input's, not alphabetical.
-    let v = govern(&c, &event(json!({"named": "x", "both": "a@b.cd"})), &MemoryState::new());
+    let v = govern(
+        &c,
+        &event(json!({"named": "x", "both": "a@b.cd"})),
+        &MemoryState::new(),
+    );
     let Verdict::Governed(g) = v else { panic!() };
-    let Outcome::Emitted(o) = &g.outcomes[0] else { panic!() };
-    assert_eq!(std::str::from_utf8(&o.value).unwrap(), r#"{"named":"[REDACTED]","both":"a*****"}"#);
+    let Outcome::Emitted(o) = &g.outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(
+        std::str::from_utf8(&o.value).unwrap(),
+        r#"{"named":"[REDACTED]","both":"a*****"}"#
+    );
 }
 
 #[test]
 fn unclassified_dead_letter_mode() {
     let c = compile(&MULTI.replace("UNCLASSIFIED", "dead_letter"));
-    let v = govern(&c, &event(json!({"named": "x", "surprise": {"a": 1}})), &MemoryState::new());
+    let v = govern(
+        &c,
+        &event(json!({"named": "x", "surprise": {"a": 1}})),
+        &MemoryState::new(),
+    );
     assert!(matches!(v, Verdict::DeadLetter(d) if d.reason == DeadLetterReason::Unclassified));
     let v = govern(&c, &event(json!({"named": "x"})), &MemoryState::new());
     assert!(matches!(v, Verdict::Governed(_)));
@@ -416,17 +547,39 @@ fn undecodable_records_are_dead_letters() {
         match govern_bytes(&c, &input, bytes, &MemoryState::new()) {
             Verdict::DeadLetter(d) => {
                 assert_eq!(d.reason, reason);
-                assert!(!d.detail.contains("named"), "detail must not echo content: {}", d.detail);
+                assert!(
+                    !d.detail.contains("named"),
+                    "detail must not echo content: {}",
+                    d.detail
+                );
             }
             other => panic!("expected dead letter for {bytes:?}, got {other:?}"),
         }
     }
     let deep = "[".repeat(10_000) + &"]".repeat(10_000);
     let bytes = format!("{{\"list\":{deep}}}");
-    assert!(matches!(govern_bytes(&c, &input, bytes.as_bytes(), &MemoryState::new()), Verdict::DeadLetter(d) if d.reason == DeadLetterReason::Decode));
+    assert!(
+        matches!(govern_bytes(&c, &input, bytes.as_bytes(), &MemoryState::new()), Verdict::DeadLetter(d) if d.reason == DeadLetterReason::Decode)
+    );
     let plan = &c.streams[0];
-    let rec = Record { topic: "in", partition: 0, offset: 0, timestamp: None, key: None, value: br#"{"named":"x"}"#, headers: &[] };
-    let v = engine::govern_with_limit(plan, "m@x", &rec, &MemoryState::new(), NOW, &mut Scratch::default(), 5);
+    let rec = Record {
+        topic: "in",
+        partition: 0,
+        offset: 0,
+        timestamp: None,
+        key: None,
+        value: br#"{"named":"x"}"#,
+        headers: &[],
+    };
+    let v = engine::govern_with_limit(
+        plan,
+        "m@x",
+        &rec,
+        &MemoryState::new(),
+        NOW,
+        &mut Scratch::default(),
+        5,
+    );
     assert!(matches!(v, Verdict::DeadLetter(d) if d.reason == DeadLetterReason::TooLarge));
 }
 
@@ -437,9 +590,14 @@ fn numbers_pass_through_exactly() {
     let raw = br#"{"list":[12345678901234567890123,1.50,-0.0,1e400]}"#;
     let v = govern_bytes(&c, &input, raw, &MemoryState::new());
     let Verdict::Governed(g) = v else { panic!() };
-    let Outcome::Emitted(o) = &g.outcomes[0] else { panic!() };
+    let Outcome::Emitted(o) = &g.outcomes[0] else {
+        panic!()
+    };
     // Kept numbers are copied as written: big integers, trailing zeros, huge exponents.
-    assert_eq!(std::str::from_utf8(&o.value).unwrap(), std::str::from_utf8(raw).unwrap());
+    assert_eq!(
+        std::str::from_utf8(&o.value).unwrap(),
+        std::str::from_utf8(raw).unwrap()
+    );
 }
 
 #[test]
@@ -447,15 +605,23 @@ fn duplicate_keys_are_dead_letters() {
     // Parsers disagree on which duplicate wins: refusing them closes a smuggling route.
     let c = compile(&MULTI.replace("UNCLASSIFIED", "drop"));
     let input = event(json!(null));
-    for raw in [&br#"{"named":"first","named":"second"}"#[..], br#"{"doc":{"title":"a","title":"b"}}"#, br#"{"named":"a","\u006eamed":"b"}"#] {
+    for raw in [
+        &br#"{"named":"first","named":"second"}"#[..],
+        br#"{"doc":{"title":"a","title":"b"}}"#,
+        br#"{"named":"a","\u006eamed":"b"}"#,
+    ] {
         let v = govern_bytes(&c, &input, raw, &MemoryState::new());
-        assert!(matches!(&v, Verdict::DeadLetter(d) if d.reason == DeadLetterReason::Decode && d.detail.contains("duplicate")), "{v:?}");
+        assert!(
+            matches!(&v, Verdict::DeadLetter(d) if d.reason == DeadLetterReason::Decode && d.detail.contains("duplicate")),
+            "{v:?}"
+        );
     }
 }
 
 #[test]
 fn scanned_spans_get_their_purpose_action_in_place() {
-    let c = compile(r#"
+    let c = compile(
+        r#"
 version: 1
 name: scan
 keys: { k1: { env: K } }
@@ -479,23 +645,45 @@ streams:
     fields:
       text: { classes: [internal], scan: true }
     outputs: { a: out.a, b: out.b }
-"#);
+"#,
+    );
     let text = "ip 10.1.2.3 tel +44 20 7946 0958 mail x@y.io card 4111 1111 1111 1111";
     let ps = pseudonym_with_key(b"key-one", b"x@y.io");
-    check(&c, event(json!({"text": text})), &MemoryState::new(), &[
-        ("a", Ok(json!({"text": format!("ip 10.1.2.0 tel **************58 mail {ps} card [REDACTED:pii.financial.card]")}))),
-        // The field's own action applies after the spans: no span can leak through a prefix.
-        ("b", Ok(json!({"text": "ip [REDACTED"}))),
-    ]);
-    let Verdict::Governed(g) = govern(&c, &event(json!({"text": text})), &MemoryState::new()) else { panic!() };
-    let found: Vec<(&str, u32)> = g.detections.iter().map(|d| (d.detector.name(), d.count)).collect();
-    assert_eq!(found, vec![("ipv4", 1), ("phone", 1), ("email", 1), ("card", 1)]);
+    check(
+        &c,
+        event(json!({"text": text})),
+        &MemoryState::new(),
+        &[
+            (
+                "a",
+                Ok(
+                    json!({"text": format!("ip 10.1.2.0 tel **************58 mail {ps} card [REDACTED:pii.financial.card]")}),
+                ),
+            ),
+            // The field's own action applies after the spans: no span can leak through a prefix.
+            ("b", Ok(json!({"text": "ip [REDACTED"}))),
+        ],
+    );
+    let Verdict::Governed(g) = govern(&c, &event(json!({"text": text})), &MemoryState::new())
+    else {
+        panic!()
+    };
+    let found: Vec<(&str, u32)> = g
+        .detections
+        .iter()
+        .map(|d| (d.detector.name(), d.count))
+        .collect();
+    assert_eq!(
+        found,
+        vec![("ipv4", 1), ("phone", 1), ("email", 1), ("card", 1)]
+    );
 }
 
 #[test]
 fn consent_basis_without_any_state_suppresses() {
     let c = compile(SHOP);
     let v = govern(&c, &event(order()), &MemoryState::new());
-    let got: Vec<Option<Suppression>> = outcomes(&c, &v).into_iter().map(|(_, r)| r.err()).collect();
+    let got: Vec<Option<Suppression>> =
+        outcomes(&c, &v).into_iter().map(|(_, r)| r.err()).collect();
     assert_eq!(got, vec![None, Some(Suppression::Consent), None]);
 }

@@ -33,7 +33,10 @@ fn check(text: &str, expected: &[(&str, &str)]) {
         .collect();
     assert_eq!(got.len(), expected.len(), "diagnostics: {got:#?}");
     for ((loc, frag), g) in expected.iter().zip(&got) {
-        assert!(g.starts_with(&format!("{loc}: ")), "expected location {loc} in {g}");
+        assert!(
+            g.starts_with(&format!("{loc}: ")),
+            "expected location {loc} in {g}"
+        );
         assert!(g.contains(frag), "expected {frag:?} in {g}");
     }
     let shown = errs.to_string();
@@ -60,56 +63,111 @@ fn yaml_syntax_error_is_located() {
 
 #[test]
 fn unknown_keys_everywhere() {
-    check(&replace("name: t", "name: t\nnmae: x"), &[("3:1", "unknown key `nmae` in the policy (did you mean `name`?)")]);
-    check(&replace("    basis:", "    basiss: x\n    basis:"), &[("7:5", "unknown key `basiss`")]);
-    check(&replace("    topic: in", "    topic: in\n    formt: json"), &[("15:5", "unknown key `formt` in stream `s`")]);
+    check(
+        &replace("name: t", "name: t\nnmae: x"),
+        &[(
+            "3:1",
+            "unknown key `nmae` in the policy (did you mean `name`?)",
+        )],
+    );
+    check(
+        &replace("    basis:", "    basiss: x\n    basis:"),
+        &[("7:5", "unknown key `basiss`")],
+    );
+    check(
+        &replace("    topic: in", "    topic: in\n    formt: json"),
+        &[("15:5", "unknown key `formt` in stream `s`")],
+    );
 }
 
 #[test]
 fn unknown_class_with_suggestion() {
     check(&replace("      a: public", "      a: pii.contcat.email"), &[("16:10", "unknown class `pii.contcat.email` in field `a` of stream `s` (did you mean `pii.contact.email`?)")]);
-    check(&replace("[public]", "[pubic]"), &[("10:19", "unknown class `pubic`")]);
+    check(
+        &replace("[public]", "[pubic]"),
+        &[("10:19", "unknown class `pubic`")],
+    );
 }
 
 #[test]
 fn declared_classes_are_usable() {
-    let text = replace("keys:", "classes:\n  acme.score: A score\nkeys:").replace("      a: public", "      a: acme.score");
+    let text = replace("keys:", "classes:\n  acme.score: A score\nkeys:")
+        .replace("      a: public", "      a: acme.score");
     policy::load(&text, "p.yaml").unwrap();
 }
 
 #[test]
 fn unknown_purpose_and_key() {
-    check(&replace("      analytics: out", "      analytcs: out"), &[("18:7", "unknown purpose `analytcs` in `outputs`")]);
-    check(&replace("action: keep", "action: { pseudonymize: { key: nokey } }"), &[("11:40", "unknown key `nokey`")]);
+    check(
+        &replace("      analytics: out", "      analytcs: out"),
+        &[("18:7", "unknown purpose `analytcs` in `outputs`")],
+    );
+    check(
+        &replace("action: keep", "action: { pseudonymize: { key: nokey } }"),
+        &[("11:40", "unknown key `nokey`")],
+    );
 }
 
 #[test]
 fn bad_durations_and_bases() {
-    check(&replace("retention: 30d", "retention: 30"), &[("8:16", "has no unit")]);
-    check(&replace("retention: 30d", "retention: 4w"), &[("8:16", "bad duration unit")]);
-    check(&replace("basis: legitimate_interest", "basis: because"), &[("7:12", "unknown basis `because`")]);
+    check(
+        &replace("retention: 30d", "retention: 30"),
+        &[("8:16", "has no unit")],
+    );
+    check(
+        &replace("retention: 30d", "retention: 4w"),
+        &[("8:16", "bad duration unit")],
+    );
+    check(
+        &replace("basis: legitimate_interest", "basis: because"),
+        &[("7:12", "unknown basis `because`")],
+    );
 }
 
 #[test]
 fn duplicate_rules() {
     check(
-        &replace("        action: keep\n", "        action: keep\n      - classes: [internal, public]\n        action: drop\n"),
-        &[("12:29", "class `public` has two rules in purpose `analytics`")],
+        &replace(
+            "        action: keep\n",
+            "        action: keep\n      - classes: [internal, public]\n        action: drop\n",
+        ),
+        &[(
+            "12:29",
+            "class `public` has two rules in purpose `analytics`",
+        )],
     );
 }
 
 #[test]
 fn unknown_and_unsupported_actions() {
-    check(&replace("action: keep", "action: scramble"), &[("11:17", "unknown action `scramble`")]);
-    check(&replace("action: keep", "action: { encrypt: { key: k } }"), &[("11:19", "`encrypt` is not supported yet")]);
-    check(&replace("action: keep", "action: { generalize: { date: week } }"), &[("11:39", "`date` must be year, month or day")]);
-    check(&replace("action: keep", "action: { mask: { char: ab } }"), &[("11:33", "exactly one character")]);
+    check(
+        &replace("action: keep", "action: scramble"),
+        &[("11:17", "unknown action `scramble`")],
+    );
+    check(
+        &replace("action: keep", "action: { encrypt: { key: k } }"),
+        &[("11:19", "`encrypt` is not supported yet")],
+    );
+    check(
+        &replace("action: keep", "action: { generalize: { date: week } }"),
+        &[("11:39", "`date` must be year, month or day")],
+    );
+    check(
+        &replace("action: keep", "action: { mask: { char: ab } }"),
+        &[("11:33", "exactly one character")],
+    );
 }
 
 #[test]
 fn inline_secret_and_missing_key_source() {
-    check(&replace("  k: { env: K }", "  k: { value: hunter2 }"), &[("4:6", "secrets never go in the policy")]);
-    check(&replace("  k: { env: K }", "  k: {}"), &[("4:6", "needs `env: VAR` or `file: PATH`")]);
+    check(
+        &replace("  k: { env: K }", "  k: { value: hunter2 }"),
+        &[("4:6", "secrets never go in the policy")],
+    );
+    check(
+        &replace("  k: { env: K }", "  k: {}"),
+        &[("4:6", "needs `env: VAR` or `file: PATH`")],
+    );
 }
 
 #[test]
@@ -120,24 +178,41 @@ fn invariant_violation_names_purpose_class_action() {
     // A broader rule covering the class violates too.
     let text = replace("[public]", "[public, sensitive]")
         + "invariants:\n  - classes: [sensitive.health]\n    purposes: [analytics]\n    only: [redact]\n";
-    check(&text, &[("10:27", "gives class `sensitive.health` the action `keep`")]);
+    check(
+        &text,
+        &[("10:27", "gives class `sensitive.health` the action `keep`")],
+    );
     // Default drop never violates.
-    let text = BASE.to_string() + "invariants:\n  - classes: [sensitive]\n    purposes: [analytics]\n    only: [redact]\n";
+    let text = BASE.to_string()
+        + "invariants:\n  - classes: [sensitive]\n    purposes: [analytics]\n    only: [redact]\n";
     policy::load(&text, "p.yaml").unwrap();
 }
 
 #[test]
 fn consent_basis_needs_consent_topic() {
-    check(&replace("basis: legitimate_interest", "basis: consent"), &[("6:3", "has basis `consent` but the policy has no `consent")]);
-    let text = replace("basis: legitimate_interest", "basis: consent") + "consent:\n  topic: privacy.consent\n";
+    check(
+        &replace("basis: legitimate_interest", "basis: consent"),
+        &[("6:3", "has basis `consent` but the policy has no `consent")],
+    );
+    let text = replace("basis: legitimate_interest", "basis: consent")
+        + "consent:\n  topic: privacy.consent\n";
     policy::load(&text, "p.yaml").unwrap();
 }
 
 #[test]
 fn bad_paths_and_topics() {
-    check(&replace("      a: public", "      a[1]: public"), &[("16:7", "bad array syntax")]);
-    check(&replace("      a: public", "      $value: public"), &[("16:7", "unknown special path")]);
-    check(&replace("      analytics: out", "      analytics: in"), &[("13:3", "every output needs its own topic")]);
+    check(
+        &replace("      a: public", "      a[1]: public"),
+        &[("16:7", "bad array syntax")],
+    );
+    check(
+        &replace("      a: public", "      $value: public"),
+        &[("16:7", "unknown special path")],
+    );
+    check(
+        &replace("      analytics: out", "      analytics: in"),
+        &[("13:3", "every output needs its own topic")],
+    );
 }
 
 #[test]
@@ -152,7 +227,9 @@ fn all_errors_at_once_sorted_by_position() {
 
 #[test]
 fn missing_required_parts() {
-    let errs = policy::load("version: 1\n", "p.yaml").unwrap_err().to_string();
+    let errs = policy::load("version: 1\n", "p.yaml")
+        .unwrap_err()
+        .to_string();
     for frag in ["missing `name`", "missing `purposes`", "missing `streams`"] {
         assert!(errs.contains(frag), "{frag} in {errs}");
     }

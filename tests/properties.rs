@@ -13,18 +13,31 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 const CLASSES: &[&str] = &[
-    "public", "internal", "pii", "pii.contact", "pii.contact.email", "pii.name",
-    "behavioral", "behavioral.purchase", "sensitive.health",
+    "public",
+    "internal",
+    "pii",
+    "pii.contact",
+    "pii.contact.email",
+    "pii.name",
+    "behavioral",
+    "behavioral.purchase",
+    "sensitive.health",
 ];
-const ACTIONS: &[&str] = &["keep", "drop", "redact", "{ pseudonymize: { key: k } }", "{ mask: { keep_first: 0 } }"];
+const ACTIONS: &[&str] = &[
+    "keep",
+    "drop",
+    "redact",
+    "{ pseudonymize: { key: k } }",
+    "{ mask: { keep_first: 0 } }",
+];
 /// (path in the policy, how to place a value there)
 const PATHS: &[&str] = &["a", "b.c", "b.d", "e[].f", "e[].g", "h"];
 
 #[derive(Debug, Clone)]
 struct Case {
-    field_classes: Vec<Vec<usize>>,  // per path: class indexes
-    rules: Vec<(usize, usize)>,      // (class index, action index), classes unique
-    extra: Vec<(String, Value)>,     // unclassified top-level members
+    field_classes: Vec<Vec<usize>>, // per path: class indexes
+    rules: Vec<(usize, usize)>,     // (class index, action index), classes unique
+    extra: Vec<(String, Value)>,    // unclassified top-level members
     elements: usize,
 }
 
@@ -38,14 +51,18 @@ fn arb_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec(("[a-z]{1,5}", inner), 0..4).prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            prop::collection::vec(("[a-z]{1,5}", inner), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
         ]
     })
 }
 
 fn arb_case() -> impl Strategy<Value = Case> {
     (
-        prop::collection::vec(prop::collection::btree_set(0..CLASSES.len(), 1..3), PATHS.len()),
+        prop::collection::vec(
+            prop::collection::btree_set(0..CLASSES.len(), 1..3),
+            PATHS.len(),
+        ),
         prop::collection::btree_map(0..CLASSES.len(), 0..ACTIONS.len(), 0..6),
         prop::collection::vec(("x[a-z]{0,4}", arb_json()), 0..3),
         0usize..3,
@@ -61,7 +78,10 @@ fn arb_case() -> impl Strategy<Value = Case> {
 fn policy_text(case: &Case) -> String {
     let mut t = String::from("version: 1\nname: prop\nkeys:\n  k: { env: K }\npurposes:\n  p:\n    basis: contract\n    retention: 1d\n    rules:\n");
     for (c, a) in &case.rules {
-        t.push_str(&format!("      - classes: [{}]\n        action: {}\n", CLASSES[*c], ACTIONS[*a]));
+        t.push_str(&format!(
+            "      - classes: [{}]\n        action: {}\n",
+            CLASSES[*c], ACTIONS[*a]
+        ));
     }
     t.push_str("streams:\n  s:\n    topic: in\n    fields:\n");
     for (i, p) in PATHS.iter().enumerate() {
@@ -97,7 +117,9 @@ fn event(case: &Case) -> Value {
         "h": "SENTINEL5xZ",
     });
     for (k, x) in &case.extra {
-        v.as_object_mut().unwrap().insert(k.clone(), json!({"payload": x, "tag": "UNCLASSIFIEDx"}));
+        v.as_object_mut()
+            .unwrap()
+            .insert(k.clone(), json!({"payload": x, "tag": "UNCLASSIFIEDx"}));
     }
     v
 }

@@ -26,7 +26,11 @@ const DEADLINE: Duration = Duration::from_secs(90);
 
 fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000;
     format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::SeqCst))
 }
 
@@ -58,8 +62,19 @@ impl Broker {
         match self {
             Broker::Mock(e) => e.create_topic(name, partitions).unwrap(),
             Broker::External(b) => {
-                let spec = TopicSpec { name: name.into(), retention: None, compacted, partitions };
-                topics::ensure(&ClientConfig::new().set("bootstrap.servers", b).clone(), &[spec], true, Duration::from_secs(30)).unwrap();
+                let spec = TopicSpec {
+                    name: name.into(),
+                    retention: None,
+                    compacted,
+                    partitions,
+                };
+                topics::ensure(
+                    &ClientConfig::new().set("bootstrap.servers", b).clone(),
+                    &[spec],
+                    true,
+                    Duration::from_secs(30),
+                )
+                .unwrap();
             }
         }
     }
@@ -129,7 +144,13 @@ erasure: {{ topic: {} }}
     );
     let text = text.replace("RETENTION", retention);
     let p = policy::load(&text, "wtest.yaml").unwrap();
-    Arc::new(policy::plan::compile(Arc::new(p), &Keys::from_pairs([("k", b"test-key".to_vec())])).unwrap())
+    Arc::new(
+        policy::plan::compile(
+            Arc::new(p),
+            &Keys::from_pairs([("k", b"test-key".to_vec())]),
+        )
+        .unwrap(),
+    )
 }
 
 fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
@@ -160,7 +181,13 @@ fn start(broker: &Broker, n: &Names, compiled: &Arc<Compiled>, crash_on_stop: bo
     start_with(broker, n, compiled, crash_on_stop, "at_least_once")
 }
 
-fn start_with(broker: &Broker, n: &Names, compiled: &Arc<Compiled>, crash_on_stop: bool, guarantee: &str) -> Running {
+fn start_with(
+    broker: &Broker,
+    n: &Names,
+    compiled: &Arc<Compiled>,
+    crash_on_stop: bool,
+    guarantee: &str,
+) -> Running {
     if let Ok(level) = std::env::var("CUSTOS_TEST_LOG") {
         custos::cli::run::init_tracing(custos::config::LogFormat::Text, &level);
     }
@@ -171,11 +198,19 @@ fn start_with(broker: &Broker, n: &Names, compiled: &Arc<Compiled>, crash_on_sto
         bootstrap: broker.bootstrap(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
-        options: Options { skip_topic_management: true, crash_on_stop, instance_id: Some(n.group.clone()) },
+        options: Options {
+            skip_topic_management: true,
+            crash_on_stop,
+            instance_id: Some(n.group.clone()),
+        },
         control: control.clone(),
     };
     let handle = std::thread::spawn(move || worker.run());
-    Running { control, metrics, handle }
+    Running {
+        control,
+        metrics,
+        handle,
+    }
 }
 
 impl Running {
@@ -185,12 +220,18 @@ impl Running {
 
     fn stop(self) {
         self.control.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("worker thread").expect("worker stops cleanly");
+        self.handle
+            .join()
+            .expect("worker thread")
+            .expect("worker stops cleanly");
     }
 }
 
 fn producer(bootstrap: &str) -> BaseProducer {
-    ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap()
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap()
 }
 
 fn produce(p: &BaseProducer, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
@@ -215,13 +256,22 @@ fn produce(p: &BaseProducer, topic: &str, records: &[(Option<String>, Vec<u8>)])
 
 fn event(i: u64) -> (Option<String>, Vec<u8>) {
     let user = format!("s-{}", i % 5);
-    (Some(user.clone()), serde_json::to_vec(&json!({"user": user, "n": i, "email": format!("{user}@example.com"), "secret": "zzz"})).unwrap())
+    (
+        Some(user.clone()),
+        serde_json::to_vec(
+            &json!({"user": user, "n": i, "email": format!("{user}@example.com"), "secret": "zzz"}),
+        )
+        .unwrap(),
+    )
 }
+
+/// A record read back: key, value, headers.
+type Seen = (Option<String>, Value, Vec<(String, String)>);
 
 /// Reads a topic from the beginning, keeping everything seen so far.
 struct Reader {
     consumer: BaseConsumer,
-    seen: Vec<(Option<String>, Value, Vec<(String, String)>)>,
+    seen: Vec<Seen>,
 }
 
 impl Reader {
@@ -241,15 +291,21 @@ impl Reader {
             .set("isolation.level", isolation)
             .create()
             .unwrap();
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
         let mut tpl = TopicPartitionList::new();
         for t in md.topics() {
             for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .unwrap();
             }
         }
         consumer.assign(&tpl).unwrap();
-        Reader { consumer, seen: Vec::new() }
+        Reader {
+            consumer,
+            seen: Vec::new(),
+        }
     }
 
     fn poll(&mut self) {
@@ -257,17 +313,37 @@ impl Reader {
             let m = r.unwrap();
             let headers = m
                 .headers()
-                .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
-            let value = serde_json::from_slice(m.payload().unwrap_or_default())
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
-            self.seen.push((m.key().map(|k| String::from_utf8_lossy(k).into_owned()), value, headers));
+            let value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_else(|_| {
+                    Value::String(
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                    )
+                });
+            self.seen.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value,
+                headers,
+            ));
         }
     }
 
     /// The `n` field of every record seen.
     fn ns(&self) -> BTreeSet<u64> {
-        self.seen.iter().filter_map(|(_, v, _)| v["n"].as_u64()).collect()
+        self.seen
+            .iter()
+            .filter_map(|(_, v, _)| v["n"].as_u64())
+            .collect()
     }
 }
 
@@ -286,15 +362,36 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
     let compiled = setup(&broker, &n, 3);
     let b = broker.bootstrap();
     let p = producer(&b);
-    produce(&p, &n.consent, &[(Some("s-0".into()), br#"{"subject":"s-0","purposes":{"marketing":true}}"#.to_vec()), (Some("s-1".into()), br#"{"subject":"s-1","purposes":{"marketing":true,"analytics":false}}"#.to_vec())]);
-    produce(&p, &n.erasure, &[(Some("s-4".into()), br#"{"subject":"s-4"}"#.to_vec())]);
+    produce(
+        &p,
+        &n.consent,
+        &[
+            (
+                Some("s-0".into()),
+                br#"{"subject":"s-0","purposes":{"marketing":true}}"#.to_vec(),
+            ),
+            (
+                Some("s-1".into()),
+                br#"{"subject":"s-1","purposes":{"marketing":true,"analytics":false}}"#.to_vec(),
+            ),
+        ],
+    );
+    produce(
+        &p,
+        &n.erasure,
+        &[(Some("s-4".into()), br#"{"subject":"s-4"}"#.to_vec())],
+    );
     let mut inputs: Vec<(Option<String>, Vec<u8>)> = (0..20).map(event).collect();
     inputs.insert(5, (Some("bad".into()), b"{not json".to_vec()));
     inputs.insert(12, (None, b"[1,2]".to_vec()));
     produce(&p, &n.input, &inputs);
 
     let w = start(&broker, &n, &compiled, false);
-    let (mut a, mut m, mut dl) = (Reader::new(&b, &n.analytics), Reader::new(&b, &n.marketing), Reader::new(&b, &n.dead_letter));
+    let (mut a, mut m, mut dl) = (
+        Reader::new(&b, &n.analytics),
+        Reader::new(&b, &n.marketing),
+        Reader::new(&b, &n.dead_letter),
+    );
     // analytics: everyone but s-1 (objected) and s-4 (erased): 12 of 20.
     // marketing: s-0 and s-1 consented: 8 of 20.
     wait_until("all outputs", || {
@@ -314,16 +411,31 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
     assert_eq!(m.ns(), expect_m);
     for (key, v, h) in &a.seen {
         let obj = v.as_object().unwrap();
-        assert!(obj.get("email").is_none() && obj.get("secret").is_none(), "{v}");
+        assert!(
+            obj.get("email").is_none() && obj.get("secret").is_none(),
+            "{v}"
+        );
         assert!(v["user"].as_str().unwrap().starts_with("ps_"));
-        assert_eq!(key.as_deref(), v["user"].as_str(), "key pseudonymized like the field");
+        assert_eq!(
+            key.as_deref(),
+            v["user"].as_str(),
+            "key pseudonymized like the field"
+        );
         let get = |name: &str| h.iter().find(|(k, _)| k == name).map(|(_, x)| x.as_str());
         assert_eq!(get("custos-purpose"), Some("analytics"));
-        assert!(get("custos-source").unwrap().starts_with(&format!("{}/", n.input)));
-        assert_eq!(get("custos-classes"), Some("internal=keep,pii.identifier.customer_id=pseudonymize"));
+        assert!(get("custos-source")
+            .unwrap()
+            .starts_with(&format!("{}/", n.input)));
+        assert_eq!(
+            get("custos-classes"),
+            Some("internal=keep,pii.identifier.customer_id=pseudonymize")
+        );
     }
     for (_, v, _) in &m.seen {
-        assert!(v.get("user").is_none() && v["email"].as_str().unwrap().ends_with("@example.com"), "{v}");
+        assert!(
+            v.get("user").is_none() && v["email"].as_str().unwrap().ends_with("@example.com"),
+            "{v}"
+        );
     }
     // Dead letters: raw value unchanged, reason and source in headers.
     let mut raw: Vec<String> = dl.seen.iter().map(|(_, v, _)| v.to_string()).collect();
@@ -331,7 +443,9 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
     assert_eq!(raw, vec!["\"{not json\"".to_string(), "[1,2]".to_string()]);
     for (_, _, h) in &dl.seen {
         assert!(h.iter().any(|(k, v)| k == "custos-error" && v == "decode"));
-        assert!(h.iter().any(|(k, v)| k == "custos-source" && v.starts_with(&n.input)));
+        assert!(h
+            .iter()
+            .any(|(k, v)| k == "custos-source" && v.starts_with(&n.input)));
     }
 }
 
@@ -346,7 +460,9 @@ fn a_worker_killed_mid_stream_loses_nothing() {
     produce(&p, &n.input, &inputs);
 
     let first = start(&broker, &n, &compiled, true);
-    wait_until("the first worker to be mid-stream", || first.consumed() >= 50);
+    wait_until("the first worker to be mid-stream", || {
+        first.consumed() >= 50
+    });
     first.stop(); // no drain, no final commit
 
     let second = start(&broker, &n, &compiled, false);
@@ -374,7 +490,11 @@ fn two_workers_and_a_rebalance_lose_nothing() {
     // Keep producing until the rebalance has given the second worker work.
     let mut next = 100;
     wait_until("the second worker to take part", || {
-        produce(&p, &n.input, &(next..next + 20).map(event).collect::<Vec<_>>());
+        produce(
+            &p,
+            &n.input,
+            &(next..next + 20).map(event).collect::<Vec<_>>(),
+        );
         next += 20;
         std::thread::sleep(Duration::from_millis(200));
         two.consumed() > 0
@@ -385,7 +505,12 @@ fn two_workers_and_a_rebalance_lose_nothing() {
         a.poll();
         a.ns() == expect
     });
-    assert!(one.consumed() > 0 && two.consumed() > 0, "both workers took part: {} and {}", one.consumed(), two.consumed());
+    assert!(
+        one.consumed() > 0 && two.consumed() > 0,
+        "both workers took part: {} and {}",
+        one.consumed(),
+        two.consumed()
+    );
     one.stop();
     two.stop();
 }
@@ -400,7 +525,9 @@ fn a_broker_outage_stalls_but_loses_nothing() {
     produce(&p, &n.input, &(0..50).map(event).collect::<Vec<_>>());
     let w = start(&broker, &n, &compiled, false);
     wait_until("the worker to start", || w.consumed() >= 10);
-    let Broker::Mock(mock) = &broker else { unreachable!() };
+    let Broker::Mock(mock) = &broker else {
+        unreachable!()
+    };
     mock.cluster().broker_down(1).unwrap();
     std::thread::sleep(Duration::from_secs(3)); // the outage itself
     mock.cluster().broker_up(1).unwrap();
@@ -435,7 +562,11 @@ fn exactly_once_outputs_appear_once_for_read_committed_readers() {
         dl.poll();
         a.ns() == expect && dl.seen.len() == 1
     });
-    assert!(total(&w.metrics.transactions, |l| l.contains(&("outcome", "committed"))) > 0);
+    assert!(
+        total(&w.metrics.transactions, |l| l
+            .contains(&("outcome", "committed")))
+            > 0
+    );
     w.stop();
     a.poll();
     assert_eq!(a.seen.len(), 150, "each input exactly once");
@@ -451,11 +582,17 @@ fn exactly_once_survives_a_killed_worker_without_duplicates() {
     let p = producer(&b);
     produce(&p, &n.input, &(0..400).map(event).collect::<Vec<_>>());
     let first = start_with(&broker, &n, &compiled, true, "exactly_once");
-    wait_until("the first worker to commit a transaction mid-stream", || {
-        first.consumed() >= 100 && total(&first.metrics.transactions, |l| l.contains(&("outcome", "committed"))) > 0
-    });
+    wait_until(
+        "the first worker to commit a transaction mid-stream",
+        || {
+            first.consumed() >= 100
+                && total(&first.metrics.transactions, |l| {
+                    l.contains(&("outcome", "committed"))
+                }) > 0
+        },
+    );
     first.stop(); // killed: its open transaction is never committed
-    // Same instance id: the new producer fences the old one and aborts its transaction.
+                  // Same instance id: the new producer fences the old one and aborts its transaction.
     let second = start_with(&broker, &n, &compiled, false, "exactly_once");
     let mut a = Reader::committed(&b, &n.analytics);
     let expect: BTreeSet<u64> = (0..400).collect();
@@ -465,7 +602,11 @@ fn exactly_once_survives_a_killed_worker_without_duplicates() {
     });
     second.stop();
     a.poll();
-    assert_eq!(a.seen.len(), 400, "no input twice for a read_committed reader");
+    assert_eq!(
+        a.seen.len(),
+        400,
+        "no input twice for a read_committed reader"
+    );
 }
 
 /// Topic management needs a broker with an admin API (the mock has none):
@@ -478,7 +619,8 @@ fn topic_management_creates_outputs_and_refuses_long_retention() {
     use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
 
-    let b = std::env::var("CUSTOS_TEST_BOOTSTRAP").expect("external-broker-tests need CUSTOS_TEST_BOOTSTRAP=host:port");
+    let b = std::env::var("CUSTOS_TEST_BOOTSTRAP")
+        .expect("external-broker-tests need CUSTOS_TEST_BOOTSTRAP=host:port");
     let n = Names::new();
     let base = ClientConfig::new().set("bootstrap.servers", &b).clone();
     let cfg = config(&n, "at_least_once");
@@ -491,17 +633,31 @@ fn topic_management_creates_outputs_and_refuses_long_retention() {
     }
     topics::ensure(&base, &specs, true, Duration::from_secs(30)).unwrap();
     let admin: AdminClient<DefaultClientContext> = base.create().unwrap();
-    let described = futures::executor::block_on(admin.describe_configs([&ResourceSpecifier::Topic(&n.analytics)], &AdminOptions::new())).unwrap();
+    let described = futures::executor::block_on(admin.describe_configs(
+        [&ResourceSpecifier::Topic(&n.analytics)],
+        &AdminOptions::new(),
+    ))
+    .unwrap();
     let resource = described.into_iter().next().unwrap().unwrap();
-    let retention = resource.entry_map().get("retention.ms").and_then(|e| e.value.clone());
-    assert_eq!(retention.as_deref(), Some("2592000000"), "created with the purpose's 30d");
+    let retention = resource
+        .entry_map()
+        .get("retention.ms")
+        .and_then(|e| e.value.clone());
+    assert_eq!(
+        retention.as_deref(),
+        Some("2592000000"),
+        "created with the purpose's 30d"
+    );
     // A policy that allows less than the topic keeps: refused, topic and both retentions named.
     let shorter = compile_with_retention(&n, "7d");
     let specs7 = topic_specs(&shorter, &cfg, |_| 2);
     match topics::ensure(&base, &specs7, false, Duration::from_secs(30)) {
         Err(e @ WorkerError::Retention { .. }) => {
             let text = e.to_string();
-            assert!(text.contains(&n.analytics) && text.contains("30d") && text.contains("7d"), "{text}");
+            assert!(
+                text.contains(&n.analytics) && text.contains("30d") && text.contains("7d"),
+                "{text}"
+            );
         }
         other => panic!("expected a retention error, got {other:?}"),
     }

@@ -49,11 +49,19 @@ pub struct ApplyArgs {
     pub dead_letter: Option<PathBuf>,
 }
 
-fn read_state(consent: Option<&PathBuf>, erasure: Option<&PathBuf>) -> Result<MemoryState, Failure> {
+fn read_state(
+    consent: Option<&PathBuf>,
+    erasure: Option<&PathBuf>,
+) -> Result<MemoryState, Failure> {
     let mut state = MemoryState::new();
     for (path, is_consent) in [(consent, true), (erasure, false)] {
         let Some(path) = path else { continue };
-        let text = std::fs::read(path).map_err(|e| Failure::new(format!("cannot read {}: {e}; check the path", path.display())))?;
+        let text = std::fs::read(path).map_err(|e| {
+            Failure::new(format!(
+                "cannot read {}: {e}; check the path",
+                path.display()
+            ))
+        })?;
         for (i, line) in text.split(|b| *b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -86,13 +94,19 @@ struct Envelope {
 }
 
 fn decode_envelope(line: &[u8]) -> Result<Envelope, String> {
-    let v: Value = serde_json::from_slice(line).map_err(|e| format!("envelope is not valid JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(line).map_err(|e| format!("envelope is not valid JSON: {e}"))?;
     let Value::Object(m) = v else {
         return Err("envelope is not a JSON object".into());
     };
     for k in m.keys() {
-        if !matches!(k.as_str(), "key" | "value" | "headers" | "timestamp" | "partition" | "offset" | "topic") {
-            return Err("envelope has an unknown member; use key, value, headers, timestamp".into());
+        if !matches!(
+            k.as_str(),
+            "key" | "value" | "headers" | "timestamp" | "partition" | "offset" | "topic"
+        ) {
+            return Err(
+                "envelope has an unknown member; use key, value, headers, timestamp".into(),
+            );
         }
     }
     let key = match m.get("key") {
@@ -102,7 +116,9 @@ fn decode_envelope(line: &[u8]) -> Result<Envelope, String> {
     };
     let value = match m.get("value") {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(Value::Null) | None => return Err("envelope has no value (tombstones are not events)".into()),
+        Some(Value::Null) | None => {
+            return Err("envelope has no value (tombstones are not events)".into())
+        }
         Some(other) => other.to_string().into_bytes(),
     };
     let mut headers = Vec::new();
@@ -121,15 +137,26 @@ fn decode_envelope(line: &[u8]) -> Result<Envelope, String> {
     }
     let timestamp = match m.get("timestamp") {
         None | Some(Value::Null) => None,
-        Some(t) => Some(engine::parse_time(t).ok_or("envelope timestamp is neither epoch millis nor RFC 3339")?),
+        Some(t) => Some(
+            engine::parse_time(t)
+                .ok_or("envelope timestamp is neither epoch millis nor RFC 3339")?,
+        ),
     };
-    Ok(Envelope { key, value, headers, timestamp })
+    Ok(Envelope {
+        key,
+        value,
+        headers,
+        timestamp,
+    })
 }
 
 fn text_or_b64(bytes: &[u8]) -> (&'static str, Value) {
     match std::str::from_utf8(bytes) {
         Ok(s) => ("value", Value::String(s.to_string())),
-        Err(_) => ("value_base64", Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))),
+        Err(_) => (
+            "value_base64",
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
     }
 }
 
@@ -151,10 +178,19 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         Failure::new(format!(
             "unknown stream `{}`; the policy has: {}",
             args.stream,
-            compiled.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            compiled
+                .streams
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
-    if compiled.policy.stream(&args.stream).is_some_and(|s| s.format == Format::Avro) {
+    if compiled
+        .policy
+        .stream(&args.stream)
+        .is_some_and(|s| s.format == Format::Avro)
+    {
         return Err(Failure::new(format!(
             "stream `{}` is avro; `custos apply` reads JSON events only",
             args.stream
@@ -162,29 +198,50 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     }
     let only = match &args.purpose {
         None => None,
-        Some(p) => Some(plan.outputs.iter().position(|o| &o.name == p).ok_or_else(|| {
-            Failure::new(format!(
-                "purpose `{p}` has no output in stream `{}`; its outputs are: {}",
-                args.stream,
-                plan.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-        })?),
+        Some(p) => Some(
+            plan.outputs
+                .iter()
+                .position(|o| &o.name == p)
+                .ok_or_else(|| {
+                    Failure::new(format!(
+                        "purpose `{p}` has no output in stream `{}`; its outputs are: {}",
+                        args.stream,
+                        plan.outputs
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?,
+        ),
     };
     let state = read_state(args.consent.as_ref(), args.erasure.as_ref())?;
     let now_ms = match &args.now {
         Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-            .map_err(|_| Failure::new(format!("--now `{t}` is not RFC 3339; write e.g. 2026-11-22T10:00:00Z")))?
+            .map_err(|_| {
+                Failure::new(format!(
+                    "--now `{t}` is not RFC 3339; write e.g. 2026-11-22T10:00:00Z"
+                ))
+            })?
             .timestamp_millis(),
         None => chrono::Utc::now().timestamp_millis(),
     };
     let input: Box<dyn Read> = if args.input == "-" {
         Box::new(io::stdin().lock())
     } else {
-        Box::new(File::open(&args.input).map_err(|e| Failure::new(format!("cannot read input {}: {e}; check the path", args.input)))?)
+        Box::new(File::open(&args.input).map_err(|e| {
+            Failure::new(format!(
+                "cannot read input {}: {e}; check the path",
+                args.input
+            ))
+        })?)
     };
     let mut dl_out = match &args.dead_letter {
         Some(p) => Some(BufWriter::new(File::create(p).map_err(|e| {
-            Failure::new(format!("cannot create dead-letter file {}: {e}", p.display()))
+            Failure::new(format!(
+                "cannot create dead-letter file {}: {e}",
+                p.display()
+            ))
         })?)),
         None => None,
     };
@@ -205,7 +262,9 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     let mut offset = 0i64;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| Failure::new(format!("cannot read input: {e}")))?;
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Failure::new(format!("cannot read input: {e}")))?;
         if n == 0 {
             break;
         }
@@ -237,7 +296,10 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 }
                 Err(detail) => (
                     None,
-                    Verdict::DeadLetter(engine::DeadLetter { reason: DeadLetterReason::Decode, detail }),
+                    Verdict::DeadLetter(engine::DeadLetter {
+                        reason: DeadLetterReason::Decode,
+                        detail,
+                    }),
                 ),
             }
         } else {
@@ -250,7 +312,10 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 value: raw,
                 headers: &[],
             };
-            (None, engine::govern(plan, &policy_id, &rec, &state, now_ms, &mut scratch))
+            (
+                None,
+                engine::govern(plan, &policy_id, &rec, &state, now_ms, &mut scratch),
+            )
         };
 
         match verdict {
@@ -269,11 +334,19 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                     let mut headers = Map::new();
                     match &envelope {
                         Some(env) => {
-                            rec.insert("key".into(), env.key.as_deref().map_or(Value::Null, |k| Value::String(String::from_utf8_lossy(k).into_owned())));
+                            rec.insert(
+                                "key".into(),
+                                env.key.as_deref().map_or(Value::Null, |k| {
+                                    Value::String(String::from_utf8_lossy(k).into_owned())
+                                }),
+                            );
                             let (name, v) = text_or_b64(&env.value);
                             rec.insert(name.into(), v);
                             for (k, v) in &env.headers {
-                                headers.insert(k.clone(), Value::String(String::from_utf8_lossy(v).into_owned()));
+                                headers.insert(
+                                    k.clone(),
+                                    Value::String(String::from_utf8_lossy(v).into_owned()),
+                                );
                             }
                         }
                         None if args.envelope => {
@@ -290,7 +363,8 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                     headers.insert("custos-error".into(), Value::String(d.reason.code().into()));
                     headers.insert("custos-source".into(), Value::String(source.clone()));
                     rec.insert("headers".into(), Value::Object(headers));
-                    serde_json::to_writer(&mut *w, &Value::Object(rec)).map_err(|e| Failure::new(e.to_string()))?;
+                    serde_json::to_writer(&mut *w, &Value::Object(rec))
+                        .map_err(|e| Failure::new(e.to_string()))?;
                     w.write_all(b"\n").map_err(io_err)?;
                 }
             }
@@ -306,7 +380,13 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                             if only.is_some_and(|p| p != i) {
                                 continue;
                             }
-                            write_output(&mut out, &plan.outputs[i].name, &plan.outputs[i].topic, &o).map_err(io_err)?;
+                            write_output(
+                                &mut out,
+                                &plan.outputs[i].name,
+                                &plan.outputs[i].topic,
+                                &o,
+                            )
+                            .map_err(io_err)?;
                         }
                     }
                 }
@@ -347,10 +427,18 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
 }
 
 /// `{"purpose":…,"topic":…,"key":…,"value":…,"headers":{…}}` on one line.
-fn write_output(out: &mut impl Write, purpose: &str, topic: &str, o: &engine::Output) -> io::Result<()> {
+fn write_output(
+    out: &mut impl Write,
+    purpose: &str,
+    topic: &str,
+    o: &engine::Output,
+) -> io::Result<()> {
     let mut headers = Map::new();
     for (k, v) in &o.headers {
-        headers.insert(k.to_string(), Value::String(String::from_utf8_lossy(v).into_owned()));
+        headers.insert(
+            k.to_string(),
+            Value::String(String::from_utf8_lossy(v).into_owned()),
+        );
     }
     out.write_all(b"{\"purpose\":")?;
     serde_json::to_writer(&mut *out, purpose)?;

@@ -29,7 +29,9 @@ fn fail(what: &str) -> impl Fn(crate::kafka::WorkerError) -> Failure + '_ {
 }
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// The demo's input: (key, value bytes).
@@ -48,16 +50,64 @@ fn orders(now: i64) -> Vec<(Option<String>, Vec<u8>)> {
         if let (Value::Object(m), Value::Object(x)) = (&mut v, extra) {
             m.extend(x);
         }
-        (Some(subject.to_string()), serde_json::to_vec(&v).unwrap_or_default())
+        (
+            Some(subject.to_string()),
+            serde_json::to_vec(&v).unwrap_or_default(),
+        )
     };
     vec![
-        order("o-1001", 1, "c-1", "Ada Lovelace", "ada@example.com", json!({"notes": "Call +44 20 7946 0958 or write to ada@example.com before delivery"})),
-        order("o-1002", 1, "c-2", "Grace Hopper", "grace@example.org", json!({"notes": "leave at door"})),
-        order("o-1003", 2, "c-3", "Alan Turing", "alan@example.net", json!({"notes": "customer ip 81.2.69.160"})),
-        order("o-0999", 120, "c-1", "Ada Lovelace", "ada@example.com", json!({})),
-        order("o-1004", 1, "c-4", "Linus T", "linus@example.com", json!({})),
-        order("o-1005", 3, "c-5", "Barbara Liskov", "barbara@example.com", json!({"customer": {"id": "c-5", "health_notes": "asthma"}})),
-        (Some("c-6".into()), br#"{"order_id": "o-broken", "created_at": "#.to_vec()),
+        order(
+            "o-1001",
+            1,
+            "c-1",
+            "Ada Lovelace",
+            "ada@example.com",
+            json!({"notes": "Call +44 20 7946 0958 or write to ada@example.com before delivery"}),
+        ),
+        order(
+            "o-1002",
+            1,
+            "c-2",
+            "Grace Hopper",
+            "grace@example.org",
+            json!({"notes": "leave at door"}),
+        ),
+        order(
+            "o-1003",
+            2,
+            "c-3",
+            "Alan Turing",
+            "alan@example.net",
+            json!({"notes": "customer ip 81.2.69.160"}),
+        ),
+        order(
+            "o-0999",
+            120,
+            "c-1",
+            "Ada Lovelace",
+            "ada@example.com",
+            json!({}),
+        ),
+        order(
+            "o-1004",
+            1,
+            "c-4",
+            "Linus T",
+            "linus@example.com",
+            json!({}),
+        ),
+        order(
+            "o-1005",
+            3,
+            "c-5",
+            "Barbara Liskov",
+            "barbara@example.com",
+            json!({"customer": {"id": "c-5", "health_notes": "asthma"}}),
+        ),
+        (
+            Some("c-6".into()),
+            br#"{"order_id": "o-broken", "created_at": "#.to_vec(),
+        ),
         (None, b"[1,2,3]".to_vec()),
     ]
 }
@@ -74,7 +124,10 @@ fn subject_records() -> (Keyed, Keyed) {
         ("c-2".to_string(), br#"{"subject":"c-2","purposes":{"marketing":false,"analytics":false},"updated_at":"2026-11-02T10:00:00Z"}"#.to_vec()),
         ("c-3".to_string(), br#"{"subject":"c-3","purposes":{"marketing":true},"updated_at":"2026-11-03T10:00:00Z"}"#.to_vec()),
     ];
-    let erasure = vec![("c-4".to_string(), br#"{"subject":"c-4","requested_at":"2026-11-10T12:00:00Z"}"#.to_vec())];
+    let erasure = vec![(
+        "c-4".to_string(),
+        br#"{"subject":"c-4","requested_at":"2026-11-10T12:00:00Z"}"#.to_vec(),
+    )];
     (consent, erasure)
 }
 
@@ -88,7 +141,9 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadBack> {
     else {
         return Vec::new();
     };
-    let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else { return Vec::new() };
+    let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return Vec::new();
+    };
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0i64;
     for t in md.topics() {
@@ -111,10 +166,21 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadBack> {
                 .headers()
                 .map(|h| {
                     use rdkafka::message::Headers;
-                    h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect()
+                    h.iter()
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
                 })
                 .unwrap_or_default();
-            out.push((m.key().map(|k| String::from_utf8_lossy(k).into_owned()), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(), headers));
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers,
+            ));
         }
     }
     out
@@ -127,11 +193,17 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadBack> {
 pub fn run() -> Result<(), Failure> {
     init_tracing(LogFormat::Text, "error");
     let started = Instant::now();
-    let policy = policy::load(POLICY, "examples/shop/policy.yaml").map_err(|e| Failure::new(e.to_string()))?;
+    let policy = policy::load(POLICY, "examples/shop/policy.yaml")
+        .map_err(|e| Failure::new(e.to_string()))?;
     // Demo secrets unless the real ones are set.
-    let keys = Keys::resolve(&policy, |v| std::env::var(v).ok().or_else(|| Some(format!("demo-only-secret-{v}"))))
-        .map_err(|_| Failure::new("demo: secrets"))?;
-    let compiled = Arc::new(plan::compile(Arc::new(policy), &keys).map_err(|e| Failure::new(e.to_string()))?);
+    let keys = Keys::resolve(&policy, |v| {
+        std::env::var(v)
+            .ok()
+            .or_else(|| Some(format!("demo-only-secret-{v}")))
+    })
+    .map_err(|_| Failure::new("demo: secrets"))?;
+    let compiled =
+        Arc::new(plan::compile(Arc::new(policy), &keys).map_err(|e| Failure::new(e.to_string()))?);
     let cfg = Config::parse(
         "policy = \"examples/shop/policy.yaml\"\n[kafka]\nbootstrap_servers = \"embedded\"\ngroup_id = \"custos-demo\"\n[delivery]\ndrain_timeout_ms = 5000\n",
         "demo",
@@ -142,9 +214,13 @@ pub fn run() -> Result<(), Failure> {
     let broker = Embedded::start(1).map_err(fail("embedded broker"))?;
     let bootstrap = broker.bootstrap_servers();
     let input_topic = compiled.streams[0].topic.clone();
-    broker.create_topic(&input_topic, 3).map_err(fail("topics"))?;
+    broker
+        .create_topic(&input_topic, 3)
+        .map_err(fail("topics"))?;
     for spec in topic_specs(&compiled, &cfg, |_| 3) {
-        broker.create_topic(&spec.name, spec.partitions).map_err(fail("topics"))?;
+        broker
+            .create_topic(&spec.name, spec.partitions)
+            .map_err(fail("topics"))?;
     }
 
     let now = crate::kafka::now_ms();
@@ -158,17 +234,25 @@ pub fn run() -> Result<(), Failure> {
     let erasure_topic = compiled.policy.erasure_topic.clone().unwrap_or_default();
     for (topic, recs) in [(&consent_topic, &consent), (&erasure_topic, &erasure)] {
         for (k, v) in recs.iter() {
-            let _ = producer.send(BaseRecord::<str, [u8]>::to(topic).key(k.as_str()).payload(&v[..]));
+            let _ = producer.send(
+                BaseRecord::<str, [u8]>::to(topic)
+                    .key(k.as_str())
+                    .payload(&v[..]),
+            );
         }
     }
     for (k, v) in &inputs {
-        let mut r = BaseRecord::<str, [u8]>::to(&input_topic).payload(&v[..]).timestamp(now);
+        let mut r = BaseRecord::<str, [u8]>::to(&input_topic)
+            .payload(&v[..])
+            .timestamp(now);
         if let Some(k) = k {
             r = r.key(k.as_str());
         }
         let _ = producer.send(r);
     }
-    producer.flush(Duration::from_secs(10)).map_err(|e| Failure::new(format!("demo: produce: {e}")))?;
+    producer
+        .flush(Duration::from_secs(10))
+        .map_err(|e| Failure::new(format!("demo: produce: {e}")))?;
 
     let metrics = Metrics::new();
     let control = Control::default();
@@ -177,12 +261,18 @@ pub fn run() -> Result<(), Failure> {
         bootstrap: bootstrap.clone(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
-        options: Options { skip_topic_management: true, ..Options::default() },
+        options: Options {
+            skip_topic_management: true,
+            ..Options::default()
+        },
         control: control.clone(),
     };
     let handle = std::thread::spawn(move || worker.run());
     let deadline = Instant::now() + Duration::from_secs(45);
-    while total(&metrics.consumed, |_| true) < inputs.len() as u64 && Instant::now() < deadline && !handle.is_finished() {
+    while total(&metrics.consumed, |_| true) < inputs.len() as u64
+        && Instant::now() < deadline
+        && !handle.is_finished()
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     control.stop.store(true, Ordering::SeqCst);
@@ -192,16 +282,30 @@ pub fn run() -> Result<(), Failure> {
         Err(_) => return Err(Failure::new("demo: the worker thread panicked")),
     }
 
-    println!("custos demo — policy {} on an embedded broker ({bootstrap})\n", compiled.policy.id());
+    println!(
+        "custos demo — policy {} on an embedded broker ({bootstrap})\n",
+        compiled.policy.id()
+    );
     println!("INPUT {input_topic}: {} records (consent: c-1 analytics+marketing, c-2 objects/withdraws, c-3 marketing; erasure: c-4)", inputs.len());
     if let Some((_, v)) = inputs.first() {
         println!("  e.g. {}\n", String::from_utf8_lossy(v));
     }
     for o in &compiled.streams[0].outputs {
         let recs = read_all(&bootstrap, &o.topic);
-        println!("PURPOSE {} ({}, retention {} d) → {}: {} records", o.name, o.basis.name(), o.retention_ms / DAY, o.topic, recs.len());
+        println!(
+            "PURPOSE {} ({}, retention {} d) → {}: {} records",
+            o.name,
+            o.basis.name(),
+            o.retention_ms / DAY,
+            o.topic,
+            recs.len()
+        );
         for (k, v, h) in &recs {
-            let classes = h.iter().find(|(n, _)| n == "custos-classes").map(|(_, c)| c.as_str()).unwrap_or("");
+            let classes = h
+                .iter()
+                .find(|(n, _)| n == "custos-classes")
+                .map(|(_, c)| c.as_str())
+                .unwrap_or("");
             println!("  key={} {v}", k.as_deref().unwrap_or("null"));
             println!("    custos-classes: {classes}");
         }
@@ -210,14 +314,26 @@ pub fn run() -> Result<(), Failure> {
     let dl = read_all(&bootstrap, "custos.dead-letter");
     println!("DEAD LETTERS custos.dead-letter: {} records", dl.len());
     for (_, _, h) in &dl {
-        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         println!("  {} ({})", get("custos-source"), get("custos-error"));
     }
     println!("\nCOUNTS");
-    println!("  custos_records_consumed_total        {}", total(&metrics.consumed, |_| true));
+    println!(
+        "  custos_records_consumed_total        {}",
+        total(&metrics.consumed, |_| true)
+    );
     for o in &compiled.streams[0].outputs {
         let name = o.name.as_str();
-        let by = |r: &str| total(&metrics.suppressed, |l| l.contains(&("purpose", name)) && l.contains(&("reason", r)));
+        let by = |r: &str| {
+            total(&metrics.suppressed, |l| {
+                l.contains(&("purpose", name)) && l.contains(&("reason", r))
+            })
+        };
         println!(
             "  {name:<10} emitted {}  suppressed: consent {} objection {} erasure {} expired {}",
             total(&metrics.emitted, |l| l.contains(&("purpose", name))),
@@ -227,9 +343,18 @@ pub fn run() -> Result<(), Failure> {
             by("expired"),
         );
     }
-    println!("  custos_records_dead_lettered_total   {}", total(&metrics.dead_lettered, |_| true));
-    println!("  custos_detections_total              {}", total(&metrics.detections, |_| true));
-    println!("  custos_unclassified_fields_total     {}", total(&metrics.unclassified, |_| true));
+    println!(
+        "  custos_records_dead_lettered_total   {}",
+        total(&metrics.dead_lettered, |_| true)
+    );
+    println!(
+        "  custos_detections_total              {}",
+        total(&metrics.detections, |_| true)
+    );
+    println!(
+        "  custos_unclassified_fields_total     {}",
+        total(&metrics.unclassified, |_| true)
+    );
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     drop(broker);
     Ok(())

@@ -33,7 +33,11 @@ fn purpose_row(policy: &Policy, stream: &Stream, pi: usize, classes: &[String]) 
         Some(d) => {
             let base = d.reason.describe(&p.name);
             if per_class.len() > 1 {
-                format!("{base}; most restrictive of {} classes (via {})", per_class.len(), d.class)
+                format!(
+                    "{base}; most restrictive of {} classes (via {})",
+                    per_class.len(),
+                    d.class
+                )
             } else {
                 base
             }
@@ -42,7 +46,11 @@ fn purpose_row(policy: &Policy, stream: &Stream, pi: usize, classes: &[String]) 
     };
     PurposeRow {
         purpose: p.name.clone(),
-        topic: stream.outputs.iter().find(|(n, _)| n == &p.name).map(|(_, t)| t.clone()),
+        topic: stream
+            .outputs
+            .iter()
+            .find(|(n, _)| n == &p.name)
+            .map(|(_, t)| t.clone()),
         action: action.describe(),
         kind: action.kind().name(),
         decided_by,
@@ -57,14 +65,21 @@ fn rows(policy: &Policy, stream: &Stream, purposes: &[usize]) -> Vec<Row> {
             path: f.path.to_string(),
             classes: f.classes.clone(),
             scan: f.scan,
-            purposes: purposes.iter().map(|&pi| purpose_row(policy, stream, pi, &f.classes)).collect(),
+            purposes: purposes
+                .iter()
+                .map(|&pi| purpose_row(policy, stream, pi, &f.classes))
+                .collect(),
         });
         if f.scan {
             for d in Detector::ALL {
                 if d == Detector::Ipv4 {
                     continue; // same class as ipv6; one row for both
                 }
-                let label = if d == Detector::Ipv6 { "ipv4/ipv6" } else { d.name() };
+                let label = if d == Detector::Ipv6 {
+                    "ipv4/ipv6"
+                } else {
+                    d.name()
+                };
                 let classes = vec![d.class().to_string()];
                 out.push(Row {
                     path: format!("{} ⟨scan: {label}⟩", f.path),
@@ -75,8 +90,12 @@ fn rows(policy: &Policy, stream: &Stream, purposes: &[usize]) -> Vec<Row> {
                         .map(|&pi| {
                             let mut r = purpose_row(policy, stream, pi, &classes);
                             let cd = decide_class(policy, pi, d.class());
-                            if matches!(cd.action.kind(), crate::policy::ActionKind::Drop | crate::policy::ActionKind::Redact) {
-                                r.action = format!("{} → [REDACTED:{}]", cd.action.describe(), d.class());
+                            if matches!(
+                                cd.action.kind(),
+                                crate::policy::ActionKind::Drop | crate::policy::ActionKind::Redact
+                            ) {
+                                r.action =
+                                    format!("{} → [REDACTED:{}]", cd.action.describe(), d.class());
                             }
                             r
                         })
@@ -92,12 +111,22 @@ fn rows(policy: &Policy, stream: &Stream, purposes: &[usize]) -> Vec<Row> {
 ///
 /// # Errors
 /// An unknown `--stream` or `--purpose`.
-pub fn explain(policy: &Policy, stream: Option<&str>, purpose: Option<&str>, format: ExplainFormat) -> Result<String, Failure> {
+pub fn explain(
+    policy: &Policy,
+    stream: Option<&str>,
+    purpose: Option<&str>,
+    format: ExplainFormat,
+) -> Result<String, Failure> {
     let streams: Vec<&Stream> = match stream {
         Some(s) => vec![policy.stream(s).ok_or_else(|| {
             Failure::new(format!(
                 "unknown stream `{s}`; the policy has: {}",
-                policy.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                policy
+                    .streams
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?],
         None => policy.streams.iter().collect(),
@@ -106,7 +135,12 @@ pub fn explain(policy: &Policy, stream: Option<&str>, purpose: Option<&str>, for
         Some(p) => vec![policy.purpose_index(p).ok_or_else(|| {
             Failure::new(format!(
                 "unknown purpose `{p}`; the policy has: {}",
-                policy.purposes.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                policy
+                    .purposes
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?],
         None => (0..policy.purposes.len()).collect(),
@@ -185,13 +219,27 @@ fn stream_table(policy: &Policy, s: &Stream, purposes: &[usize]) -> String {
     ]];
     for r in rows(policy, s, purposes) {
         for (i, p) in r.purposes.iter().enumerate() {
-            let path = if i == 0 { format!("{}{}", r.path, if r.scan { " (scan)" } else { "" }) } else { String::new() };
-            let classes = if i == 0 { r.classes.join(",") } else { String::new() };
+            let path = if i == 0 {
+                format!("{}{}", r.path, if r.scan { " (scan)" } else { "" })
+            } else {
+                String::new()
+            };
+            let classes = if i == 0 {
+                r.classes.join(",")
+            } else {
+                String::new()
+            };
             let purpose = match &p.topic {
                 Some(_) => p.purpose.clone(),
                 None => format!("{} (no output)", p.purpose),
             };
-            lines.push([path, classes, purpose, p.action.clone(), p.decided_by.clone()]);
+            lines.push([
+                path,
+                classes,
+                purpose,
+                p.action.clone(),
+                p.decided_by.clone(),
+            ]);
         }
     }
     let mut widths = [0usize; 5];
@@ -204,8 +252,12 @@ fn stream_table(policy: &Policy, s: &Stream, purposes: &[usize]) -> String {
         "\nstream {} (topic {}, subject {}, event time {}, unclassified: {})\n",
         s.name,
         s.topic,
-        s.subject.as_ref().map_or("none".to_string(), ToString::to_string),
-        s.event_time.as_ref().map_or("record timestamp".to_string(), ToString::to_string),
+        s.subject
+            .as_ref()
+            .map_or("none".to_string(), ToString::to_string),
+        s.event_time
+            .as_ref()
+            .map_or("record timestamp".to_string(), ToString::to_string),
         unclassified_text(s)
     );
     for l in lines {

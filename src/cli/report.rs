@@ -38,7 +38,13 @@ fn blocks(policy: &Policy) -> Vec<Block> {
 
     b.push(Block::H2("Purposes".into()));
     b.push(Block::Table(
-        vec!["Purpose".into(), "Description".into(), "Lawful basis".into(), "Retention".into(), "Recipients (topics)".into()],
+        vec![
+            "Purpose".into(),
+            "Description".into(),
+            "Lawful basis".into(),
+            "Retention".into(),
+            "Recipients (topics)".into(),
+        ],
         policy
             .purposes
             .iter()
@@ -46,14 +52,23 @@ fn blocks(policy: &Policy) -> Vec<Block> {
                 let recipients: Vec<String> = policy
                     .streams
                     .iter()
-                    .filter_map(|s| s.outputs.iter().find(|(n, _)| n == &p.name).map(|(_, t)| format!("`{t}` (from `{}`)", s.topic)))
+                    .filter_map(|s| {
+                        s.outputs
+                            .iter()
+                            .find(|(n, _)| n == &p.name)
+                            .map(|(_, t)| format!("`{t}` (from `{}`)", s.topic))
+                    })
                     .collect();
                 vec![
                     p.name.clone(),
                     p.description.clone().unwrap_or_else(|| "—".into()),
                     format!("{} ({})", p.basis.name(), article(p.basis)),
                     p.retention_text.clone(),
-                    if recipients.is_empty() { "none".into() } else { recipients.join(", ") },
+                    if recipients.is_empty() {
+                        "none".into()
+                    } else {
+                        recipients.join(", ")
+                    },
                 ]
             })
             .collect(),
@@ -70,7 +85,9 @@ fn blocks(policy: &Policy) -> Vec<Block> {
                 "Data subjects' consent is read from `{}`; without consent nothing is delivered",
                 policy.consent_topic.as_deref().unwrap_or("-")
             )),
-            Basis::LegitimateInterest => facts.push("Data subjects may object (GDPR Art. 21): an objection stops delivery".into()),
+            Basis::LegitimateInterest => facts.push(
+                "Data subjects may object (GDPR Art. 21): an objection stops delivery".into(),
+            ),
             _ => {}
         }
         if let Some(t) = &policy.erasure_topic {
@@ -87,7 +104,11 @@ fn blocks(policy: &Policy) -> Vec<Block> {
                 if action.kind() == ActionKind::Drop {
                     continue;
                 }
-                rows.push(vec![f.path.to_string(), f.classes.join(", "), action.describe()]);
+                rows.push(vec![
+                    f.path.to_string(),
+                    f.classes.join(", "),
+                    action.describe(),
+                ]);
             }
             let dropped: Vec<String> = s
                 .fields
@@ -95,20 +116,32 @@ fn blocks(policy: &Policy) -> Vec<Block> {
                 .filter(|f| decide_field(policy, pi, &f.classes).0.kind() == ActionKind::Drop)
                 .map(|f| format!("`{}`", f.path))
                 .collect();
-            b.push(Block::Para(format!("From stream `{}` (topic `{}`) to `{topic}`:", s.name, s.topic)));
+            b.push(Block::Para(format!(
+                "From stream `{}` (topic `{}`) to `{topic}`:",
+                s.name, s.topic
+            )));
             if rows.is_empty() {
                 b.push(Block::Para("No fields are received.".into()));
             } else {
-                b.push(Block::Table(vec!["Field".into(), "Classes".into(), "How".into()], rows));
+                b.push(Block::Table(
+                    vec!["Field".into(), "Classes".into(), "How".into()],
+                    rows,
+                ));
             }
             if !dropped.is_empty() {
-                b.push(Block::Para(format!("Not received (dropped): {}.", dropped.join(", "))));
+                b.push(Block::Para(format!(
+                    "Not received (dropped): {}.",
+                    dropped.join(", ")
+                )));
             }
             let scans: Vec<String> = s
                 .fields
                 .iter()
-                .filter(|f| f.scan && decide_field(policy, pi, &f.classes).0.kind() != ActionKind::Drop)
-                .map(|f| format!("`{}`", f.path)).collect();
+                .filter(|f| {
+                    f.scan && decide_field(policy, pi, &f.classes).0.kind() != ActionKind::Drop
+                })
+                .map(|f| format!("`{}`", f.path))
+                .collect();
             if !scans.is_empty() {
                 b.push(Block::Para(format!(
                     "Free text in {} is scanned for e-mail addresses, phone numbers, card numbers, IBANs, IP addresses and US SSNs; each finding gets the action of its class.",
@@ -120,7 +153,13 @@ fn blocks(policy: &Policy) -> Vec<Block> {
 
     b.push(Block::H2("Sources".into()));
     b.push(Block::Table(
-        vec!["Stream".into(), "Topic".into(), "Format".into(), "Data subject".into(), "Unclassified fields".into()],
+        vec![
+            "Stream".into(),
+            "Topic".into(),
+            "Format".into(),
+            "Data subject".into(),
+            "Unclassified fields".into(),
+        ],
         policy
             .streams
             .iter()
@@ -154,7 +193,11 @@ fn blocks(policy: &Policy) -> Vec<Block> {
                     format!(
                         "Classes {} may only be {} for purposes {} (checked at every policy load)",
                         i.classes.join(", "),
-                        i.only.iter().map(|k| k.name()).collect::<Vec<_>>().join(" or "),
+                        i.only
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(" or "),
                         i.purposes.join(", ")
                     )
                 })
@@ -166,7 +209,11 @@ fn blocks(policy: &Policy) -> Vec<Block> {
         b.push(Block::H2("Classes declared by this policy".into()));
         b.push(Block::Table(
             vec!["Class".into(), "Description".into()],
-            policy.declared.iter().map(|(c, d)| vec![c.clone(), d.clone()]).collect(),
+            policy
+                .declared
+                .iter()
+                .map(|(c, d)| vec![c.clone(), d.clone()])
+                .collect(),
         ));
     }
     b
@@ -200,10 +247,19 @@ fn markdown(blocks: &[Block]) -> String {
                 out.push('\n');
             }
             Block::Table(head, rows) => {
-                out.push_str(&format!("| {} |\n", head.iter().map(|h| md_cell(h)).collect::<Vec<_>>().join(" | ")));
+                out.push_str(&format!(
+                    "| {} |\n",
+                    head.iter()
+                        .map(|h| md_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ));
                 out.push_str(&format!("|{}\n", "---|".repeat(head.len())));
                 for r in rows {
-                    out.push_str(&format!("| {} |\n", r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")));
+                    out.push_str(&format!(
+                        "| {} |\n",
+                        r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                    ));
                 }
                 out.push('\n');
             }
@@ -213,7 +269,11 @@ fn markdown(blocks: &[Block]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    let s = s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let s = s
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
     // `code` spans from the Markdown text.
     let mut out = String::new();
     let mut open = false;

@@ -15,7 +15,9 @@ use crate::telemetry::Metrics;
 pub fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -28,21 +30,30 @@ pub fn init_tracing(format: LogFormat, default_level: &str) {
 /// Bad config or policy, missing secrets, startup or fatal worker errors.
 pub fn run(config_path: &Path) -> Result<(), Failure> {
     let cfg = Config::load(config_path, env_overrides(std::env::vars())).map_err(|e| {
-        Failure::new(format!("{e}; fix {} (or the CUSTOS_* variable) and start again", config_path.display()))
+        Failure::new(format!(
+            "{e}; fix {} (or the CUSTOS_* variable) and start again",
+            config_path.display()
+        ))
     })?;
     init_tracing(cfg.log.format, "info");
     let compiled = Arc::new(load_compiled(&cfg.policy)?);
     let metrics = Metrics::new();
-    metrics.policy_info.with_label_values(&[&compiled.policy.name, &compiled.policy.digest]).set(1);
+    metrics
+        .policy_info
+        .with_label_values(&[&compiled.policy.name, &compiled.policy.digest])
+        .set(1);
 
     // The embedded broker lives as long as this function.
     let (embedded, bootstrap) = if cfg.embedded() {
-        let e = Embedded::start(1).map_err(|e| Failure::new(format!("cannot start the embedded broker: {e}")))?;
+        let e = Embedded::start(1)
+            .map_err(|e| Failure::new(format!("cannot start the embedded broker: {e}")))?;
         for s in &compiled.streams {
-            e.create_topic(&s.topic, 3).map_err(|e| Failure::new(e.to_string()))?;
+            e.create_topic(&s.topic, 3)
+                .map_err(|e| Failure::new(e.to_string()))?;
         }
         for spec in topic_specs(&compiled, &cfg, |_| 3) {
-            e.create_topic(&spec.name, spec.partitions).map_err(|e| Failure::new(e.to_string()))?;
+            e.create_topic(&spec.name, spec.partitions)
+                .map_err(|e| Failure::new(e.to_string()))?;
         }
         let b = e.bootstrap_servers();
         tracing::warn!(bootstrap = %b, "using the embedded in-memory broker: for trying custos out only");
@@ -64,7 +75,11 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
             tracing::info!("signal received: draining");
             stop.store(true, Ordering::SeqCst);
         });
-        let (listen, m, ready) = (cfg.http.listen.clone(), metrics.clone(), control.ready.clone());
+        let (listen, m, ready) = (
+            cfg.http.listen.clone(),
+            metrics.clone(),
+            control.ready.clone(),
+        );
         runtime.spawn(async move {
             if let Err(e) = crate::http::serve(&listen, m, ready).await {
                 tracing::error!(listen, error = %e, "http endpoints failed");
@@ -77,7 +92,10 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
         bootstrap,
         compiled,
         metrics,
-        options: Options { skip_topic_management: embedded.is_some(), ..Options::default() },
+        options: Options {
+            skip_topic_management: embedded.is_some(),
+            ..Options::default()
+        },
         control,
     };
     let result = worker.run();
@@ -90,7 +108,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -19,7 +19,9 @@ impl Embedded {
     /// # Errors
     /// librdkafka could not start the mock cluster.
     pub fn start(brokers: i32) -> Result<Embedded, WorkerError> {
-        Ok(Embedded { cluster: MockCluster::new(brokers)? })
+        Ok(Embedded {
+            cluster: MockCluster::new(brokers)?,
+        })
     }
 
     pub fn bootstrap_servers(&self) -> String {

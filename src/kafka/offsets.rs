@@ -35,7 +35,11 @@ impl OffsetTracker {
 
     /// A record was consumed and `pending` outputs were sent for it (0: done at once).
     pub fn begin(&mut self, tp: &Tp, offset: i64, pending: u32) {
-        let part = self.parts.entry(tp.clone()).or_insert_with(|| Part { next: offset, stored: offset, ..Part::default() });
+        let part = self.parts.entry(tp.clone()).or_insert_with(|| Part {
+            next: offset,
+            stored: offset,
+            ..Part::default()
+        });
         if pending > 0 {
             *part.inflight.entry(offset).or_insert(0) += pending;
         }
@@ -76,7 +80,11 @@ impl OffsetTracker {
 
     /// Records still in flight, over all partitions or for some.
     pub fn inflight(&self, filter: impl Fn(&Tp) -> bool) -> usize {
-        self.parts.iter().filter(|(tp, _)| filter(tp)).map(|(_, p)| p.inflight.len()).sum()
+        self.parts
+            .iter()
+            .filter(|(tp, _)| filter(tp))
+            .map(|(_, p)| p.inflight.len())
+            .sum()
     }
 
     /// Forgets a partition (revoked); returns its committable offset.

@@ -76,7 +76,12 @@ pub fn load_and_follow(
     // Catch up: every partition read up to the high watermark seen at start.
     let deadline = Instant::now() + timeout;
     let mut positions: Vec<i64> = vec![0; targets.len()];
-    let caught_up = |positions: &[i64]| targets.iter().zip(positions).all(|((_, _, high), pos)| pos >= high);
+    let caught_up = |positions: &[i64]| {
+        targets
+            .iter()
+            .zip(positions)
+            .all(|((_, _, high), pos)| pos >= high)
+    };
     while !caught_up(&positions) {
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
@@ -89,7 +94,10 @@ pub fn load_and_follow(
             });
         }
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            if let Some(i) = targets.iter().position(|(t, p, _)| t == m.topic() && *p == m.partition()) {
+            if let Some(i) = targets
+                .iter()
+                .position(|(t, p, _)| t == m.topic() && *p == m.partition())
+            {
                 positions[i] = positions[i].max(m.offset() + 1);
             }
             apply(&state, kind_of(m.topic()), &m);
@@ -118,19 +126,29 @@ pub fn load_and_follow(
                 }
             }
         })
-        .map_err(|e| WorkerError::Admin { topic: "consent/erasure".into(), reason: e.to_string() })?;
+        .map_err(|e| WorkerError::Admin {
+            topic: "consent/erasure".into(),
+            reason: e.to_string(),
+        })?;
     Ok(Some(handle))
 }
 
 fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
     let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
     let value = m.payload();
-    let mut s = state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut s = state
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let result = match kind {
         Some(Kind::Consent) => s.apply_consent(key, value),
         Some(Kind::Erasure) => s.apply_erasure(key, value).map(|erased| {
             if erased.is_some() {
-                tracing::info!(topic = m.topic(), partition = m.partition(), offset = m.offset(), "erasure request applied");
+                tracing::info!(
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "erasure request applied"
+                );
             }
         }),
         None => Ok(()),
@@ -153,7 +171,9 @@ fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
 }
 
 fn update_gauges(state: &SharedState, metrics: &Metrics) {
-    let s = state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = state
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     metrics.consent_subjects.set(s.consent_subjects() as i64);
     metrics.erased_subjects.set(s.erased_subjects() as i64);
 }

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use futures::executor::block_on;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
@@ -31,7 +33,12 @@ pub fn human_ms(ms: i64) -> String {
     if ms < 0 {
         return "forever (retention.ms = -1)".into();
     }
-    for (unit, per) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
         if ms % per == 0 {
             return format!("{}{unit} ({ms} ms)", ms / per);
         }
@@ -52,7 +59,10 @@ pub fn check_retention(cleanup_policy: &str, actual: i64, allowed: i64) -> Reten
         return RetentionCheck::Fine;
     }
     if actual < 0 || actual > allowed {
-        RetentionCheck::Lower { from: actual, to: allowed }
+        RetentionCheck::Lower {
+            from: actual,
+            to: allowed,
+        }
     } else {
         RetentionCheck::Fine
     }
@@ -62,11 +72,22 @@ pub fn check_retention(cleanup_policy: &str, actual: i64, allowed: i64) -> Reten
 ///
 /// # Errors
 /// Missing topics or too-long retention without `manage`, or admin failures.
-pub fn ensure(base: &ClientConfig, specs: &[TopicSpec], manage: bool, timeout: Duration) -> Result<(), WorkerError> {
+pub fn ensure(
+    base: &ClientConfig,
+    specs: &[TopicSpec],
+    manage: bool,
+    timeout: Duration,
+) -> Result<(), WorkerError> {
     let admin: AdminClient<DefaultClientContext> = base.create()?;
-    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     let md = admin.inner().fetch_metadata(None, timeout)?;
-    let exists = |name: &str| md.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty());
+    let exists = |name: &str| {
+        md.topics()
+            .iter()
+            .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+    };
 
     for spec in specs {
         if !exists(&spec.name) {
@@ -77,16 +98,28 @@ pub fn ensure(base: &ClientConfig, specs: &[TopicSpec], manage: bool, timeout: D
             tracing::info!(topic = %spec.name, retention_ms = spec.retention.as_ref().map(|r| r.1), "created topic");
             continue;
         }
-        let Some((purpose, allowed)) = &spec.retention else { continue };
+        let Some((purpose, allowed)) = &spec.retention else {
+            continue;
+        };
         let spec_name = spec.name.as_str();
-        let described = block_on(admin.describe_configs([&ResourceSpecifier::Topic(spec_name)], &opts))?;
+        let described =
+            block_on(admin.describe_configs([&ResourceSpecifier::Topic(spec_name)], &opts))?;
         let resource = described
             .into_iter()
             .next()
-            .ok_or_else(|| WorkerError::Admin { topic: spec.name.clone(), reason: "no configuration returned".into() })?
-            .map_err(|e| WorkerError::Admin { topic: spec.name.clone(), reason: e.to_string() })?;
+            .ok_or_else(|| WorkerError::Admin {
+                topic: spec.name.clone(),
+                reason: "no configuration returned".into(),
+            })?
+            .map_err(|e| WorkerError::Admin {
+                topic: spec.name.clone(),
+                reason: e.to_string(),
+            })?;
         let entries = resource.entry_map();
-        let cleanup = entries.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_else(|| "delete".into());
+        let cleanup = entries
+            .get("cleanup.policy")
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| "delete".into());
         let actual = entries
             .get("retention.ms")
             .and_then(|e| e.value.as_deref())
@@ -105,18 +138,27 @@ pub fn ensure(base: &ClientConfig, specs: &[TopicSpec], manage: bool, timeout: D
             // every explicitly set entry, change only retention.ms.
             let to_text = to.to_string();
             let mut alter = AlterConfig::new(ResourceSpecifier::Topic(spec_name));
-            for e in resource.entries.iter().filter(|e| !e.is_default && !e.is_read_only && !e.is_sensitive && e.name != "retention.ms") {
+            for e in resource.entries.iter().filter(|e| {
+                !e.is_default && !e.is_read_only && !e.is_sensitive && e.name != "retention.ms"
+            }) {
                 if let Some(v) = &e.value {
                     alter = alter.set(&e.name, v);
                 }
             }
             alter = alter.set("retention.ms", &to_text);
-            let results = block_on(admin.alter_configs([&alter], &opts)).map_err(|e| WorkerError::Admin {
-                topic: spec.name.clone(),
-                reason: format!("cannot lower retention.ms to {} ({e}); lower it by hand", human_ms(to)),
-            })?;
+            let results =
+                block_on(admin.alter_configs([&alter], &opts)).map_err(|e| WorkerError::Admin {
+                    topic: spec.name.clone(),
+                    reason: format!(
+                        "cannot lower retention.ms to {} ({e}); lower it by hand",
+                        human_ms(to)
+                    ),
+                })?;
             for r in results {
-                r.map_err(|(_, e)| WorkerError::Admin { topic: spec.name.clone(), reason: e.to_string() })?;
+                r.map_err(|(_, e)| WorkerError::Admin {
+                    topic: spec.name.clone(),
+                    reason: e.to_string(),
+                })?;
             }
             tracing::info!(topic = %spec.name, from_ms = from, to_ms = to, "lowered retention to the purpose's");
         }
@@ -124,11 +166,19 @@ pub fn ensure(base: &ClientConfig, specs: &[TopicSpec], manage: bool, timeout: D
     Ok(())
 }
 
-fn create(admin: &AdminClient<DefaultClientContext>, opts: &AdminOptions, spec: &TopicSpec) -> Result<(), WorkerError> {
+fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    opts: &AdminOptions,
+    spec: &TopicSpec,
+) -> Result<(), WorkerError> {
     let retention = spec.retention.as_ref().map(|r| r.1.to_string());
     // -1: the broker's default replication factor; brokers that predate it get 1.
     for replication in [-1, 1] {
-        let mut t = NewTopic::new(&spec.name, spec.partitions.max(1), TopicReplication::Fixed(replication));
+        let mut t = NewTopic::new(
+            &spec.name,
+            spec.partitions.max(1),
+            TopicReplication::Fixed(replication),
+        );
         if let Some(r) = &retention {
             t = t.set("retention.ms", r);
         }
@@ -138,9 +188,21 @@ fn create(admin: &AdminClient<DefaultClientContext>, opts: &AdminOptions, spec: 
         let results = block_on(admin.create_topics([&t], opts))?;
         match results.into_iter().next() {
             Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
-            Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor))) if replication == -1 => continue,
-            Some(Err((_, e))) => return Err(WorkerError::Admin { topic: spec.name.clone(), reason: e.to_string() }),
-            None => return Err(WorkerError::Admin { topic: spec.name.clone(), reason: "no result".into() }),
+            Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor))) if replication == -1 => {
+                continue
+            }
+            Some(Err((_, e))) => {
+                return Err(WorkerError::Admin {
+                    topic: spec.name.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            None => {
+                return Err(WorkerError::Admin {
+                    topic: spec.name.clone(),
+                    reason: "no result".into(),
+                })
+            }
         }
     }
     Ok(())
@@ -153,10 +215,25 @@ mod tests {
     #[test]
     fn retention_decisions() {
         let day = 86_400_000;
-        assert_eq!(check_retention("delete", 7 * day, 30 * day), RetentionCheck::Fine);
-        assert_eq!(check_retention("delete", 30 * day, 30 * day), RetentionCheck::Fine);
-        assert_eq!(check_retention("delete", 31 * day, 30 * day), RetentionCheck::Lower { from: 31 * day, to: 30 * day });
-        assert_eq!(check_retention("compact,delete", -1, day), RetentionCheck::Lower { from: -1, to: day });
+        assert_eq!(
+            check_retention("delete", 7 * day, 30 * day),
+            RetentionCheck::Fine
+        );
+        assert_eq!(
+            check_retention("delete", 30 * day, 30 * day),
+            RetentionCheck::Fine
+        );
+        assert_eq!(
+            check_retention("delete", 31 * day, 30 * day),
+            RetentionCheck::Lower {
+                from: 31 * day,
+                to: 30 * day
+            }
+        );
+        assert_eq!(
+            check_retention("compact,delete", -1, day),
+            RetentionCheck::Lower { from: -1, to: day }
+        );
         assert_eq!(check_retention("compact", -1, day), RetentionCheck::Fine);
         assert_eq!(human_ms(30 * day), "30d (2592000000 ms)");
         assert_eq!(human_ms(-1), "forever (retention.ms = -1)");

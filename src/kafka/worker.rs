@@ -99,7 +99,12 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, origin: Arc<Origin>) {
         match result {
-            Ok(_) => self.shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).ack(&origin.tp, origin.offset),
+            Ok(_) => self
+                .shared
+                .tracker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ack(&origin.tp, origin.offset),
             Err((e, msg)) if self.shared.txn.is_some() => {
                 // The transaction will abort and its input be consumed again.
                 tracing::warn!(topic = msg.topic(), error = %e, "produce failed inside a transaction; it will abort");
@@ -109,18 +114,23 @@ impl ProducerContext for DeliveryContext {
                 // librdkafka has already retried for delivery.timeout.ms: keep
                 // the record and send it again; its offset stays uncommitted.
                 tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "produce failed; will retry");
-                self.shared.metrics.produce_failures.with_label_values(&[msg.topic()]).inc();
+                self.shared
+                    .metrics
+                    .produce_failures
+                    .with_label_values(&[msg.topic()])
+                    .inc();
                 let rec = OutRecord {
                     topic: msg.topic().to_string(),
                     key: msg.key().map(<[u8]>::to_vec),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers: msg
-                        .headers()
-                        .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
-                        .unwrap_or_default(),
+                    headers: owned_headers(msg),
                     timestamp: msg.timestamp().to_millis(),
                 };
-                self.shared.retries.lock().unwrap_or_else(PoisonError::into_inner).push((rec, origin));
+                self.shared
+                    .retries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((rec, origin));
             }
         }
     }
@@ -138,7 +148,9 @@ impl ClientContext for WorkerContext {}
 
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else { return };
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
         if let Some(txn) = &self.shared.txn {
             // Finish the open transaction before the partitions move.
             let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
@@ -149,7 +161,11 @@ impl ConsumerContext for WorkerContext {
         }
         // Drain what is in flight, then commit the revoked partitions before
         // another worker may start on them.
-        let revoked: Vec<Tp> = tpl.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+        let revoked: Vec<Tp> = tpl
+            .elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect();
         let deadline = Instant::now() + self.drain;
         let _ = self.producer.flush(self.drain);
         while self.inflight(&revoked) > 0 && Instant::now() < deadline {
@@ -157,18 +173,31 @@ impl ConsumerContext for WorkerContext {
         }
         let mut commit = TopicPartitionList::new();
         {
-            let mut t = self.shared.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut t = self
+                .shared
+                .tracker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             for tp in &revoked {
                 if let Some(off) = t.remove(tp) {
                     let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(off));
                 }
             }
         }
-        self.shared.retries.lock().unwrap_or_else(PoisonError::into_inner).retain(|(_, o)| !revoked.contains(&o.tp));
+        self.shared
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(_, o)| !revoked.contains(&o.tp));
         if commit.count() > 0 {
             match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => tracing::info!(partitions = commit.count(), "revoked partitions drained and committed"),
-                Err(e) => tracing::warn!(error = %e, "commit on revoke failed; the next owner may reprocess"),
+                Ok(()) => tracing::info!(
+                    partitions = commit.count(),
+                    "revoked partitions drained and committed"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "commit on revoke failed; the next owner may reprocess")
+                }
             }
         }
     }
@@ -182,7 +211,11 @@ impl ConsumerContext for WorkerContext {
 
 impl WorkerContext {
     fn inflight(&self, tps: &[Tp]) -> usize {
-        self.shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).inflight(|tp| tps.contains(tp))
+        self.shared
+            .tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inflight(|tp| tps.contains(tp))
     }
 }
 
@@ -197,7 +230,11 @@ pub struct Worker {
 }
 
 /// The topics a policy writes, with what they must look like.
-pub fn topic_specs(compiled: &Compiled, config: &Config, partitions: impl Fn(&str) -> i32) -> Vec<TopicSpec> {
+pub fn topic_specs(
+    compiled: &Compiled,
+    config: &Config,
+    partitions: impl Fn(&str) -> i32,
+) -> Vec<TopicSpec> {
     let mut specs = Vec::new();
     for s in &compiled.streams {
         for o in &s.outputs {
@@ -209,9 +246,25 @@ pub fn topic_specs(compiled: &Compiled, config: &Config, partitions: impl Fn(&st
             });
         }
     }
-    specs.push(TopicSpec { name: config.dead_letter.topic.clone(), retention: None, compacted: false, partitions: 1 });
-    for t in [&compiled.policy.consent_topic, &compiled.policy.erasure_topic].into_iter().flatten() {
-        specs.push(TopicSpec { name: t.clone(), retention: None, compacted: true, partitions: 1 });
+    specs.push(TopicSpec {
+        name: config.dead_letter.topic.clone(),
+        retention: None,
+        compacted: false,
+        partitions: 1,
+    });
+    for t in [
+        &compiled.policy.consent_topic,
+        &compiled.policy.erasure_topic,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        specs.push(TopicSpec {
+            name: t.clone(),
+            retention: None,
+            compacted: true,
+            partitions: 1,
+        });
     }
     specs
 }
@@ -225,7 +278,13 @@ impl Worker {
     pub fn run(self) -> Result<(), WorkerError> {
         let cfg = &self.config;
         let eos = cfg.delivery.guarantee == Guarantee::ExactlyOnce;
-        if let Some(s) = self.compiled.policy.streams.iter().find(|s| s.format == Format::Avro) {
+        if let Some(s) = self
+            .compiled
+            .policy
+            .streams
+            .iter()
+            .find(|s| s.format == Format::Avro)
+        {
             return Err(WorkerError::AvroUnsupported(s.name.clone()));
         }
         let base = base_config(&self.bootstrap, &cfg.kafka.properties);
@@ -235,7 +294,12 @@ impl Worker {
         if !self.options.skip_topic_management {
             let probe: BaseConsumer = base.clone().create()?;
             let md = probe.fetch_metadata(None, startup)?;
-            let partitions = |t: &str| md.topics().iter().find(|x| x.name() == t).map_or(1, |x| x.partitions().len().max(1) as i32);
+            let partitions = |t: &str| {
+                md.topics()
+                    .iter()
+                    .find(|x| x.name() == t)
+                    .map_or(1, |x| x.partitions().len().max(1) as i32)
+            };
             let specs = topic_specs(&self.compiled, cfg, partitions);
             topics::ensure(&base, &specs, cfg.kafka.manage_topics, startup)?;
         }
@@ -259,7 +323,9 @@ impl Worker {
             txn_failed: AtomicBool::new(false),
         });
         let mut pconf = base.clone();
-        pconf.set("enable.idempotence", "true").set("linger.ms", "5");
+        pconf
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
         if eos {
             let instance = self
                 .options
@@ -268,24 +334,41 @@ impl Worker {
                 .or_else(|| std::env::var("CUSTOS_INSTANCE_ID").ok())
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "custos".into());
-            pconf.set("transactional.id", format!("{}-{instance}", cfg.kafka.group_id));
+            pconf.set(
+                "transactional.id",
+                format!("{}-{instance}", cfg.kafka.group_id),
+            );
         }
-        let producer: Arc<Prod> = Arc::new(pconf.create_with_context(DeliveryContext { shared: shared.clone() })?);
+        let producer: Arc<Prod> = Arc::new(pconf.create_with_context(DeliveryContext {
+            shared: shared.clone(),
+        })?);
         if eos {
             // Fences any earlier producer with this id and aborts its open transaction.
             producer.init_transactions(startup)?;
         }
-        let consumer: BaseConsumer<WorkerContext> = consumer_config(&base, cfg).create_with_context(WorkerContext {
-            shared: shared.clone(),
-            producer: producer.clone(),
-            drain,
-        })?;
-        let topics: Vec<&str> = self.compiled.streams.iter().map(|s| s.topic.as_str()).collect();
+        let consumer: BaseConsumer<WorkerContext> = consumer_config(&base, cfg)
+            .create_with_context(WorkerContext {
+                shared: shared.clone(),
+                producer: producer.clone(),
+                drain,
+            })?;
+        let topics: Vec<&str> = self
+            .compiled
+            .streams
+            .iter()
+            .map(|s| s.topic.as_str())
+            .collect();
         consumer.subscribe(&topics)?;
         self.control.ready.store(true, Ordering::SeqCst);
         tracing::info!(policy = %self.compiled.policy.id(), streams = topics.len(), group = %cfg.kafka.group_id, "worker running");
 
-        let by_topic: HashMap<&str, usize> = self.compiled.streams.iter().enumerate().map(|(i, s)| (s.topic.as_str(), i)).collect();
+        let by_topic: HashMap<&str, usize> = self
+            .compiled
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.topic.as_str(), i))
+            .collect();
         let policy_id = self.compiled.policy.id();
         let mut scratch = Scratch::default();
         let mut last_store = Instant::now();
@@ -317,16 +400,30 @@ impl Worker {
                 }
                 Some(Ok(m)) => m,
             };
-            let Some(&si) = by_topic.get(msg.topic()) else { continue };
+            let Some(&si) = by_topic.get(msg.topic()) else {
+                continue;
+            };
             let tp = tps
                 .entry((msg.topic().to_string(), msg.partition()))
                 .or_insert_with(|| (Arc::from(msg.topic()), msg.partition()))
                 .clone();
             let outs = {
                 let state = state.read().unwrap_or_else(PoisonError::into_inner);
-                govern_message(&self.compiled, si, &policy_id, &msg, &state, &mut scratch, &self.metrics, &cfg.dead_letter.topic)
+                govern_message(
+                    &self.compiled,
+                    si,
+                    &policy_id,
+                    &msg,
+                    &state,
+                    &mut scratch,
+                    &self.metrics,
+                    &cfg.dead_letter.topic,
+                )
             };
-            let origin = Arc::new(Origin { tp: tp.clone(), offset: msg.offset() });
+            let origin = Arc::new(Origin {
+                tp: tp.clone(),
+                offset: msg.offset(),
+            });
             if let Some(txn) = &shared.txn {
                 let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
                 if !t.open {
@@ -334,11 +431,18 @@ impl Worker {
                     t.open = true;
                     txn_started = Instant::now();
                 }
-                let e = t.offsets.entry(tp.clone()).or_insert((msg.offset(), msg.offset() + 1));
+                let e = t
+                    .offsets
+                    .entry(tp.clone())
+                    .or_insert((msg.offset(), msg.offset() + 1));
                 e.1 = msg.offset() + 1;
                 t.records += 1;
             } else {
-                shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).begin(&tp, msg.offset(), outs.len() as u32);
+                shared
+                    .tracker
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .begin(&tp, msg.offset(), outs.len() as u32);
             }
             for out in outs {
                 send(&producer, &shared, out, origin.clone());
@@ -369,10 +473,17 @@ impl Worker {
         let _ = producer.flush(drain);
         loop {
             resend(&producer, &shared);
-            let left = shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).inflight(|_| true);
+            let left = shared
+                .tracker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .inflight(|_| true);
             if left == 0 || Instant::now() >= deadline {
                 if left > 0 {
-                    tracing::warn!(records = left, "drain timeout: records in flight will be reprocessed by the next owner");
+                    tracing::warn!(
+                        records = left,
+                        "drain timeout: records in flight will be reprocessed by the next owner"
+                    );
                 }
                 break;
             }
@@ -397,7 +508,13 @@ impl Worker {
 /// that allows it, aborts and rewinds the partitions to the transaction's
 /// first offsets so the records are processed again. A fatal error (another
 /// instance with our transactional id fenced us) stops the worker.
-fn finish(producer: &Prod, consumer: &BaseConsumer<WorkerContext>, t: &mut Txn, shared: &Shared, timeout: Duration) -> Result<(), WorkerError> {
+fn finish(
+    producer: &Prod,
+    consumer: &BaseConsumer<WorkerContext>,
+    t: &mut Txn,
+    shared: &Shared,
+    timeout: Duration,
+) -> Result<(), WorkerError> {
     if !t.open {
         return Ok(());
     }
@@ -407,17 +524,25 @@ fn finish(producer: &Prod, consumer: &BaseConsumer<WorkerContext>, t: &mut Txn, 
     }
     let failed = shared.txn_failed.swap(false, Ordering::SeqCst);
     let result = if failed {
-        Err(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTransactionalState))
+        Err(KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidTransactionalState,
+        ))
     } else {
         consumer
             .group_metadata()
-            .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTransactionalState))
+            .ok_or(KafkaError::MessageProduction(
+                RDKafkaErrorCode::InvalidTransactionalState,
+            ))
             .and_then(|cgm| producer.send_offsets_to_transaction(&tpl, &cgm, timeout))
             .and_then(|()| producer.commit_transaction(timeout))
     };
     match result {
         Ok(()) => {
-            shared.metrics.transactions.with_label_values(&["committed"]).inc();
+            shared
+                .metrics
+                .transactions
+                .with_label_values(&["committed"])
+                .inc();
             tracing::debug!(records = t.records, "transaction committed");
             *t = Txn::default();
             Ok(())
@@ -430,7 +555,11 @@ fn finish(producer: &Prod, consumer: &BaseConsumer<WorkerContext>, t: &mut Txn, 
                 return Err(WorkerError::Client(e));
             }
             tracing::warn!(error = %e, records = t.records, "transaction failed: aborting and reprocessing");
-            shared.metrics.transactions.with_label_values(&["aborted"]).inc();
+            shared
+                .metrics
+                .transactions
+                .with_label_values(&["aborted"])
+                .inc();
             if let Err(a) = producer.abort_transaction(timeout) {
                 if matches!(&a, KafkaError::Transaction(r) if r.is_fatal()) {
                     return Err(WorkerError::Client(a));
@@ -448,28 +577,46 @@ fn finish(producer: &Prod, consumer: &BaseConsumer<WorkerContext>, t: &mut Txn, 
 }
 
 fn consumer_config(base: &ClientConfig, cfg: &Config) -> ClientConfig {
+    let eos = cfg.delivery.guarantee == Guarantee::ExactlyOnce;
     let mut c = base.clone();
-    if cfg.delivery.guarantee == Guarantee::ExactlyOnce {
-        c.set("group.id", &cfg.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
-        return c;
-    }
     c.set("group.id", &cfg.kafka.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
+    if eos {
+        // Offsets travel in the transaction; inputs written transactionally are read committed.
+        c.set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    } else {
+        c.set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000");
+    }
     c
+}
+
+/// A message's headers as owned pairs (a missing value becomes empty bytes).
+fn owned_headers(msg: &impl Message) -> Vec<(String, Vec<u8>)> {
+    msg.headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| {
+                    (
+                        x.key.to_string(),
+                        x.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Stores every offset that became safe (auto-commit then commits it).
 fn store(consumer: &BaseConsumer<WorkerContext>, shared: &Shared) {
-    let ready = shared.tracker.lock().unwrap_or_else(PoisonError::into_inner).committable();
+    let ready = shared
+        .tracker
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .committable();
     if ready.is_empty() {
         return;
     }
@@ -486,9 +633,15 @@ fn store(consumer: &BaseConsumer<WorkerContext>, shared: &Shared) {
 fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
     let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
     for (k, v) in &out.headers {
-        headers = headers.insert(Header { key: k, value: Some(v) });
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
     }
-    let mut record: BaseRecord<'_, [u8], [u8], Arc<Origin>> = BaseRecord::with_opaque_to(&out.topic, origin.clone()).payload(&out.payload[..]).headers(headers);
+    let mut record: BaseRecord<'_, [u8], [u8], Arc<Origin>> =
+        BaseRecord::with_opaque_to(&out.topic, origin.clone())
+            .payload(&out.payload[..])
+            .headers(headers);
     if let Some(k) = &out.key {
         record = record.key(&k[..]);
     }
@@ -507,8 +660,16 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
                 // Not accepted at all (e.g. larger than message.max.bytes):
                 // keep it for retry so the partition never moves past it.
                 tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
-                shared.metrics.produce_failures.with_label_values(&[&out.topic]).inc();
-                shared.retries.lock().unwrap_or_else(PoisonError::into_inner).push((out.clone(), origin.clone()));
+                shared
+                    .metrics
+                    .produce_failures
+                    .with_label_values(&[&out.topic])
+                    .inc();
+                shared
+                    .retries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((out.clone(), origin.clone()));
                 return;
             }
         }
@@ -516,7 +677,12 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
 }
 
 fn resend(producer: &Prod, shared: &Shared) {
-    let pending: Vec<(OutRecord, Arc<Origin>)> = std::mem::take(&mut *shared.retries.lock().unwrap_or_else(PoisonError::into_inner));
+    let pending: Vec<(OutRecord, Arc<Origin>)> = std::mem::take(
+        &mut *shared
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
     for (rec, origin) in pending {
         send(producer, shared, rec, origin);
     }
@@ -537,10 +703,7 @@ fn govern_message(
     let plan = &compiled.streams[si];
     let timer = metrics.observe(&plan.name).start_timer();
     metrics.consumed.with_label_values(&[&plan.name]).inc();
-    let headers: Vec<(String, Vec<u8>)> = msg
-        .headers()
-        .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
-        .unwrap_or_default();
+    let headers = owned_headers(msg);
     let timestamp = msg.timestamp().to_millis();
     let rec = Record {
         topic: msg.topic(),
@@ -553,7 +716,10 @@ fn govern_message(
     };
     let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
     let verdict = if msg.payload().is_none() {
-        Verdict::DeadLetter(engine::DeadLetter { reason: engine::DeadLetterReason::Decode, detail: "tombstone (null value) on an input topic".into() })
+        Verdict::DeadLetter(engine::DeadLetter {
+            reason: engine::DeadLetterReason::Decode,
+            detail: "tombstone (null value) on an input topic".into(),
+        })
     } else {
         engine::govern(plan, policy_id, &rec, state, now_ms(), scratch)
     };
@@ -573,10 +739,16 @@ fn govern_message(
         }
         Verdict::Governed(g) => {
             if g.unclassified_fields > 0 {
-                metrics.unclassified.with_label_values(&[&plan.name]).inc_by(u64::from(g.unclassified_fields));
+                metrics
+                    .unclassified
+                    .with_label_values(&[&plan.name])
+                    .inc_by(u64::from(g.unclassified_fields));
             }
             for d in &g.detections {
-                metrics.detections.with_label_values(&[&plan.name, d.detector.name()]).inc_by(u64::from(d.count));
+                metrics
+                    .detections
+                    .with_label_values(&[&plan.name, d.detector.name()])
+                    .inc_by(u64::from(d.count));
             }
             let mut outs = Vec::new();
             for (i, o) in g.outcomes.into_iter().enumerate() {
@@ -584,12 +756,19 @@ fn govern_message(
                 match o {
                     Outcome::Suppressed(s) => metrics.suppression(&plan.name, &op.name, s),
                     Outcome::Emitted(out) => {
-                        metrics.emitted.with_label_values(&[&plan.name, &op.name]).inc();
+                        metrics
+                            .emitted
+                            .with_label_values(&[&plan.name, &op.name])
+                            .inc();
                         outs.push(OutRecord {
                             topic: op.topic.clone(),
                             key: out.key,
                             payload: out.value,
-                            headers: out.headers.into_iter().map(|(k, v)| (k.into_owned(), v)).collect(),
+                            headers: out
+                                .headers
+                                .into_iter()
+                                .map(|(k, v)| (k.into_owned(), v))
+                                .collect(),
                             timestamp,
                         });
                     }

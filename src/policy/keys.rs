@@ -19,18 +19,26 @@ impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<&String> = self.keys.keys().collect();
         names.sort();
-        f.debug_struct("Keys").field("names", &names).finish_non_exhaustive()
+        f.debug_struct("Keys")
+            .field("names", &names)
+            .finish_non_exhaustive()
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("key `{key}`: environment variable `{var}` is not set; export it with the secret's bytes")]
+    #[error(
+        "key `{key}`: environment variable `{var}` is not set; export it with the secret's bytes"
+    )]
     MissingEnv { key: String, var: String },
     #[error("key `{key}`: environment variable `{var}` is empty")]
     EmptyEnv { key: String, var: String },
     #[error("key `{key}`: cannot read file `{path}`: {reason}")]
-    File { key: String, path: String, reason: String },
+    File {
+        key: String,
+        path: String,
+        reason: String,
+    },
     #[error("key `{key}`: file `{path}` is empty")]
     EmptyFile { key: String, path: String },
 }
@@ -44,7 +52,10 @@ impl Keys {
         V: Into<Vec<u8>>,
     {
         Keys {
-            keys: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            keys: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 
@@ -65,10 +76,14 @@ impl Keys {
         for (name, src) in &policy.keys {
             let bytes = match src {
                 KeySource::Env(var) => match env(var) {
-                    None => Err(KeyError::MissingEnv { key: name.clone(), var: var.clone() }),
-                    Some(v) if trim_newline(v.as_bytes()).is_empty() => {
-                        Err(KeyError::EmptyEnv { key: name.clone(), var: var.clone() })
-                    }
+                    None => Err(KeyError::MissingEnv {
+                        key: name.clone(),
+                        var: var.clone(),
+                    }),
+                    Some(v) if trim_newline(v.as_bytes()).is_empty() => Err(KeyError::EmptyEnv {
+                        key: name.clone(),
+                        var: var.clone(),
+                    }),
                     Some(v) => Ok(trim_newline(v.as_bytes()).to_vec()),
                 },
                 KeySource::File(path) => match std::fs::read(path) {
@@ -77,9 +92,10 @@ impl Keys {
                         path: path.clone(),
                         reason: e.to_string(),
                     }),
-                    Ok(b) if trim_newline(&b).is_empty() => {
-                        Err(KeyError::EmptyFile { key: name.clone(), path: path.clone() })
-                    }
+                    Ok(b) if trim_newline(&b).is_empty() => Err(KeyError::EmptyFile {
+                        key: name.clone(),
+                        path: path.clone(),
+                    }),
                     Ok(b) => Ok(trim_newline(&b).to_vec()),
                 },
             };

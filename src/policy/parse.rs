@@ -28,10 +28,18 @@ impl Ctx {
     }
 
     /// The entries of a mapping node, reporting unknown and duplicate keys.
-    fn map<'a>(&mut self, node: &'a Node, what: &str, allowed: &[&str]) -> HashMap<&'a str, &'a Node> {
+    fn map<'a>(
+        &mut self,
+        node: &'a Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> HashMap<&'a str, &'a Node> {
         let mut out = HashMap::new();
         let Some(entries) = node.as_map() else {
-            self.err(node.pos, format!("{what} must be a mapping, found {}", node.type_name()));
+            self.err(
+                node.pos,
+                format!("{what} must be a mapping, found {}", node.type_name()),
+            );
             return out;
         };
         for (k, v) in entries {
@@ -68,7 +76,10 @@ impl Ctx {
         let mut out: Vec<(&str, Pos, &Node)> = Vec::new();
         let Some(entries) = node.as_map() else {
             if !node.is_null() {
-                self.err(node.pos, format!("{what} must be a mapping, found {}", node.type_name()));
+                self.err(
+                    node.pos,
+                    format!("{what} must be a mapping, found {}", node.type_name()),
+                );
             }
             return out;
         };
@@ -90,7 +101,13 @@ impl Ctx {
         match node.as_str() {
             Some(s) if !node.is_null() && !s.trim().is_empty() => Some(s.to_string()),
             _ => {
-                self.err(node.pos, format!("{what} must be a non-empty string, found {}", node.type_name()));
+                self.err(
+                    node.pos,
+                    format!(
+                        "{what} must be a non-empty string, found {}",
+                        node.type_name()
+                    ),
+                );
                 None
             }
         }
@@ -100,7 +117,10 @@ impl Ctx {
         match node.as_str().and_then(|s| s.trim().parse::<u64>().ok()) {
             Some(n) if n <= max => Some(n),
             _ => {
-                self.err(node.pos, format!("{what} must be a whole number from 0 to {max}"));
+                self.err(
+                    node.pos,
+                    format!("{what} must be a whole number from 0 to {max}"),
+                );
                 None
             }
         }
@@ -126,7 +146,10 @@ impl Ctx {
                 for item in items {
                     match item.as_str() {
                         Some(s) if !item.is_null() => out.push((s.to_string(), item.pos)),
-                        _ => self.err(item.pos, format!("{what} must hold names, found {}", item.type_name())),
+                        _ => self.err(
+                            item.pos,
+                            format!("{what} must hold names, found {}", item.type_name()),
+                        ),
                     }
                 }
                 if out.is_empty() && items.is_empty() {
@@ -135,7 +158,10 @@ impl Ctx {
                 out
             }
             _ => {
-                self.err(node.pos, format!("{what} must be a name or a list of names"));
+                self.err(
+                    node.pos,
+                    format!("{what} must be a name or a list of names"),
+                );
                 Vec::new()
             }
         }
@@ -159,8 +185,7 @@ impl Ctx {
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
@@ -180,21 +205,35 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
         &root,
         "the policy",
         &[
-            "version", "name", "classes", "tags", "keys", "purposes", "invariants", "streams",
-            "consent", "erasure",
+            "version",
+            "name",
+            "classes",
+            "tags",
+            "keys",
+            "purposes",
+            "invariants",
+            "streams",
+            "consent",
+            "erasure",
         ],
     );
 
     match top.get("version") {
         Some(v) if v.as_str() == Some("1") => {}
-        Some(v) => cx.err(v.pos, "unsupported policy `version`; this custos reads version 1"),
+        Some(v) => cx.err(
+            v.pos,
+            "unsupported policy `version`; this custos reads version 1",
+        ),
         None => cx.err(root.pos, "missing `version: 1` in the policy"),
     }
     let name = match top.get("name") {
         Some(n) => match cx.string(n, "`name`") {
             Some(s) if is_identifier(&s) => s,
             Some(s) => {
-                cx.err(n.pos, format!("policy name `{s}` may only hold letters, digits, `_`, `-` and `.`"));
+                cx.err(
+                    n.pos,
+                    format!("policy name `{s}` may only hold letters, digits, `_`, `-` and `.`"),
+                );
                 String::new()
             }
             None => String::new(),
@@ -220,7 +259,10 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
                 match desc.as_str() {
                     Some(s) => s.to_string(),
                     None => {
-                        cx.err(desc.pos, format!("the description of class `{cname}` must be a string"));
+                        cx.err(
+                            desc.pos,
+                            format!("the description of class `{cname}` must be a string"),
+                        );
                         String::new()
                     }
                 }
@@ -246,7 +288,9 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
         for (kname, _pos, src) in cx.named(node, "`keys`") {
             let what = format!("key `{kname}`");
             if let Some(m) = src.as_map() {
-                if m.iter().any(|(k, _)| matches!(k.as_str(), Some("value" | "secret" | "bytes"))) {
+                if m.iter()
+                    .any(|(k, _)| matches!(k.as_str(), Some("value" | "secret" | "bytes")))
+                {
                     cx.err(src.pos, format!("{what} is written inline; secrets never go in the policy: use `{{ env: VAR }}` or `{{ file: PATH }}`"));
                     continue;
                 }
@@ -263,7 +307,10 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
                         keys.push((kname.to_string(), KeySource::File(v)));
                     }
                 }
-                (Some(_), Some(_)) => cx.err(src.pos, format!("{what} must have either `env` or `file`, not both")),
+                (Some(_), Some(_)) => cx.err(
+                    src.pos,
+                    format!("{what} must have either `env` or `file`, not both"),
+                ),
                 (None, None) if src.as_map().is_some() => {
                     cx.err(src.pos, format!("{what} needs `env: VAR` or `file: PATH`"))
                 }
@@ -278,10 +325,16 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
         Some(node) => {
             let entries = cx.named(node, "`purposes`");
             if entries.is_empty() && node.as_map().is_some() {
-                cx.err(node.pos, "`purposes` is empty; declare at least one purpose");
+                cx.err(
+                    node.pos,
+                    "`purposes` is empty; declare at least one purpose",
+                );
             }
             if entries.len() > MAX_PURPOSES {
-                cx.err(node.pos, format!("at most {MAX_PURPOSES} purposes are supported"));
+                cx.err(
+                    node.pos,
+                    format!("at most {MAX_PURPOSES} purposes are supported"),
+                );
             }
             for (pname, ppos, pnode) in entries {
                 if !is_identifier(pname) {
@@ -382,7 +435,12 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
         Some(node) => {
             for (sname, spos, snode) in cx.named(node, "`streams`") {
                 if !is_identifier(sname) {
-                    cx.err(spos, format!("stream name `{sname}` may only hold letters, digits, `_`, `-` and `.`"));
+                    cx.err(
+                        spos,
+                        format!(
+                            "stream name `{sname}` may only hold letters, digits, `_`, `-` and `.`"
+                        ),
+                    );
                 }
                 if let Some(s) = parse_stream(&mut cx, &tax, &purpose_names, sname, spos, snode) {
                     streams.push(s);
@@ -396,7 +454,13 @@ pub fn parse(text: &str, digest: String) -> Result<Policy, Vec<Diagnostic>> {
     let mut seen_topics: HashMap<&str, String> = HashMap::new();
     for s in &streams {
         if let Some(prev) = seen_topics.insert(&s.topic, format!("input of stream `{}`", s.name)) {
-            cx.err(s.pos, format!("topic `{}` of stream `{}` is already the {prev}", s.topic, s.name));
+            cx.err(
+                s.pos,
+                format!(
+                    "topic `{}` of stream `{}` is already the {prev}",
+                    s.topic, s.name
+                ),
+            );
         }
     }
     for s in &streams {
@@ -440,7 +504,9 @@ fn parse_purpose(
 ) -> Option<Purpose> {
     let what = format!("purpose `{name}`");
     let f = cx.map(node, &what, &["description", "basis", "retention", "rules"]);
-    let description = f.get("description").and_then(|d| cx.string(d, &format!("`description` of {what}")));
+    let description = f
+        .get("description")
+        .and_then(|d| cx.string(d, &format!("`description` of {what}")));
     let basis = match f.get("basis") {
         Some(b) => {
             let text = b.as_str().unwrap_or_default();
@@ -467,7 +533,10 @@ fn parse_purpose(
             }
         }
         None => {
-            cx.err(pos, format!("{what} needs a `retention`, e.g. `retention: 30d`"));
+            cx.err(
+                pos,
+                format!("{what} needs a `retention`, e.g. `retention: 30d`"),
+            );
             None
         }
     };
@@ -481,7 +550,9 @@ fn parse_purpose(
                 let mut class_pos = Vec::new();
                 match rf.get("classes") {
                     Some(c) => {
-                        for (cname, cpos) in cx.strings(c, &format!("`classes` of a rule of {what}")) {
+                        for (cname, cpos) in
+                            cx.strings(c, &format!("`classes` of a rule of {what}"))
+                        {
                             if !cx.class(tax, &cname, cpos, &format!("a rule of {what}")) {
                                 continue;
                             }
@@ -548,7 +619,10 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
     };
     let key_param = |cx: &mut Ctx, params: Option<&Node>, action: &str| -> Option<String> {
         let Some(p) = params else {
-            cx.err(npos, format!("`{action}` needs a key: `{{ {action}: {{ key: NAME }} }}` ({what})"));
+            cx.err(
+                npos,
+                format!("`{action}` needs a key: `{{ {action}: {{ key: NAME }} }}` ({what})"),
+            );
             return None;
         };
         let f = cx.map(p, &format!("`{action}` in {what}"), &["key"]);
@@ -561,7 +635,12 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
         };
         if !keys.contains(k.as_str()) {
             let pos = f.get("key").map_or(p.pos, |n| n.pos);
-            cx.err(pos, format!("unknown key `{k}` in {what}; declare it under `keys:` with `env` or `file`"));
+            cx.err(
+                pos,
+                format!(
+                    "unknown key `{k}` in {what}; declare it under `keys:` with `env` or `file`"
+                ),
+            );
             return None;
         }
         Some(k)
@@ -569,7 +648,10 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
     let no_params = |cx: &mut Ctx, params: Option<&Node>, action: Action| -> Option<Action> {
         match params {
             Some(p) if !p.is_null() => {
-                cx.err(p.pos, format!("`{}` takes no parameters ({what})", action.kind().name()));
+                cx.err(
+                    p.pos,
+                    format!("`{}` takes no parameters ({what})", action.kind().name()),
+                );
                 None
             }
             _ => Some(action),
@@ -579,7 +661,9 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
         "drop" => no_params(cx, params, Action::Drop),
         "redact" => no_params(cx, params, Action::Redact),
         "keep" => no_params(cx, params, Action::Keep),
-        "pseudonymize" => key_param(cx, params, "pseudonymize").map(|key| Action::Pseudonymize { key }),
+        "pseudonymize" => {
+            key_param(cx, params, "pseudonymize").map(|key| Action::Pseudonymize { key })
+        }
         "encrypt" => {
             cx.err(npos, format!("action `encrypt` is not supported yet by this custos ({what}); use `pseudonymize` or `drop` until crypto-shredding lands"));
             None
@@ -589,7 +673,11 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
             let mut keep_last = 0;
             let mut ch = '*';
             if let Some(p) = params.filter(|p| !p.is_null()) {
-                let f = cx.map(p, &format!("`mask` in {what}"), &["keep_first", "keep_last", "char"]);
+                let f = cx.map(
+                    p,
+                    &format!("`mask` in {what}"),
+                    &["keep_first", "keep_last", "char"],
+                );
                 if let Some(n) = f.get("keep_first") {
                     keep_first = cx.uint(n, "`keep_first`", 1_000)? as usize;
                 }
@@ -616,7 +704,12 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
         }
         "generalize" => {
             let Some(p) = params.filter(|p| !p.is_null()) else {
-                cx.err(npos, format!("`generalize` needs one of date, round, bucket, prefix, network ({what})"));
+                cx.err(
+                    npos,
+                    format!(
+                        "`generalize` needs one of date, round, bucket, prefix, network ({what})"
+                    ),
+                );
                 return None;
             };
             let entries = p.as_map().unwrap_or_default();
@@ -631,7 +724,10 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
                     "month" => Generalize::Date(DateUnit::Month),
                     "day" => Generalize::Date(DateUnit::Day),
                     other => {
-                        cx.err(v.pos, format!("`date` must be year, month or day, not `{other}`"));
+                        cx.err(
+                            v.pos,
+                            format!("`date` must be year, month or day, not `{other}`"),
+                        );
                         return None;
                     }
                 },
@@ -653,7 +749,10 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
             Some(Action::Generalize(g))
         }
         other => {
-            cx.err(npos, format!("unknown action `{other}` in {what}; actions: {KNOWN}"));
+            cx.err(
+                npos,
+                format!("unknown action `{other}` in {what}; actions: {KNOWN}"),
+            );
             None
         }
     }
@@ -681,7 +780,15 @@ fn parse_stream(
     let f = cx.map(
         node,
         &what,
-        &["topic", "format", "subject", "event_time", "fields", "unclassified", "outputs"],
+        &[
+            "topic",
+            "format",
+            "subject",
+            "event_time",
+            "fields",
+            "unclassified",
+            "outputs",
+        ],
     );
     let topic = match f.get("topic") {
         Some(t) => cx.string(t, &format!("`topic` of {what}")),
@@ -704,7 +811,10 @@ fn parse_stream(
         let p = parse_path(cx, &text, n.pos, &format!("`{key}` of {what}"))?;
         if let FieldPath::Value(segs) = &p {
             if segs.contains(&Segment::Each) {
-                cx.err(n.pos, format!("`{key}` of {what} cannot go through an array"));
+                cx.err(
+                    n.pos,
+                    format!("`{key}` of {what} cannot go through an array"),
+                );
                 return None;
             }
         }
@@ -716,7 +826,10 @@ fn parse_stream(
         None | Some((_, Some("drop"))) => Unclassified::Drop,
         Some((_, Some("dead_letter"))) => Unclassified::DeadLetter,
         Some((n, _)) => {
-            cx.err(n.pos, format!("`unclassified` of {what} must be drop or dead_letter"));
+            cx.err(
+                n.pos,
+                format!("`unclassified` of {what} must be drop or dead_letter"),
+            );
             Unclassified::Drop
         }
     };
@@ -727,7 +840,10 @@ fn parse_stream(
                 continue;
             };
             if fields.iter().any(|s| s.path == path) {
-                cx.err(ppos, format!("field path `{ptext}` is classified twice in {what}"));
+                cx.err(
+                    ppos,
+                    format!("field path `{ptext}` is classified twice in {what}"),
+                );
                 continue;
             }
             let fwhat = format!("field `{ptext}` of {what}");
@@ -735,9 +851,14 @@ fn parse_stream(
                 Kind::Map(_) => {
                     let m = cx.map(cnode, &fwhat, &["classes", "class", "scan"]);
                     let classes = match (m.get("classes"), m.get("class")) {
-                        (Some(c), None) | (None, Some(c)) => cx.strings(c, &format!("`classes` of {fwhat}")),
+                        (Some(c), None) | (None, Some(c)) => {
+                            cx.strings(c, &format!("`classes` of {fwhat}"))
+                        }
                         (Some(_), Some(_)) => {
-                            cx.err(cnode.pos, format!("{fwhat} has both `classes` and `class`; use `classes`"));
+                            cx.err(
+                                cnode.pos,
+                                format!("{fwhat} has both `classes` and `class`; use `classes`"),
+                            );
                             Vec::new()
                         }
                         (None, None) => {
@@ -813,7 +934,11 @@ fn check_invariants(policy: &Policy, cx: &mut Ctx) {
             for class in &inv.classes {
                 let mut found: Vec<(&Rule, String, Pos)> = Vec::new();
                 if let Some((rule, rc)) = policy.rule_for(purpose, class) {
-                    let pos = rule.classes.iter().position(|c| c == rc).map_or(rule.pos, |i| rule.class_pos[i]);
+                    let pos = rule
+                        .classes
+                        .iter()
+                        .position(|c| c == rc)
+                        .map_or(rule.pos, |i| rule.class_pos[i]);
                     found.push((rule, class.clone(), pos));
                 }
                 for rule in &purpose.rules {

@@ -17,7 +17,11 @@ use crate::transform::Op;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {
     /// Rule `index` of the purpose (0-based), through its class `class`.
-    Rule { index: usize, class: String, line: u32 },
+    Rule {
+        index: usize,
+        class: String,
+        line: u32,
+    },
     /// No rule covers the class: deny by default.
     Default,
 }
@@ -169,7 +173,9 @@ pub fn compile(policy: Arc<Policy>, keys: &Keys) -> Result<Compiled, CompileErro
 
 fn op_for(action: &Action, keys: &Keys) -> Result<Op, CompileError> {
     Op::new(action, |k| keys.get(k)).ok_or_else(|| match action {
-        Action::Pseudonymize { key } | Action::Encrypt { key } => CompileError::MissingKey(key.clone()),
+        Action::Pseudonymize { key } | Action::Encrypt { key } => {
+            CompileError::MissingKey(key.clone())
+        }
         _ => CompileError::MissingKey(String::new()),
     })
 }
@@ -182,7 +188,11 @@ pub fn decide_class(policy: &Policy, purpose: usize, class: &str) -> ClassDecisi
             class: class.to_string(),
             action: rule.action.clone(),
             reason: Reason::Rule {
-                index: p.rules.iter().position(|r| std::ptr::eq(r, rule)).unwrap_or(0),
+                index: p
+                    .rules
+                    .iter()
+                    .position(|r| std::ptr::eq(r, rule))
+                    .unwrap_or(0),
                 class: rc.to_string(),
                 line: rule.pos.line,
             },
@@ -196,8 +206,15 @@ pub fn decide_class(policy: &Policy, purpose: usize, class: &str) -> ClassDecisi
 }
 
 /// The winning decision across several classes: most restrictive, first on ties.
-pub fn decide_field(policy: &Policy, purpose: usize, classes: &[String]) -> (Action, Vec<ClassDecision>) {
-    let per_class: Vec<ClassDecision> = classes.iter().map(|c| decide_class(policy, purpose, c)).collect();
+pub fn decide_field(
+    policy: &Policy,
+    purpose: usize,
+    classes: &[String],
+) -> (Action, Vec<ClassDecision>) {
+    let per_class: Vec<ClassDecision> = classes
+        .iter()
+        .map(|c| decide_class(policy, purpose, c))
+        .collect();
     let winner = per_class
         .iter()
         .min_by_key(|d| d.action.kind())
@@ -228,7 +245,9 @@ fn compile_stream(
     outputs_idx.sort_by_key(|(i, _)| *i);
 
     // First pass: every class=action pair this stream can emit, sorted.
-    let mut table = PairTable { names: BTreeSet::new() };
+    let mut table = PairTable {
+        names: BTreeSet::new(),
+    };
     let leaf_pairs = |classes: &[String], table: &mut PairTable| {
         for &(pi, _) in &outputs_idx {
             let (winner, _) = decide_field(policy, pi, classes);
@@ -253,7 +272,10 @@ fn compile_stream(
     let pairs: Vec<String> = table.names.into_iter().collect();
     let pair_id = |name: &str| -> u16 {
         // Invariant: every pair was inserted in the first pass above.
-        pairs.binary_search_by(|p| p.as_str().cmp(name)).map(|i| i as u16).unwrap_or(u16::MAX)
+        pairs
+            .binary_search_by(|p| p.as_str().cmp(name))
+            .map(|i| i as u16)
+            .unwrap_or(u16::MAX)
     };
 
     let make_leaf = |classes: &[String], scan: bool| -> Result<Arc<Leaf>, CompileError> {
@@ -264,7 +286,10 @@ fn compile_stream(
             let pairs_here = if kind == ActionKind::Drop || classes.is_empty() {
                 Vec::new()
             } else {
-                classes.iter().map(|c| pair_id(&pair_name(c, kind))).collect()
+                classes
+                    .iter()
+                    .map(|c| pair_id(&pair_name(c, kind)))
+                    .collect()
             };
             decisions.push(Decision {
                 op: op_for(&action, keys)?,
@@ -310,8 +335,14 @@ fn compile_stream(
     for spec in &stream.fields {
         let leaf = match &spec.path {
             FieldPath::Key => key.clone(),
-            FieldPath::Header(h) => headers.iter().find(|(n, _)| n == h).map(|(_, l)| l.clone()).unwrap_or_else(|| unclassified.clone()),
-            FieldPath::Value(segs) => find(&root, segs).map(|n| n.leaf.clone()).unwrap_or_else(|| unclassified.clone()),
+            FieldPath::Header(h) => headers
+                .iter()
+                .find(|(n, _)| n == h)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_else(|| unclassified.clone()),
+            FieldPath::Value(segs) => find(&root, segs)
+                .map(|n| n.leaf.clone())
+                .unwrap_or_else(|| unclassified.clone()),
         };
         fields.push((spec.path.to_string(), leaf));
     }
@@ -371,16 +402,21 @@ fn insert(root: &mut Node, segs: &[Segment], leaf: Arc<Leaf>) {
                 let idx = match node.children.iter().position(|(k, _)| k == name) {
                     Some(i) => i,
                     None => {
-                        let path = if parent_path.is_empty() { name.clone() } else { format!("{parent_path}.{name}") };
-                        node.children.push((name.clone(), Node::inheriting(path, parent_leaf)));
+                        let path = if parent_path.is_empty() {
+                            name.clone()
+                        } else {
+                            format!("{parent_path}.{name}")
+                        };
+                        node.children
+                            .push((name.clone(), Node::inheriting(path, parent_leaf)));
                         node.children.len() - 1
                     }
                 };
                 &mut node.children[idx].1
             }
-            Segment::Each => node
-                .each
-                .get_or_insert_with(|| Box::new(Node::inheriting(format!("{parent_path}[]"), parent_leaf))),
+            Segment::Each => node.each.get_or_insert_with(|| {
+                Box::new(Node::inheriting(format!("{parent_path}[]"), parent_leaf))
+            }),
         };
     }
     set_leaf(node, leaf);

@@ -38,14 +38,20 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("behavioral.purchase", "purchases"),
     ("behavioral.browsing", "browsing"),
     ("behavioral.usage", "product usage"),
-    ("sensitive", "special categories of personal data (GDPR Art. 9)"),
+    (
+        "sensitive",
+        "special categories of personal data (GDPR Art. 9)",
+    ),
     ("sensitive.health", "health"),
     ("sensitive.biometric", "biometric data"),
     ("sensitive.genetic", "genetic data"),
     ("sensitive.ethnicity", "racial or ethnic origin"),
     ("sensitive.religion", "religious or philosophical beliefs"),
     ("sensitive.political", "political opinions"),
-    ("sensitive.sexual_orientation", "sex life or sexual orientation"),
+    (
+        "sensitive.sexual_orientation",
+        "sex life or sexual orientation",
+    ),
     ("sensitive.trade_union", "trade-union membership"),
     ("sensitive.criminal", "criminal convictions and offences"),
     ("credentials", "credentials"),
@@ -81,7 +87,8 @@ impl Taxonomy {
             prefix.push_str(part);
             self.classes.entry(prefix.clone()).or_default();
         }
-        self.classes.insert(name.to_string(), description.to_string());
+        self.classes
+            .insert(name.to_string(), description.to_string());
     }
 
     pub fn contains(&self, name: &str) -> bool {

@@ -33,7 +33,10 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     /// A scalar; `plain` is false for quoted and block scalars (they are always strings).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -140,7 +143,8 @@ impl MarkedEventReceiver for Builder {
                 if anchor != 0 && self.error.is_none() {
                     self.error = Some(SyntaxError {
                         pos,
-                        message: "anchors are not supported in policies; write the value out".into(),
+                        message: "anchors are not supported in policies; write the value out"
+                            .into(),
                     });
                 }
                 self.push_value(Node {
@@ -155,7 +159,8 @@ impl MarkedEventReceiver for Builder {
                 if anchor != 0 && self.error.is_none() {
                     self.error = Some(SyntaxError {
                         pos,
-                        message: "anchors are not supported in policies; write the value out".into(),
+                        message: "anchors are not supported in policies; write the value out"
+                            .into(),
                     });
                 }
                 let kind = if matches!(ev, Event::SequenceStart(..)) {
@@ -174,7 +179,8 @@ impl MarkedEventReceiver for Builder {
                 if self.error.is_none() {
                     self.error = Some(SyntaxError {
                         pos,
-                        message: "aliases are not supported in policies; write the value out".into(),
+                        message: "aliases are not supported in policies; write the value out"
+                            .into(),
                     });
                 }
                 self.push_value(Node {
