@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -48,60 +49,14 @@ pub fn load_and_follow(
     if topics.is_empty() {
         return Ok(None);
     }
-    let consumer: BaseConsumer = base
-        .clone()
-        .set("group.id", "custos-subject-state")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    let mut targets: Vec<(String, i32, i64)> = Vec::new();
-    for (topic, _) in &topics {
-        let md = consumer.fetch_metadata(Some(topic), timeout)?;
-        let t = md.topics().iter().find(|t| t.name() == *topic);
-        let parts = match t {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions(),
-            _ => return Err(WorkerError::MissingTopic(topic.to_string())),
+    // One consumer per topic: end-of-partition events name only the partition.
+    let mut readers: Vec<(Kind, BaseConsumer)> = Vec::new();
+    for (topic, kind) in &topics {
+        let consumer = catch_up(base, topic, *kind, &state, &stop, timeout)?;
+        let Some(consumer) = consumer else {
+            return Ok(None); // stopped while starting
         };
-        for p in parts {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-            let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            targets.push((topic.to_string(), p.id(), high));
-        }
-    }
-    consumer.assign(&tpl)?;
-    let kind_of = |topic: &str| topics.iter().find(|(t, _)| *t == topic).map(|(_, k)| *k);
-
-    // Catch up: every partition read up to the high watermark seen at start.
-    let deadline = Instant::now() + timeout;
-    let mut positions: Vec<i64> = vec![0; targets.len()];
-    let caught_up = |positions: &[i64]| {
-        targets
-            .iter()
-            .zip(positions)
-            .all(|((_, _, high), pos)| pos >= high)
-    };
-    while !caught_up(&positions) {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        if Instant::now() > deadline {
-            return Err(WorkerError::Timeout {
-                what: "reading the consent and erasure topics".into(),
-                secs: timeout.as_secs(),
-                reason: "the broker did not deliver them to their end".into(),
-            });
-        }
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            if let Some(i) = targets
-                .iter()
-                .position(|(t, p, _)| t == m.topic() && *p == m.partition())
-            {
-                positions[i] = positions[i].max(m.offset() + 1);
-            }
-            apply(&state, kind_of(m.topic()), &m);
-        }
+        readers.push((*kind, consumer));
     }
     update_gauges(&state, &metrics);
     tracing::info!(
@@ -110,19 +65,19 @@ pub fn load_and_follow(
         "consent and erasure state loaded"
     );
 
-    let kinds: Vec<(String, Kind)> = topics.iter().map(|(t, k)| (t.to_string(), *k)).collect();
     let handle = std::thread::Builder::new()
         .name("custos-subjects".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(m)) => {
-                        let kind = kinds.iter().find(|(t, _)| t == m.topic()).map(|(_, k)| *k);
-                        apply(&state, kind, &m);
-                        update_gauges(&state, &metrics);
+                for (kind, consumer) in &readers {
+                    match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => {
+                            apply(&state, Some(*kind), &m);
+                            update_gauges(&state, &metrics);
+                        }
+                        Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                        Some(Err(e)) => tracing::warn!(error = %e, "consent/erasure reader"),
                     }
-                    Some(Err(e)) => tracing::warn!(error = %e, "consent/erasure reader"),
-                    None => {}
                 }
             }
         })
@@ -131,6 +86,74 @@ pub fn load_and_follow(
             reason: e.to_string(),
         })?;
     Ok(Some(handle))
+}
+
+/// Reads one topic from the beginning until every partition is at its end:
+/// at or past the high watermark seen at start AND reported at end of
+/// partition by the fetcher. Requiring both means a broker that misreports
+/// one of them (tansu's ListOffsets) makes custos wait, never start early.
+fn catch_up(
+    base: &ClientConfig,
+    topic: &str,
+    kind: Kind,
+    state: &SharedState,
+    stop: &AtomicBool,
+    timeout: Duration,
+) -> Result<Option<BaseConsumer>, WorkerError> {
+    let consumer: BaseConsumer = base
+        .clone()
+        .set("group.id", "custos-subject-state")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let parts = match md.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions(),
+        _ => return Err(WorkerError::MissingTopic(topic.to_string())),
+    };
+    let mut tpl = TopicPartitionList::new();
+    // (partition, high watermark at start, position, end of partition seen)
+    let mut progress: Vec<(i32, i64, i64, bool)> = Vec::new();
+    for p in parts {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+        progress.push((p.id(), high, 0, false));
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    while !progress
+        .iter()
+        .all(|(_, high, pos, eof)| pos >= high && *eof)
+    {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if Instant::now() > deadline {
+            return Err(WorkerError::Timeout {
+                what: format!("reading topic `{topic}` to its end"),
+                secs: timeout.as_secs(),
+                reason: "the broker did not deliver it to its end".into(),
+            });
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                if let Some(p) = progress.iter_mut().find(|p| p.0 == m.partition()) {
+                    p.2 = p.2.max(m.offset() + 1);
+                    p.3 = false;
+                }
+                apply(state, Some(kind), &m);
+            }
+            Some(Err(KafkaError::PartitionEOF(part))) => {
+                if let Some(p) = progress.iter_mut().find(|p| p.0 == part) {
+                    p.3 = true;
+                }
+            }
+            Some(Err(e)) => tracing::warn!(topic, error = %e, "consent/erasure reader"),
+            None => {}
+        }
+    }
+    Ok(Some(consumer))
 }
 
 fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
