@@ -400,6 +400,15 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
         dl.poll();
         a.seen.len() >= 12 && m.seen.len() >= 8 && dl.seen.len() >= 2
     });
+    // Lag per input partition comes from librdkafka statistics (every 5 s).
+    wait_until("the lag gauge", || {
+        let text = w.metrics.render();
+        text.lines().any(|l| {
+            l.starts_with("custos_consumer_lag_records")
+                && l.contains(&format!("topic=\"{}\"", n.input))
+                && l.ends_with(" 0")
+        })
+    });
     w.stop();
     a.poll();
     m.poll();

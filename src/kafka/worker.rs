@@ -144,7 +144,23 @@ struct WorkerContext {
     drain: Duration,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    /// librdkafka statistics (every `statistics.interval.ms`): per-partition lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal UA partition and unknown lags.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.shared
+                        .metrics
+                        .lag
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -580,6 +596,7 @@ fn consumer_config(base: &ClientConfig, cfg: &Config) -> ClientConfig {
     let eos = cfg.delivery.guarantee == Guarantee::ExactlyOnce;
     let mut c = base.clone();
     c.set("group.id", &cfg.kafka.group_id)
+        .set("statistics.interval.ms", "5000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
