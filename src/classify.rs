@@ -333,10 +333,16 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
             if !matches!(c.detector, Detector::Phone | Detector::Card) {
                 return true;
             }
-            let before =
-                c.start >= 2 && sep(bytes[c.start - 1]) && bytes[c.start - 2].is_ascii_digit();
-            let after =
-                c.end + 1 < bytes.len() && sep(bytes[c.end]) && bytes[c.end + 1].is_ascii_digit();
+            // Only a separator of the kind used inside the match continues it.
+            let inside = &bytes[c.start..c.end];
+            let before = c.start >= 2
+                && sep(bytes[c.start - 1])
+                && inside.contains(&bytes[c.start - 1])
+                && bytes[c.start - 2].is_ascii_digit();
+            let after = c.end + 1 < bytes.len()
+                && sep(bytes[c.end])
+                && inside.contains(&bytes[c.end])
+                && bytes[c.end + 1].is_ascii_digit();
             !before && !after
         });
         // A number right after '+' is a phone number, never a card.
@@ -368,11 +374,15 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     for c in cands {
         match out.last() {
             Some(last) if c.start < last.end => {
-                // Overlap: keep the higher-priority one (lower enum value).
-                if c.detector < last.detector {
-                    let last_i = out.len() - 1;
-                    out[last_i] = c;
-                }
+                // Overlap: one span covering both, with the higher-priority
+                // detector, so no part of either is left in clear text.
+                let last_i = out.len() - 1;
+                let merged = Span {
+                    start: last.start,
+                    end: last.end.max(c.end),
+                    detector: last.detector.min(c.detector),
+                };
+                out[last_i] = merged;
             }
             _ => out.push(c),
         }
@@ -474,6 +484,19 @@ mod tests {
         // Dates, times, amounts and plain numbers are not phones.
         check("on 2026-11-01 at 10:00 for 1234.50 qty 12345", &[]);
         check("order 1234567890", &[]);
+    }
+
+    #[test]
+    fn overlaps_merge_and_trailing_numbers_do_not_hide_phones() {
+        // Found in review: the phone's head must not stay in clear text.
+        let text = "call +44 7946 10.1.2.3 now";
+        let spans = detect(text);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        assert!(spans[0].start <= 5 && spans[0].end >= 22, "{spans:?}");
+        check(
+            "call 415-555-0100 2 times",
+            &[("415-555-0100", Detector::Phone)],
+        );
     }
 
     #[test]

@@ -583,6 +583,13 @@ fn write_scalar(op: &Op, doc: &Doc<'_>, i: usize, buf: &mut Vec<u8>) -> bool {
     }
 }
 
+/// The purposes in `active` whose action for `leaf` is keep.
+fn keep_mask(leaf: &Leaf, active: u64) -> u64 {
+    each_bit(active)
+        .filter(|&p| matches!(leaf.decisions[p].op, Op::Keep))
+        .fold(0, |m, p| m | (1 << p))
+}
+
 impl Walker<'_> {
     fn mark_pairs(&mut self, p: usize, pairs: &[u16]) {
         for &id in pairs {
@@ -684,14 +691,27 @@ impl Walker<'_> {
                     .find(|(name, _)| doc.key_is(k, name))
                     .map(|(_, c)| c)
             });
-            let (cleaf, cnode, cpath) = match child {
-                Some(c) => (&*c.leaf, Some(c), c.path.as_str()),
-                None => (leaf, None, path),
+            // A member the policy does not name: its key may itself be data
+            // (a map keyed by card numbers), so it is emitted only where its
+            // inherited class is kept. Data shaped as an object where the
+            // policy expects an array keeps the element rules (`each`).
+            let (cleaf, cnode, cpath, member_active) = match child {
+                Some(c) => (&*c.leaf, Some(c), c.path.as_str(), active),
+                None => match node.and_then(|n| n.each.as_deref()) {
+                    Some(e) => (
+                        &*e.leaf,
+                        Some(e),
+                        e.path.as_str(),
+                        active & keep_mask(leaf, active),
+                    ),
+                    None => (leaf, None, path, active & keep_mask(leaf, active)),
+                },
             };
             if !cleaf.is_classified() && !cnode.is_some_and(|n| n.has_classified) {
                 self.unclassified += self.count_leaves(v);
                 continue;
             }
+            let active = member_active;
             let key_json = codec::raw_json(doc.src, doc.tok(k));
             for p in each_bit(active) {
                 let buf = &mut self.bufs[p];
@@ -727,9 +747,14 @@ impl Walker<'_> {
         active: u64,
     ) -> u64 {
         let doc = self.doc;
+        // Data shaped as an array where the policy expects an object: the
+        // object's rules apply to every element (never the parent's alone).
         let (eleaf, enode, epath) = match node.and_then(|n| n.each.as_deref()) {
             Some(e) => (&*e.leaf, Some(e), e.path.as_str()),
-            None => (leaf, None, path),
+            None => match node.filter(|n| !n.children.is_empty()) {
+                Some(n) => (leaf, Some(n), path),
+                None => (leaf, None, path),
+            },
         };
         if !eleaf.is_classified() && !enode.is_some_and(|n| n.has_classified) {
             self.unclassified += self.count_leaves(i);
@@ -775,6 +800,14 @@ impl Walker<'_> {
         if leaf.scan && matches!(doc.tok(i).kind, Kind::Str | Kind::StrEsc) {
             let s = codec::string(doc.src, doc.tok(i));
             return self.scanned(&s, leaf, path, active);
+        }
+        if leaf.scan && doc.tok(i).kind == Kind::Number {
+            // A number in a scanned field can be a card or phone number too:
+            // with findings it is governed as text.
+            let raw = std::str::from_utf8(codec::raw(doc.src, doc.tok(i))).unwrap_or_default();
+            if !classify::detect(raw).is_empty() {
+                return self.scanned(raw, leaf, path, active);
+            }
         }
         let mut written = 0;
         for p in each_bit(active) {

@@ -687,3 +687,45 @@ fn consent_basis_without_any_state_suppresses() {
         outcomes(&c, &v).into_iter().map(|(_, r)| r.err()).collect();
     assert_eq!(got, vec![None, Some(Suppression::Consent), None]);
 }
+
+/// Found in review: data hidden in keys, in an unexpected shape, or in a number.
+#[test]
+fn no_leak_through_keys_shapes_or_numbers() {
+    let c = compile(SHOP);
+    let state = consented("c-1", json!({"marketing": true}));
+    let leaked = |event: Value, secret: &str| -> Vec<String> {
+        let v = govern(&c, &event_with(event), &state);
+        outcomes(&c, &v)
+            .into_iter()
+            .filter_map(|(p, r)| r.ok().filter(|v| v.to_string().contains(secret)).map(|_| p))
+            .collect()
+    };
+    let base = order();
+    // A map keyed by card numbers: the key is card data, support may only see it masked.
+    let mut e = base.clone();
+    e["payment"]["card_number"] = json!({"4111111111111111": "visa"});
+    assert_eq!(leaked(e, "4111111111111111"), Vec::<String>::new());
+    // A map keyed by the raw customer id: analytics and marketing only get pseudonyms.
+    let mut e = base.clone();
+    e["customer"]["id"] = json!({"c-123": 1});
+    assert_eq!(leaked(e, "c-123"), vec!["support".to_string()]);
+    // The customer object wrapped in an array: its field rules still apply.
+    let mut e = base.clone();
+    e["customer"] = json!([{"id": "c-1", "email": "ada@example.com", "health_notes": "asthma"}]);
+    assert_eq!(leaked(e.clone(), "asthma"), Vec::<String>::new());
+    // (marketing gets nothing: without an object at `customer` there is no subject id, so no consent.)
+    assert_eq!(leaked(e, "ada@example.com"), vec!["support".to_string()]);
+    // items[] given as an object keyed by position: element rules still apply.
+    let mut e = base.clone();
+    e["items"] = json!({"0": {"sku": "A", "secret": "s3cr3t"}});
+    assert_eq!(leaked(e, "s3cr3t"), Vec::<String>::new());
+    // A card number written as a JSON number in a scanned field.
+    let mut e = base;
+    e["notes"] = json!(4111111111111111u64);
+    // (support keeps notes but masks the card span: `************1111`.)
+    assert_eq!(leaked(e, "4111111111111111"), Vec::<String>::new());
+}
+
+fn event_with(value: Value) -> In<'static> {
+    event(value)
+}

@@ -25,6 +25,20 @@ enum Kind {
     Erasure,
 }
 
+/// A client context that does not report end-of-partition as an error (it
+/// is how the catch-up knows it reached the end).
+pub struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "consent/erasure reader");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
 /// Shared consent and erasure state, fed by the reader thread.
 pub type SharedState = Arc<RwLock<MemoryState>>;
 
@@ -50,7 +64,7 @@ pub fn load_and_follow(
         return Ok(None);
     }
     // One consumer per topic: end-of-partition events name only the partition.
-    let mut readers: Vec<(Kind, BaseConsumer)> = Vec::new();
+    let mut readers: Vec<(Kind, BaseConsumer<Quiet>)> = Vec::new();
     for (topic, kind) in &topics {
         let consumer = catch_up(base, topic, *kind, &state, &stop, timeout)?;
         let Some(consumer) = consumer else {
@@ -99,14 +113,14 @@ fn catch_up(
     state: &SharedState,
     stop: &AtomicBool,
     timeout: Duration,
-) -> Result<Option<BaseConsumer>, WorkerError> {
-    let consumer: BaseConsumer = base
+) -> Result<Option<BaseConsumer<Quiet>>, WorkerError> {
+    let consumer: BaseConsumer<Quiet> = base
         .clone()
         .set("group.id", "custos-subject-state")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
-        .create()?;
+        .create_with_context(Quiet)?;
     let md = consumer.fetch_metadata(Some(topic), timeout)?;
     let parts = match md.topics().iter().find(|t| t.name() == topic) {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions(),
@@ -145,8 +159,17 @@ fn catch_up(
                 apply(state, Some(kind), &m);
             }
             Some(Err(KafkaError::PartitionEOF(part))) => {
+                // The fetch position, not the last record + 1: a topic that
+                // ends with a transaction marker has no record at its end.
+                let position = consumer.position().ok().and_then(|tpl| {
+                    tpl.find_partition(topic, part)
+                        .and_then(|e| e.offset().to_raw())
+                });
                 if let Some(p) = progress.iter_mut().find(|p| p.0 == part) {
                     p.3 = true;
+                    if let Some(pos) = position {
+                        p.2 = p.2.max(pos);
+                    }
                 }
             }
             Some(Err(e)) => tracing::warn!(topic, error = %e, "consent/erasure reader"),

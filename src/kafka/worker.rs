@@ -676,6 +676,12 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
             Err((e, _)) => {
                 // Not accepted at all (e.g. larger than message.max.bytes):
                 // keep it for retry so the partition never moves past it.
+                if shared.txn.is_some() {
+                    // exactly_once: the transaction must not commit without it.
+                    tracing::error!(topic = %out.topic, error = %e, "produce refused; the transaction will abort");
+                    shared.txn_failed.store(true, Ordering::SeqCst);
+                    return;
+                }
                 tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
                 shared
                     .metrics
