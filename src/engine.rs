@@ -638,12 +638,7 @@ impl Walker<'_> {
             }
             if container {
                 // Uniform subtree: copy it verbatim where the action is keep.
-                let mut keep = 0;
-                for p in each_bit(active) {
-                    if matches!(leaf.decisions[p].op, Op::Keep) {
-                        keep |= 1 << p;
-                    }
-                }
+                let keep = keep_mask(leaf, active);
                 let raw = codec::raw_json(self.doc.src, self.doc.tok(i));
                 for p in each_bit(keep) {
                     self.bufs[p].extend_from_slice(raw);
@@ -677,13 +672,11 @@ impl Walker<'_> {
         active: u64,
     ) -> u64 {
         let doc = self.doc;
-        let mut marks = [0usize; 64];
-        for p in each_bit(active) {
-            marks[p] = self.bufs[p].len();
-            self.bufs[p].push(b'{');
-        }
+        let marks = self.open(active, b'{');
         let mut nonempty = 0u64;
         let mut emarks = [0usize; 64];
+        // Purposes that may see members the policy does not name (see below).
+        let unnamed = keep_mask(leaf, active);
         for (k, v) in doc.tape.members(i) {
             let child = node.and_then(|n| {
                 n.children
@@ -698,43 +691,21 @@ impl Walker<'_> {
             let (cleaf, cnode, cpath, member_active) = match child {
                 Some(c) => (&*c.leaf, Some(c), c.path.as_str(), active),
                 None => match node.and_then(|n| n.each.as_deref()) {
-                    Some(e) => (
-                        &*e.leaf,
-                        Some(e),
-                        e.path.as_str(),
-                        active & keep_mask(leaf, active),
-                    ),
-                    None => (leaf, None, path, active & keep_mask(leaf, active)),
+                    Some(e) => (&*e.leaf, Some(e), e.path.as_str(), unnamed),
+                    None => (leaf, None, path, unnamed),
                 },
             };
             if !cleaf.is_classified() && !cnode.is_some_and(|n| n.has_classified) {
                 self.unclassified += self.count_leaves(v);
                 continue;
             }
-            let active = member_active;
             let key_json = codec::raw_json(doc.src, doc.tok(k));
-            for p in each_bit(active) {
-                let buf = &mut self.bufs[p];
-                emarks[p] = buf.len();
-                if nonempty & (1 << p) != 0 {
-                    buf.push(b',');
-                }
-                buf.extend_from_slice(key_json);
-                buf.push(b':');
-            }
-            let w = self.value(v, cleaf, cnode, cpath, active);
-            for p in each_bit(active & !w) {
-                self.bufs[p].truncate(emarks[p]);
-            }
+            self.separate(member_active, nonempty, &mut emarks, key_json);
+            let w = self.value(v, cleaf, cnode, cpath, member_active);
+            self.unwind(member_active & !w, &emarks);
             nonempty |= w;
         }
-        for p in each_bit(active) {
-            if nonempty & (1 << p) != 0 {
-                self.bufs[p].push(b'}');
-            } else {
-                self.bufs[p].truncate(marks[p]);
-            }
-        }
+        self.close(active, nonempty, &marks, b'}');
         nonempty
     }
 
@@ -760,35 +731,66 @@ impl Walker<'_> {
             self.unclassified += self.count_leaves(i);
             return 0;
         }
-        let mut marks = [0usize; 64];
-        for p in each_bit(active) {
-            marks[p] = self.bufs[p].len();
-            self.bufs[p].push(b'[');
-        }
+        let marks = self.open(active, b'[');
         let mut nonempty = 0u64;
         let mut emarks = [0usize; 64];
         for item in doc.tape.elements(i) {
-            for p in each_bit(active) {
-                let buf = &mut self.bufs[p];
-                emarks[p] = buf.len();
-                if nonempty & (1 << p) != 0 {
-                    buf.push(b',');
-                }
-            }
+            self.separate(active, nonempty, &mut emarks, b"");
             let w = self.value(item, eleaf, enode, epath, active);
-            for p in each_bit(active & !w) {
-                self.bufs[p].truncate(emarks[p]);
-            }
+            self.unwind(active & !w, &emarks);
             nonempty |= w;
         }
+        self.close(active, nonempty, &marks, b']');
+        nonempty
+    }
+
+    /// Opens a container in every active buffer; returns where each began.
+    #[inline]
+    fn open(&mut self, active: u64, bracket: u8) -> [usize; 64] {
+        let mut marks = [0usize; 64];
+        for p in each_bit(active) {
+            marks[p] = self.bufs[p].len();
+            self.bufs[p].push(bracket);
+        }
+        marks
+    }
+
+    /// Starts a member or element: remembers where it began, writes the comma
+    /// (when something came before) and, for objects, `"key":`.
+    #[inline]
+    fn separate(&mut self, active: u64, nonempty: u64, emarks: &mut [usize; 64], key_json: &[u8]) {
+        for p in each_bit(active) {
+            let buf = &mut self.bufs[p];
+            emarks[p] = buf.len();
+            if nonempty & (1 << p) != 0 {
+                buf.push(b',');
+            }
+            if !key_json.is_empty() {
+                buf.extend_from_slice(key_json);
+                buf.push(b':');
+            }
+        }
+    }
+
+    /// Takes back a member or element that governance left empty.
+    #[inline]
+    fn unwind(&mut self, purposes: u64, emarks: &[usize; 64]) {
+        for p in each_bit(purposes) {
+            self.bufs[p].truncate(emarks[p]);
+        }
+    }
+
+    /// Closes a container, or removes it where nothing was written into it
+    /// (structure does not leak).
+    #[inline]
+    fn close(&mut self, active: u64, nonempty: u64, marks: &[usize; 64], bracket: u8) {
         for p in each_bit(active) {
             if nonempty & (1 << p) != 0 {
-                self.bufs[p].push(b']');
+                self.bufs[p].push(bracket);
             } else {
                 self.bufs[p].truncate(marks[p]);
             }
         }
-        nonempty
     }
 
     fn scalar(&mut self, i: usize, leaf: &Leaf, path: &str, active: u64) -> u64 {
