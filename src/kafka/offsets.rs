@@ -5,7 +5,12 @@
 //! it and every earlier record of its partition are fully acknowledged. The
 //! tracker keeps, per partition, the records still in flight; the committable
 //! offset is the smallest one in flight, or one past the last consumed record.
-//! Pure data structure: no Kafka, no clock.
+//!
+//! Each time a partition is (re)started in the tracker it gets a new
+//! *generation*, and acknowledgements carry the generation of the record they
+//! belong to: a late delivery report for a partition that was revoked (after a
+//! drain timeout) and assigned back cannot acknowledge the re-read record with
+//! the same offset. Pure data structure: no Kafka, no clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,11 +26,13 @@ struct Part {
     next: i64,
     /// The last offset handed out by [`OffsetTracker::committable`].
     stored: i64,
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     parts: HashMap<Tp, Part>,
+    generations: u64,
 }
 
 impl OffsetTracker {
@@ -33,23 +40,41 @@ impl OffsetTracker {
         Self::default()
     }
 
-    /// A record was consumed and `pending` outputs were sent for it (0: done at once).
-    pub fn begin(&mut self, tp: &Tp, offset: i64, pending: u32) {
-        let part = self.parts.entry(tp.clone()).or_insert_with(|| Part {
-            next: offset,
-            stored: offset,
-            ..Part::default()
+    /// A record was consumed and `pending` outputs will be sent for it (0:
+    /// done at once). Returns the partition's generation, to pass to [`ack`](Self::ack).
+    pub fn begin(&mut self, tp: &Tp, offset: i64, pending: u32) -> u64 {
+        let generations = &mut self.generations;
+        let part = self.parts.entry(tp.clone()).or_insert_with(|| {
+            *generations += 1;
+            Part {
+                next: offset,
+                stored: offset,
+                generation: *generations,
+                ..Part::default()
+            }
         });
         if pending > 0 {
             *part.inflight.entry(offset).or_insert(0) += pending;
         }
         part.next = part.next.max(offset + 1);
+        part.generation
     }
 
-    /// One output of a record was acknowledged. Unknown offsets (a revoked
-    /// partition) are ignored.
-    pub fn ack(&mut self, tp: &Tp, offset: i64) {
-        if let Some(part) = self.parts.get_mut(tp) {
+    /// Whether `generation` is the partition's current one (its records are still tracked).
+    pub fn is_current(&self, tp: &Tp, generation: u64) -> bool {
+        self.parts
+            .get(tp)
+            .is_some_and(|p| p.generation == generation)
+    }
+
+    /// One output of a record was acknowledged. Acknowledgements of a
+    /// partition no longer tracked, or of an earlier generation of it, are ignored.
+    pub fn ack(&mut self, tp: &Tp, offset: i64, generation: u64) {
+        if let Some(part) = self
+            .parts
+            .get_mut(tp)
+            .filter(|p| p.generation == generation)
+        {
             if let Some(n) = part.inflight.get_mut(&offset) {
                 *n -= 1;
                 if *n == 0 {
@@ -110,18 +135,18 @@ mod tests {
     #[test]
     fn out_of_order_acks_commit_only_the_contiguous_prefix() {
         let mut t = OffsetTracker::new();
-        t.begin(&tp(0), 10, 2);
+        let g = t.begin(&tp(0), 10, 2);
         t.begin(&tp(0), 11, 1);
         t.begin(&tp(0), 12, 0); // suppressed everywhere: nothing to wait for
         t.begin(&tp(0), 13, 1);
         assert_eq!(t.safe(&tp(0)), Some(10));
         assert!(t.committable().is_empty());
-        t.ack(&tp(0), 11);
-        t.ack(&tp(0), 13);
+        t.ack(&tp(0), 11, g);
+        t.ack(&tp(0), 13, g);
         assert_eq!(t.safe(&tp(0)), Some(10), "10 still has an output in flight");
-        t.ack(&tp(0), 10);
+        t.ack(&tp(0), 10, g);
         assert_eq!(t.safe(&tp(0)), Some(10));
-        t.ack(&tp(0), 10);
+        t.ack(&tp(0), 10, g);
         assert_eq!(t.safe(&tp(0)), Some(14));
         assert_eq!(t.committable(), vec![(tp(0), 14)]);
         assert!(t.committable().is_empty(), "reported once");
@@ -130,13 +155,31 @@ mod tests {
     #[test]
     fn partitions_are_independent_and_removable() {
         let mut t = OffsetTracker::new();
-        t.begin(&tp(0), 0, 1);
+        let g = t.begin(&tp(0), 0, 1);
         t.begin(&tp(1), 5, 0);
         assert_eq!(t.safe(&tp(1)), Some(6));
         assert_eq!(t.inflight(|_| true), 1);
         assert_eq!(t.inflight(|p| p.1 == 1), 0);
         assert_eq!(t.remove(&tp(0)), Some(0));
-        t.ack(&tp(0), 0); // late ack of a revoked partition: ignored
+        t.ack(&tp(0), 0, g); // late ack of a revoked partition: ignored
         assert_eq!(t.safe(&tp(0)), None);
+    }
+
+    #[test]
+    fn a_late_ack_from_before_a_revoke_does_not_ack_the_reread_record() {
+        let mut t = OffsetTracker::new();
+        let old = t.begin(&tp(0), 7, 1);
+        t.remove(&tp(0)); // revoked after a drain timeout, 7 still in flight
+        let new = t.begin(&tp(0), 7, 1); // assigned back, 7 read again
+        assert_ne!(old, new);
+        assert!(!t.is_current(&tp(0), old) && t.is_current(&tp(0), new));
+        t.ack(&tp(0), 7, old); // the first copy's delivery report, late
+        assert_eq!(
+            t.safe(&tp(0)),
+            Some(7),
+            "the re-read record is still in flight"
+        );
+        t.ack(&tp(0), 7, new);
+        assert_eq!(t.safe(&tp(0)), Some(8));
     }
 }

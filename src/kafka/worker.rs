@@ -67,6 +67,8 @@ struct OutRecord {
 struct Origin {
     tp: Tp,
     offset: i64,
+    /// The partition's generation in the offset tracker (0 in exactly_once).
+    generation: u64,
 }
 
 struct Shared {
@@ -104,11 +106,15 @@ impl ProducerContext for DeliveryContext {
                 .tracker
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .ack(&origin.tp, origin.offset),
+                .ack(&origin.tp, origin.offset, origin.generation),
             Err((e, msg)) if self.shared.txn.is_some() => {
                 // The transaction will abort and its input be consumed again.
                 tracing::warn!(topic = msg.topic(), error = %e, "produce failed inside a transaction; it will abort");
                 self.shared.txn_failed.store(true, Ordering::SeqCst);
+            }
+            Err((e, _)) if !self.current(&origin) => {
+                // Revoked since: the partition's next owner reprocesses it.
+                tracing::debug!(error = %e, "produce failed for a revoked partition");
             }
             Err((e, msg)) => {
                 // librdkafka has already retried for delivery.timeout.ms: keep
@@ -133,6 +139,16 @@ impl ProducerContext for DeliveryContext {
                     .push((rec, origin));
             }
         }
+    }
+}
+
+impl DeliveryContext {
+    fn current(&self, origin: &Origin) -> bool {
+        self.shared
+            .tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_current(&origin.tp, origin.generation)
     }
 }
 
@@ -436,10 +452,7 @@ impl Worker {
                     &cfg.dead_letter.topic,
                 )
             };
-            let origin = Arc::new(Origin {
-                tp: tp.clone(),
-                offset: msg.offset(),
-            });
+            let mut generation = 0;
             if let Some(txn) = &shared.txn {
                 let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
                 if !t.open {
@@ -454,12 +467,17 @@ impl Worker {
                 e.1 = msg.offset() + 1;
                 t.records += 1;
             } else {
-                shared
+                generation = shared
                     .tracker
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .begin(&tp, msg.offset(), outs.len() as u32);
             }
+            let origin = Arc::new(Origin {
+                tp: tp.clone(),
+                offset: msg.offset(),
+                generation,
+            });
             for out in outs {
                 send(&producer, &shared, out, origin.clone());
             }
@@ -707,7 +725,15 @@ fn resend(producer: &Prod, shared: &Shared) {
             .unwrap_or_else(PoisonError::into_inner),
     );
     for (rec, origin) in pending {
-        send(producer, shared, rec, origin);
+        let current = shared
+            .tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_current(&origin.tp, origin.generation);
+        // A revoked partition's records are reprocessed by its next owner.
+        if current {
+            send(producer, shared, rec, origin);
+        }
     }
 }
 
