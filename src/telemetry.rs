@@ -6,11 +6,13 @@
 //! and count, so logs and metrics never disagree.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::classify::Detector;
 use crate::engine::{DeadLetterReason, Suppression};
+use crate::policy::plan::StreamPlan;
 
 /// Every metric custos exports.
 #[derive(Clone)]
@@ -165,29 +167,81 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// A stream's counters, resolved once so the hot path increments them
+    /// without hashing label values or allocating.
+    pub fn stream(&self, plan: &StreamPlan) -> StreamMetrics {
+        let s = plan.name.as_str();
+        StreamMetrics {
+            stream: plan.name.clone(),
+            consumed: self.consumed.with_label_values(&[s]),
+            processing: self.processing.with_label_values(&[s]),
+            unclassified: self.unclassified.with_label_values(&[s]),
+            detections: Detector::ALL.map(|d| self.detections.with_label_values(&[s, d.name()])),
+            dead_lettered: DeadLetterReason::ALL
+                .map(|r| self.dead_lettered.with_label_values(&[s, r.code()])),
+            outputs: plan
+                .outputs
+                .iter()
+                .map(|o| OutputMetrics {
+                    purpose: o.name.clone(),
+                    emitted: self.emitted.with_label_values(&[s, &o.name]),
+                    suppressed: Suppression::ALL
+                        .map(|r| self.suppressed.with_label_values(&[s, &o.name, r.name()])),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One stream's metrics (see [`Metrics::stream`]).
+#[derive(Clone)]
+pub struct StreamMetrics {
+    stream: String,
+    pub consumed: IntCounter,
+    pub processing: Histogram,
+    pub unclassified: IntCounter,
+    detections: [IntCounter; 7],
+    dead_lettered: [IntCounter; 5],
+    outputs: Vec<OutputMetrics>,
+}
+
+#[derive(Clone)]
+struct OutputMetrics {
+    purpose: String,
+    emitted: IntCounter,
+    suppressed: [IntCounter; 4],
+}
+
+fn slot<T: PartialEq>(all: &[T], x: &T) -> usize {
+    all.iter().position(|a| a == x).unwrap_or(0)
+}
+
+impl StreamMetrics {
+    pub fn detected(&self, d: Detector, n: u64) {
+        self.detections[slot(&Detector::ALL, &d)].inc_by(n);
+    }
+
+    /// Output `i` of the stream got the record.
+    pub fn emitted(&self, i: usize) {
+        self.outputs[i].emitted.inc();
+    }
+
+    /// Output `i` of the stream did not get the record.
+    pub fn suppression(&self, i: usize, reason: Suppression) {
+        let o = &self.outputs[i];
+        tracing::debug!(stream = %self.stream, purpose = %o.purpose, reason = reason.name(), "record suppressed");
+        o.suppressed[slot(&Suppression::ALL, &reason)].inc();
+    }
+
     /// A record went to the dead-letter topic.
-    pub fn dead_letter(&self, stream: &str, reason: DeadLetterReason, source: &str) {
+    pub fn dead_letter(&self, reason: DeadLetterReason, source: &str) {
         tracing::warn!(
-            stream,
+            stream = %self.stream,
             reason = reason.code(),
             source,
             "record dead-lettered"
         );
-        self.dead_lettered
-            .with_label_values(&[stream, reason.code()])
-            .inc();
-    }
-
-    /// A purpose did not get a record.
-    pub fn suppression(&self, stream: &str, purpose: &str, reason: Suppression) {
-        tracing::debug!(stream, purpose, reason = reason.name(), "record suppressed");
-        self.suppressed
-            .with_label_values(&[stream, purpose, reason.name()])
-            .inc();
-    }
-
-    pub fn observe(&self, stream: &str) -> Histogram {
-        self.processing.with_label_values(&[stream])
+        self.dead_lettered[slot(&DeadLetterReason::ALL, &reason)].inc();
     }
 }
 

@@ -90,14 +90,15 @@ impl OffsetTracker {
         Some(part.inflight.keys().next().copied().unwrap_or(part.next))
     }
 
-    /// Partitions whose committable offset moved since the last call, with it.
-    pub fn committable(&mut self) -> Vec<(Tp, i64)> {
+    /// Partitions whose committable offset moved since the last call, with
+    /// it and how far it moved.
+    pub fn committable(&mut self) -> Vec<(Tp, i64, u64)> {
         let mut out = Vec::new();
         for (tp, part) in self.parts.iter_mut() {
             let safe = part.inflight.keys().next().copied().unwrap_or(part.next);
             if safe > part.stored {
+                out.push((tp.clone(), safe, (safe - part.stored) as u64));
                 part.stored = safe;
-                out.push((tp.clone(), safe));
             }
         }
         out
@@ -148,7 +149,7 @@ mod tests {
         assert_eq!(t.safe(&tp(0)), Some(10));
         t.ack(&tp(0), 10, g);
         assert_eq!(t.safe(&tp(0)), Some(14));
-        assert_eq!(t.committable(), vec![(tp(0), 14)]);
+        assert_eq!(t.committable(), vec![(tp(0), 14, 4)]);
         assert!(t.committable().is_empty(), "reported once");
     }
 

@@ -8,8 +8,9 @@
 //! threaded producer's poll thread and only touch the offset tracker; the
 //! consent/erasure reader has its own thread. Record content is never logged.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use crate::engine::{self, Outcome, Record, Scratch, Verdict};
 use crate::policy::plan::Compiled;
 use crate::policy::Format;
 use crate::state::MemoryState;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, StreamMetrics};
 
 /// How the worker is run (not user configuration).
 #[derive(Debug, Clone, Default)]
@@ -50,15 +51,19 @@ pub struct Control {
     pub stop: Arc<AtomicBool>,
     /// Set once consent/erasure state is loaded and the consumer runs.
     pub ready: Arc<AtomicBool>,
+    /// Input offsets finished: every output and dead letter acknowledged
+    /// (at_least_once, counted when the offset is stored) or committed in a
+    /// transaction (exactly_once). Benchmarks time against it.
+    pub finished: Arc<AtomicU64>,
 }
 
 /// One output record waiting to be (re)sent.
 #[derive(Debug, Clone)]
 struct OutRecord {
-    topic: String,
+    topic: Arc<str>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: Vec<(Cow<'static, str>, Vec<u8>)>,
     timestamp: Option<i64>,
 }
 
@@ -79,6 +84,8 @@ struct Shared {
     txn: Option<Mutex<Txn>>,
     /// exactly_once: a delivery in the open transaction failed; it must abort.
     txn_failed: AtomicBool,
+    /// [`Control::finished`].
+    finished: Arc<AtomicU64>,
 }
 
 /// The open transaction of an exactly_once worker.
@@ -126,10 +133,13 @@ impl ProducerContext for DeliveryContext {
                     .with_label_values(&[msg.topic()])
                     .inc();
                 let rec = OutRecord {
-                    topic: msg.topic().to_string(),
+                    topic: Arc::from(msg.topic()),
                     key: msg.key().map(<[u8]>::to_vec),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers: owned_headers(msg),
+                    headers: owned_headers(msg)
+                        .into_iter()
+                        .map(|(k, v)| (Cow::Owned(k), v))
+                        .collect(),
                     timestamp: msg.timestamp().to_millis(),
                 };
                 self.shared
@@ -199,7 +209,7 @@ impl ConsumerContext for WorkerContext {
             .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect();
         let deadline = Instant::now() + self.drain;
-        let _ = self.producer.flush(self.drain);
+        flush(&self.producer, self.drain);
         while self.inflight(&revoked) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -353,11 +363,13 @@ impl Worker {
             metrics: self.metrics.clone(),
             txn: eos.then(|| Mutex::new(Txn::default())),
             txn_failed: AtomicBool::new(false),
+            finished: self.control.finished.clone(),
         });
         let mut pconf = base.clone();
-        pconf
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
+        pconf.set("enable.idempotence", "true");
+        if pconf.get("linger.ms").is_none() && pconf.get("queue.buffering.max.ms").is_none() {
+            pconf.set("linger.ms", "5"); // the user's `[kafka.properties]` tuning wins
+        }
         if eos {
             let instance = self
                 .options
@@ -402,10 +414,25 @@ impl Worker {
             .map(|(i, s)| (s.topic.as_str(), i))
             .collect();
         let policy_id = self.compiled.policy.id();
+        let ctxs: Vec<StreamCtx> = self
+            .compiled
+            .streams
+            .iter()
+            .map(|s| StreamCtx {
+                metrics: self.metrics.stream(s),
+                topics: s
+                    .outputs
+                    .iter()
+                    .map(|o| Arc::from(o.topic.as_str()))
+                    .collect(),
+            })
+            .collect();
+        let dead_letter_topic: Arc<str> = Arc::from(cfg.dead_letter.topic.as_str());
         let mut scratch = Scratch::default();
         let mut last_store = Instant::now();
         let mut last_retry = Instant::now();
-        let mut tps: HashMap<(String, i32), Tp> = HashMap::new();
+        // Per stream: partition → its topic-partition handle (no allocation per record).
+        let mut tps: Vec<HashMap<i32, Tp>> = vec![HashMap::new(); ctxs.len()];
         let interval = Duration::from_millis(cfg.delivery.transaction_interval_ms);
         let mut txn_started = Instant::now();
 
@@ -435,8 +462,8 @@ impl Worker {
             let Some(&si) = by_topic.get(msg.topic()) else {
                 continue;
             };
-            let tp = tps
-                .entry((msg.topic().to_string(), msg.partition()))
+            let tp = tps[si]
+                .entry(msg.partition())
                 .or_insert_with(|| (Arc::from(msg.topic()), msg.partition()))
                 .clone();
             let outs = {
@@ -444,12 +471,12 @@ impl Worker {
                 govern_message(
                     &self.compiled,
                     si,
+                    &ctxs[si],
                     &policy_id,
                     &msg,
                     &state,
                     &mut scratch,
-                    &self.metrics,
-                    &cfg.dead_letter.topic,
+                    &dead_letter_topic,
                 )
             };
             let mut generation = 0;
@@ -504,7 +531,7 @@ impl Worker {
         // Graceful stop: drain, commit, leave the group.
         tracing::info!(drain_ms = drain.as_millis() as u64, "draining");
         let deadline = Instant::now() + drain;
-        let _ = producer.flush(drain);
+        flush(&producer, drain);
         loop {
             resend(&producer, &shared);
             let left = shared
@@ -521,7 +548,7 @@ impl Worker {
                 }
                 break;
             }
-            let _ = producer.flush(Duration::from_millis(100));
+            flush(&producer, Duration::from_millis(100));
         }
         store(&consumer, &shared);
         match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -568,7 +595,12 @@ fn finish(
                 RDKafkaErrorCode::InvalidTransactionalState,
             ))
             .and_then(|cgm| producer.send_offsets_to_transaction(&tpl, &cgm, timeout))
-            .and_then(|()| producer.commit_transaction(timeout))
+            .and_then(|()| {
+                // rdkafka's commit flushes first, polling in 100 ms steps
+                // while our poll thread takes the delivery reports: flush here.
+                flush(producer, timeout);
+                producer.commit_transaction(timeout)
+            })
     };
     match result {
         Ok(()) => {
@@ -578,6 +610,8 @@ fn finish(
                 .with_label_values(&["committed"])
                 .inc();
             tracing::debug!(records = t.records, "transaction committed");
+            let done: i64 = t.offsets.values().map(|(first, next)| next - first).sum();
+            shared.finished.fetch_add(done as u64, Ordering::Relaxed);
             *t = Txn::default();
             Ok(())
         }
@@ -610,13 +644,39 @@ fn finish(
     }
 }
 
+/// Waits until every produced record is acknowledged (or `timeout`); true when all are.
+///
+/// rdkafka's `flush` polls the delivery-report queue itself in 100 ms steps,
+/// racing the threaded producer's own poll thread for the reports, so each
+/// call took a full 100 ms; this asks librdkafka without blocking (which
+/// also makes it send lingering batches now) and sleeps briefly instead.
+fn flush(producer: &Prod, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if producer.flush(Duration::ZERO).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(250));
+    }
+}
+
 fn consumer_config(base: &ClientConfig, cfg: &Config) -> ClientConfig {
     let eos = cfg.delivery.guarantee == Guarantee::ExactlyOnce;
     let mut c = base.clone();
+    // Defaults the user's `[kafka.properties]` may change.
+    for (k, v) in [
+        ("statistics.interval.ms", "5000"),
+        ("auto.offset.reset", "earliest"),
+    ] {
+        if c.get(k).is_none() {
+            c.set(k, v);
+        }
+    }
     c.set("group.id", &cfg.kafka.group_id)
-        .set("statistics.interval.ms", "5000")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
     if eos {
         // Offsets travel in the transaction; inputs written transactionally are read committed.
@@ -656,8 +716,9 @@ fn store(consumer: &BaseConsumer<WorkerContext>, shared: &Shared) {
         return;
     }
     let mut tpl = TopicPartitionList::new();
-    for (tp, off) in &ready {
+    for (tp, off, advanced) in &ready {
         let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*off));
+        shared.finished.fetch_add(*advanced, Ordering::Relaxed);
     }
     if let Err(e) = consumer.store_offsets(&tpl) {
         // A partition revoked a moment ago: its offsets were committed on revoke.
@@ -737,21 +798,29 @@ fn resend(producer: &Prod, shared: &Shared) {
     }
 }
 
+/// One stream's per-record context, resolved at start.
+struct StreamCtx {
+    metrics: StreamMetrics,
+    /// Output topic per plan output.
+    topics: Vec<Arc<str>>,
+}
+
 /// Governs one consumed message into the records to produce (outputs or a dead letter).
 #[allow(clippy::too_many_arguments)]
 fn govern_message(
     compiled: &Compiled,
     si: usize,
+    ctx: &StreamCtx,
     policy_id: &str,
     msg: &BorrowedMessage<'_>,
     state: &MemoryState,
     scratch: &mut Scratch,
-    metrics: &Metrics,
-    dead_letter_topic: &str,
+    dead_letter_topic: &Arc<str>,
 ) -> Vec<OutRecord> {
     let plan = &compiled.streams[si];
-    let timer = metrics.observe(&plan.name).start_timer();
-    metrics.consumed.with_label_values(&[&plan.name]).inc();
+    let sm = &ctx.metrics;
+    let timer = sm.processing.start_timer();
+    sm.consumed.inc();
     let headers = owned_headers(msg);
     let timestamp = msg.timestamp().to_millis();
     let rec = Record {
@@ -763,7 +832,6 @@ fn govern_message(
         value: msg.payload().unwrap_or_default(),
         headers: &headers,
     };
-    let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
     let verdict = if msg.payload().is_none() {
         Verdict::DeadLetter(engine::DeadLetter {
             reason: engine::DeadLetterReason::Decode,
@@ -774,12 +842,19 @@ fn govern_message(
     };
     let outs = match verdict {
         Verdict::DeadLetter(d) => {
-            metrics.dead_letter(&plan.name, d.reason, &source);
-            let mut h = headers.clone();
-            h.push(("custos-error".into(), d.reason.code().as_bytes().to_vec()));
-            h.push(("custos-source".into(), source.into_bytes()));
+            let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
+            sm.dead_letter(d.reason, &source);
+            let mut h: Vec<(Cow<'static, str>, Vec<u8>)> = headers
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), v))
+                .collect();
+            h.push((
+                Cow::Borrowed("custos-error"),
+                d.reason.code().as_bytes().to_vec(),
+            ));
+            h.push((Cow::Borrowed("custos-source"), source.into_bytes()));
             vec![OutRecord {
-                topic: dead_letter_topic.to_string(),
+                topic: dead_letter_topic.clone(),
                 key: msg.key().map(<[u8]>::to_vec),
                 payload: msg.payload().unwrap_or_default().to_vec(),
                 headers: h,
@@ -788,36 +863,22 @@ fn govern_message(
         }
         Verdict::Governed(g) => {
             if g.unclassified_fields > 0 {
-                metrics
-                    .unclassified
-                    .with_label_values(&[&plan.name])
-                    .inc_by(u64::from(g.unclassified_fields));
+                sm.unclassified.inc_by(u64::from(g.unclassified_fields));
             }
             for d in &g.detections {
-                metrics
-                    .detections
-                    .with_label_values(&[&plan.name, d.detector.name()])
-                    .inc_by(u64::from(d.count));
+                sm.detected(d.detector, u64::from(d.count));
             }
-            let mut outs = Vec::new();
+            let mut outs = Vec::with_capacity(g.outcomes.len());
             for (i, o) in g.outcomes.into_iter().enumerate() {
-                let op = &plan.outputs[i];
                 match o {
-                    Outcome::Suppressed(s) => metrics.suppression(&plan.name, &op.name, s),
+                    Outcome::Suppressed(s) => sm.suppression(i, s),
                     Outcome::Emitted(out) => {
-                        metrics
-                            .emitted
-                            .with_label_values(&[&plan.name, &op.name])
-                            .inc();
+                        sm.emitted(i);
                         outs.push(OutRecord {
-                            topic: op.topic.clone(),
+                            topic: ctx.topics[i].clone(),
                             key: out.key,
                             payload: out.value,
-                            headers: out
-                                .headers
-                                .into_iter()
-                                .map(|(k, v)| (k.into_owned(), v))
-                                .collect(),
+                            headers: out.headers,
                             timestamp,
                         });
                     }
