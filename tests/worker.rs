@@ -688,6 +688,36 @@ fn topic_management_creates_outputs_and_refuses_long_retention() {
         }
         other => panic!("expected a retention error, got {other:?}"),
     }
+    // With manage_topics the retention is lowered where the broker has
+    // AlterConfigs; where it has not (tansu 0.6.0) the worker refuses with
+    // the topic named and what to do.
+    match topics::ensure(&base, &specs7, true, Duration::from_secs(30)) {
+        Ok(()) => {
+            let described = futures::executor::block_on(admin.describe_configs(
+                [&ResourceSpecifier::Topic(&n.analytics)],
+                &AdminOptions::new(),
+            ))
+            .unwrap();
+            let resource = described.into_iter().next().unwrap().unwrap();
+            assert_eq!(
+                resource
+                    .entry_map()
+                    .get("retention.ms")
+                    .and_then(|e| e.value.clone())
+                    .as_deref(),
+                Some("604800000"),
+                "lowered to the purpose's 7d"
+            );
+        }
+        Err(e @ WorkerError::Admin { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&n.analytics) && text.contains("by hand") && text.contains("7d"),
+                "{text}"
+            );
+        }
+        Err(other) => panic!("expected lowering or an admin error, got {other:?}"),
+    }
 }
 
 #[test]

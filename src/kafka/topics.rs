@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigEntry, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
@@ -134,18 +135,11 @@ pub fn ensure(
                     allowed: human_ms(to),
                 });
             }
-            // AlterConfigs replaces a topic's whole configuration: carry over
-            // every explicitly set entry, change only retention.ms.
-            let to_text = to.to_string();
+            let settings = lowered_settings(&resource.entries, to);
             let mut alter = AlterConfig::new(ResourceSpecifier::Topic(spec_name));
-            for e in resource.entries.iter().filter(|e| {
-                !e.is_default && !e.is_read_only && !e.is_sensitive && e.name != "retention.ms"
-            }) {
-                if let Some(v) = &e.value {
-                    alter = alter.set(&e.name, v);
-                }
+            for (k, v) in &settings {
+                alter = alter.set(k, v);
             }
-            alter = alter.set("retention.ms", &to_text);
             let results =
                 block_on(admin.alter_configs([&alter], &opts)).map_err(|e| WorkerError::Admin {
                     topic: spec.name.clone(),
@@ -164,6 +158,20 @@ pub fn ensure(
         }
     }
     Ok(())
+}
+
+/// The full configuration to send with AlterConfigs (which replaces a
+/// topic's whole configuration): every explicitly set, writable entry as it
+/// is, and `retention.ms` = `to`. Sensitive entries cannot be read back and
+/// are therefore not carried over.
+pub fn lowered_settings(entries: &[ConfigEntry], to: i64) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| !e.is_default && !e.is_read_only && !e.is_sensitive && e.name != "retention.ms")
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect();
+    out.push(("retention.ms".into(), to.to_string()));
+    out
 }
 
 fn create(
@@ -237,5 +245,35 @@ mod tests {
         assert_eq!(check_retention("compact", -1, day), RetentionCheck::Fine);
         assert_eq!(human_ms(30 * day), "30d (2592000000 ms)");
         assert_eq!(human_ms(-1), "forever (retention.ms = -1)");
+    }
+
+    #[test]
+    fn lowering_keeps_the_topics_other_settings() {
+        use rdkafka::admin::ConfigSource;
+        let entry =
+            |name: &str, value: &str, default: bool, ro: bool, sensitive: bool| ConfigEntry {
+                name: name.into(),
+                value: Some(value.into()),
+                source: ConfigSource::DynamicTopic,
+                is_read_only: ro,
+                is_default: default,
+                is_sensitive: sensitive,
+            };
+        let entries = [
+            entry("cleanup.policy", "delete", false, false, false),
+            entry("retention.ms", "-1", false, false, false),
+            entry("max.message.bytes", "2097152", false, false, false),
+            entry("segment.ms", "604800000", true, false, false), // default: not pinned
+            entry("message.format.version", "3.0", false, true, false), // read-only
+            entry("secret.thing", "x", false, false, true),
+        ];
+        assert_eq!(
+            lowered_settings(&entries, 86_400_000),
+            vec![
+                ("cleanup.policy".to_string(), "delete".to_string()),
+                ("max.message.bytes".to_string(), "2097152".to_string()),
+                ("retention.ms".to_string(), "86400000".to_string()),
+            ]
+        );
     }
 }
