@@ -5,6 +5,7 @@
 //! nothing here prints record content to stderr.
 
 pub mod apply;
+pub mod audit;
 pub mod demo;
 pub mod explain;
 pub mod report;
@@ -60,6 +61,11 @@ pub enum Command {
     },
     /// Try custos: an embedded broker, example data, the real worker, and what each purpose received
     Demo,
+    /// The audit trail: verify its hash chains, trace a data subject
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Record of processing activities (GDPR Art. 30) from the policy
     Report {
         /// The policy file
@@ -175,6 +181,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Apply(args) => apply::run(&args),
         Command::Run { config } => run::run(&config),
         Command::Demo => demo::run(),
+        Command::Audit { command } => audit::run(&command),
         Command::Report { file, format } => {
             let policy = load_policy(&file)?;
             print!("{}", report::report(&policy, format));

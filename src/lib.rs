@@ -10,8 +10,10 @@
 //! - [`transform`]: redact, mask, pseudonymize, generalize (pure)
 //! - [`engine`]: per-event governance over a plan (pure, no clock, no I/O)
 //! - [`state`]: consent, objection and erasure state
+//! - [`audit`]: audit records, their hash chain and its verification (pure)
 //! - [`cli`]: the command line and the offline commands
 
+pub mod audit;
 pub mod classify;
 pub mod cli;
 pub mod codec;

@@ -24,6 +24,7 @@ fn custos(args: &[&str], stdin: Option<&[u8]>) -> Output {
     cmd.args(args)
         .env("CUSTOS_KEY_ANALYTICS", "analytics-secret")
         .env("CUSTOS_KEY_MARKETING", "marketing-secret")
+        .env("CUSTOS_AUDIT_KEY", AUDIT_KEY)
         .current_dir(root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -69,6 +70,7 @@ fn lines(o: &Output) -> Vec<Value> {
 }
 
 const NOW: &str = "2026-11-23T00:00:00Z";
+const AUDIT_KEY: &str = "audit-secret";
 
 fn apply_shop(extra: &[&str]) -> Output {
     let policy = shop("policy.yaml");
@@ -474,6 +476,8 @@ fn every_command_has_help() {
         &["report", "--help"],
         &["run", "--help"],
         &["demo", "--help"],
+        &["audit", "verify", "--help"],
+        &["audit", "trace", "--help"],
     ] {
         let out = custos(args, None);
         assert!(out.status.success(), "{args:?}");
@@ -569,4 +573,144 @@ fn demo_runs_the_whole_flow() {
         "{text}"
     );
     assert!(!text.contains("penicillin"));
+}
+
+#[test]
+fn apply_writes_an_audit_trail_that_verifies_and_traces() {
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.ndjson").display().to_string();
+    let out = apply_shop(&["--audit", &trail]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 7, "one audit record per input line");
+
+    // No raw personal data: no subject id, e-mail, name or card number.
+    for needle in ["\"c-1\"", "ada@example.com", "Ada Lovelace", "4111"] {
+        assert!(!text.contains(needle), "audit trail leaks {needle}");
+    }
+    let subject = |id: &str| {
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(AUDIT_KEY.as_bytes()).unwrap();
+        m.update(id.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    };
+    let first = &records[0];
+    assert_eq!(first["type"], "record");
+    assert_eq!(first["stream"], "orders");
+    assert_eq!(first["source"]["offset"], 0);
+    assert_eq!(first["subject"], Value::String(subject("c-1")));
+    assert_eq!(first["prev"], "");
+    let analytics = &first["outcomes"][0];
+    assert_eq!(analytics["status"], "emitted");
+    assert!(analytics["dropped"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("customer.email")));
+    assert_eq!(analytics["transformed"]["customer.id"], "pseudonymize");
+    assert!(first["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["field"] == "notes" && d["class"] == "pii.contact.phone"));
+    // The chain: each record's prev is the hash before it.
+    for w in records.windows(2) {
+        assert_eq!(w[1]["prev"], w[0]["hash"]);
+    }
+    // Dead letters and suppressions say why.
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["type"] == "dead_letter" && r["reason"] == "decode")
+            .count(),
+        2
+    );
+    let erased = records
+        .iter()
+        .find(|r| r["subject"] == Value::String(subject("c-4")))
+        .unwrap();
+    assert!(erased["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["status"] == "suppressed" && o["reason"] == "erasure"));
+
+    let cfg = write(dir.path(), "custos.toml", "policy = \"unused.yaml\"\n");
+    let verify = |file: &str| {
+        custos(
+            &["audit", "verify", "--config", &cfg, "--input", file],
+            None,
+        )
+    };
+    let ok = verify(&trail);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains("shop.orders/0: 7 records checked, 0 replays, 0 breaks"),
+        "{}",
+        stdout(&ok)
+    );
+
+    // An altered record, a removed record: breaks, exit 1, positions named.
+    let rows: Vec<&str> = text.lines().collect();
+    let altered = write(
+        dir.path(),
+        "altered.ndjson",
+        &rows.iter().enumerate().map(|(i, l)| if i == 2 { l.replace("emitted", "suppressed") } else { l.to_string() } + "\n").collect::<String>(),
+    );
+    let bad = verify(&altered);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stdout(&bad).contains("altered.ndjson:3"),
+        "{}",
+        stdout(&bad)
+    );
+    let removed = write(
+        dir.path(),
+        "removed.ndjson",
+        &rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    let bad = verify(&removed);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stdout(&bad).contains("missing"), "{}", stdout(&bad));
+    // Another key: nothing verifies.
+    let other = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["audit", "verify", "--config", &cfg, "--input", &trail])
+        .env("CUSTOS_AUDIT_KEY", "not-the-key")
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(1));
+
+    // Trace: c-1 has two orders (one expired for every purpose but support).
+    let traced = custos(
+        &[
+            "audit",
+            "trace",
+            "--config",
+            &cfg,
+            "--subject",
+            "c-1",
+            "--input",
+            &trail,
+        ],
+        None,
+    );
+    assert!(traced.status.success(), "{}", stderr(&traced));
+    let found = lines(&traced);
+    assert_eq!(found.len(), 2);
+    assert!(found
+        .iter()
+        .all(|r| r["subject"] == Value::String(subject("c-1"))));
+    assert!(found[1]["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["reason"] == "expired"));
 }

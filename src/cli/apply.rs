@@ -15,6 +15,7 @@ use clap::Args;
 use serde_json::{Map, Value};
 
 use super::{load_compiled, Failure};
+use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use crate::engine::{self, DeadLetterReason, Outcome, Record, Scratch, Suppression, Verdict};
 use crate::policy::Format;
 use crate::state::MemoryState;
@@ -47,6 +48,25 @@ pub struct ApplyArgs {
     /// Write dead-lettered records here (NDJSON; holds raw input: protect it like the input)
     #[arg(long = "dead-letter")]
     pub dead_letter: Option<PathBuf>,
+    /// Write the audit records (SPEC §6, one per input line, hash-chained) here as NDJSON.
+    /// Signed with CUSTOS_AUDIT_KEY; without it, with a one-time random key (a warning says so)
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
+}
+
+/// The audit key for `apply --audit`: `CUSTOS_AUDIT_KEY`, else a one-time random key.
+fn apply_audit_key() -> AuditKey {
+    match std::env::var("CUSTOS_AUDIT_KEY") {
+        Ok(k) if !k.trim_end_matches(['\n', '\r']).is_empty() => {
+            AuditKey::new(k.trim_end_matches(['\n', '\r']).as_bytes())
+        }
+        _ => {
+            eprintln!("custos: warning: CUSTOS_AUDIT_KEY is not set: the audit records are signed with a one-time random key and cannot be verified later");
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).expect("the OS provides randomness");
+            AuditKey::new(&k)
+        }
+    }
 }
 
 fn read_state(
@@ -245,6 +265,17 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         })?)),
         None => None,
     };
+    let mut audit_out = match &args.audit {
+        Some(p) => Some((
+            BufWriter::new(File::create(p).map_err(|e| {
+                Failure::new(format!("cannot create audit file {}: {e}", p.display()))
+            })?),
+            apply_audit_key(),
+            StreamAudit::new(plan),
+            Chains::default(),
+        )),
+        None => None,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let policy_id = compiled.policy.id();
@@ -279,9 +310,11 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         offset += 1;
         let source = format!("{}/0/{this_offset}", plan.topic);
 
+        let mut timestamp = Some(now_ms);
         let (envelope, verdict) = if args.envelope {
             match decode_envelope(raw) {
                 Ok(env) => {
+                    timestamp = env.timestamp.or(Some(now_ms));
                     let rec = Record {
                         topic: &plan.topic,
                         partition: 0,
@@ -318,6 +351,28 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
             )
         };
 
+        if let Some((w, key, sa, chains)) = audit_out.as_mut() {
+            let src = audit::Source {
+                topic: &plan.topic,
+                partition: 0,
+                offset: this_offset,
+                timestamp,
+            };
+            let ctx = audit::Context {
+                policy: &policy_id,
+                worker: "custos-apply",
+                processed_at_ms: now_ms,
+            };
+            let mut record = match &verdict {
+                Verdict::DeadLetter(d) => {
+                    audit::dead_letter(&plan.name, &src, d.reason.code(), &ctx)
+                }
+                Verdict::Governed(g) => audit::governed(sa, key, &src, g, &ctx),
+            };
+            chains.append(key, &src.chain(), &mut record);
+            serde_json::to_writer(&mut *w, &record).map_err(|e| Failure::new(e.to_string()))?;
+            w.write_all(b"\n").map_err(io_err)?;
+        }
         match verdict {
             Verdict::DeadLetter(d) => {
                 counts.dead += 1;
@@ -395,6 +450,9 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     }
     out.flush().map_err(io_err)?;
     if let Some(w) = dl_out.as_mut() {
+        w.flush().map_err(io_err)?;
+    }
+    if let Some((w, ..)) = audit_out.as_mut() {
         w.flush().map_err(io_err)?;
     }
     let per: Vec<String> = plan

@@ -74,31 +74,7 @@ impl Keys {
         let mut keys = HashMap::new();
         let mut errors = Vec::new();
         for (name, src) in &policy.keys {
-            let bytes = match src {
-                KeySource::Env(var) => match env(var) {
-                    None => Err(KeyError::MissingEnv {
-                        key: name.clone(),
-                        var: var.clone(),
-                    }),
-                    Some(v) if trim_newline(v.as_bytes()).is_empty() => Err(KeyError::EmptyEnv {
-                        key: name.clone(),
-                        var: var.clone(),
-                    }),
-                    Some(v) => Ok(trim_newline(v.as_bytes()).to_vec()),
-                },
-                KeySource::File(path) => match std::fs::read(path) {
-                    Err(e) => Err(KeyError::File {
-                        key: name.clone(),
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }),
-                    Ok(b) if trim_newline(&b).is_empty() => Err(KeyError::EmptyFile {
-                        key: name.clone(),
-                        path: path.clone(),
-                    }),
-                    Ok(b) => Ok(trim_newline(&b).to_vec()),
-                },
-            };
+            let bytes = read_secret(name, src, &env);
             match bytes {
                 Ok(b) => {
                     keys.insert(name.clone(), b);
@@ -111,6 +87,42 @@ impl Keys {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// Reads one secret (`name` is only for messages).
+///
+/// # Errors
+/// The variable or file is missing, unreadable or empty.
+pub fn read_secret(
+    name: &str,
+    src: &KeySource,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<u8>, KeyError> {
+    match src {
+        KeySource::Env(var) => match env(var) {
+            None => Err(KeyError::MissingEnv {
+                key: name.to_string(),
+                var: var.clone(),
+            }),
+            Some(v) if trim_newline(v.as_bytes()).is_empty() => Err(KeyError::EmptyEnv {
+                key: name.to_string(),
+                var: var.clone(),
+            }),
+            Some(v) => Ok(trim_newline(v.as_bytes()).to_vec()),
+        },
+        KeySource::File(path) => match std::fs::read(path) {
+            Err(e) => Err(KeyError::File {
+                key: name.to_string(),
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
+            Ok(b) if trim_newline(&b).is_empty() => Err(KeyError::EmptyFile {
+                key: name.to_string(),
+                path: path.clone(),
+            }),
+            Ok(b) => Ok(trim_newline(&b).to_vec()),
+        },
     }
 }
 

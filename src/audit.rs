@@ -1,0 +1,549 @@
+//! Audit records (SPEC §6): one JSON record per input record, chained per
+//! input partition with an HMAC so that a removed, reordered or altered record
+//! is detected; verification of a chain and tracing of a subject.
+//!
+//! Pure: records are built from the engine's verdict and sealed with the
+//! previous record's hash; no I/O, no clock (the processing time is passed
+//! in). Records never contain raw personal data: the subject appears only as
+//! `HMAC-SHA256(audit key, subject id)` in hex, fields only as policy paths,
+//! dead letters only with their reason.
+//!
+//! **Chain**: `hash = hex(HMAC-SHA256(key, prev + "\n" + canonical))` where
+//! `canonical` is the record without `hash`, serialized with object keys
+//! sorted and no whitespace. A chain is identified by the input
+//! `source.topic` and `source.partition`.
+//!
+//! **Replays**: at-least-once delivery re-processes the records after the
+//! last committed offset when a worker dies; the next owner continues the
+//! chain from the committed head (offset-commit metadata), so the replayed
+//! records fork from an earlier record of the same chain. The verifier counts
+//! such forks as replays, not breaks; a record whose `prev` matches no earlier
+//! record of its chain is a break (a record was removed or reordered).
+
+use std::collections::{HashMap, HashSet};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+
+use crate::engine::{Governed, Outcome};
+use crate::policy::plan::StreamPlan;
+use crate::policy::ActionKind;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The audit key (`audit.key`): signs the chain and hides subject ids.
+#[derive(Clone)]
+pub struct AuditKey(HmacSha256);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+impl AuditKey {
+    pub fn new(bytes: &[u8]) -> AuditKey {
+        AuditKey(HmacSha256::new_from_slice(bytes).expect("HMAC takes keys of any length"))
+    }
+
+    /// `hex(HMAC-SHA256(key, subject id))`: the subject as audit records show it.
+    pub fn subject(&self, id: &str) -> String {
+        let mut m = self.0.clone();
+        m.update(id.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    fn chain_hash(&self, prev: &str, canonical: &str) -> String {
+        let mut m = self.0.clone();
+        m.update(prev.as_bytes());
+        m.update(b"\n");
+        m.update(canonical.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+}
+
+/// What one output purpose does with the policy's named fields, compiled once.
+#[derive(Debug, Clone)]
+struct OutputAudit {
+    purpose: String,
+    topic: String,
+    dropped: Vec<Value>,
+    transformed: Map<String, Value>,
+}
+
+/// The per-stream part of audit records that does not change per event.
+#[derive(Debug, Clone)]
+pub struct StreamAudit {
+    stream: String,
+    outputs: Vec<OutputAudit>,
+}
+
+impl StreamAudit {
+    /// From a stream plan: per output, the named paths it drops and the
+    /// ones it transforms (with the action). These are the plan's decisions
+    /// for the paths the policy names; they are listed whether or not a
+    /// given event carries the field.
+    pub fn new(plan: &StreamPlan) -> StreamAudit {
+        let outputs = plan
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let mut dropped = Vec::new();
+                let mut transformed = Map::new();
+                for (path, leaf) in &plan.fields {
+                    let Some(d) = leaf.decisions.get(i) else {
+                        continue;
+                    };
+                    match d.kind {
+                        ActionKind::Keep => {}
+                        ActionKind::Drop => dropped.push(Value::String(path.clone())),
+                        k => {
+                            transformed.insert(path.clone(), Value::String(k.name().into()));
+                        }
+                    }
+                }
+                OutputAudit {
+                    purpose: o.name.clone(),
+                    topic: o.topic.clone(),
+                    dropped,
+                    transformed,
+                }
+            })
+            .collect();
+        StreamAudit {
+            stream: plan.name.clone(),
+            outputs,
+        }
+    }
+}
+
+/// Where an input record came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+}
+
+impl Source<'_> {
+    fn json(&self) -> Value {
+        json!({"topic": self.topic, "partition": self.partition, "offset": self.offset,
+               "timestamp": self.timestamp})
+    }
+
+    /// The chain this record belongs to (also the audit record's Kafka key).
+    pub fn chain(&self) -> String {
+        format!("{}/{}", self.topic, self.partition)
+    }
+}
+
+/// Who and when, the same for every record of a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub policy: &'a str,
+    pub worker: &'a str,
+    pub processed_at_ms: i64,
+}
+
+/// RFC 3339 UTC with milliseconds (`2026-11-22T10:00:00.123Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The audit record of a governed event (`type: record`), not yet sealed.
+pub fn governed(
+    sa: &StreamAudit,
+    key: &AuditKey,
+    source: &Source<'_>,
+    g: &Governed,
+    ctx: &Context<'_>,
+) -> Value {
+    let outcomes: Vec<Value> = g
+        .outcomes
+        .iter()
+        .zip(&sa.outputs)
+        .map(|(o, oa)| match o {
+            Outcome::Emitted(_) => json!({
+                "purpose": oa.purpose, "topic": oa.topic, "status": "emitted",
+                "dropped": oa.dropped, "transformed": oa.transformed}),
+            Outcome::Suppressed(s) => json!({
+                "purpose": oa.purpose, "status": "suppressed", "reason": s.name()}),
+        })
+        .collect();
+    let detections: Vec<Value> = g
+        .detections
+        .iter()
+        .map(|d| json!({"field": &*d.field, "class": d.detector.class(), "count": d.count}))
+        .collect();
+    json!({
+        "type": "record",
+        "stream": sa.stream,
+        "source": source.json(),
+        "subject": g.subject.as_deref().map(|s| key.subject(s)),
+        "policy": ctx.policy,
+        "outcomes": outcomes,
+        "detections": detections,
+        "processed_at": rfc3339_ms(ctx.processed_at_ms),
+        "worker": ctx.worker,
+    })
+}
+
+/// The audit record of a dead-lettered input (`type: dead_letter`), not yet sealed.
+pub fn dead_letter(stream: &str, source: &Source<'_>, reason: &str, ctx: &Context<'_>) -> Value {
+    json!({
+        "type": "dead_letter",
+        "stream": stream,
+        "source": source.json(),
+        "reason": reason,
+        "policy": ctx.policy,
+        "processed_at": rfc3339_ms(ctx.processed_at_ms),
+        "worker": ctx.worker,
+    })
+}
+
+/// Serializes with object keys sorted and no whitespace: the form the chain
+/// hash is computed over, independent of field order.
+pub fn canonical(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Seals a record: sets `prev`, computes and sets `hash`; returns the hash
+/// (the `prev` of the chain's next record).
+pub fn seal(key: &AuditKey, prev: &str, record: &mut Value) -> String {
+    if let Value::Object(m) = record {
+        m.remove("hash");
+        m.insert("prev".into(), Value::String(prev.to_string()));
+    }
+    let hash = key.chain_hash(prev, &canonical(record));
+    if let Value::Object(m) = record {
+        m.insert("hash".into(), Value::String(hash.clone()));
+    }
+    hash
+}
+
+/// The chain heads of the input partitions a worker owns.
+#[derive(Debug, Default)]
+pub struct Chains {
+    heads: HashMap<String, String>,
+}
+
+impl Chains {
+    /// Continues a chain from a known head (e.g. the committed offset's metadata).
+    pub fn set_head(&mut self, chain: String, head: String) {
+        self.heads.insert(chain, head);
+    }
+
+    pub fn forget(&mut self, chain: &str) {
+        self.heads.remove(chain);
+    }
+
+    /// Seals `record` as the next of `chain`; returns its hash.
+    pub fn append(&mut self, key: &AuditKey, chain: &str, record: &mut Value) -> String {
+        let prev = self.heads.get(chain).map_or("", String::as_str);
+        let hash = seal(key, prev, record);
+        self.heads.insert(chain.to_string(), hash.clone());
+        hash
+    }
+}
+
+/// A place in the audit stream: `partition/offset` of the audit topic, or a line number.
+pub type Position = String;
+
+/// Something wrong with a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    pub position: Position,
+    pub reason: String,
+}
+
+/// What verification found for one chain (or for records without a chain).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainReport {
+    pub chain: String,
+    pub checked: u64,
+    pub replays: u64,
+    pub breaks: Vec<Break>,
+}
+
+#[derive(Debug, Default)]
+struct ChainState {
+    report: ChainReport,
+    last: Option<u128>,
+    seen: HashSet<u128>,
+}
+
+fn short(hash: &str) -> Option<u128> {
+    let b = hex::decode(hash.get(..32)?).ok()?;
+    Some(u128::from_be_bytes(b.try_into().ok()?))
+}
+
+/// Checks audit records one by one, in the order of the audit stream.
+#[derive(Debug)]
+pub struct Verifier {
+    key: AuditKey,
+    chains: HashMap<String, ChainState>,
+    order: Vec<String>,
+}
+
+impl Verifier {
+    pub fn new(key: AuditKey) -> Verifier {
+        Verifier {
+            key,
+            chains: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    fn state(&mut self, chain: &str) -> &mut ChainState {
+        if !self.chains.contains_key(chain) {
+            self.order.push(chain.to_string());
+            self.chains.insert(
+                chain.to_string(),
+                ChainState {
+                    report: ChainReport {
+                        chain: chain.to_string(),
+                        ..ChainReport::default()
+                    },
+                    ..ChainState::default()
+                },
+            );
+        }
+        self.chains
+            .get_mut(chain)
+            .expect("inserted above when missing")
+    }
+
+    /// Checks the next record of the audit stream.
+    pub fn check(&mut self, position: &str, bytes: &[u8]) {
+        let broken = |reason: &str| Break {
+            position: position.to_string(),
+            reason: reason.to_string(),
+        };
+        let Ok(mut record) = serde_json::from_slice::<Value>(bytes) else {
+            let b = broken("not a JSON audit record");
+            self.state("(unreadable)").report.breaks.push(b);
+            return;
+        };
+        let chain = match (
+            record["source"]["topic"].as_str(),
+            record["source"]["partition"].as_i64(),
+        ) {
+            (Some(t), Some(p)) => format!("{t}/{p}"),
+            _ => {
+                let b = broken("record without source topic and partition");
+                self.state("(unreadable)").report.breaks.push(b);
+                return;
+            }
+        };
+        let hash = record
+            .as_object_mut()
+            .and_then(|m| m.remove("hash"))
+            .and_then(|h| h.as_str().map(str::to_string));
+        let prev = record["prev"].as_str().map(str::to_string);
+        let (Some(hash), Some(prev)) = (hash, prev) else {
+            let b = broken("record without hash or prev");
+            let st = self.state(&chain);
+            st.report.checked += 1;
+            st.report.breaks.push(b);
+            return;
+        };
+        let expected = self.key.chain_hash(&prev, &canonical(&record));
+        let st = self.state(&chain);
+        st.report.checked += 1;
+        if expected != hash {
+            st.report.breaks.push(broken(
+                "hash does not match the record (altered, or signed with another key)",
+            ));
+        }
+        let (h, p) = (short(&hash), short(&prev));
+        match st.last {
+            None => {} // the first record seen of this chain starts it
+            Some(last) if p == Some(last) => {}
+            Some(_) if p.is_some_and(|p| st.seen.contains(&p)) => st.report.replays += 1,
+            Some(_) => st.report.breaks.push(broken(
+                "prev matches no earlier record of this chain (a record is missing or out of order)",
+            )),
+        }
+        if let Some(h) = h {
+            st.seen.insert(h);
+            st.last = Some(h);
+        }
+    }
+
+    /// One report per chain, in the order chains were first seen.
+    pub fn finish(self) -> Vec<ChainReport> {
+        let Verifier {
+            mut chains, order, ..
+        } = self;
+        order
+            .iter()
+            .filter_map(|c| chains.remove(c).map(|s| s.report))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> AuditKey {
+        AuditKey::new(b"audit-key")
+    }
+
+    fn rec(offset: i64) -> Value {
+        json!({"type": "dead_letter", "stream": "s",
+               "source": {"topic": "t", "partition": 0, "offset": offset, "timestamp": null},
+               "reason": "decode", "policy": "p@0", "processed_at": "x", "worker": "w"})
+    }
+
+    fn chain(n: i64) -> Vec<Vec<u8>> {
+        let mut c = Chains::default();
+        (0..n)
+            .map(|i| {
+                let mut r = rec(i);
+                c.append(&key(), "t/0", &mut r);
+                serde_json::to_vec(&r).unwrap()
+            })
+            .collect()
+    }
+
+    fn verify(records: &[Vec<u8>]) -> Vec<ChainReport> {
+        let mut v = Verifier::new(key());
+        for (i, r) in records.iter().enumerate() {
+            v.check(&format!("0/{i}"), r);
+        }
+        v.finish()
+    }
+
+    #[test]
+    fn canonical_sorts_keys_without_whitespace() {
+        assert_eq!(
+            canonical(&json!({"b": [1, {"d": "x", "c": null}], "a": "é\n"})),
+            r#"{"a":"é\n","b":[1,{"c":null,"d":"x"}]}"#
+        );
+    }
+
+    #[test]
+    fn the_hash_is_the_spec_formula() {
+        let mut r = rec(7);
+        let h = seal(&key(), "abc", &mut r);
+        let mut without = r.clone();
+        without.as_object_mut().unwrap().remove("hash");
+        let mut m = HmacSha256::new_from_slice(b"audit-key").unwrap();
+        m.update(format!("abc\n{}", canonical(&without)).as_bytes());
+        assert_eq!(h, hex::encode(m.finalize().into_bytes()));
+        assert_eq!(r["hash"], json!(h));
+        assert_eq!(r["prev"], json!("abc"));
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let r = verify(&chain(5));
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].checked, r[0].replays), (5, 0));
+        assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+    }
+
+    #[test]
+    fn altered_removed_and_reordered_records_are_breaks() {
+        let mut altered = chain(4);
+        altered[2] = String::from_utf8(altered[2].clone())
+            .unwrap()
+            .replace("decode", "schema")
+            .into_bytes();
+        let r = verify(&altered);
+        assert_eq!(r[0].breaks.len(), 1);
+        assert_eq!(r[0].breaks[0].position, "0/2");
+        assert!(r[0].breaks[0].reason.contains("altered"));
+
+        let mut removed = chain(4);
+        removed.remove(1);
+        let r = verify(&removed);
+        assert_eq!(r[0].breaks.len(), 1);
+        assert_eq!(r[0].breaks[0].position, "0/1");
+        assert!(r[0].breaks[0].reason.contains("missing"));
+
+        let mut swapped = chain(4);
+        swapped.swap(1, 2);
+        assert!(!verify(&swapped)[0].breaks.is_empty());
+
+        // Signed with another key: every record fails.
+        let mut v = Verifier::new(AuditKey::new(b"other"));
+        for (i, r) in chain(3).iter().enumerate() {
+            v.check(&i.to_string(), r);
+        }
+        assert_eq!(v.finish()[0].breaks.len(), 3);
+    }
+
+    #[test]
+    fn a_replay_from_a_committed_head_is_not_a_break() {
+        // Records 0..3 written; the worker dies after committing offset 1
+        // (head = hash of record 1); the next owner redoes 2 and 3.
+        let k = key();
+        let mut c = Chains::default();
+        let mut out = Vec::new();
+        let mut heads = Vec::new();
+        for i in 0..4 {
+            let mut r = rec(i);
+            heads.push(c.append(&k, "t/0", &mut r));
+            out.push(serde_json::to_vec(&r).unwrap());
+        }
+        let mut next = Chains::default();
+        next.set_head("t/0".into(), heads[1].clone());
+        for i in 2..4 {
+            let mut r = rec(i);
+            next.append(&k, "t/0", &mut r);
+            out.push(serde_json::to_vec(&r).unwrap());
+        }
+        let r = verify(&out);
+        assert_eq!((r[0].checked, r[0].replays), (6, 1));
+        assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+    }
+
+    #[test]
+    fn garbage_is_reported_not_fatal() {
+        let mut records = chain(2);
+        records.insert(1, b"{oops".to_vec());
+        let r = verify(&records);
+        let broken: u64 = r.iter().map(|c| c.breaks.len() as u64).sum();
+        assert_eq!(broken, 1);
+        assert!(r.iter().any(|c| c.chain == "t/0" && c.breaks.is_empty()));
+    }
+}

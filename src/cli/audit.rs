@@ -1,0 +1,247 @@
+//! `custos audit verify` and `custos audit trace`: read the audit trail (the
+//! audit topic, or an NDJSON file written by `custos apply --audit`), check
+//! its hash chains, or list what happened to one subject's data.
+//!
+//! Neither command prints raw personal data: records hold none, and the
+//! subject given to `trace` is only used to compute its HMAC.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::Failure;
+use crate::audit::{AuditKey, Verifier};
+use crate::config::{env_overrides, Config};
+use crate::kafka::base_config;
+use crate::kafka::subjects::Quiet;
+use crate::policy::keys::read_secret;
+use crate::policy::KeySource;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of every input partition in the audit trail; exit 1 on any break
+    Verify {
+        /// The worker configuration (audit topic, audit key, Kafka settings)
+        #[arg(long, default_value = "custos.toml")]
+        config: PathBuf,
+        /// Read NDJSON audit records from this file (`custos apply --audit`) instead of the audit topic
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+    /// List every audit record of a data subject: where its data went, and where not and why
+    Trace {
+        #[arg(long, default_value = "custos.toml")]
+        config: PathBuf,
+        /// The subject id as it appears in events (only its HMAC is compared)
+        #[arg(long)]
+        subject: String,
+        /// Read NDJSON audit records from this file instead of the audit topic
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+}
+
+/// Runs an audit command.
+///
+/// # Errors
+/// Unreadable config, key or trail; for `verify`, any break in a chain.
+pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
+    match cmd {
+        AuditCommand::Verify { config, input } => {
+            let (cfg, key) = load(config)?;
+            let mut v = Verifier::new(key);
+            read_trail(&cfg, input.as_deref(), |pos, bytes| v.check(pos, bytes))?;
+            let reports = v.finish();
+            let (mut records, mut breaks, mut replays) = (0, 0, 0);
+            for r in &reports {
+                records += r.checked;
+                breaks += r.breaks.len();
+                replays += r.replays;
+                println!(
+                    "{}: {} record{} checked, {} replay{}, {} break{}",
+                    r.chain,
+                    r.checked,
+                    plural(r.checked as usize),
+                    r.replays,
+                    plural(r.replays as usize),
+                    r.breaks.len(),
+                    plural(r.breaks.len())
+                );
+                for b in &r.breaks {
+                    println!("  break at {}: {}", b.position, b.reason);
+                }
+            }
+            if breaks > 0 {
+                return Err(Failure::new(format!(
+                    "audit trail broken: {breaks} break{} in {records} record{}; the records listed above were altered, removed or reordered, or signed with another key",
+                    plural(breaks),
+                    plural(records as usize)
+                )));
+            }
+            eprintln!(
+                "custos: audit trail intact: {records} record{} in {} chain{}{}",
+                plural(records as usize),
+                reports.len(),
+                plural(reports.len()),
+                if replays > 0 {
+                    format!(" ({replays} replayed after restarts, at-least-once)")
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        AuditCommand::Trace {
+            config,
+            subject,
+            input,
+        } => {
+            let (cfg, key) = load(config)?;
+            let wanted = key.subject(subject);
+            let mut found = 0u64;
+            read_trail(&cfg, input.as_deref(), |_, bytes| {
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+                    return;
+                };
+                if v["subject"].as_str() == Some(wanted.as_str()) {
+                    found += 1;
+                    println!("{v}");
+                }
+            })?;
+            eprintln!(
+                "custos: {found} audit record{} of subject {wanted}",
+                plural(found as usize)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The config and the audit key (`audit.key`, default `env = "CUSTOS_AUDIT_KEY"`).
+fn load(path: &Path) -> Result<(Config, AuditKey), Failure> {
+    let cfg = Config::load(path, env_overrides(std::env::vars())).map_err(|e| {
+        Failure::new(format!(
+            "{e}; fix {} (or the CUSTOS_* variable)",
+            path.display()
+        ))
+    })?;
+    let key = audit_key(&cfg)?;
+    Ok((cfg, key))
+}
+
+/// Reads the audit key the configuration names.
+///
+/// # Errors
+/// The variable or file is missing or empty.
+pub fn audit_key(cfg: &Config) -> Result<AuditKey, Failure> {
+    let src = cfg
+        .audit
+        .key
+        .as_ref()
+        .and_then(|k| k.source())
+        .unwrap_or_else(|| KeySource::Env("CUSTOS_AUDIT_KEY".into()));
+    read_secret("audit.key", &src, |v| std::env::var(v).ok())
+        .map(|b| AuditKey::new(&b))
+        .map_err(|e| {
+            Failure::new(format!(
+                "{e}; custos signs audit records and hides subject ids with it"
+            ))
+        })
+}
+
+/// Calls `each(position, record bytes)` for every record of the trail, in order.
+fn read_trail(
+    cfg: &Config,
+    input: Option<&Path>,
+    mut each: impl FnMut(&str, &[u8]),
+) -> Result<(), Failure> {
+    if let Some(path) = input {
+        let f = std::fs::File::open(path)
+            .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
+        for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
+            let line =
+                line.map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            each(&format!("{}:{}", path.display(), i + 1), &line);
+        }
+        return Ok(());
+    }
+    if cfg.embedded() {
+        return Err(Failure::new(
+            "the embedded broker exists only inside `custos run` and `custos demo`; point kafka.bootstrap_servers at a broker or pass --input",
+        ));
+    }
+    let topic = &cfg.audit.topic;
+    let timeout = Duration::from_secs(30);
+    let mut base = base_config(&cfg.kafka.bootstrap_servers, &cfg.kafka.properties);
+    base.set("group.id", "custos-audit-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer<Quiet> = base
+        .create_with_context(Quiet)
+        .map_err(|e| Failure::new(format!("cannot create a Kafka consumer: {e}")))?;
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Failure::new(format!("cannot read metadata of `{topic}`: {e}")))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(Failure::new(format!(
+            "audit topic `{topic}` does not exist or has no partitions"
+        )));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(|e| Failure::new(e.to_string()))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Failure::new(format!("cannot read `{topic}`: {e}")))?;
+    let mut open: Vec<i32> = partitions.clone();
+    let mut last_progress = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {
+                if last_progress.elapsed() > timeout {
+                    return Err(Failure::new(format!(
+                        "reading `{topic}` stalled for {} s with partitions {open:?} unfinished",
+                        timeout.as_secs()
+                    )));
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.retain(|x| *x != p);
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => return Err(Failure::new(format!("cannot read `{topic}`: {e}"))),
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let pos = format!("{topic}/{}/{}", m.partition(), m.offset());
+                each(&pos, m.payload().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
