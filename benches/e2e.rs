@@ -266,6 +266,7 @@ fn custos_run(
             ..Options::default()
         },
         control: control.clone(),
+        audit_key: custos::audit::AuditKey::new(b"bench-audit-key"),
     };
     let handle = std::thread::spawn(move || worker.run());
     while !control.ready.load(Ordering::SeqCst) {

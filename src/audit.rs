@@ -270,6 +270,11 @@ impl Chains {
         self.heads.insert(chain, head);
     }
 
+    /// The chain's current head, if it has one.
+    pub fn head(&self, chain: &str) -> Option<&str> {
+        self.heads.get(chain).map(String::as_str)
+    }
+
     pub fn forget(&mut self, chain: &str) {
         self.heads.remove(chain);
     }

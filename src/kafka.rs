@@ -40,6 +40,8 @@ pub enum WorkerError {
     },
     #[error("stream `{0}` is avro; this version of the worker reads JSON streams only")]
     AvroUnsupported(String),
+    #[error("audit.level = \"summary\" is not supported yet; use \"record\" (one audit record per input record)")]
+    AuditSummaryUnsupported,
 }
 
 /// A librdkafka configuration with the bootstrap servers and the user's

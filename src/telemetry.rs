@@ -29,6 +29,7 @@ pub struct Metrics {
     pub consent_subjects: IntGauge,
     pub erased_subjects: IntGauge,
     pub transactions: IntCounterVec,
+    pub audit_records: IntCounterVec,
     pub produce_failures: IntCounterVec,
     pub policy_info: IntGaugeVec,
     pub build_info: IntGaugeVec,
@@ -137,6 +138,12 @@ impl Metrics {
                 "custos_transactions_total",
                 "Kafka transactions by outcome",
                 &["outcome"],
+            ),
+            audit_records: counter(
+                &r,
+                "custos_audit_records_total",
+                "Audit records written, by type",
+                &["type"],
             ),
             produce_failures: counter(
                 &r,

@@ -1,7 +1,8 @@
 //! `custos demo`: the whole flow on an embedded broker, with nothing
 //! installed. Loads the shop example (orders for several subjects, consent
 //! and erasure records, two bad records), runs the real worker on it and
-//! prints what each purpose received, the dead letters and the counts.
+//! prints what each purpose received, the dead letters, the audit trail (its
+//! chains verified) and the counts.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::run::init_tracing;
 use super::Failure;
+use crate::audit::{AuditKey, Verifier};
 use crate::config::{Config, LogFormat};
 use crate::kafka::embedded::Embedded;
 use crate::kafka::worker::{topic_specs, Control, Options, Worker};
@@ -254,6 +256,9 @@ pub fn run() -> Result<(), Failure> {
         .flush(Duration::from_secs(10))
         .map_err(|e| Failure::new(format!("demo: produce: {e}")))?;
 
+    let audit_key_bytes = std::env::var("CUSTOS_AUDIT_KEY")
+        .unwrap_or_else(|_| "demo-only-audit-key".into())
+        .into_bytes();
     let metrics = Metrics::new();
     let control = Control::default();
     let worker = Worker {
@@ -266,6 +271,7 @@ pub fn run() -> Result<(), Failure> {
             ..Options::default()
         },
         control: control.clone(),
+        audit_key: AuditKey::new(&audit_key_bytes),
     };
     let handle = std::thread::spawn(move || worker.run());
     let deadline = Instant::now() + Duration::from_secs(45);
@@ -322,6 +328,61 @@ pub fn run() -> Result<(), Failure> {
         };
         println!("  {} ({})", get("custos-source"), get("custos-error"));
     }
+    let trail = read_all(&bootstrap, "custos.audit");
+    println!(
+        "\nAUDIT custos.audit: {} records (subjects as HMAC-SHA256 with the audit key; no personal data)",
+        trail.len()
+    );
+    let mut verifier = Verifier::new(AuditKey::new(&audit_key_bytes));
+    let mut rows: Vec<(String, i64, String)> = Vec::new();
+    for (_, v, _) in &trail {
+        verifier.check("demo", v.as_bytes());
+        let r: Value = serde_json::from_str(v).unwrap_or_default();
+        let outcomes: Vec<String> = r["outcomes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|o| match o["reason"].as_str() {
+                        Some(why) => {
+                            format!("{}=suppressed({why})", o["purpose"].as_str().unwrap_or("?"))
+                        }
+                        None => format!("{}=emitted", o["purpose"].as_str().unwrap_or("?")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let what = if r["type"] == "dead_letter" {
+            format!("dead letter ({})", r["reason"].as_str().unwrap_or("?"))
+        } else {
+            format!(
+                "subject {}… {}",
+                r["subject"]
+                    .as_str()
+                    .map_or("none", |s| &s[..s.len().min(12)]),
+                outcomes.join(" ")
+            )
+        };
+        rows.push((
+            format!(
+                "{}/{}",
+                r["source"]["topic"].as_str().unwrap_or("?"),
+                r["source"]["partition"]
+            ),
+            r["source"]["offset"].as_i64().unwrap_or(-1),
+            what,
+        ));
+    }
+    rows.sort();
+    for (chain, offset, what) in &rows {
+        println!("  {chain}/{offset}: {what}");
+    }
+    let reports = verifier.finish();
+    let breaks: usize = reports.iter().map(|r| r.breaks.len()).sum();
+    println!(
+        "  hash chains: {} input partitions, {} breaks (`custos audit verify` checks a real audit topic)",
+        reports.len(),
+        breaks
+    );
     println!("\nCOUNTS");
     println!(
         "  custos_records_consumed_total        {}",
@@ -354,6 +415,10 @@ pub fn run() -> Result<(), Failure> {
     println!(
         "  custos_unclassified_fields_total     {}",
         total(&metrics.unclassified, |_| true)
+    );
+    println!(
+        "  custos_audit_records_total           {}",
+        total(&metrics.audit_records, |_| true)
     );
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     drop(broker);

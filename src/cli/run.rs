@@ -37,6 +37,7 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
     })?;
     init_tracing(cfg.log.format, "info");
     let compiled = Arc::new(load_compiled(&cfg.policy)?);
+    let audit_key = super::audit::audit_key(&cfg)?;
     let metrics = Metrics::new();
     metrics
         .policy_info
@@ -97,6 +98,7 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
             ..Options::default()
         },
         control,
+        audit_key,
     };
     let result = worker.run();
     runtime.shutdown_background();

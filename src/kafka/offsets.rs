@@ -10,7 +10,12 @@
 //! *generation*, and acknowledgements carry the generation of the record they
 //! belong to: a late delivery report for a partition that was revoked (after a
 //! drain timeout) and assigned back cannot acknowledge the re-read record with
-//! the same offset. Pure data structure: no Kafka, no clock.
+//! the same offset.
+//!
+//! It also keeps, per partition, the audit chain hash of each record not yet
+//! committed, so that a committed offset can carry the chain head (the hash
+//! of the record just before it) as its commit metadata. Pure data
+//! structure: no Kafka, no clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,6 +32,29 @@ struct Part {
     /// The last offset handed out by [`OffsetTracker::committable`].
     stored: i64,
     generation: u64,
+    /// offset → audit chain hash, for records at or after the last stored offset − 1.
+    heads: BTreeMap<i64, String>,
+}
+
+/// A committable offset with the audit chain head that goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committable {
+    pub tp: Tp,
+    pub offset: i64,
+    /// How far the offset moved since the last report.
+    pub advanced: u64,
+    /// The audit hash of the record before `offset`, when known.
+    pub head: Option<String>,
+}
+
+impl Part {
+    /// The hash of the last record before `safe`; forgets older hashes.
+    fn head(heads: &mut BTreeMap<i64, String>, safe: i64) -> Option<String> {
+        let (&at, h) = heads.range(..safe).next_back()?;
+        let h = h.clone();
+        *heads = heads.split_off(&at);
+        Some(h)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,7 +70,7 @@ impl OffsetTracker {
 
     /// A record was consumed and `pending` outputs will be sent for it (0:
     /// done at once). Returns the partition's generation, to pass to [`ack`](Self::ack).
-    pub fn begin(&mut self, tp: &Tp, offset: i64, pending: u32) -> u64 {
+    pub fn begin(&mut self, tp: &Tp, offset: i64, pending: u32, head: Option<String>) -> u64 {
         let generations = &mut self.generations;
         let part = self.parts.entry(tp.clone()).or_insert_with(|| {
             *generations += 1;
@@ -55,6 +83,9 @@ impl OffsetTracker {
         });
         if pending > 0 {
             *part.inflight.entry(offset).or_insert(0) += pending;
+        }
+        if let Some(h) = head {
+            part.heads.insert(offset, h);
         }
         part.next = part.next.max(offset + 1);
         part.generation
@@ -90,14 +121,18 @@ impl OffsetTracker {
         Some(part.inflight.keys().next().copied().unwrap_or(part.next))
     }
 
-    /// Partitions whose committable offset moved since the last call, with
-    /// it and how far it moved.
-    pub fn committable(&mut self) -> Vec<(Tp, i64, u64)> {
+    /// Partitions whose committable offset moved since the last call.
+    pub fn committable(&mut self) -> Vec<Committable> {
         let mut out = Vec::new();
         for (tp, part) in self.parts.iter_mut() {
             let safe = part.inflight.keys().next().copied().unwrap_or(part.next);
             if safe > part.stored {
-                out.push((tp.clone(), safe, (safe - part.stored) as u64));
+                out.push(Committable {
+                    tp: tp.clone(),
+                    offset: safe,
+                    advanced: (safe - part.stored) as u64,
+                    head: Part::head(&mut part.heads, safe),
+                });
                 part.stored = safe;
             }
         }
@@ -113,11 +148,11 @@ impl OffsetTracker {
             .sum()
     }
 
-    /// Forgets a partition (revoked); returns its committable offset.
-    pub fn remove(&mut self, tp: &Tp) -> Option<i64> {
-        let safe = self.safe(tp);
-        self.parts.remove(tp);
-        safe
+    /// Forgets a partition (revoked); returns its committable offset and chain head.
+    pub fn remove(&mut self, tp: &Tp) -> Option<(i64, Option<String>)> {
+        let safe = self.safe(tp)?;
+        let mut part = self.parts.remove(tp)?;
+        Some((safe, Part::head(&mut part.heads, safe)))
     }
 
     pub fn partitions(&self) -> Vec<Tp> {
@@ -136,10 +171,10 @@ mod tests {
     #[test]
     fn out_of_order_acks_commit_only_the_contiguous_prefix() {
         let mut t = OffsetTracker::new();
-        let g = t.begin(&tp(0), 10, 2);
-        t.begin(&tp(0), 11, 1);
-        t.begin(&tp(0), 12, 0); // suppressed everywhere: nothing to wait for
-        t.begin(&tp(0), 13, 1);
+        let g = t.begin(&tp(0), 10, 2, None);
+        t.begin(&tp(0), 11, 1, None);
+        t.begin(&tp(0), 12, 0, None); // suppressed everywhere: nothing to wait for
+        t.begin(&tp(0), 13, 1, None);
         assert_eq!(t.safe(&tp(0)), Some(10));
         assert!(t.committable().is_empty());
         t.ack(&tp(0), 11, g);
@@ -149,19 +184,21 @@ mod tests {
         assert_eq!(t.safe(&tp(0)), Some(10));
         t.ack(&tp(0), 10, g);
         assert_eq!(t.safe(&tp(0)), Some(14));
-        assert_eq!(t.committable(), vec![(tp(0), 14, 4)]);
+        let c = t.committable();
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].offset, c[0].advanced), (14, 4));
         assert!(t.committable().is_empty(), "reported once");
     }
 
     #[test]
     fn partitions_are_independent_and_removable() {
         let mut t = OffsetTracker::new();
-        let g = t.begin(&tp(0), 0, 1);
-        t.begin(&tp(1), 5, 0);
+        let g = t.begin(&tp(0), 0, 1, None);
+        t.begin(&tp(1), 5, 0, None);
         assert_eq!(t.safe(&tp(1)), Some(6));
         assert_eq!(t.inflight(|_| true), 1);
         assert_eq!(t.inflight(|p| p.1 == 1), 0);
-        assert_eq!(t.remove(&tp(0)), Some(0));
+        assert_eq!(t.remove(&tp(0)), Some((0, None)));
         t.ack(&tp(0), 0, g); // late ack of a revoked partition: ignored
         assert_eq!(t.safe(&tp(0)), None);
     }
@@ -169,9 +206,9 @@ mod tests {
     #[test]
     fn a_late_ack_from_before_a_revoke_does_not_ack_the_reread_record() {
         let mut t = OffsetTracker::new();
-        let old = t.begin(&tp(0), 7, 1);
+        let old = t.begin(&tp(0), 7, 1, None);
         t.remove(&tp(0)); // revoked after a drain timeout, 7 still in flight
-        let new = t.begin(&tp(0), 7, 1); // assigned back, 7 read again
+        let new = t.begin(&tp(0), 7, 1, None); // assigned back, 7 read again
         assert_ne!(old, new);
         assert!(!t.is_current(&tp(0), old) && t.is_current(&tp(0), new));
         t.ack(&tp(0), 7, old); // the first copy's delivery report, late
@@ -182,5 +219,23 @@ mod tests {
         );
         t.ack(&tp(0), 7, new);
         assert_eq!(t.safe(&tp(0)), Some(8));
+    }
+
+    #[test]
+    fn a_committed_offset_carries_the_chain_head_of_the_record_before_it() {
+        let mut t = OffsetTracker::new();
+        let g = t.begin(&tp(0), 0, 1, Some("h0".into()));
+        t.begin(&tp(0), 1, 1, Some("h1".into()));
+        t.begin(&tp(0), 2, 1, Some("h2".into()));
+        t.ack(&tp(0), 0, g);
+        t.ack(&tp(0), 2, g); // 1 still in flight
+        let c = t.committable();
+        assert_eq!((c[0].offset, c[0].head.as_deref()), (1, Some("h0")));
+        t.ack(&tp(0), 1, g);
+        let c = t.committable();
+        assert_eq!((c[0].offset, c[0].head.as_deref()), (3, Some("h2")));
+        t.begin(&tp(0), 3, 1, Some("h3".into()));
+        // Revoked with 3 in flight: commit 3 with the head of 2.
+        assert_eq!(t.remove(&tp(0)), Some((3, Some("h2".to_string()))));
     }
 }

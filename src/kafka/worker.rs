@@ -21,10 +21,11 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::{OffsetTracker, Tp};
+use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use super::subjects::{self, SharedState};
 use super::topics::{self, TopicSpec};
 use super::{base_config, now_ms, WorkerError};
-use crate::config::{Config, Guarantee};
+use crate::config::{AuditLevel, Config, Guarantee};
 use crate::engine::{self, Outcome, Record, Scratch, Verdict};
 use crate::policy::plan::Compiled;
 use crate::policy::Format;
@@ -86,15 +87,43 @@ struct Shared {
     txn_failed: AtomicBool,
     /// [`Control::finished`].
     finished: Arc<AtomicU64>,
+    /// Audit chain heads of the assigned input partitions.
+    chains: Mutex<Chains>,
 }
 
 /// The open transaction of an exactly_once worker.
 #[derive(Debug, Default)]
 struct Txn {
     open: bool,
-    /// Per partition: (first offset in this transaction, next offset to consume).
-    offsets: HashMap<Tp, (i64, i64)>,
+    offsets: HashMap<Tp, TxnPart>,
     records: u64,
+}
+
+/// One input partition's part in the open transaction.
+#[derive(Debug)]
+struct TxnPart {
+    /// First offset in this transaction (where an abort rewinds to).
+    first: i64,
+    /// Next offset to consume (what the transaction commits).
+    next: i64,
+    /// The audit chain head before this transaction (restored on abort).
+    start_head: Option<String>,
+    /// The audit chain head after the last record (the commit metadata).
+    head: String,
+}
+
+/// `topic/partition`: an audit chain's name and the audit records' key.
+fn chain_of(tp: &Tp) -> String {
+    format!("{}/{}", tp.0, tp.1)
+}
+
+/// Adds `tp` at `offset` with the chain head as commit metadata.
+fn add_offset(tpl: &mut TopicPartitionList, tp: &Tp, offset: i64, head: Option<&str>) {
+    let mut e = tpl.add_partition(&tp.0, tp.1);
+    let _ = e.set_offset(Offset::Offset(offset));
+    if let Some(h) = head {
+        e.set_metadata(h);
+    }
 }
 
 struct DeliveryContext {
@@ -199,6 +228,14 @@ impl ConsumerContext for WorkerContext {
             if let Err(e) = finish(&self.producer, consumer, &mut t, &self.shared, self.drain) {
                 tracing::warn!(error = %e, "transaction on revoke failed; the next owner reprocesses it");
             }
+            let mut chains = self
+                .shared
+                .chains
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for e in tpl.elements() {
+                chains.forget(&format!("{}/{}", e.topic(), e.partition()));
+            }
             return;
         }
         // Drain what is in flight, then commit the revoked partitions before
@@ -221,9 +258,19 @@ impl ConsumerContext for WorkerContext {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for tp in &revoked {
-                if let Some(off) = t.remove(tp) {
-                    let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(off));
+                if let Some((off, head)) = t.remove(tp) {
+                    add_offset(&mut commit, tp, off, head.as_deref());
                 }
+            }
+        }
+        {
+            let mut chains = self
+                .shared
+                .chains
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for tp in &revoked {
+                chains.forget(&chain_of(tp));
             }
         }
         self.shared
@@ -244,9 +291,32 @@ impl ConsumerContext for WorkerContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
+            // Continue each partition's audit chain from the head committed
+            // with its offset, whoever owned it before.
+            match consumer.committed_offsets((*tpl).clone(), self.drain) {
+                Ok(committed) => {
+                    let mut chains = self
+                        .shared
+                        .chains
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    for e in committed.elements() {
+                        let head = e.metadata();
+                        if !head.is_empty() {
+                            chains.set_head(
+                                format!("{}/{}", e.topic(), e.partition()),
+                                head.to_string(),
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read committed offsets: audit chains restart on the assigned partitions")
+                }
+            }
         }
     }
 }
@@ -269,6 +339,8 @@ pub struct Worker {
     pub metrics: Metrics,
     pub options: Options,
     pub control: Control,
+    /// Signs the audit chain and hides subject ids (`audit.key`).
+    pub audit_key: AuditKey,
 }
 
 /// The topics a policy writes, with what they must look like.
@@ -293,6 +365,19 @@ pub fn topic_specs(
         retention: None,
         compacted: false,
         partitions: 1,
+    });
+    // Audit records are keyed by input partition: as many partitions as the
+    // widest input spreads the chains without splitting any.
+    specs.push(TopicSpec {
+        name: config.audit.topic.clone(),
+        retention: None,
+        compacted: false,
+        partitions: compiled
+            .streams
+            .iter()
+            .map(|s| partitions(&s.topic))
+            .max()
+            .unwrap_or(1),
     });
     for t in [
         &compiled.policy.consent_topic,
@@ -329,6 +414,9 @@ impl Worker {
         {
             return Err(WorkerError::AvroUnsupported(s.name.clone()));
         }
+        if cfg.audit.level == AuditLevel::Summary {
+            return Err(WorkerError::AuditSummaryUnsupported);
+        }
         let base = base_config(&self.bootstrap, &cfg.kafka.properties);
         let drain = Duration::from_millis(cfg.delivery.drain_timeout_ms);
         let startup = Duration::from_secs(30);
@@ -364,20 +452,21 @@ impl Worker {
             txn: eos.then(|| Mutex::new(Txn::default())),
             txn_failed: AtomicBool::new(false),
             finished: self.control.finished.clone(),
+            chains: Mutex::new(Chains::default()),
         });
         let mut pconf = base.clone();
         pconf.set("enable.idempotence", "true");
         if pconf.get("linger.ms").is_none() && pconf.get("queue.buffering.max.ms").is_none() {
             pconf.set("linger.ms", "5"); // the user's `[kafka.properties]` tuning wins
         }
+        let instance = self
+            .options
+            .instance_id
+            .clone()
+            .or_else(|| std::env::var("CUSTOS_INSTANCE_ID").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "custos".into());
         if eos {
-            let instance = self
-                .options
-                .instance_id
-                .clone()
-                .or_else(|| std::env::var("CUSTOS_INSTANCE_ID").ok())
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .unwrap_or_else(|| "custos".into());
             pconf.set(
                 "transactional.id",
                 format!("{}-{instance}", cfg.kafka.group_id),
@@ -425,14 +514,24 @@ impl Worker {
                     .iter()
                     .map(|o| Arc::from(o.topic.as_str()))
                     .collect(),
+                audit: StreamAudit::new(s),
             })
             .collect();
+        let audit_topic: Arc<str> = Arc::from(cfg.audit.topic.as_str());
+        let audit_counts = ["record", "dead_letter"]
+            .map(|t| self.metrics.audit_records.with_label_values(&[t]));
+        let actx = AuditCtx {
+            key: &self.audit_key,
+            policy: &policy_id,
+            worker: &instance,
+        };
         let dead_letter_topic: Arc<str> = Arc::from(cfg.dead_letter.topic.as_str());
         let mut scratch = Scratch::default();
         let mut last_store = Instant::now();
         let mut last_retry = Instant::now();
-        // Per stream: partition → its topic-partition handle (no allocation per record).
-        let mut tps: Vec<HashMap<i32, Tp>> = vec![HashMap::new(); ctxs.len()];
+        // Per stream: partition → its topic-partition handle and audit chain
+        // name (no allocation per record).
+        let mut tps: Vec<HashMap<i32, (Tp, String)>> = vec![HashMap::new(); ctxs.len()];
         let interval = Duration::from_millis(cfg.delivery.transaction_interval_ms);
         let mut txn_started = Instant::now();
 
@@ -462,23 +561,40 @@ impl Worker {
             let Some(&si) = by_topic.get(msg.topic()) else {
                 continue;
             };
-            let tp = tps[si]
-                .entry(msg.partition())
-                .or_insert_with(|| (Arc::from(msg.topic()), msg.partition()))
-                .clone();
-            let outs = {
+            let (tp, chain) = tps[si].entry(msg.partition()).or_insert_with(|| {
+                let tp: Tp = (Arc::from(msg.topic()), msg.partition());
+                let chain = chain_of(&tp);
+                (tp, chain)
+            });
+            let tp = tp.clone();
+            let (mut outs, mut record, dead) = {
                 let state = state.read().unwrap_or_else(PoisonError::into_inner);
                 govern_message(
                     &self.compiled,
                     si,
                     &ctxs[si],
-                    &policy_id,
+                    &actx,
                     &msg,
                     &state,
                     &mut scratch,
                     &dead_letter_topic,
                 )
             };
+            // The audit record: next in its input partition's chain, acknowledged
+            // (or committed) with the outputs before the offset may move.
+            let (start_head, hash) = {
+                let mut c = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
+                let start = eos.then(|| c.head(chain).map(str::to_string)).flatten();
+                (start, c.append(&self.audit_key, chain, &mut record))
+            };
+            audit_counts[usize::from(dead)].inc();
+            outs.push(OutRecord {
+                topic: audit_topic.clone(),
+                key: Some(chain.as_bytes().to_vec()),
+                payload: serde_json::to_vec(&record).unwrap_or_default(),
+                headers: Vec::new(),
+                timestamp: msg.timestamp().to_millis(),
+            });
             let mut generation = 0;
             if let Some(txn) = &shared.txn {
                 let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
@@ -487,18 +603,21 @@ impl Worker {
                     t.open = true;
                     txn_started = Instant::now();
                 }
-                let e = t
-                    .offsets
-                    .entry(tp.clone())
-                    .or_insert((msg.offset(), msg.offset() + 1));
-                e.1 = msg.offset() + 1;
+                let e = t.offsets.entry(tp.clone()).or_insert(TxnPart {
+                    first: msg.offset(),
+                    next: msg.offset() + 1,
+                    start_head,
+                    head: String::new(),
+                });
+                e.next = msg.offset() + 1;
+                e.head = hash;
                 t.records += 1;
             } else {
                 generation = shared
                     .tracker
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .begin(&tp, msg.offset(), outs.len() as u32);
+                    .begin(&tp, msg.offset(), outs.len() as u32, Some(hash));
             }
             let origin = Arc::new(Origin {
                 tp: tp.clone(),
@@ -580,8 +699,8 @@ fn finish(
         return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
-    for (tp, (_, next)) in &t.offsets {
-        let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*next));
+    for (tp, part) in &t.offsets {
+        add_offset(&mut tpl, tp, part.next, Some(&part.head));
     }
     let failed = shared.txn_failed.swap(false, Ordering::SeqCst);
     let result = if failed {
@@ -610,7 +729,7 @@ fn finish(
                 .with_label_values(&["committed"])
                 .inc();
             tracing::debug!(records = t.records, "transaction committed");
-            let done: i64 = t.offsets.values().map(|(first, next)| next - first).sum();
+            let done: i64 = t.offsets.values().map(|p| p.next - p.first).sum();
             shared.finished.fetch_add(done as u64, Ordering::Relaxed);
             *t = Txn::default();
             Ok(())
@@ -633,9 +752,16 @@ fn finish(
                     return Err(WorkerError::Client(a));
                 }
             }
-            for (tp, (first, _)) in &t.offsets {
-                if let Err(se) = consumer.seek(&tp.0, tp.1, Offset::Offset(*first), timeout) {
+            let mut chains = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
+            for (tp, part) in &t.offsets {
+                if let Err(se) = consumer.seek(&tp.0, tp.1, Offset::Offset(part.first), timeout) {
                     tracing::warn!(error = %se, partition = tp.1, "rewind after abort failed");
+                }
+                // The aborted audit records never become visible: the chain
+                // goes on from where the transaction started.
+                match &part.start_head {
+                    Some(h) => chains.set_head(chain_of(tp), h.clone()),
+                    None => chains.forget(&chain_of(tp)),
                 }
             }
             *t = Txn::default();
@@ -716,9 +842,10 @@ fn store(consumer: &BaseConsumer<WorkerContext>, shared: &Shared) {
         return;
     }
     let mut tpl = TopicPartitionList::new();
-    for (tp, off, advanced) in &ready {
-        let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*off));
-        shared.finished.fetch_add(*advanced, Ordering::Relaxed);
+    for c in &ready {
+        // The chain head travels with the offset (commit metadata).
+        add_offset(&mut tpl, &c.tp, c.offset, c.head.as_deref());
+        shared.finished.fetch_add(c.advanced, Ordering::Relaxed);
     }
     if let Err(e) = consumer.store_offsets(&tpl) {
         // A partition revoked a moment ago: its offsets were committed on revoke.
@@ -803,26 +930,36 @@ struct StreamCtx {
     metrics: StreamMetrics,
     /// Output topic per plan output.
     topics: Vec<Arc<str>>,
+    audit: StreamAudit,
 }
 
-/// Governs one consumed message into the records to produce (outputs or a dead letter).
+/// What every audit record of this worker shares.
+struct AuditCtx<'a> {
+    key: &'a AuditKey,
+    policy: &'a str,
+    worker: &'a str,
+}
+
+/// Governs one consumed message into the records to produce (outputs or a
+/// dead letter) and its audit record (not yet sealed); true for a dead letter.
 #[allow(clippy::too_many_arguments)]
 fn govern_message(
     compiled: &Compiled,
     si: usize,
     ctx: &StreamCtx,
-    policy_id: &str,
+    actx: &AuditCtx<'_>,
     msg: &BorrowedMessage<'_>,
     state: &MemoryState,
     scratch: &mut Scratch,
     dead_letter_topic: &Arc<str>,
-) -> Vec<OutRecord> {
+) -> (Vec<OutRecord>, serde_json::Value, bool) {
     let plan = &compiled.streams[si];
     let sm = &ctx.metrics;
     let timer = sm.processing.start_timer();
     sm.consumed.inc();
     let headers = owned_headers(msg);
     let timestamp = msg.timestamp().to_millis();
+    let now = now_ms();
     let rec = Record {
         topic: msg.topic(),
         partition: msg.partition(),
@@ -832,18 +969,30 @@ fn govern_message(
         value: msg.payload().unwrap_or_default(),
         headers: &headers,
     };
+    let src = audit::Source {
+        topic: rec.topic,
+        partition: rec.partition,
+        offset: rec.offset,
+        timestamp,
+    };
+    let audit_ctx = audit::Context {
+        policy: actx.policy,
+        worker: actx.worker,
+        processed_at_ms: now,
+    };
     let verdict = if msg.payload().is_none() {
         Verdict::DeadLetter(engine::DeadLetter {
             reason: engine::DeadLetterReason::Decode,
             detail: "tombstone (null value) on an input topic".into(),
         })
     } else {
-        engine::govern(plan, policy_id, &rec, state, now_ms(), scratch)
+        engine::govern(plan, actx.policy, &rec, state, now, scratch)
     };
-    let outs = match verdict {
+    let result = match verdict {
         Verdict::DeadLetter(d) => {
             let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
             sm.dead_letter(d.reason, &source);
+            let record = audit::dead_letter(&plan.name, &src, d.reason.code(), &audit_ctx);
             let mut h: Vec<(Cow<'static, str>, Vec<u8>)> = headers
                 .into_iter()
                 .map(|(k, v)| (Cow::Owned(k), v))
@@ -853,13 +1002,14 @@ fn govern_message(
                 d.reason.code().as_bytes().to_vec(),
             ));
             h.push((Cow::Borrowed("custos-source"), source.into_bytes()));
-            vec![OutRecord {
+            let dl = OutRecord {
                 topic: dead_letter_topic.clone(),
                 key: msg.key().map(<[u8]>::to_vec),
                 payload: msg.payload().unwrap_or_default().to_vec(),
                 headers: h,
                 timestamp,
-            }]
+            };
+            (vec![dl], record, true)
         }
         Verdict::Governed(g) => {
             if g.unclassified_fields > 0 {
@@ -868,7 +1018,8 @@ fn govern_message(
             for d in &g.detections {
                 sm.detected(d.detector, u64::from(d.count));
             }
-            let mut outs = Vec::with_capacity(g.outcomes.len());
+            let record = audit::governed(&ctx.audit, actx.key, &src, &g, &audit_ctx);
+            let mut outs = Vec::with_capacity(g.outcomes.len() + 1);
             for (i, o) in g.outcomes.into_iter().enumerate() {
                 match o {
                     Outcome::Suppressed(s) => sm.suppression(i, s),
@@ -884,9 +1035,9 @@ fn govern_message(
                     }
                 }
             }
-            outs
+            (outs, record, false)
         }
     };
     timer.observe_duration();
-    outs
+    result
 }
