@@ -534,27 +534,28 @@ fn a_worker_killed_mid_stream_loses_nothing() {
     let compiled = setup(&broker, &n, 2);
     let b = broker.bootstrap();
     let p = producer(&b);
-    let inputs: Vec<_> = (0..300).map(event).collect();
-    produce(&p, &n.input, &inputs);
+    produce(&p, &n.input, &(0..300).map(event).collect::<Vec<_>>());
 
     let first = start(&broker, &n, &compiled, true);
-    wait_until("the first worker to be mid-stream", || {
-        first.consumed() >= 50
+    wait_until("the first worker to commit offsets", || {
+        first.consumed() >= 50 && committed_total(&b, &n.group, &n.input, 2) > 0
     });
     first.stop(); // no drain, no final commit
+                  // More input: the second worker must continue the first one's audit chains.
+    produce(&p, &n.input, &(300..400).map(event).collect::<Vec<_>>());
 
     let second = start(&broker, &n, &compiled, false);
     let mut a = Reader::new(&b, &n.analytics);
-    let expect: BTreeSet<u64> = (0..300).collect();
+    let expect: BTreeSet<u64> = (0..400).collect();
     wait_until("every input to reach analytics", || {
         a.poll();
         a.ns() == expect
     });
-    assert!(a.seen.len() >= 300);
+    assert!(a.seen.len() >= 400);
     second.stop();
     // The second worker continued each partition's audit chain from the head
-    // committed with the offset: re-processed records fork from a known
-    // record (replays), nothing is broken.
+    // committed with the offset (re-processed records fork from a known
+    // record: replays); nothing is broken.
     let mut au = Reader::new(&b, &n.audit);
     wait_until("an audit record for every input", || {
         au.poll();
@@ -568,10 +569,31 @@ fn a_worker_killed_mid_stream_loses_nothing() {
                 )
             })
             .collect();
-        offsets.len() >= 300
+        offsets.len() >= 400
     });
     let (records, _replays) = verify_audit(&au);
-    assert!(records >= 300);
+    assert!(records >= 400);
+}
+
+/// The sum of a group's committed offsets on a topic.
+fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(5))
+        .map(|t| {
+            t.elements()
+                .iter()
+                .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 #[test]

@@ -21,10 +21,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::{OffsetTracker, Tp};
-use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use super::subjects::{self, SharedState};
 use super::topics::{self, TopicSpec};
 use super::{base_config, now_ms, WorkerError};
+use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use crate::config::{AuditLevel, Config, Guarantee};
 use crate::engine::{self, Outcome, Record, Scratch, Verdict};
 use crate::policy::plan::Compiled;
@@ -518,8 +518,8 @@ impl Worker {
             })
             .collect();
         let audit_topic: Arc<str> = Arc::from(cfg.audit.topic.as_str());
-        let audit_counts = ["record", "dead_letter"]
-            .map(|t| self.metrics.audit_records.with_label_values(&[t]));
+        let audit_counts =
+            ["record", "dead_letter"].map(|t| self.metrics.audit_records.with_label_values(&[t]));
         let actx = AuditCtx {
             key: &self.audit_key,
             policy: &policy_id,
