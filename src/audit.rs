@@ -19,6 +19,12 @@
 //! records fork from an earlier record of the same chain. The verifier counts
 //! such forks as replays, not breaks; a record whose `prev` matches no earlier
 //! record of its chain is a break (a record was removed or reordered).
+//!
+//! **Restarts**: a record with an empty `prev` after the start of its chain
+//! says that its worker did not know the head (a broker that drops
+//! offset-commit metadata, as tansu 0.6.0 does). It is signed like any other
+//! record, so only a holder of the key can write one; verification counts
+//! restarts separately so that an auditor sees every one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -304,6 +310,7 @@ pub struct ChainReport {
     pub chain: String,
     pub checked: u64,
     pub replays: u64,
+    pub restarts: u64,
     pub breaks: Vec<Break>,
 }
 
@@ -401,6 +408,7 @@ impl Verifier {
         match st.last {
             None => {} // the first record seen of this chain starts it
             Some(last) if p == Some(last) => {}
+            Some(_) if prev.is_empty() => st.report.restarts += 1,
             Some(_) if p.is_some_and(|p| st.seen.contains(&p)) => st.report.replays += 1,
             Some(_) => st.report.breaks.push(broken(
                 "prev matches no earlier record of this chain (a record is missing or out of order)",
@@ -540,6 +548,18 @@ mod tests {
         let r = verify(&out);
         assert_eq!((r[0].checked, r[0].replays), (6, 1));
         assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+    }
+
+    #[test]
+    fn a_restart_without_a_known_head_is_counted_not_hidden() {
+        let mut out = chain(3);
+        let mut fresh = Chains::default(); // head unknown: prev = ""
+        let mut r = rec(3);
+        fresh.append(&key(), "t/0", &mut r);
+        out.push(serde_json::to_vec(&r).unwrap());
+        let rep = verify(&out);
+        assert_eq!((rep[0].checked, rep[0].restarts), (4, 1));
+        assert!(rep[0].breaks.is_empty());
     }
 
     #[test]

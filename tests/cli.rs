@@ -648,7 +648,7 @@ fn apply_writes_an_audit_trail_that_verifies_and_traces() {
     let ok = verify(&trail);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(
-        stdout(&ok).contains("shop.orders/0: 7 records checked, 0 replays, 0 breaks"),
+        stdout(&ok).contains("shop.orders/0: 7 records checked, 0 replays, 0 restarts, 0 breaks"),
         "{}",
         stdout(&ok)
     );

@@ -58,18 +58,21 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
             let mut v = Verifier::new(key);
             read_trail(&cfg, input.as_deref(), |pos, bytes| v.check(pos, bytes))?;
             let reports = v.finish();
-            let (mut records, mut breaks, mut replays) = (0, 0, 0);
+            let (mut records, mut breaks, mut replays, mut restarts) = (0, 0, 0, 0);
             for r in &reports {
                 records += r.checked;
                 breaks += r.breaks.len();
                 replays += r.replays;
+                restarts += r.restarts;
                 println!(
-                    "{}: {} record{} checked, {} replay{}, {} break{}",
+                    "{}: {} record{} checked, {} replay{}, {} restart{}, {} break{}",
                     r.chain,
                     r.checked,
                     plural(r.checked as usize),
                     r.replays,
                     plural(r.replays as usize),
+                    r.restarts,
+                    plural(r.restarts as usize),
                     r.breaks.len(),
                     plural(r.breaks.len())
                 );
@@ -85,12 +88,17 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
                 )));
             }
             eprintln!(
-                "custos: audit trail intact: {records} record{} in {} chain{}{}",
+                "custos: audit trail intact: {records} record{} in {} chain{}{}{}",
                 plural(records as usize),
                 reports.len(),
                 plural(reports.len()),
                 if replays > 0 {
-                    format!(" ({replays} replayed after restarts, at-least-once)")
+                    format!("; {replays} replayed after a worker stopped (at-least-once)")
+                } else {
+                    String::new()
+                },
+                if restarts > 0 {
+                    format!("; {restarts} chain restart{} where a worker did not get the committed head (broker without offset-commit metadata)", plural(restarts as usize))
                 } else {
                     String::new()
                 }

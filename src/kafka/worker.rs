@@ -310,6 +310,8 @@ impl ConsumerContext for WorkerContext {
                                 format!("{}/{}", e.topic(), e.partition()),
                                 head.to_string(),
                             );
+                        } else if matches!(e.offset(), Offset::Offset(o) if o > 0) {
+                            tracing::warn!(topic = e.topic(), partition = e.partition(), "committed offset without audit chain head (the broker keeps no commit metadata): the partition's audit chain restarts");
                         }
                     }
                 }
