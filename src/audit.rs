@@ -32,7 +32,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use crate::engine::{Governed, Outcome};
+use crate::engine::{Governed, Outcome, Suppression};
 use crate::policy::plan::StreamPlan;
 use crate::policy::ActionKind;
 
@@ -69,20 +69,20 @@ impl AuditKey {
     }
 }
 
-/// What one output purpose does with the policy's named fields, compiled once.
-#[derive(Debug, Clone)]
-struct OutputAudit {
-    purpose: String,
-    topic: String,
-    dropped: Vec<Value>,
-    transformed: Map<String, Value>,
+/// A JSON string literal, escaped exactly as [`canonical`] writes it.
+fn jstr(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
 }
 
-/// The per-stream part of audit records that does not change per event.
+/// The per-stream part of audit records that does not change per event,
+/// already in canonical form.
 #[derive(Debug, Clone)]
 pub struct StreamAudit {
     stream: String,
-    outputs: Vec<OutputAudit>,
+    /// Per output: the canonical outcome object when emitted.
+    emitted: Vec<String>,
+    /// Per output, per reason (in [`Suppression::ALL`] order): when suppressed.
+    suppressed: Vec<[String; 4]>,
 }
 
 impl StreamAudit {
@@ -91,36 +91,34 @@ impl StreamAudit {
     /// for the paths the policy names; they are listed whether or not a
     /// given event carries the field.
     pub fn new(plan: &StreamPlan) -> StreamAudit {
-        let outputs = plan
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let mut dropped = Vec::new();
-                let mut transformed = Map::new();
-                for (path, leaf) in &plan.fields {
-                    let Some(d) = leaf.decisions.get(i) else {
-                        continue;
-                    };
-                    match d.kind {
-                        ActionKind::Keep => {}
-                        ActionKind::Drop => dropped.push(Value::String(path.clone())),
-                        k => {
-                            transformed.insert(path.clone(), Value::String(k.name().into()));
-                        }
+        let mut emitted = Vec::new();
+        let mut suppressed = Vec::new();
+        for (i, o) in plan.outputs.iter().enumerate() {
+            let mut dropped = Vec::new();
+            let mut transformed = Map::new();
+            for (path, leaf) in &plan.fields {
+                let Some(d) = leaf.decisions.get(i) else {
+                    continue;
+                };
+                match d.kind {
+                    ActionKind::Keep => {}
+                    ActionKind::Drop => dropped.push(Value::String(path.clone())),
+                    k => {
+                        transformed.insert(path.clone(), Value::String(k.name().into()));
                     }
                 }
-                OutputAudit {
-                    purpose: o.name.clone(),
-                    topic: o.topic.clone(),
-                    dropped,
-                    transformed,
-                }
-            })
-            .collect();
+            }
+            emitted.push(canonical(&json!({
+                "purpose": o.name, "topic": o.topic, "status": "emitted",
+                "dropped": dropped, "transformed": transformed})));
+            suppressed.push(Suppression::ALL.map(|r| {
+                canonical(&json!({"purpose": o.name, "status": "suppressed", "reason": r.name()}))
+            }));
+        }
         StreamAudit {
-            stream: plan.name.clone(),
-            outputs,
+            stream: jstr(&plan.name),
+            emitted,
+            suppressed,
         }
     }
 }
@@ -135,9 +133,18 @@ pub struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn json(&self) -> Value {
-        json!({"topic": self.topic, "partition": self.partition, "offset": self.offset,
-               "timestamp": self.timestamp})
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        let ts = self
+            .timestamp
+            .map_or_else(|| "null".to_string(), |t| t.to_string());
+        let _ = write!(
+            out,
+            r#""source":{{"offset":{},"partition":{},"timestamp":{ts},"topic":{}}}"#,
+            self.offset,
+            self.partition,
+            jstr(self.topic)
+        );
     }
 
     /// The chain this record belongs to (also the audit record's Kafka key).
@@ -161,55 +168,93 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The audit record of a governed event (`type: record`), not yet sealed.
+/// An audit record in canonical form, waiting for its chain's `prev`:
+/// `head` + `"prev":…,` + `tail` is the text the hash covers.
+#[derive(Debug, Clone)]
+pub struct Unsealed {
+    head: String,
+    tail: String,
+}
+
+/// The audit record of a governed event (`type: record`).
 pub fn governed(
     sa: &StreamAudit,
     key: &AuditKey,
     source: &Source<'_>,
     g: &Governed,
     ctx: &Context<'_>,
-) -> Value {
-    let outcomes: Vec<Value> = g
-        .outcomes
-        .iter()
-        .zip(&sa.outputs)
-        .map(|(o, oa)| match o {
-            Outcome::Emitted(_) => json!({
-                "purpose": oa.purpose, "topic": oa.topic, "status": "emitted",
-                "dropped": oa.dropped, "transformed": oa.transformed}),
-            Outcome::Suppressed(s) => json!({
-                "purpose": oa.purpose, "status": "suppressed", "reason": s.name()}),
-        })
-        .collect();
-    let detections: Vec<Value> = g
-        .detections
-        .iter()
-        .map(|d| json!({"field": &*d.field, "class": d.detector.class(), "count": d.count}))
-        .collect();
-    json!({
-        "type": "record",
-        "stream": sa.stream,
-        "source": source.json(),
-        "subject": g.subject.as_deref().map(|s| key.subject(s)),
-        "policy": ctx.policy,
-        "outcomes": outcomes,
-        "detections": detections,
-        "processed_at": rfc3339_ms(ctx.processed_at_ms),
-        "worker": ctx.worker,
-    })
+) -> Unsealed {
+    // Keys in sorted order: detections, outcomes, policy | prev |
+    // processed_at, source, stream, subject, type, worker.
+    let mut head = String::with_capacity(1024);
+    head.push_str(r#"{"detections":["#);
+    for (i, d) in g.detections.iter().enumerate() {
+        if i > 0 {
+            head.push(',');
+        }
+        head.push_str(r#"{"class":"#);
+        head.push_str(&jstr(d.detector.class()));
+        head.push_str(r#","count":"#);
+        head.push_str(&d.count.to_string());
+        head.push_str(r#","field":"#);
+        head.push_str(&jstr(&d.field));
+        head.push('}');
+    }
+    head.push_str(r#"],"outcomes":["#);
+    for (i, o) in g.outcomes.iter().enumerate() {
+        if i > 0 {
+            head.push(',');
+        }
+        match o {
+            Outcome::Emitted(_) => head.push_str(&sa.emitted[i]),
+            Outcome::Suppressed(r) => {
+                let slot = Suppression::ALL.iter().position(|x| x == r).unwrap_or(0);
+                head.push_str(&sa.suppressed[i][slot]);
+            }
+        }
+    }
+    head.push_str(r#"],"policy":"#);
+    head.push_str(&jstr(ctx.policy));
+    head.push(',');
+    let mut tail = String::with_capacity(320);
+    tail.push_str(r#""processed_at":""#);
+    tail.push_str(&rfc3339_ms(ctx.processed_at_ms));
+    tail.push_str("\",");
+    source.write(&mut tail);
+    tail.push_str(r#","stream":"#);
+    tail.push_str(&sa.stream);
+    tail.push_str(r#","subject":"#);
+    match g.subject.as_deref() {
+        Some(s) => {
+            tail.push('"');
+            tail.push_str(&key.subject(s));
+            tail.push('"');
+        }
+        None => tail.push_str("null"),
+    }
+    tail.push_str(r#","type":"record","worker":"#);
+    tail.push_str(&jstr(ctx.worker));
+    tail.push('}');
+    Unsealed { head, tail }
 }
 
-/// The audit record of a dead-lettered input (`type: dead_letter`), not yet sealed.
-pub fn dead_letter(stream: &str, source: &Source<'_>, reason: &str, ctx: &Context<'_>) -> Value {
-    json!({
-        "type": "dead_letter",
-        "stream": stream,
-        "source": source.json(),
-        "reason": reason,
-        "policy": ctx.policy,
-        "processed_at": rfc3339_ms(ctx.processed_at_ms),
-        "worker": ctx.worker,
-    })
+/// The audit record of a dead-lettered input (`type: dead_letter`).
+pub fn dead_letter(stream: &str, source: &Source<'_>, reason: &str, ctx: &Context<'_>) -> Unsealed {
+    // Keys in sorted order: policy | prev | processed_at, reason, source,
+    // stream, type, worker.
+    let head = format!(r#"{{"policy":{},"#, jstr(ctx.policy));
+    let mut tail = format!(
+        r#""processed_at":"{}","reason":{},"#,
+        rfc3339_ms(ctx.processed_at_ms),
+        jstr(reason)
+    );
+    source.write(&mut tail);
+    tail.push_str(&format!(
+        r#","stream":{},"type":"dead_letter","worker":{}}}"#,
+        jstr(stream),
+        jstr(ctx.worker)
+    ));
+    Unsealed { head, tail }
 }
 
 /// Serializes with object keys sorted and no whitespace: the form the chain
@@ -250,18 +295,21 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// Seals a record: sets `prev`, computes and sets `hash`; returns the hash
-/// (the `prev` of the chain's next record).
-pub fn seal(key: &AuditKey, prev: &str, record: &mut Value) -> String {
-    if let Value::Object(m) = record {
-        m.remove("hash");
-        m.insert("prev".into(), Value::String(prev.to_string()));
-    }
-    let hash = key.chain_hash(prev, &canonical(record));
-    if let Value::Object(m) = record {
-        m.insert("hash".into(), Value::String(hash.clone()));
-    }
-    hash
+/// Seals a record as the successor of `prev`: returns the record's JSON
+/// (canonical, with `hash` last) and its hash (the chain's next `prev`).
+pub fn seal(key: &AuditKey, prev: &str, u: &Unsealed) -> (String, String) {
+    let mut text = String::with_capacity(u.head.len() + u.tail.len() + 160);
+    text.push_str(&u.head);
+    text.push_str(r#""prev":"#);
+    text.push_str(&jstr(prev));
+    text.push(',');
+    text.push_str(&u.tail);
+    let hash = key.chain_hash(prev, &text);
+    text.pop(); // the closing brace
+    text.push_str(r#","hash":""#);
+    text.push_str(&hash);
+    text.push_str("\"}");
+    (text, hash)
 }
 
 /// The chain heads of the input partitions a worker owns.
@@ -285,12 +333,12 @@ impl Chains {
         self.heads.remove(chain);
     }
 
-    /// Seals `record` as the next of `chain`; returns its hash.
-    pub fn append(&mut self, key: &AuditKey, chain: &str, record: &mut Value) -> String {
+    /// Seals `record` as the next of `chain`: returns its JSON and hash.
+    pub fn append(&mut self, key: &AuditKey, chain: &str, record: &Unsealed) -> (String, String) {
         let prev = self.heads.get(chain).map_or("", String::as_str);
-        let hash = seal(key, prev, record);
+        let (text, hash) = seal(key, prev, record);
         self.heads.insert(chain.to_string(), hash.clone());
-        hash
+        (text, hash)
     }
 }
 
@@ -440,20 +488,28 @@ mod tests {
         AuditKey::new(b"audit-key")
     }
 
-    fn rec(offset: i64) -> Value {
-        json!({"type": "dead_letter", "stream": "s",
-               "source": {"topic": "t", "partition": 0, "offset": offset, "timestamp": null},
-               "reason": "decode", "policy": "p@0", "processed_at": "x", "worker": "w"})
+    fn ctx() -> Context<'static> {
+        Context {
+            policy: "p@0",
+            worker: "w",
+            processed_at_ms: 1_795_392_000_123,
+        }
+    }
+
+    fn rec(offset: i64) -> Unsealed {
+        let src = Source {
+            topic: "t",
+            partition: 0,
+            offset,
+            timestamp: None,
+        };
+        dead_letter("s", &src, "decode", &ctx())
     }
 
     fn chain(n: i64) -> Vec<Vec<u8>> {
         let mut c = Chains::default();
         (0..n)
-            .map(|i| {
-                let mut r = rec(i);
-                c.append(&key(), "t/0", &mut r);
-                serde_json::to_vec(&r).unwrap()
-            })
+            .map(|i| c.append(&key(), "t/0", &rec(i)).0.into_bytes())
             .collect()
     }
 
@@ -465,6 +521,13 @@ mod tests {
         v.finish()
     }
 
+    /// The record without `hash`, as the verifier sees it.
+    fn without_hash(text: &str) -> Value {
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        v.as_object_mut().unwrap().remove("hash");
+        v
+    }
+
     #[test]
     fn canonical_sorts_keys_without_whitespace() {
         assert_eq!(
@@ -474,16 +537,80 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_is_the_spec_formula() {
-        let mut r = rec(7);
-        let h = seal(&key(), "abc", &mut r);
-        let mut without = r.clone();
-        without.as_object_mut().unwrap().remove("hash");
+    fn records_are_written_in_canonical_form_and_the_hash_is_the_spec_formula() {
+        let (text, h) = seal(&key(), "abc", &rec(7));
+        let v = without_hash(&text);
+        let body = canonical(&v);
+        assert_eq!(
+            format!("{},\"hash\":\"{h}\"}}", &body[..body.len() - 1]),
+            text
+        );
         let mut m = HmacSha256::new_from_slice(b"audit-key").unwrap();
-        m.update(format!("abc\n{}", canonical(&without)).as_bytes());
+        m.update(format!("abc\n{body}").as_bytes());
         assert_eq!(h, hex::encode(m.finalize().into_bytes()));
-        assert_eq!(r["hash"], json!(h));
-        assert_eq!(r["prev"], json!("abc"));
+        assert_eq!(v["prev"], json!("abc"));
+        assert_eq!(v["type"], json!("dead_letter"));
+        assert_eq!(v["source"]["offset"], json!(7));
+        assert_eq!(v["processed_at"], json!("2026-11-23T00:00:00.123Z"));
+    }
+
+    #[test]
+    fn governed_records_are_canonical_too() {
+        use crate::classify::Detector;
+        use crate::engine::{Detection, Output};
+        let text = "version: 1\nname: t\nkeys: { k: { env: K } }\npurposes:\n  a:\n    basis: contract\n    retention: 1d\n    rules:\n      - { classes: [pii.contact.email], action: keep }\n      - { classes: [pii.identifier], action: { pseudonymize: { key: k } } }\n  b:\n    basis: consent\n    retention: 1d\n    rules: []\nstreams:\n  s:\n    topic: \"in \\\"q\\\"\"\n    subject: id\n    fields: { id: pii.identifier.customer_id, email: pii.contact.email, note: { classes: [internal], scan: true } }\n    outputs: { a: out.a, b: out.b }\nconsent: { topic: c }\n";
+        let p = crate::policy::load(text, "t.yaml").unwrap();
+        let keys = crate::policy::keys::Keys::from_pairs([("k", b"x".to_vec())]);
+        let c = crate::policy::plan::compile(std::sync::Arc::new(p), &keys).unwrap();
+        let sa = StreamAudit::new(&c.streams[0]);
+        let g = Governed {
+            subject: Some("c-\"1".into()),
+            event_time_ms: 0,
+            outcomes: vec![
+                Outcome::Emitted(Output {
+                    output: 0,
+                    key: None,
+                    value: vec![],
+                    headers: vec![],
+                }),
+                Outcome::Suppressed(Suppression::Consent),
+            ],
+            detections: vec![Detection {
+                field: "note".into(),
+                detector: Detector::Email,
+                count: 2,
+            }],
+            unclassified_fields: 0,
+        };
+        let src = Source {
+            topic: "in \"q\"",
+            partition: 3,
+            offset: 9,
+            timestamp: Some(5),
+        };
+        let (text, _) = seal(&key(), "", &governed(&sa, &key(), &src, &g, &ctx()));
+        let v = without_hash(&text);
+        let body = canonical(&v);
+        assert!(text.starts_with(&body[..body.len() - 1]), "{text}\n{body}");
+        assert_eq!(v["outcomes"][0]["status"], json!("emitted"));
+        assert_eq!(v["outcomes"][0]["dropped"], json!(["note"]));
+        assert_eq!(
+            v["outcomes"][0]["transformed"],
+            json!({"id": "pseudonymize"})
+        );
+        assert_eq!(
+            v["outcomes"][1],
+            json!({"purpose": "b", "status": "suppressed", "reason": "consent"})
+        );
+        assert_eq!(
+            v["detections"][0],
+            json!({"field": "note", "class": "pii.contact.email", "count": 2})
+        );
+        assert_eq!(v["subject"], json!(key().subject("c-\"1")));
+        assert_eq!(v["source"]["topic"], json!("in \"q\""));
+        let mut ver = Verifier::new(key());
+        ver.check("x", text.as_bytes());
+        assert!(ver.finish()[0].breaks.is_empty());
     }
 
     #[test]
@@ -534,16 +661,14 @@ mod tests {
         let mut out = Vec::new();
         let mut heads = Vec::new();
         for i in 0..4 {
-            let mut r = rec(i);
-            heads.push(c.append(&k, "t/0", &mut r));
-            out.push(serde_json::to_vec(&r).unwrap());
+            let (text, h) = c.append(&k, "t/0", &rec(i));
+            heads.push(h);
+            out.push(text.into_bytes());
         }
         let mut next = Chains::default();
         next.set_head("t/0".into(), heads[1].clone());
         for i in 2..4 {
-            let mut r = rec(i);
-            next.append(&k, "t/0", &mut r);
-            out.push(serde_json::to_vec(&r).unwrap());
+            out.push(next.append(&k, "t/0", &rec(i)).0.into_bytes());
         }
         let r = verify(&out);
         assert_eq!((r[0].checked, r[0].replays), (6, 1));
@@ -554,9 +679,7 @@ mod tests {
     fn a_restart_without_a_known_head_is_counted_not_hidden() {
         let mut out = chain(3);
         let mut fresh = Chains::default(); // head unknown: prev = ""
-        let mut r = rec(3);
-        fresh.append(&key(), "t/0", &mut r);
-        out.push(serde_json::to_vec(&r).unwrap());
+        out.push(fresh.append(&key(), "t/0", &rec(3)).0.into_bytes());
         let rep = verify(&out);
         assert_eq!((rep[0].checked, rep[0].restarts), (4, 1));
         assert!(rep[0].breaks.is_empty());

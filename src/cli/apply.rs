@@ -363,14 +363,14 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 worker: "custos-apply",
                 processed_at_ms: now_ms,
             };
-            let mut record = match &verdict {
+            let record = match &verdict {
                 Verdict::DeadLetter(d) => {
                     audit::dead_letter(&plan.name, &src, d.reason.code(), &ctx)
                 }
                 Verdict::Governed(g) => audit::governed(sa, key, &src, g, &ctx),
             };
-            chains.append(key, &src.chain(), &mut record);
-            serde_json::to_writer(&mut *w, &record).map_err(|e| Failure::new(e.to_string()))?;
+            let (text, _) = chains.append(key, &src.chain(), &record);
+            w.write_all(text.as_bytes()).map_err(io_err)?;
             w.write_all(b"\n").map_err(io_err)?;
         }
         match verdict {

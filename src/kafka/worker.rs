@@ -569,7 +569,7 @@ impl Worker {
                 (tp, chain)
             });
             let tp = tp.clone();
-            let (mut outs, mut record, dead) = {
+            let (mut outs, record, dead) = {
                 let state = state.read().unwrap_or_else(PoisonError::into_inner);
                 govern_message(
                     &self.compiled,
@@ -584,16 +584,16 @@ impl Worker {
             };
             // The audit record: next in its input partition's chain, acknowledged
             // (or committed) with the outputs before the offset may move.
-            let (start_head, hash) = {
+            let (start_head, (text, hash)) = {
                 let mut c = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
                 let start = eos.then(|| c.head(chain).map(str::to_string)).flatten();
-                (start, c.append(&self.audit_key, chain, &mut record))
+                (start, c.append(&self.audit_key, chain, &record))
             };
             audit_counts[usize::from(dead)].inc();
             outs.push(OutRecord {
                 topic: audit_topic.clone(),
                 key: Some(chain.as_bytes().to_vec()),
-                payload: serde_json::to_vec(&record).unwrap_or_default(),
+                payload: text.into_bytes(),
                 headers: Vec::new(),
                 timestamp: msg.timestamp().to_millis(),
             });
@@ -954,7 +954,7 @@ fn govern_message(
     state: &MemoryState,
     scratch: &mut Scratch,
     dead_letter_topic: &Arc<str>,
-) -> (Vec<OutRecord>, serde_json::Value, bool) {
+) -> (Vec<OutRecord>, audit::Unsealed, bool) {
     let plan = &compiled.streams[si];
     let sm = &ctx.metrics;
     let timer = sm.processing.start_timer();
