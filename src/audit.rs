@@ -581,6 +581,8 @@ mod tests {
                 count: 2,
             }],
             unclassified_fields: 0,
+            field_actions: vec![],
+            class_occurrences: vec![],
         };
         let src = Source {
             topic: "in \"q\"",

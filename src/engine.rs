@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::classify::{self, Detector, Span};
 use crate::codec::{self, Kind, Tape, Tok};
 use crate::policy::plan::{Leaf, Node, OutputPlan, StreamPlan};
-use crate::policy::{Basis, FieldPath, Segment, Unclassified};
+use crate::policy::{ActionKind, Basis, FieldPath, Segment, Unclassified};
 use crate::state::{subject_text, SubjectState};
 use crate::transform::{self, Op};
 
@@ -137,6 +137,11 @@ pub struct Governed {
     pub outcomes: Vec<Outcome>,
     pub detections: Vec<Detection>,
     pub unclassified_fields: u32,
+    /// Per output: classified values it got, by winning action (in
+    /// [`ActionKind::ALL`] order; drop included). Suppressed outputs count nothing.
+    pub field_actions: Vec<[u32; 7]>,
+    /// Per class of the plan ([`StreamPlan::class_names`]): classified values seen.
+    pub class_occurrences: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -279,6 +284,8 @@ fn govern_tape(
     let mut detections: Vec<Detection> = Vec::new();
     let mut w = Walker {
         doc: &doc,
+        actions: vec![[0; 7]; n],
+        classes: vec![0; plan.class_names.len()],
         outputs: &plan.outputs,
         bufs: &mut scratch.bufs[..n],
         bits: &mut scratch.bits,
@@ -290,6 +297,10 @@ fn govern_tape(
     };
     let written = w.object(0, &plan.root.leaf, Some(&plan.root), "", active);
     let unclassified = w.unclassified;
+    let (field_actions, class_occurrences) = (
+        std::mem::take(&mut w.actions),
+        std::mem::take(&mut w.classes),
+    );
     if unclassified > 0 && plan.unclassified == Unclassified::DeadLetter {
         return dead(
             DeadLetterReason::Unclassified,
@@ -360,6 +371,8 @@ fn govern_tape(
         outcomes,
         detections,
         unclassified_fields: unclassified,
+        field_actions,
+        class_occurrences,
     })
 }
 
@@ -508,6 +521,8 @@ pub fn parse_time(v: &Value) -> Option<i64> {
 /// Walks one event once, writing every active purpose's output side by side.
 struct Walker<'a> {
     doc: &'a Doc<'a>,
+    actions: Vec<[u32; 7]>,
+    classes: Vec<u32>,
     outputs: &'a [OutputPlan],
     bufs: &'a mut [Vec<u8>],
     bits: &'a mut [u64],
@@ -591,6 +606,21 @@ fn keep_mask(leaf: &Leaf, active: u64) -> u64 {
 }
 
 impl Walker<'_> {
+    /// Counts `n` classified values of `leaf` (for the metrics): once per
+    /// class, and for `purposes` once by their winning action.
+    fn count(&mut self, leaf: &Leaf, n: u32, classes: bool, purposes: u64) {
+        if classes {
+            for &c in &leaf.class_ids {
+                if let Some(x) = self.classes.get_mut(c as usize) {
+                    *x += n;
+                }
+            }
+        }
+        for p in each_bit(purposes) {
+            self.actions[p][leaf.decisions[p].kind as usize] += n;
+        }
+    }
+
     fn mark_pairs(&mut self, p: usize, pairs: &[u16]) {
         for &id in pairs {
             let id = id as usize;
@@ -645,6 +675,10 @@ impl Walker<'_> {
                     self.mark_pairs(p, &leaf.decisions[p].pairs);
                 }
                 let rest = active & !keep;
+                // The values inside count as fields; where other purposes
+                // walk the subtree below, the classes are counted there.
+                let n = self.count_leaves(i);
+                self.count(leaf, n, rest == 0, keep);
                 let mut written = keep;
                 if rest != 0 {
                     written |= if kind == Kind::Object {
@@ -698,6 +732,13 @@ impl Walker<'_> {
             if !cleaf.is_classified() && !cnode.is_some_and(|n| n.has_classified) {
                 self.unclassified += self.count_leaves(v);
                 continue;
+            }
+            if child.is_none() && cleaf.is_classified() {
+                // Purposes that may not see an unnamed member drop it.
+                let n = self.count_leaves(v);
+                for p in each_bit(active & !member_active) {
+                    self.actions[p][ActionKind::Drop as usize] += n;
+                }
             }
             let key_json = codec::raw_json(doc.src, doc.tok(k));
             self.separate(member_active, nonempty, &mut emarks, key_json);
@@ -798,6 +839,7 @@ impl Walker<'_> {
             self.unclassified += 1;
             return 0;
         }
+        self.count(leaf, 1, true, active);
         let doc = self.doc;
         if leaf.scan && matches!(doc.tok(i).kind, Kind::Str | Kind::StrEsc) {
             let s = codec::string(doc.src, doc.tok(i));

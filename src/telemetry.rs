@@ -13,6 +13,7 @@ use prometheus::{
 use crate::classify::Detector;
 use crate::engine::{DeadLetterReason, Suppression};
 use crate::policy::plan::StreamPlan;
+use crate::policy::ActionKind;
 
 /// Every metric custos exports.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct Metrics {
     pub suppressed: IntCounterVec,
     pub dead_lettered: IntCounterVec,
     pub unclassified: IntCounterVec,
+    pub field_actions: IntCounterVec,
+    pub class_occurrences: IntCounterVec,
     pub detections: IntCounterVec,
     pub processing: HistogramVec,
     pub lag: IntGaugeVec,
@@ -110,6 +113,18 @@ impl Metrics {
                 "Unclassified fields seen (never emitted)",
                 &["stream"],
             ),
+            field_actions: counter(
+                &r,
+                "custos_field_actions_total",
+                "Classified values each purpose got, by the action applied (drop included)",
+                &["stream", "purpose", "action"],
+            ),
+            class_occurrences: counter(
+                &r,
+                "custos_class_occurrences_total",
+                "Classified values seen, by class",
+                &["stream", "class"],
+            ),
             detections: counter(
                 &r,
                 "custos_detections_total",
@@ -184,12 +199,21 @@ impl Metrics {
             processing: self.processing.with_label_values(&[s]),
             unclassified: self.unclassified.with_label_values(&[s]),
             detections: Detector::ALL.map(|d| self.detections.with_label_values(&[s, d.name()])),
+            classes: plan
+                .class_names
+                .iter()
+                .map(|c| self.class_occurrences.with_label_values(&[s, c]))
+                .collect(),
             dead_lettered: DeadLetterReason::ALL
                 .map(|r| self.dead_lettered.with_label_values(&[s, r.code()])),
             outputs: plan
                 .outputs
                 .iter()
                 .map(|o| OutputMetrics {
+                    actions: ActionKind::ALL.map(|a| {
+                        self.field_actions
+                            .with_label_values(&[s, &o.name, a.name()])
+                    }),
                     purpose: o.name.clone(),
                     emitted: self.emitted.with_label_values(&[s, &o.name]),
                     suppressed: Suppression::ALL
@@ -210,10 +234,14 @@ pub struct StreamMetrics {
     detections: [IntCounter; 7],
     dead_lettered: [IntCounter; 5],
     outputs: Vec<OutputMetrics>,
+    /// Per class id of the plan.
+    classes: Vec<IntCounter>,
 }
 
 #[derive(Clone)]
 struct OutputMetrics {
+    /// Per action, in [`ActionKind::ALL`] order.
+    actions: [IntCounter; 7],
     purpose: String,
     emitted: IntCounter,
     suppressed: [IntCounter; 4],
@@ -224,6 +252,22 @@ fn slot<T: PartialEq>(all: &[T], x: &T) -> usize {
 }
 
 impl StreamMetrics {
+    /// Field actions per purpose and class occurrences of one governed event.
+    pub fn fields(&self, field_actions: &[[u32; 7]], class_occurrences: &[u32]) {
+        for (o, counts) in self.outputs.iter().zip(field_actions) {
+            for (c, n) in o.actions.iter().zip(counts) {
+                if *n > 0 {
+                    c.inc_by(u64::from(*n));
+                }
+            }
+        }
+        for (c, n) in self.classes.iter().zip(class_occurrences) {
+            if *n > 0 {
+                c.inc_by(u64::from(*n));
+            }
+        }
+    }
+
     pub fn detected(&self, d: Detector, n: u64) {
         self.detections[slot(&Detector::ALL, &d)].inc_by(n);
     }

@@ -729,3 +729,48 @@ fn no_leak_through_keys_shapes_or_numbers() {
 fn event_with(value: Value) -> In<'static> {
     event(value)
 }
+
+#[test]
+fn field_actions_and_class_occurrences_count_classified_values() {
+    use custos::policy::ActionKind;
+    let c = compile(SHOP);
+    let plan = &c.streams[0];
+    let state = consented("c-1", json!({"marketing": true}));
+    let Verdict::Governed(g) = govern(&c, &event(order()), &state) else {
+        panic!("dead letter")
+    };
+    let class = |name: &str| {
+        let i = plan.class_names.iter().position(|c| c == name).unwrap();
+        g.class_occurrences[i]
+    };
+    assert_eq!(class("internal"), 2, "order_id and notes");
+    assert_eq!(class("behavioral.purchase"), 3, "amount, sku, qty");
+    assert_eq!(class("pii.location.precise"), 2);
+    assert_eq!(class("pii.contact.address"), 1, "the unnamed street");
+    assert_eq!(class("sensitive.health"), 1);
+    // 16 classified values (price and coupon are unclassified): every
+    // purpose accounts for each of them with exactly one action.
+    for (o, counts) in plan.outputs.iter().zip(&g.field_actions) {
+        assert_eq!(counts.iter().sum::<u32>(), 16, "{}: {counts:?}", o.name);
+    }
+    let by = |purpose: &str, a: ActionKind| {
+        let i = plan.outputs.iter().position(|o| o.name == purpose).unwrap();
+        g.field_actions[i][a as usize]
+    };
+    assert_eq!(
+        by("analytics", ActionKind::Generalize),
+        4,
+        "birth date, postal code, lat, lon"
+    );
+    assert_eq!(by("analytics", ActionKind::Pseudonymize), 1);
+    assert_eq!(by("analytics", ActionKind::Keep), 6);
+    assert_eq!(
+        by("analytics", ActionKind::Drop),
+        5,
+        "email, name, street, health, card"
+    );
+    assert_eq!(by("support", ActionKind::Mask), 1);
+    assert_eq!(by("support", ActionKind::Drop), 1, "health notes");
+    assert_eq!(by("marketing", ActionKind::Keep), 5);
+    assert_eq!(g.unclassified_fields, 3, "two prices and the coupon");
+}

@@ -437,6 +437,21 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
         })
     });
     let audit_metric = w.metrics.audit_records.clone();
+    // Field-level metrics: the 12 analytics outputs each had `user`
+    // pseudonymized and `email` dropped; `n` was seen in all 20 events.
+    let fa = |purpose: &str, action: &str| {
+        total(&w.metrics.field_actions, |l| {
+            l.contains(&("purpose", purpose)) && l.contains(&("action", action))
+        })
+    };
+    assert_eq!(fa("analytics", "pseudonymize"), 12);
+    assert_eq!(fa("analytics", "drop"), 12);
+    assert_eq!(fa("marketing", "keep"), 16, "n and email of 8 events");
+    assert_eq!(
+        total(&w.metrics.class_occurrences, |l| l
+            .contains(&("class", "internal"))),
+        20
+    );
     w.stop();
     a.poll();
     m.poll();

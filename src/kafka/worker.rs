@@ -1020,6 +1020,7 @@ fn govern_message(
             for d in &g.detections {
                 sm.detected(d.detector, u64::from(d.count));
             }
+            sm.fields(&g.field_actions, &g.class_occurrences);
             let record = audit::governed(&ctx.audit, actx.key, &src, &g, &audit_ctx);
             let mut outs = Vec::with_capacity(g.outcomes.len() + 1);
             for (i, o) in g.outcomes.into_iter().enumerate() {

@@ -63,6 +63,8 @@ pub struct Decision {
 pub struct Leaf {
     /// Empty when unclassified.
     pub classes: Vec<String>,
+    /// The classes as indexes into [`StreamPlan::class_names`].
+    pub class_ids: Vec<u16>,
     pub scan: bool,
     /// One per output purpose of the stream, in `StreamPlan::purposes` order.
     pub decisions: Vec<Decision>,
@@ -135,6 +137,8 @@ pub struct StreamPlan {
     pub unclassified: Unclassified,
     /// `class=action` strings, sorted; a pair id indexes this list.
     pub pairs: Vec<String>,
+    /// Every class a field of this stream has, sorted; a class id indexes this list.
+    pub class_names: Vec<String>,
     /// Every classified path as written in the policy, in policy order, with its leaf.
     pub fields: Vec<(String, Arc<Leaf>)>,
 }
@@ -278,6 +282,20 @@ fn compile_stream(
             .unwrap_or(u16::MAX)
     };
 
+    let class_names: Vec<String> = stream
+        .fields
+        .iter()
+        .flat_map(|f| f.classes.iter().cloned())
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect();
+    let class_id = |c: &String| -> u16 {
+        // Invariant: every field's classes are in `class_names`.
+        class_names
+            .binary_search(c)
+            .map(|i| i as u16)
+            .unwrap_or(u16::MAX)
+    };
     let make_leaf = |classes: &[String], scan: bool| -> Result<Arc<Leaf>, CompileError> {
         let mut decisions = Vec::new();
         for &(pi, _) in &outputs_idx {
@@ -301,6 +319,7 @@ fn compile_stream(
         }
         Ok(Arc::new(Leaf {
             classes: classes.to_vec(),
+            class_ids: classes.iter().map(class_id).collect(),
             scan,
             decisions,
         }))
@@ -387,6 +406,7 @@ fn compile_stream(
         event_time: stream.event_time.clone(),
         unclassified: stream.unclassified,
         pairs,
+        class_names,
         fields,
     })
 }
