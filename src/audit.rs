@@ -54,8 +54,16 @@ impl AuditKey {
     }
 
     /// `hex(HMAC-SHA256(key, subject id))`: the subject as audit records show it.
+    ///
+    /// The same key signs the chain over `prev + "\n" + …`. A subject id with
+    /// a newline could make custos publish a valid chain hash for a record an
+    /// attacker wrote, so such an id is hashed as `"subject:" + id` instead
+    /// (no chain input starts with `s`; no id without a newline can collide).
     pub fn subject(&self, id: &str) -> String {
         let mut m = self.0.clone();
+        if id.contains('\n') {
+            m.update(b"subject:");
+        }
         m.update(id.as_bytes());
         hex::encode(m.finalize().into_bytes())
     }
@@ -359,6 +367,9 @@ pub struct ChainReport {
     pub checked: u64,
     pub replays: u64,
     pub restarts: u64,
+    /// The first record seen continues an earlier record (the trail's start
+    /// was deleted, e.g. by the audit topic's retention).
+    pub starts_mid_chain: bool,
     pub breaks: Vec<Break>,
 }
 
@@ -454,7 +465,7 @@ impl Verifier {
         }
         let (h, p) = (short(&hash), short(&prev));
         match st.last {
-            None => {} // the first record seen of this chain starts it
+            None => st.report.starts_mid_chain = !prev.is_empty(),
             Some(last) if p == Some(last) => {}
             Some(_) if prev.is_empty() => st.report.restarts += 1,
             Some(_) if p.is_some_and(|p| st.seen.contains(&p)) => st.report.replays += 1,
@@ -685,6 +696,29 @@ mod tests {
         let rep = verify(&out);
         assert_eq!((rep[0].checked, rep[0].restarts), (4, 1));
         assert!(rep[0].breaks.is_empty());
+    }
+
+    #[test]
+    fn a_subject_with_a_newline_cannot_sign_a_chain_record() {
+        let k = key();
+        let (text, h) = seal(&k, "", &rec(0));
+        let forged_body = text.replace("decode", "schema");
+        // What an attacker would put in an event's subject field.
+        let subject = format!("{h}\n{forged_body}");
+        let mut m = HmacSha256::new_from_slice(b"audit-key").unwrap();
+        m.update(subject.as_bytes());
+        assert_ne!(k.subject(&subject), hex::encode(m.finalize().into_bytes()));
+        // Ordinary ids keep the spec's formula.
+        let mut m = HmacSha256::new_from_slice(b"audit-key").unwrap();
+        m.update(b"c-1");
+        assert_eq!(k.subject("c-1"), hex::encode(m.finalize().into_bytes()));
+    }
+
+    #[test]
+    fn a_trail_that_starts_mid_chain_says_so() {
+        let r = verify(&chain(4)[2..]);
+        assert!(r[0].starts_mid_chain && r[0].breaks.is_empty());
+        assert!(!verify(&chain(2))[0].starts_mid_chain);
     }
 
     #[test]

@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 use super::{load_compiled, Failure};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use crate::engine::{self, DeadLetterReason, Outcome, Record, Scratch, Suppression, Verdict};
+use crate::policy::keys::{read_secret, KeyError};
 use crate::policy::Format;
+use crate::policy::KeySource;
 use crate::state::MemoryState;
 
 #[derive(Debug, Args)]
@@ -54,18 +56,22 @@ pub struct ApplyArgs {
     pub audit: Option<PathBuf>,
 }
 
-/// The audit key for `apply --audit`: `CUSTOS_AUDIT_KEY`, else a one-time random key.
-fn apply_audit_key() -> AuditKey {
-    match std::env::var("CUSTOS_AUDIT_KEY") {
-        Ok(k) if !k.trim_end_matches(['\n', '\r']).is_empty() => {
-            AuditKey::new(k.trim_end_matches(['\n', '\r']).as_bytes())
-        }
-        _ => {
+/// The audit key for `apply --audit`: `CUSTOS_AUDIT_KEY` (read like
+/// `custos run` reads it, so `audit verify` checks the same bytes), else a
+/// one-time random key.
+fn apply_audit_key() -> Result<AuditKey, Failure> {
+    let src = KeySource::Env("CUSTOS_AUDIT_KEY".into());
+    match read_secret("audit.key", &src, |v| std::env::var(v).ok()) {
+        Ok(k) => Ok(AuditKey::new(&k)),
+        Err(KeyError::MissingEnv { .. }) => {
             eprintln!("custos: warning: CUSTOS_AUDIT_KEY is not set: the audit records are signed with a one-time random key and cannot be verified later");
             let mut k = [0u8; 32];
-            getrandom::fill(&mut k).expect("the OS provides randomness");
-            AuditKey::new(&k)
+            getrandom::fill(&mut k).map_err(|e| {
+                Failure::new(format!("no randomness for a one-time audit key: {e}"))
+            })?;
+            Ok(AuditKey::new(&k))
         }
+        Err(e) => Err(Failure::new(format!("{e}; it signs the audit records"))),
     }
 }
 
@@ -270,7 +276,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
             BufWriter::new(File::create(p).map_err(|e| {
                 Failure::new(format!("cannot create audit file {}: {e}", p.display()))
             })?),
-            apply_audit_key(),
+            apply_audit_key()?,
             StreamAudit::new(plan),
             Chains::default(),
         )),

@@ -38,7 +38,8 @@ pub enum AuditCommand {
     Trace {
         #[arg(long, default_value = "custos.toml")]
         config: PathBuf,
-        /// The subject id as it appears in events (only its HMAC is compared)
+        /// The subject id as it appears in events (only its HMAC is compared);
+        /// `-` reads it from standard input, keeping it out of shell history and `ps`
         #[arg(long)]
         subject: String,
         /// Read NDJSON audit records from this file instead of the audit topic
@@ -76,6 +77,9 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
                     r.breaks.len(),
                     plural(r.breaks.len())
                 );
+                if r.starts_mid_chain {
+                    println!("  starts mid-chain: the records before the first one read are gone (audit topic retention?)");
+                }
                 for b in &r.breaks {
                     println!("  break at {}: {}", b.position, b.reason);
                 }
@@ -111,7 +115,16 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
             input,
         } => {
             let (cfg, key) = load(config)?;
-            let wanted = key.subject(subject);
+            let subject = if subject == "-" {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(|e| {
+                    Failure::new(format!("cannot read the subject from stdin: {e}"))
+                })?;
+                line.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                subject.clone()
+            };
+            let wanted = key.subject(&subject);
             let mut found = 0u64;
             read_trail(&cfg, input.as_deref(), |_, bytes| {
                 let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {

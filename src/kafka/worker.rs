@@ -89,6 +89,8 @@ struct Shared {
     finished: Arc<AtomicU64>,
     /// Audit chain heads of the assigned input partitions.
     chains: Mutex<Chains>,
+    /// Assigned partitions whose chain head is not looked up yet.
+    unseeded: Mutex<std::collections::HashSet<Tp>>,
 }
 
 /// The open transaction of an exactly_once worker.
@@ -110,6 +112,37 @@ struct TxnPart {
     start_head: Option<String>,
     /// The audit chain head after the last record (the commit metadata).
     head: String,
+}
+
+/// Continues `tp`'s audit chain from the head committed with its offset.
+fn seed_chain(
+    consumer: &BaseConsumer<WorkerContext>,
+    shared: &Shared,
+    tp: &Tp,
+    chain: &str,
+    timeout: Duration,
+) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&tp.0, tp.1);
+    match consumer.committed_offsets(tpl, timeout) {
+        Ok(committed) => {
+            for e in committed.elements() {
+                let head = e.metadata();
+                let mut chains = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
+                if !head.is_empty() {
+                    chains.set_head(chain.to_string(), head.to_string());
+                } else {
+                    chains.forget(chain);
+                    if matches!(e.offset(), Offset::Offset(o) if o > 0) {
+                        tracing::warn!(topic = e.topic(), partition = e.partition(), "committed offset without audit chain head (the broker keeps no commit metadata): the partition's audit chain restarts");
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot read the committed offset: the partition's audit chain restarts");
+        }
+    }
 }
 
 /// `topic/partition`: an audit chain's name and the audit records' key.
@@ -143,6 +176,14 @@ impl ProducerContext for DeliveryContext {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .ack(&origin.tp, origin.offset, origin.generation),
+            Err((
+                KafkaError::MessageProduction(
+                    RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight,
+                ),
+                _,
+            )) => {
+                // Our own abort purged it: the transaction is already being redone.
+            }
             Err((e, msg)) if self.shared.txn.is_some() => {
                 // The transaction will abort and its input be consumed again.
                 tracing::warn!(topic = msg.topic(), error = %e, "produce failed inside a transaction; it will abort");
@@ -258,8 +299,10 @@ impl ConsumerContext for WorkerContext {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for tp in &revoked {
-                if let Some((off, head)) = t.remove(tp) {
-                    add_offset(&mut commit, tp, off, head.as_deref());
+                // Without a head nothing was finished since the assignment:
+                // the committed offset (and its chain head) stand as they are.
+                if let Some((off, Some(head))) = t.remove(tp) {
+                    add_offset(&mut commit, tp, off, Some(&head));
                 }
             }
         }
@@ -291,33 +334,20 @@ impl ConsumerContext for WorkerContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
-            // Continue each partition's audit chain from the head committed
-            // with its offset, whoever owned it before.
-            match consumer.committed_offsets((*tpl).clone(), self.drain) {
-                Ok(committed) => {
-                    let mut chains = self
-                        .shared
-                        .chains
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    for e in committed.elements() {
-                        let head = e.metadata();
-                        if !head.is_empty() {
-                            chains.set_head(
-                                format!("{}/{}", e.topic(), e.partition()),
-                                head.to_string(),
-                            );
-                        } else if matches!(e.offset(), Offset::Offset(o) if o > 0) {
-                            tracing::warn!(topic = e.topic(), partition = e.partition(), "committed offset without audit chain head (the broker keeps no commit metadata): the partition's audit chain restarts");
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read committed offsets: audit chains restart on the assigned partitions")
-                }
+            // Each partition's audit chain continues from the head committed
+            // with its offset; it is looked up when the partition's first
+            // record arrives (by then librdkafka has its stable committed
+            // offset, even right after another instance's open transaction).
+            let mut unseeded = self
+                .shared
+                .unseeded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for e in tpl.elements() {
+                unseeded.insert((Arc::from(e.topic()), e.partition()));
             }
         }
     }
@@ -455,6 +485,7 @@ impl Worker {
             txn_failed: AtomicBool::new(false),
             finished: self.control.finished.clone(),
             chains: Mutex::new(Chains::default()),
+            unseeded: Mutex::new(std::collections::HashSet::new()),
         });
         let mut pconf = base.clone();
         pconf.set("enable.idempotence", "true");
@@ -569,6 +600,14 @@ impl Worker {
                 (tp, chain)
             });
             let tp = tp.clone();
+            let seed = shared
+                .unseeded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&tp);
+            if seed {
+                seed_chain(&consumer, &shared, &tp, chain, drain);
+            }
             let (mut outs, record, dead) = {
                 let state = state.read().unwrap_or_else(PoisonError::into_inner);
                 govern_message(
@@ -595,7 +634,9 @@ impl Worker {
                 key: Some(chain.as_bytes().to_vec()),
                 payload: text.into_bytes(),
                 headers: Vec::new(),
-                timestamp: msg.timestamp().to_millis(),
+                // Written now (the input's time is in `source.timestamp`):
+                // the audit topic's retention counts from when it was written.
+                timestamp: None,
             });
             let mut generation = 0;
             if let Some(txn) = &shared.txn {
@@ -754,6 +795,8 @@ fn finish(
                     return Err(WorkerError::Client(a));
                 }
             }
+            // Failures reported for the aborted records belong to it, not to the next one.
+            shared.txn_failed.store(false, Ordering::SeqCst);
             let mut chains = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
             for (tp, part) in &t.offsets {
                 if let Err(se) = consumer.seek(&tp.0, tp.1, Offset::Offset(part.first), timeout) {
