@@ -220,7 +220,11 @@ fn custos_run(
         .outputs
         .iter()
         .map(|o| o.topic.clone())
-        .chain([format!("{tag}.dl"), format!("{tag}.audit")])
+        .chain([
+            format!("{tag}.dl"),
+            format!("{tag}.audit"),
+            format!("{tag}.lineage"),
+        ])
         .collect();
     for t in &outputs {
         b.topic(t, partitions);
@@ -247,7 +251,7 @@ fn custos_run(
     cp.flush(Duration::from_secs(30)).unwrap();
 
     let cfg = Config::parse(
-        &format!("policy = \"x\"\n[kafka]\ngroup_id = \"bench-{tag}\"\nmanage_topics = false\n[kafka.properties]\n{}\n[delivery]\nguarantee = \"{guarantee}\"\ntransaction_interval_ms = {}\n[dead_letter]\ntopic = \"{tag}.dl\"\n[audit]\ntopic = \"{tag}.audit\"\n",
+        &format!("policy = \"x\"\n[kafka]\ngroup_id = \"bench-{tag}\"\nmanage_topics = false\n[kafka.properties]\n{}\n[delivery]\nguarantee = \"{guarantee}\"\ntransaction_interval_ms = {}\n[dead_letter]\ntopic = \"{tag}.dl\"\n[audit]\ntopic = \"{tag}.audit\"\n[lineage]\ntopic = \"{tag}.lineage\"\n",
             props().iter().map(|(k, v)| format!("\"{k}\" = \"{v}\"\n")).collect::<String>(),
             env_num("CUSTOS_BENCH_TXN_MS", 100)),
         "bench",

@@ -42,6 +42,8 @@ pub enum WorkerError {
     AvroUnsupported(String),
     #[error("audit.level = \"summary\" is not supported yet; use \"record\" (one audit record per input record)")]
     AuditSummaryUnsupported,
+    #[error("lineage.openlineage_url is not supported yet; remove it (lineage events go to lineage.topic, from where a connector can forward them)")]
+    LineageHttpUnsupported,
 }
 
 /// A librdkafka configuration with the bootstrap servers and the user's

@@ -11,6 +11,7 @@
 //! - [`engine`]: per-event governance over a plan (pure, no clock, no I/O)
 //! - [`state`]: consent, objection and erasure state
 //! - [`audit`]: audit records, their hash chain and its verification (pure)
+//! - [`lineage`]: OpenLineage run events with column lineage (pure)
 //! - [`cli`]: the command line and the offline commands
 
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod kafka;
+pub mod lineage;
 pub mod policy;
 pub mod state;
 pub mod telemetry;

@@ -91,6 +91,7 @@ struct Names {
     erasure: String,
     dead_letter: String,
     audit: String,
+    lineage: String,
     group: String,
 }
 
@@ -104,6 +105,7 @@ impl Names {
             erasure: unique("erasure"),
             dead_letter: unique("dl"),
             audit: unique("audit"),
+            lineage: unique("lineage"),
             group: unique("group"),
         }
     }
@@ -159,7 +161,13 @@ erasure: {{ topic: {} }}
 
 fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
     broker.create_topic(&n.input, partitions, false);
-    for t in [&n.analytics, &n.marketing, &n.dead_letter, &n.audit] {
+    for t in [
+        &n.analytics,
+        &n.marketing,
+        &n.dead_letter,
+        &n.audit,
+        &n.lineage,
+    ] {
         broker.create_topic(t, partitions, false);
     }
     broker.create_topic(&n.consent, 1, true);
@@ -169,8 +177,8 @@ fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
 
 fn config(n: &Names, guarantee: &str) -> Config {
     let text = format!(
-        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\nguarantee = \"{guarantee}\"\ndrain_timeout_ms = 10000\n[dead_letter]\ntopic = \"{}\"\n[audit]\ntopic = \"{}\"\n",
-        n.group, n.dead_letter, n.audit
+        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\nguarantee = \"{guarantee}\"\ndrain_timeout_ms = 10000\n[dead_letter]\ntopic = \"{}\"\n[audit]\ntopic = \"{}\"\n[lineage]\ntopic = \"{}\"\n",
+        n.group, n.dead_letter, n.audit, n.lineage
     );
     Config::parse(&text, "test", Default::default()).unwrap()
 }
@@ -531,6 +539,28 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
         );
     }
     assert_eq!(total(&audit_metric, |_| true), 22);
+    // Lineage: START when the worker started, COMPLETE at the graceful stop,
+    // one run, the job named after policy and stream.
+    let mut li = Reader::new(&b, &n.lineage);
+    wait_until("START and COMPLETE lineage events", || {
+        li.poll();
+        li.seen.len() >= 2
+    });
+    let kinds: Vec<&str> = li
+        .seen
+        .iter()
+        .map(|(_, v, _)| v["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["START", "COMPLETE"]);
+    for (key, v, _) in &li.seen {
+        assert_eq!(key.as_deref(), Some("wtest.events"));
+        assert_eq!(v["job"]["name"], "wtest.events");
+        assert_eq!(v["run"]["runId"], li.seen[0].1["run"]["runId"]);
+        assert_eq!(v["inputs"][0]["name"], Value::String(n.input.clone()));
+        let t = &v["outputs"][0]["facets"]["columnLineage"]["fields"]["user"]["inputFields"][0]
+            ["transformations"][0];
+        assert_eq!(t["description"], "pseudonymize");
+    }
     // Dead letters: raw value unchanged, reason and source in headers.
     let mut raw: Vec<String> = dl.seen.iter().map(|(_, v, _)| v.to_string()).collect();
     raw.sort();
@@ -890,4 +920,13 @@ fn exactly_once_a_fenced_worker_steps_down() {
         .expect("worker thread")
         .expect_err("a fenced worker reports an error");
     assert!(err.to_string().to_lowercase().contains("fenced"), "{err}");
+    // The run ends with a FAIL lineage event.
+    let mut li = Reader::new(&b, &n.lineage);
+    wait_until("the FAIL lineage event", || {
+        li.poll();
+        li.seen
+            .last()
+            .is_some_and(|(_, v, _)| v["eventType"] == "FAIL")
+    });
+    assert_eq!(li.seen[0].1["eventType"], "START");
 }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::{OffsetTracker, Tp};
@@ -27,6 +29,7 @@ use super::{base_config, now_ms, WorkerError};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use crate::config::{AuditLevel, Config, Guarantee};
 use crate::engine::{self, Outcome, Record, Scratch, Verdict};
+use crate::lineage::{self, EventType};
 use crate::policy::plan::Compiled;
 use crate::policy::Format;
 use crate::state::MemoryState;
@@ -141,6 +144,63 @@ fn seed_chain(
         }
         Err(e) => {
             tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot read the committed offset: the partition's audit chain restarts");
+        }
+    }
+}
+
+/// Sends the OpenLineage events of every stream to `lineage.topic`.
+struct Lineage {
+    producer: BaseProducer,
+    topic: String,
+    namespace: String,
+    run_id: String,
+}
+
+impl Lineage {
+    fn new(
+        base: &ClientConfig,
+        bootstrap: &str,
+        cfg: &Config,
+        compiled: &Compiled,
+    ) -> Result<Lineage, WorkerError> {
+        let mut random = [0u8; 16];
+        // Without OS randomness the run id is still unique enough per process.
+        if getrandom::fill(&mut random).is_err() {
+            random[..8].copy_from_slice(&now_ms().to_be_bytes());
+            random[8..12].copy_from_slice(&std::process::id().to_be_bytes());
+        }
+        let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
+        let lineage = Lineage {
+            producer: base.clone().create()?,
+            topic: cfg.lineage.topic.clone(),
+            namespace: format!("kafka://{first}"),
+            run_id: lineage::run_id(random),
+        };
+        tracing::info!(run_id = %lineage.run_id, jobs = compiled.streams.len(), "lineage run");
+        Ok(lineage)
+    }
+
+    /// Best effort: lineage describes the plan, it carries no record, so a
+    /// failure to send it is logged and processing goes on.
+    fn emit(&self, compiled: &Compiled, kind: EventType) {
+        let time = audit::rfc3339_ms(now_ms());
+        let run = lineage::Run {
+            policy: &compiled.policy.name,
+            namespace: &self.namespace,
+            run_id: &self.run_id,
+        };
+        for plan in &compiled.streams {
+            let event = lineage::run_event(plan, &run, kind, &time).to_string();
+            let job = lineage::job_name(&compiled.policy.name, plan);
+            let record = BaseRecord::<str, str>::to(&self.topic)
+                .key(&job)
+                .payload(&event);
+            if let Err((e, _)) = self.producer.send(record) {
+                tracing::warn!(error = %e, job, "lineage event not sent");
+            }
+        }
+        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+            tracing::warn!(error = %e, event = kind.name(), "lineage events not delivered");
         }
     }
 }
@@ -398,6 +458,12 @@ pub fn topic_specs(
         compacted: false,
         partitions: 1,
     });
+    specs.push(TopicSpec {
+        name: config.lineage.topic.clone(),
+        retention: None,
+        compacted: false,
+        partitions: 1,
+    });
     // Audit records are keyed by input partition: as many partitions as the
     // widest input spreads the chains without splitting any.
     specs.push(TopicSpec {
@@ -448,6 +514,9 @@ impl Worker {
         }
         if cfg.audit.level == AuditLevel::Summary {
             return Err(WorkerError::AuditSummaryUnsupported);
+        }
+        if cfg.lineage.openlineage_url.is_some() {
+            return Err(WorkerError::LineageHttpUnsupported);
         }
         let base = base_config(&self.bootstrap, &cfg.kafka.properties);
         let drain = Duration::from_millis(cfg.delivery.drain_timeout_ms);
@@ -525,6 +594,8 @@ impl Worker {
             .map(|s| s.topic.as_str())
             .collect();
         consumer.subscribe(&topics)?;
+        let lineage = Lineage::new(&base, &self.bootstrap, cfg, &self.compiled)?;
+        lineage.emit(&self.compiled, EventType::Start);
         self.control.ready.store(true, Ordering::SeqCst);
         tracing::info!(policy = %self.compiled.policy.id(), streams = topics.len(), group = %cfg.kafka.group_id, "worker running");
 
@@ -568,162 +639,177 @@ impl Worker {
         let interval = Duration::from_millis(cfg.delivery.transaction_interval_ms);
         let mut txn_started = Instant::now();
 
-        while !self.control.stop.load(Ordering::Relaxed) {
-            if let Some(txn) = &shared.txn {
-                let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
-                if t.open && txn_started.elapsed() >= interval {
-                    finish(&producer, &consumer, &mut t, &shared, drain)?;
+        let mut crashed = false;
+        let result = (|| -> Result<(), WorkerError> {
+            while !self.control.stop.load(Ordering::Relaxed) {
+                if let Some(txn) = &shared.txn {
+                    let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
+                    if t.open && txn_started.elapsed() >= interval {
+                        finish(&producer, &consumer, &mut t, &shared, drain)?;
+                    }
                 }
-            }
-            if !eos && last_retry.elapsed() >= Duration::from_secs(1) {
-                resend(&producer, &shared);
-                last_retry = Instant::now();
-            }
-            if !eos && last_store.elapsed() >= Duration::from_millis(100) {
-                store(&consumer, &shared);
-                last_store = Instant::now();
-            }
-            let msg = match consumer.poll(Duration::from_millis(100)) {
-                None => continue,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer error");
+                if !eos && last_retry.elapsed() >= Duration::from_secs(1) {
+                    resend(&producer, &shared);
+                    last_retry = Instant::now();
+                }
+                if !eos && last_store.elapsed() >= Duration::from_millis(100) {
+                    store(&consumer, &shared);
+                    last_store = Instant::now();
+                }
+                let msg = match consumer.poll(Duration::from_millis(100)) {
+                    None => continue,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        continue;
+                    }
+                    Some(Ok(m)) => m,
+                };
+                let Some(&si) = by_topic.get(msg.topic()) else {
                     continue;
+                };
+                let (tp, chain) = tps[si].entry(msg.partition()).or_insert_with(|| {
+                    let tp: Tp = (Arc::from(msg.topic()), msg.partition());
+                    let chain = chain_of(&tp);
+                    (tp, chain)
+                });
+                let tp = tp.clone();
+                let seed = shared
+                    .unseeded
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&tp);
+                if seed {
+                    seed_chain(&consumer, &shared, &tp, chain, drain);
                 }
-                Some(Ok(m)) => m,
-            };
-            let Some(&si) = by_topic.get(msg.topic()) else {
-                continue;
-            };
-            let (tp, chain) = tps[si].entry(msg.partition()).or_insert_with(|| {
-                let tp: Tp = (Arc::from(msg.topic()), msg.partition());
-                let chain = chain_of(&tp);
-                (tp, chain)
-            });
-            let tp = tp.clone();
-            let seed = shared
-                .unseeded
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&tp);
-            if seed {
-                seed_chain(&consumer, &shared, &tp, chain, drain);
+                let (mut outs, record, dead) = {
+                    let state = state.read().unwrap_or_else(PoisonError::into_inner);
+                    govern_message(
+                        &self.compiled,
+                        si,
+                        &ctxs[si],
+                        &actx,
+                        &msg,
+                        &state,
+                        &mut scratch,
+                        &dead_letter_topic,
+                    )
+                };
+                // The audit record: next in its input partition's chain, acknowledged
+                // (or committed) with the outputs before the offset may move.
+                let (start_head, (text, hash)) = {
+                    let mut c = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
+                    let start = eos.then(|| c.head(chain).map(str::to_string)).flatten();
+                    (start, c.append(&self.audit_key, chain, &record))
+                };
+                audit_counts[usize::from(dead)].inc();
+                outs.push(OutRecord {
+                    topic: audit_topic.clone(),
+                    key: Some(chain.as_bytes().to_vec()),
+                    payload: text.into_bytes(),
+                    headers: Vec::new(),
+                    // Written now (the input's time is in `source.timestamp`):
+                    // the audit topic's retention counts from when it was written.
+                    timestamp: None,
+                });
+                let mut generation = 0;
+                if let Some(txn) = &shared.txn {
+                    let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !t.open {
+                        producer.begin_transaction()?;
+                        t.open = true;
+                        txn_started = Instant::now();
+                    }
+                    let e = t.offsets.entry(tp.clone()).or_insert(TxnPart {
+                        first: msg.offset(),
+                        next: msg.offset() + 1,
+                        start_head,
+                        head: String::new(),
+                    });
+                    e.next = msg.offset() + 1;
+                    e.head = hash;
+                    t.records += 1;
+                } else {
+                    generation = shared
+                        .tracker
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .begin(&tp, msg.offset(), outs.len() as u32, Some(hash));
+                }
+                let origin = Arc::new(Origin {
+                    tp: tp.clone(),
+                    offset: msg.offset(),
+                    generation,
+                });
+                for out in outs {
+                    send(&producer, &shared, out, origin.clone());
+                }
             }
-            let (mut outs, record, dead) = {
-                let state = state.read().unwrap_or_else(PoisonError::into_inner);
-                govern_message(
-                    &self.compiled,
-                    si,
-                    &ctxs[si],
-                    &actx,
-                    &msg,
-                    &state,
-                    &mut scratch,
-                    &dead_letter_topic,
-                )
-            };
-            // The audit record: next in its input partition's chain, acknowledged
-            // (or committed) with the outputs before the offset may move.
-            let (start_head, (text, hash)) = {
-                let mut c = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
-                let start = eos.then(|| c.head(chain).map(str::to_string)).flatten();
-                (start, c.append(&self.audit_key, chain, &record))
-            };
-            audit_counts[usize::from(dead)].inc();
-            outs.push(OutRecord {
-                topic: audit_topic.clone(),
-                key: Some(chain.as_bytes().to_vec()),
-                payload: text.into_bytes(),
-                headers: Vec::new(),
-                // Written now (the input's time is in `source.timestamp`):
-                // the audit topic's retention counts from when it was written.
-                timestamp: None,
-            });
-            let mut generation = 0;
+
+            if self.options.crash_on_stop {
+                tracing::warn!("stopping without drain or commit (crash simulation)");
+                crashed = true;
+                return Ok(());
+            }
             if let Some(txn) = &shared.txn {
                 let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
-                if !t.open {
-                    producer.begin_transaction()?;
-                    t.open = true;
-                    txn_started = Instant::now();
+                if let Err(e) = finish(&producer, &consumer, &mut t, &shared, drain) {
+                    tracing::warn!(error = %e, "final transaction failed; its input will be reprocessed");
                 }
-                let e = t.offsets.entry(tp.clone()).or_insert(TxnPart {
-                    first: msg.offset(),
-                    next: msg.offset() + 1,
-                    start_head,
-                    head: String::new(),
-                });
-                e.next = msg.offset() + 1;
-                e.head = hash;
-                t.records += 1;
-            } else {
-                generation = shared
+                drop(t);
+                consumer.unsubscribe();
+                drop(consumer);
+                if let Some(h) = follower {
+                    let _ = h.join();
+                }
+                tracing::info!("worker stopped");
+                return Ok(());
+            }
+            // Graceful stop: drain, commit, leave the group.
+            tracing::info!(drain_ms = drain.as_millis() as u64, "draining");
+            let deadline = Instant::now() + drain;
+            flush(&producer, drain);
+            loop {
+                resend(&producer, &shared);
+                let left = shared
                     .tracker
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .begin(&tp, msg.offset(), outs.len() as u32, Some(hash));
+                    .inflight(|_| true);
+                if left == 0 || Instant::now() >= deadline {
+                    if left > 0 {
+                        tracing::warn!(
+                            records = left,
+                            "drain timeout: records in flight will be reprocessed by the next owner"
+                        );
+                    }
+                    break;
+                }
+                flush(&producer, Duration::from_millis(100));
             }
-            let origin = Arc::new(Origin {
-                tp: tp.clone(),
-                offset: msg.offset(),
-                generation,
-            });
-            for out in outs {
-                send(&producer, &shared, out, origin.clone());
+            store(&consumer, &shared);
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "final commit failed"),
             }
-        }
-
-        if self.options.crash_on_stop {
-            tracing::warn!("stopping without drain or commit (crash simulation)");
-            return Ok(());
-        }
-        if let Some(txn) = &shared.txn {
-            let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(e) = finish(&producer, &consumer, &mut t, &shared, drain) {
-                tracing::warn!(error = %e, "final transaction failed; its input will be reprocessed");
-            }
-            drop(t);
             consumer.unsubscribe();
             drop(consumer);
             if let Some(h) = follower {
                 let _ = h.join();
             }
             tracing::info!("worker stopped");
-            return Ok(());
+            Ok(())
+        })();
+        if !crashed {
+            lineage.emit(
+                &self.compiled,
+                if result.is_ok() {
+                    EventType::Complete
+                } else {
+                    EventType::Fail
+                },
+            );
         }
-        // Graceful stop: drain, commit, leave the group.
-        tracing::info!(drain_ms = drain.as_millis() as u64, "draining");
-        let deadline = Instant::now() + drain;
-        flush(&producer, drain);
-        loop {
-            resend(&producer, &shared);
-            let left = shared
-                .tracker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .inflight(|_| true);
-            if left == 0 || Instant::now() >= deadline {
-                if left > 0 {
-                    tracing::warn!(
-                        records = left,
-                        "drain timeout: records in flight will be reprocessed by the next owner"
-                    );
-                }
-                break;
-            }
-            flush(&producer, Duration::from_millis(100));
-        }
-        store(&consumer, &shared);
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "final commit failed"),
-        }
-        consumer.unsubscribe();
-        drop(consumer);
-        if let Some(h) = follower {
-            let _ = h.join();
-        }
-        tracing::info!("worker stopped");
-        Ok(())
+        result
     }
 }
 
