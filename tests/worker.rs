@@ -539,6 +539,40 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
         );
     }
     assert_eq!(total(&audit_metric, |_| true), 22);
+    // `custos audit verify` and `audit trace` read the same trail from the broker.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("custos.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"{b}\"\n[audit]\ntopic = \"{}\"\n",
+            n.audit
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+            .args(args)
+            .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
+            .output()
+            .unwrap()
+    };
+    let cfg = cfg.display().to_string();
+    let out = cli(&["audit", "verify", "--config", &cfg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked: u64 = text
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(checked, 22, "{text}");
+    let out = cli(&["audit", "trace", "--config", &cfg, "--subject", "s-4"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
     // Lineage: START when the worker started, COMPLETE at the graceful stop,
     // one run, the job named after policy and stream.
     let mut li = Reader::new(&b, &n.lineage);
