@@ -964,3 +964,53 @@ fn exactly_once_a_fenced_worker_steps_down() {
     });
     assert_eq!(li.seen[0].1["eventType"], "START");
 }
+
+#[test]
+fn an_undeliverable_audit_record_stops_the_worker_and_nothing_is_lost() {
+    // The mock answers the next Produce requests with a permanent error:
+    // outputs would be retried, an audit record stops the worker instead
+    // (resent later it would stand after newer records of its chain).
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 2);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &n.input, &(0..200).map(event).collect::<Vec<_>>());
+    let Broker::Mock(mock) = &broker else {
+        unreachable!()
+    };
+    // Injected before the worker starts: the test's producer is done, so the
+    // worker's own produce requests meet the errors.
+    mock.cluster().request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 20],
+    );
+    let first = start(&broker, &n, &compiled, false);
+    wait_until(
+        "the worker to stop on the undeliverable audit record",
+        || first.handle.is_finished(),
+    );
+    let err = first
+        .handle
+        .join()
+        .unwrap()
+        .expect_err("stops with an error");
+    assert!(err.to_string().contains("audit record"), "{err}");
+    mock.cluster().clear_request_errors(RDKafkaApiKey::Produce);
+
+    let second = start(&broker, &n, &compiled, false);
+    let mut a = Reader::new(&b, &n.analytics);
+    let expect: BTreeSet<u64> = (0..200).collect();
+    wait_until("every input to reach analytics", || {
+        a.poll();
+        a.ns() == expect
+    });
+    second.stop();
+    let mut au = Reader::new(&b, &n.audit);
+    wait_until("an audit record for every input", || {
+        au.poll();
+        au.seen.len() >= 200
+    });
+    verify_audit(&au);
+}

@@ -94,6 +94,8 @@ struct Shared {
     chains: Mutex<Chains>,
     /// Assigned partitions whose chain head is not looked up yet.
     unseeded: Mutex<std::collections::HashSet<Tp>>,
+    /// at_least_once: an audit record could not be delivered; the worker stops.
+    audit_failed: AtomicBool,
 }
 
 /// The open transaction of an exactly_once worker.
@@ -221,6 +223,7 @@ fn add_offset(tpl: &mut TopicPartitionList, tp: &Tp, offset: i64, head: Option<&
 
 struct DeliveryContext {
     shared: Arc<Shared>,
+    audit_topic: String,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -252,6 +255,13 @@ impl ProducerContext for DeliveryContext {
             Err((e, _)) if !self.current(&origin) => {
                 // Revoked since: the partition's next owner reprocesses it.
                 tracing::debug!(error = %e, "produce failed for a revoked partition");
+            }
+            Err((e, msg)) if msg.topic() == self.audit_topic => {
+                // Sent again later it would stand after newer records of its
+                // chain. Stop instead: the offset never moved past it, so the
+                // next start redoes it from the committed chain head (a replay).
+                tracing::error!(error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "audit record not delivered after librdkafka's retries: stopping");
+                self.shared.audit_failed.store(true, Ordering::SeqCst);
             }
             Err((e, msg)) => {
                 // librdkafka has already retried for delivery.timeout.ms: keep
@@ -555,6 +565,7 @@ impl Worker {
             finished: self.control.finished.clone(),
             chains: Mutex::new(Chains::default()),
             unseeded: Mutex::new(std::collections::HashSet::new()),
+            audit_failed: AtomicBool::new(false),
         });
         let mut pconf = base.clone();
         pconf.set("enable.idempotence", "true");
@@ -576,6 +587,7 @@ impl Worker {
         }
         let producer: Arc<Prod> = Arc::new(pconf.create_with_context(DeliveryContext {
             shared: shared.clone(),
+            audit_topic: cfg.audit.topic.clone(),
         })?);
         if eos {
             // Fences any earlier producer with this id and aborts its open transaction.
@@ -647,6 +659,9 @@ impl Worker {
                     if t.open && txn_started.elapsed() >= interval {
                         finish(&producer, &consumer, &mut t, &shared, drain)?;
                     }
+                }
+                if shared.audit_failed.load(Ordering::SeqCst) {
+                    return Err(WorkerError::AuditUndeliverable);
                 }
                 if !eos && last_retry.elapsed() >= Duration::from_secs(1) {
                     resend(&producer, &shared);
