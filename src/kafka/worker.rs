@@ -260,8 +260,9 @@ impl ProducerContext for DeliveryContext {
                 // Sent again later it would stand after newer records of its
                 // chain. Stop instead: the offset never moved past it, so the
                 // next start redoes it from the committed chain head (a replay).
-                tracing::error!(error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "audit record not delivered after librdkafka's retries: stopping");
-                self.shared.audit_failed.store(true, Ordering::SeqCst);
+                if !self.shared.audit_failed.swap(true, Ordering::SeqCst) {
+                    tracing::error!(error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "audit record not delivered after librdkafka's retries: stopping");
+                }
             }
             Err((e, msg)) => {
                 // librdkafka has already retried for delivery.timeout.ms: keep
