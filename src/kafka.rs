@@ -44,7 +44,7 @@ pub enum WorkerError {
     AuditSummaryUnsupported,
     #[error("lineage.openlineage_url is not supported yet; remove it (lineage events go to lineage.topic, from where a connector can forward them)")]
     LineageHttpUnsupported,
-    #[error("an audit record could not be delivered to the audit topic after librdkafka's retries (delivery.timeout.ms); custos stopped without committing past it and redoes it on the next start")]
+    #[error("an audit record could not be delivered to the audit topic, or the producer failed for good (see the log); custos stopped without committing past it and redoes it on the next start")]
     AuditUndeliverable,
 }
 

@@ -106,7 +106,15 @@ pub fn run_event(plan: &StreamPlan, run: &Run<'_>, kind: EventType, event_time: 
                 if d.kind == ActionKind::Drop {
                     continue;
                 }
-                let keep = d.kind == ActionKind::Keep;
+                // A kept scanned field still has its detected spans transformed.
+                let spans_changed =
+                    leaf.scan && o.spans.iter().any(|sp| sp.kind != ActionKind::Keep);
+                let keep = d.kind == ActionKind::Keep && !spans_changed;
+                let description = if spans_changed && d.kind == ActionKind::Keep {
+                    "keep (detected personal data transformed)"
+                } else {
+                    d.kind.name()
+                };
                 fields.insert(
                     p.clone(),
                     json!({"inputFields": [{
@@ -114,7 +122,7 @@ pub fn run_event(plan: &StreamPlan, run: &Run<'_>, kind: EventType, event_time: 
                         "transformations": [{
                             "type": "DIRECT",
                             "subtype": if keep { "IDENTITY" } else { "TRANSFORMATION" },
-                            "description": d.kind.name(),
+                            "description": description,
                             "masking": !keep
                         }]
                     }]}),

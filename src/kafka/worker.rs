@@ -64,6 +64,8 @@ pub struct Control {
 /// One output record waiting to be (re)sent.
 #[derive(Debug, Clone)]
 struct OutRecord {
+    /// An audit record: never resent out of its chain's order.
+    audit: bool,
     topic: Arc<str>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
@@ -155,7 +157,8 @@ struct Lineage {
     producer: BaseProducer,
     topic: String,
     namespace: String,
-    run_id: String,
+    /// One run per stream (each stream is its own job).
+    run_ids: Vec<String>,
 }
 
 impl Lineage {
@@ -165,33 +168,42 @@ impl Lineage {
         cfg: &Config,
         compiled: &Compiled,
     ) -> Result<Lineage, WorkerError> {
-        let mut random = [0u8; 16];
-        // Without OS randomness the run id is still unique enough per process.
-        if getrandom::fill(&mut random).is_err() {
-            random[..8].copy_from_slice(&now_ms().to_be_bytes());
-            random[8..12].copy_from_slice(&std::process::id().to_be_bytes());
-        }
+        let run_ids = (0..compiled.streams.len())
+            .map(|i| {
+                let mut random = [0u8; 16];
+                // Without OS randomness the run id is still unique enough.
+                if getrandom::fill(&mut random).is_err() {
+                    random[..8].copy_from_slice(&now_ms().to_be_bytes());
+                    random[8..12].copy_from_slice(&std::process::id().to_be_bytes());
+                    random[12..].copy_from_slice(&(i as u32).to_be_bytes());
+                }
+                lineage::run_id(random)
+            })
+            .collect();
         let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
-        let lineage = Lineage {
-            producer: base.clone().create()?,
+        let mut pconf = base.clone();
+        // Lineage is best effort: it must not hold up a start or a stop.
+        pconf
+            .set("message.timeout.ms", "5000")
+            .set("statistics.interval.ms", "0");
+        Ok(Lineage {
+            producer: pconf.create()?,
             topic: cfg.lineage.topic.clone(),
             namespace: format!("kafka://{first}"),
-            run_id: lineage::run_id(random),
-        };
-        tracing::info!(run_id = %lineage.run_id, jobs = compiled.streams.len(), "lineage run");
-        Ok(lineage)
+            run_ids,
+        })
     }
 
     /// Best effort: lineage describes the plan, it carries no record, so a
     /// failure to send it is logged and processing goes on.
     fn emit(&self, compiled: &Compiled, kind: EventType) {
         let time = audit::rfc3339_ms(now_ms());
-        let run = lineage::Run {
-            policy: &compiled.policy.name,
-            namespace: &self.namespace,
-            run_id: &self.run_id,
-        };
-        for plan in &compiled.streams {
+        for (plan, run_id) in compiled.streams.iter().zip(&self.run_ids) {
+            let run = lineage::Run {
+                policy: &compiled.policy.name,
+                namespace: &self.namespace,
+                run_id,
+            };
             let event = lineage::run_event(plan, &run, kind, &time).to_string();
             let job = lineage::job_name(&compiled.policy.name, plan);
             let record = BaseRecord::<str, str>::to(&self.topic)
@@ -201,7 +213,7 @@ impl Lineage {
                 tracing::warn!(error = %e, job, "lineage event not sent");
             }
         }
-        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+        if let Err(e) = self.producer.flush(Duration::from_secs(6)) {
             tracing::warn!(error = %e, event = kind.name(), "lineage events not delivered");
         }
     }
@@ -274,6 +286,7 @@ impl ProducerContext for DeliveryContext {
                     .with_label_values(&[msg.topic()])
                     .inc();
                 let rec = OutRecord {
+                    audit: false,
                     topic: Arc::from(msg.topic()),
                     key: msg.key().map(<[u8]>::to_vec),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -580,6 +593,11 @@ impl Worker {
             .or_else(|| std::env::var("CUSTOS_INSTANCE_ID").ok())
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "custos".into());
+        if !eos && pconf.get("enable.gapless.guarantee").is_none() {
+            // A record that fails for good fails the producer instead of
+            // letting later records of its partition through (audit chains).
+            pconf.set("enable.gapless.guarantee", "true");
+        }
         if eos {
             pconf.set(
                 "transactional.id",
@@ -719,6 +737,7 @@ impl Worker {
                 };
                 audit_counts[usize::from(dead)].inc();
                 outs.push(OutRecord {
+                    audit: true,
                     topic: audit_topic.clone(),
                     key: Some(chain.as_bytes().to_vec()),
                     payload: text.into_bytes(),
@@ -801,6 +820,10 @@ impl Worker {
                     break;
                 }
                 flush(&producer, Duration::from_millis(100));
+            }
+            if shared.audit_failed.load(Ordering::SeqCst) {
+                // Offsets stay where the undelivered audit record holds them.
+                return Err(WorkerError::AuditUndeliverable);
             }
             store(&consumer, &shared);
             match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -1035,6 +1058,15 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
                     shared.txn_failed.store(true, Ordering::SeqCst);
                     return;
                 }
+                if out.audit || matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::Fatal))
+                {
+                    // Resent later, an audit record would stand after newer
+                    // records of its chain; a fatal producer never recovers.
+                    if !shared.audit_failed.swap(true, Ordering::SeqCst) {
+                        tracing::error!(topic = %out.topic, error = %e, "produce refused: stopping");
+                    }
+                    return;
+                }
                 tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
                 shared
                     .metrics
@@ -1150,6 +1182,7 @@ fn govern_message(
             ));
             h.push((Cow::Borrowed("custos-source"), source.into_bytes()));
             let dl = OutRecord {
+                audit: false,
                 topic: dead_letter_topic.clone(),
                 key: msg.key().map(<[u8]>::to_vec),
                 payload: msg.payload().unwrap_or_default().to_vec(),
@@ -1174,6 +1207,7 @@ fn govern_message(
                     Outcome::Emitted(out) => {
                         sm.emitted(i);
                         outs.push(OutRecord {
+                            audit: false,
                             topic: ctx.topics[i].clone(),
                             key: out.key,
                             payload: out.value,
