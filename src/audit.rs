@@ -104,15 +104,12 @@ impl StreamAudit {
         for (i, o) in plan.outputs.iter().enumerate() {
             let mut dropped = Vec::new();
             let mut transformed = Map::new();
-            for (path, leaf) in &plan.fields {
-                let Some(d) = leaf.decisions.get(i) else {
-                    continue;
-                };
+            for (path, _, d) in plan.named_decisions(i) {
                 match d.kind {
                     ActionKind::Keep => {}
-                    ActionKind::Drop => dropped.push(Value::String(path.clone())),
+                    ActionKind::Drop => dropped.push(Value::String(path.to_string())),
                     k => {
-                        transformed.insert(path.clone(), Value::String(k.name().into()));
+                        transformed.insert(path.to_string(), Value::String(k.name().into()));
                     }
                 }
             }
@@ -157,8 +154,14 @@ impl Source<'_> {
 
     /// The chain this record belongs to (also the audit record's Kafka key).
     pub fn chain(&self) -> String {
-        format!("{}/{}", self.topic, self.partition)
+        chain_name(self.topic, self.partition)
     }
+}
+
+/// An audit chain's name, `<input topic>/<partition>`: also the audit
+/// records' Kafka key and the chain head's commit-metadata owner.
+pub fn chain_name(topic: &str, partition: impl std::fmt::Display) -> String {
+    format!("{topic}/{partition}")
 }
 
 /// Who and when, the same for every record of a worker.
@@ -436,7 +439,7 @@ impl Verifier {
             record["source"]["topic"].as_str(),
             record["source"]["partition"].as_i64(),
         ) {
-            (Some(t), Some(p)) => format!("{t}/{p}"),
+            (Some(t), Some(p)) => chain_name(t, p),
             _ => {
                 let b = broken("record without source topic and partition");
                 self.state("(unreadable)").report.breaks.push(b);

@@ -71,11 +71,10 @@ pub struct Run<'a> {
 
 /// One RunEvent for a stream's plan.
 pub fn run_event(plan: &StreamPlan, run: &Run<'_>, kind: EventType, event_time: &str) -> Value {
-    let paths: Vec<&(String, std::sync::Arc<crate::policy::plan::Leaf>)> = plan
-        .fields
-        .iter()
-        .filter(|(p, _)| !p.starts_with('$'))
-        .collect();
+    // `$key` and `$headers.*` are not in the value: no columns.
+    let column = |p: &str| !p.starts_with('$');
+    let paths: Vec<&(String, std::sync::Arc<crate::policy::plan::Leaf>)> =
+        plan.fields.iter().filter(|(p, _)| column(p)).collect();
     let schema_fields: Vec<Value> = paths.iter().map(|(p, _)| json!({"name": p})).collect();
     let tags: Vec<Value> = paths
         .iter()
@@ -99,11 +98,8 @@ pub fn run_event(plan: &StreamPlan, run: &Run<'_>, kind: EventType, event_time: 
         .enumerate()
         .map(|(i, o)| {
             let mut fields = Map::new();
-            for (p, leaf) in &paths {
-                let Some(d) = leaf.decisions.get(i) else {
-                    continue;
-                };
-                if d.kind == ActionKind::Drop {
+            for (p, leaf, d) in plan.named_decisions(i) {
+                if !column(p) || d.kind == ActionKind::Drop {
                     continue;
                 }
                 // A kept scanned field still has its detected spans transformed.
@@ -116,7 +112,7 @@ pub fn run_event(plan: &StreamPlan, run: &Run<'_>, kind: EventType, event_time: 
                     d.kind.name()
                 };
                 fields.insert(
-                    p.clone(),
+                    p.to_string(),
                     json!({"inputFields": [{
                         "namespace": run.namespace, "name": plan.topic, "field": p,
                         "transformations": [{

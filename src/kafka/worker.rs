@@ -221,7 +221,7 @@ impl Lineage {
 
 /// `topic/partition`: an audit chain's name and the audit records' key.
 fn chain_of(tp: &Tp) -> String {
-    format!("{}/{}", tp.0, tp.1)
+    audit::chain_name(&tp.0, tp.1)
 }
 
 /// Adds `tp` at `offset` with the chain head as commit metadata.
@@ -264,7 +264,7 @@ impl ProducerContext for DeliveryContext {
                 tracing::warn!(topic = msg.topic(), error = %e, "produce failed inside a transaction; it will abort");
                 self.shared.txn_failed.store(true, Ordering::SeqCst);
             }
-            Err((e, _)) if !self.current(&origin) => {
+            Err((e, _)) if !self.shared.current(&origin) => {
                 // Revoked since: the partition's next owner reprocesses it.
                 tracing::debug!(error = %e, "produce failed for a revoked partition");
             }
@@ -306,10 +306,11 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-impl DeliveryContext {
+impl Shared {
+    /// Whether `origin`'s partition is still tracked in the same generation
+    /// (not revoked since): only then do its acks and retries count.
     fn current(&self, origin: &Origin) -> bool {
-        self.shared
-            .tracker
+        self.tracker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_current(&origin.tp, origin.generation)
@@ -359,7 +360,7 @@ impl ConsumerContext for WorkerContext {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for e in tpl.elements() {
-                chains.forget(&format!("{}/{}", e.topic(), e.partition()));
+                chains.forget(&audit::chain_name(e.topic(), e.partition()));
             }
             return;
         }
@@ -1092,13 +1093,8 @@ fn resend(producer: &Prod, shared: &Shared) {
             .unwrap_or_else(PoisonError::into_inner),
     );
     for (rec, origin) in pending {
-        let current = shared
-            .tracker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_current(&origin.tp, origin.generation);
         // A revoked partition's records are reprocessed by its next owner.
-        if current {
+        if shared.current(&origin) {
             send(producer, shared, rec, origin);
         }
     }

@@ -143,6 +143,18 @@ pub struct StreamPlan {
     pub fields: Vec<(String, Arc<Leaf>)>,
 }
 
+impl StreamPlan {
+    /// For output `output`: every path the policy names, with its leaf and
+    /// that output's decision, in policy order.
+    pub fn named_decisions(&self, output: usize) -> impl Iterator<Item = (&str, &Leaf, &Decision)> {
+        self.fields.iter().filter_map(move |(path, leaf)| {
+            leaf.decisions
+                .get(output)
+                .map(|d| (path.as_str(), &**leaf, d))
+        })
+    }
+}
+
 /// A policy compiled for processing.
 #[derive(Debug, Clone)]
 pub struct Compiled {
