@@ -60,7 +60,7 @@ fn compiled() -> (policy::plan::Compiled, Keys) {
 }
 
 fn state() -> MemoryState {
-    let mut s = MemoryState::new();
+    let mut s = MemoryState::new(&["analytics", "marketing", "support"]);
     s.apply_consent(
         None,
         Some(br#"{"subject":"c-1","purposes":{"marketing":true}}"#),
@@ -82,7 +82,11 @@ fn naive(policy: &Policy, keys: &Keys, value: &[u8], state: &MemoryState) -> Vec
         let purpose = policy.purposes.iter().find(|p| &p.name == pname).unwrap();
         if purpose.basis == policy::Basis::Consent
             && !matches!(
-                custos::state::SubjectState::consent(state, subject, pname),
+                custos::state::SubjectState::consent(
+                    state,
+                    subject,
+                    policy.purpose_index(pname).unwrap()
+                ),
                 Some(true)
             )
         {

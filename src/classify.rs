@@ -64,12 +64,71 @@ impl Detector {
     }
 }
 
+/// A set of detectors (a bit per [`Detector::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct DetectorSet(u8);
+
+impl DetectorSet {
+    pub fn single(d: Detector) -> Self {
+        DetectorSet(1 << d.index())
+    }
+    pub fn contains(self, d: Detector) -> bool {
+        self.0 & (1 << d.index()) != 0
+    }
+    pub fn insert(&mut self, d: Detector) {
+        self.0 |= 1 << d.index();
+    }
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The detectors in the set, in [`Detector::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Detector> {
+        Detector::ALL.into_iter().filter(move |d| self.contains(*d))
+    }
+}
+
 /// A detected span of personal data: byte range in the scanned string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     pub start: usize,
     pub end: usize,
+    /// The highest-priority detector of the span.
     pub detector: Detector,
+    /// Every detector whose finding was merged into this span.
+    pub detectors: DetectorSet,
+}
+
+/// Detects personal data in a JSON number's raw text; numbers written in
+/// exponent form are expanded first, and any finding is one span over the
+/// whole text.
+pub fn detect_number(raw: &str, out: &mut Vec<Span>) {
+    out.clear();
+    if !raw.contains(['e', 'E', '.']) {
+        detect_into(raw, out);
+        return;
+    }
+    let Some(expanded) = crate::state::canonical_number(raw) else {
+        return;
+    };
+    let digits: String = expanded.chars().filter(char::is_ascii_digit).collect();
+    let found = detect(&digits);
+    if let Some(first) = found.first() {
+        let mut detectors = DetectorSet::default();
+        for s in &found {
+            for d in s.detectors.iter() {
+                detectors.insert(d);
+            }
+        }
+        out.push(Span {
+            start: 0,
+            end: raw.len(),
+            detector: first.detector,
+            detectors,
+        });
+    }
 }
 
 struct Patterns {
@@ -261,6 +320,7 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
                     start: m.start(),
                     end: m.end(),
                     detector: det,
+                    detectors: DetectorSet::single(det),
                 });
             }
         }
@@ -377,10 +437,13 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
                 // Overlap: one span covering both, with the higher-priority
                 // detector, so no part of either is left in clear text.
                 let last_i = out.len() - 1;
+                let mut detectors = last.detectors;
+                detectors.insert(c.detector);
                 let merged = Span {
                     start: last.start,
                     end: last.end.max(c.end),
                     detector: last.detector.min(c.detector),
+                    detectors,
                 };
                 out[last_i] = merged;
             }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::policy::keys::Keys;
+use crate::policy::keys::{self, Keys};
 use crate::policy::plan::{self, Compiled};
 use crate::policy::{self, Policy};
 
@@ -140,11 +140,20 @@ pub fn load_policy(path: &Path) -> Result<Policy, Failure> {
     })
 }
 
+/// What to do with keys shorter than [`keys::MIN_KEY_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShortKeys {
+    /// `custos run`: refuse to start.
+    Refuse,
+    /// Offline tools: warn on stderr.
+    Warn,
+}
+
 /// Loads a policy, resolves its keys from the process environment and compiles it.
 ///
 /// # Errors
 /// Policy errors, missing secrets, or keys that do not compile.
-pub fn load_compiled(path: &Path) -> Result<Compiled, Failure> {
+pub fn load_compiled(path: &Path, short_keys: ShortKeys) -> Result<Compiled, Failure> {
     let policy = load_policy(path)?;
     let keys = Keys::resolve(&policy, |v| std::env::var(v).ok()).map_err(|errs| {
         Failure::new(
@@ -154,6 +163,23 @@ pub fn load_compiled(path: &Path) -> Result<Compiled, Failure> {
                 .join("\n"),
         )
     })?;
+    let short = keys.short();
+    if !short.is_empty() {
+        let list = short
+            .iter()
+            .map(|(k, n)| format!("`{k}` has {n} byte{}", plural(*n)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = format!(
+            "{}: key {list}; keys need at least {} bytes (e.g. `openssl rand -hex 32`), shorter ones make pseudonyms guessable",
+            path.display(),
+            keys::MIN_KEY_BYTES
+        );
+        match short_keys {
+            ShortKeys::Refuse => return Err(Failure::new(msg)),
+            ShortKeys::Warn => eprintln!("custos: warning: {msg}"),
+        }
+    }
     plan::compile(Arc::new(policy), &keys)
         .map_err(|e| Failure::new(format!("{}: {e}", path.display())))
 }
@@ -194,9 +220,16 @@ fn check(file: &Path) -> Result<(), Failure> {
     let policy = load_policy(file)?;
     // Secrets are the environment's business, not the policy's: report them
     // without failing, since a policy is often checked where secrets are absent.
-    if let Err(errs) = Keys::resolve(&policy, |v| std::env::var(v).ok()) {
-        for e in errs {
-            eprintln!("custos: warning: {e} (needed by `custos run` and `custos apply`)");
+    match Keys::resolve(&policy, |v| std::env::var(v).ok()) {
+        Err(errs) => {
+            for e in errs {
+                eprintln!("custos: warning: {e} (needed by `custos run` and `custos apply`)");
+            }
+        }
+        Ok(found) => {
+            for (k, n) in found.short() {
+                eprintln!("custos: warning: key `{k}` has {n} byte{}; `custos run` refuses keys shorter than {} bytes (shorter ones make pseudonyms guessable)", plural(n), keys::MIN_KEY_BYTES);
+            }
         }
     }
     let outputs: usize = policy.streams.iter().map(|s| s.outputs.len()).sum();

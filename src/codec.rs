@@ -31,13 +31,18 @@ pub enum Kind {
 
 /// One token. For strings `start..end` excludes the quotes; for everything
 /// else it is the whole raw text. `next` is the index of the token after this
-/// value's subtree.
+/// value's subtree. `leaves` counts the scalars below a container (an empty
+/// container counts as one; a scalar is one), and `hollow` says a container
+/// is empty or holds an empty container somewhere below: both are computed
+/// once while parsing, so governance never re-walks a subtree to know them.
 #[derive(Debug, Clone, Copy)]
 pub struct Tok {
     pub kind: Kind,
+    pub hollow: bool,
     pub start: u32,
     pub end: u32,
     pub next: u32,
+    pub leaves: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,9 +244,11 @@ impl Parser<'_, '_> {
         let i = self.tape.toks.len();
         self.tape.toks.push(Tok {
             kind,
+            hollow: false,
             start: start as u32,
             end: end as u32,
             next: i as u32 + 1,
+            leaves: 1,
         });
         i
     }
@@ -328,7 +335,25 @@ impl Parser<'_, '_> {
         let t = &mut self.tape.toks[i];
         t.end = self.pos as u32;
         t.next = n;
-        if t.kind == Kind::Object {
+        let object = t.kind == Kind::Object;
+        // Children are closed already: sum what they know (linear overall).
+        let (mut leaves, mut hollow, mut any) = (0u32, false, false);
+        let mut fold = |c: &Tok| {
+            leaves = leaves.saturating_add(c.leaves);
+            hollow |= c.hollow;
+            any = true;
+        };
+        if object {
+            self.tape
+                .members(i)
+                .for_each(|(_, v)| fold(&self.tape.toks[v]));
+        } else {
+            self.tape.elements(i).for_each(|v| fold(&self.tape.toks[v]));
+        }
+        let t = &mut self.tape.toks[i];
+        t.leaves = leaves.max(1);
+        t.hollow = hollow || !any;
+        if object {
             self.check_duplicates(i)?;
         }
         Ok(())

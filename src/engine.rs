@@ -14,13 +14,38 @@ use serde_json::Value;
 
 use crate::classify::{self, Detector, Span};
 use crate::codec::{self, Kind, Tape, Tok};
-use crate::policy::plan::{Leaf, Node, OutputPlan, StreamPlan};
+use crate::policy::plan::{Leaf, Node, OutputPlan, SpanDecision, StreamPlan};
 use crate::policy::{ActionKind, Basis, FieldPath, Segment, Unclassified};
-use crate::state::{subject_text, SubjectState};
+use crate::state::{canonical_subject, SubjectState};
 use crate::transform::{self, Op};
 
 /// Records larger than this go to the dead-letter topic (`too_large`).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// A record whose governed output for some purpose (key, value and headers)
+/// would be larger than this goes to the dead-letter topic (`too_large`)
+/// with nothing emitted: below librdkafka's and Kafka's default message size
+/// limit of about 1 MB, so a governed record is never refused by the broker.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 900_000;
+
+/// Size limits of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Input value size above which the record is dead-lettered.
+    pub max_record_bytes: usize,
+    /// Size of one governed output (key + value + headers) above which the
+    /// whole record is dead-lettered.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
 
 /// One input record, as read from Kafka (or an NDJSON line).
 #[derive(Debug, Clone, Copy)]
@@ -73,17 +98,22 @@ pub enum DeadLetterReason {
     TooLarge,
     /// Unclassified fields in a stream with `unclassified: dead_letter`.
     Unclassified,
-    /// The event time field holds neither RFC 3339 nor epoch millis.
+    /// No usable age: the event time is present but not RFC 3339 or epoch
+    /// millis, or too far in the future; or there is no event time and no
+    /// usable record timestamp.
     EventTime,
+    /// The subject id is present but not a string or number.
+    Subject,
 }
 
 impl DeadLetterReason {
-    pub const ALL: [DeadLetterReason; 5] = [
+    pub const ALL: [DeadLetterReason; 6] = [
         DeadLetterReason::Decode,
         DeadLetterReason::Schema,
         DeadLetterReason::TooLarge,
         DeadLetterReason::Unclassified,
         DeadLetterReason::EventTime,
+        DeadLetterReason::Subject,
     ];
 
     pub fn code(self) -> &'static str {
@@ -93,6 +123,7 @@ impl DeadLetterReason {
             DeadLetterReason::TooLarge => "too_large",
             DeadLetterReason::Unclassified => "unclassified",
             DeadLetterReason::EventTime => "event_time",
+            DeadLetterReason::Subject => "subject",
         }
     }
 }
@@ -169,14 +200,14 @@ pub fn govern(
     now_ms: i64,
     scratch: &mut Scratch,
 ) -> Verdict {
-    govern_with_limit(
+    govern_with_limits(
         plan,
         policy_id,
         rec,
         state,
         now_ms,
         scratch,
-        DEFAULT_MAX_RECORD_BYTES,
+        Limits::default(),
     )
 }
 
@@ -187,16 +218,17 @@ fn dead(reason: DeadLetterReason, detail: impl Into<String>) -> Verdict {
     })
 }
 
-/// [`govern`] with an explicit record size limit.
-pub fn govern_with_limit(
+/// [`govern`] with explicit size limits.
+pub fn govern_with_limits(
     plan: &StreamPlan,
     policy_id: &str,
     rec: &Record<'_>,
     state: &dyn SubjectState,
     now_ms: i64,
     scratch: &mut Scratch,
-    max_record_bytes: usize,
+    limits: Limits,
 ) -> Verdict {
+    let max_record_bytes = limits.max_record_bytes;
     if rec.value.len() > max_record_bytes {
         return dead(
             DeadLetterReason::TooLarge,
@@ -209,7 +241,34 @@ pub fn govern_with_limit(
     let mut tape = std::mem::take(&mut scratch.tape);
     let verdict = govern_tape(plan, policy_id, rec, state, now_ms, scratch, &mut tape);
     scratch.tape = tape;
-    verdict
+    match verdict {
+        Verdict::Governed(g) => check_output_sizes(plan, g, limits.max_output_bytes),
+        dl => dl,
+    }
+}
+
+/// Dead-letters a record one of whose outputs would exceed `max` bytes: a
+/// produce the broker refuses would otherwise stall its partition.
+fn check_output_sizes(plan: &StreamPlan, g: Governed, max: usize) -> Verdict {
+    for o in &g.outcomes {
+        if let Outcome::Emitted(out) = o {
+            let size = out.value.len()
+                + out.key.as_ref().map_or(0, Vec::len)
+                + out
+                    .headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            if size > max {
+                let purpose = plan.outputs.get(out.output).map_or("", |p| p.name.as_str());
+                return dead(
+                    DeadLetterReason::TooLarge,
+                    format!("the output for purpose `{purpose}` would be {size} bytes, over the limit of {max}"),
+                );
+            }
+        }
+    }
+    Verdict::Governed(g)
 }
 
 fn govern_tape(
@@ -232,18 +291,35 @@ fn govern_tape(
         tape,
     };
 
-    let subject = plan
-        .subject
-        .as_ref()
-        .and_then(|p| read_path(p, rec, &doc))
-        .and_then(|v| subject_text(&v));
-    let event_time_ms = match plan
-        .event_time
-        .as_ref()
-        .and_then(|p| read_path(p, rec, &doc))
-    {
-        None => rec.timestamp.unwrap_or(now_ms),
-        Some(v) => match parse_time(&v) {
+    let subject = match plan.subject.as_ref().map(|p| read_path(p, rec, &doc)) {
+        None | Some(Found::Missing | Found::Null) => None,
+        Some(Found::Scalar(v)) => match canonical_subject(&v) {
+            Ok(s) => s,
+            Err(_) => {
+                return dead(
+                    DeadLetterReason::Subject,
+                    "the subject id is a number too long to be an id",
+                )
+            }
+        },
+        Some(Found::Unusable) => {
+            return dead(
+                DeadLetterReason::Subject,
+                "the subject id is not a string or number (or its path runs through something that is not an object)",
+            )
+        }
+    };
+    let event_time_ms = match plan.event_time.as_ref().map(|p| read_path(p, rec, &doc)) {
+        None | Some(Found::Missing) => match rec.timestamp {
+            Some(t) if t >= 0 => t,
+            _ => {
+                return dead(
+                    DeadLetterReason::EventTime,
+                    "the record has no usable timestamp and the event no event time: its age is unknown",
+                )
+            }
+        },
+        Some(Found::Scalar(v)) => match parse_time(&v) {
             Some(t) => t,
             None => {
                 return dead(
@@ -252,7 +328,22 @@ fn govern_tape(
                 )
             }
         },
+        Some(Found::Null | Found::Unusable) => {
+            return dead(
+                DeadLetterReason::EventTime,
+                "the event time is not a string or number",
+            )
+        }
     };
+    if event_time_ms > now_ms.saturating_add(plan.max_future_skew_ms) {
+        return dead(
+            DeadLetterReason::EventTime,
+            format!(
+                "the event time is more than {} s in the future (epoch seconds, micro- or nanoseconds instead of milliseconds?)",
+                plan.max_future_skew_ms / 1000
+            ),
+        );
+    }
 
     // Decide per purpose, before any transform.
     let n = plan.outputs.len();
@@ -308,13 +399,36 @@ fn govern_tape(
         );
     }
 
-    let key_value: Option<Value> = match rec.key {
+    // Key and headers are text like any other value: scanned where the
+    // policy says so, then governed by the field's action per purpose.
+    let key_text: Option<(&str, &Leaf)> = match rec.key {
         Some(k) if plan.key.is_classified() => match std::str::from_utf8(k) {
-            Ok(s) => Some(Value::String(s.to_string())),
+            Ok(s) => Some((s, &plan.key)),
             Err(_) => return dead(DeadLetterReason::Decode, "the record key is not UTF-8"),
         },
         _ => None,
     };
+    let mut texts: Vec<ScannedText> = Vec::new();
+    if let Some((s, leaf)) = key_text {
+        texts.push(ScannedText::new(s, leaf, "$key", &mut detections));
+    }
+    let mut header_texts: Vec<(usize, &str, usize)> = Vec::new();
+    for (name, leaf) in &plan.headers {
+        for (ri, (hn, hv)) in rec.headers.iter().enumerate() {
+            if hn != name || !leaf.scan {
+                continue;
+            }
+            let Ok(s) = std::str::from_utf8(hv) else {
+                return dead(
+                    DeadLetterReason::Decode,
+                    format!("header `{name}` is scanned but not UTF-8"),
+                );
+            };
+            header_texts.push((ri, s, texts.len()));
+            let field = format!("$headers.{name}");
+            texts.push(ScannedText::new(s, leaf, &field, &mut detections));
+        }
+    }
     let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
     let mut outcomes = Vec::with_capacity(n);
     for (i, out) in plan.outputs.iter().enumerate() {
@@ -330,8 +444,15 @@ fn govern_tape(
             value.extend_from_slice(b"{}");
         }
         let classes = classes_header(plan, &scratch.bits[i * words..(i + 1) * words]);
-        let key = key_value.as_ref().and_then(|k| {
-            transform::apply(&plan.key.decisions[i].op, k).and_then(|v| scalar_bytes(&v))
+        // A key that governance drops or redacts is null: a constant
+        // "[REDACTED]" key would put every record on one partition and let
+        // compaction keep only one of them.
+        let key = key_text.and_then(|(s, leaf)| {
+            let d = &leaf.decisions[i];
+            if matches!(d.op, Op::Redact) {
+                return None;
+            }
+            texts[0].govern(s, leaf, out, i, &mut scratch.text)
         });
         let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> =
             Vec::with_capacity(4 + plan.headers.len());
@@ -346,14 +467,25 @@ fn govern_tape(
         headers.push((Cow::Borrowed("custos-classes"), classes.into_bytes()));
         headers.push((Cow::Borrowed("custos-source"), source.as_bytes().to_vec()));
         for (name, leaf) in &plan.headers {
-            for (hn, hv) in rec.headers.iter().filter(|(hn, _)| hn == name) {
-                let d = &leaf.decisions[i];
-                if matches!(d.op, Op::Keep) {
-                    headers.push((Cow::Owned(hn.clone()), hv.clone()));
+            for (ri, (hn, hv)) in rec.headers.iter().enumerate() {
+                if hn != name {
                     continue;
                 }
-                let v = Value::String(String::from_utf8_lossy(hv).into_owned());
-                if let Some(b) = transform::apply(&d.op, &v).and_then(|v| scalar_bytes(&v)) {
+                let d = &leaf.decisions[i];
+                let governed = if leaf.scan {
+                    header_texts
+                        .iter()
+                        .find(|(r, _, _)| *r == ri)
+                        .and_then(|&(_, s, ti)| {
+                            texts[ti].govern(s, leaf, out, i, &mut scratch.text)
+                        })
+                } else if matches!(d.op, Op::Keep) {
+                    Some(hv.clone())
+                } else {
+                    let v = Value::String(String::from_utf8_lossy(hv).into_owned());
+                    transform::apply(&d.op, &v).and_then(|v| scalar_bytes(&v))
+                };
+                if let Some(b) = governed {
                     headers.push((Cow::Owned(hn.clone()), b));
                 }
             }
@@ -376,6 +508,108 @@ fn govern_tape(
     })
 }
 
+/// A key or header value with the spans the detectors found in it (none
+/// when the field is not scanned).
+struct ScannedText {
+    spans: Vec<Span>,
+}
+
+impl ScannedText {
+    fn new(s: &str, leaf: &Leaf, field: &str, detections: &mut Vec<Detection>) -> Self {
+        let mut spans = Vec::new();
+        if leaf.scan {
+            classify::detect_into(s, &mut spans);
+            count_detections(detections, field, &spans);
+        }
+        ScannedText { spans }
+    }
+
+    /// The governed text for output `p`, or `None` when it is dropped.
+    fn govern(
+        &self,
+        s: &str,
+        leaf: &Leaf,
+        out: &OutputPlan,
+        p: usize,
+        text: &mut String,
+    ) -> Option<Vec<u8>> {
+        let op = &leaf.decisions[p].op;
+        if matches!(op, Op::Drop) {
+            return None;
+        }
+        let governed: &str = if self.spans.is_empty() {
+            s
+        } else {
+            text.clear();
+            rewrite_spans(s, &self.spans, out, text, |_| {});
+            text.as_str()
+        };
+        if matches!(op, Op::Keep) {
+            return Some(governed.as_bytes().to_vec());
+        }
+        let v = Value::String(governed.to_string());
+        transform::apply(op, &v).and_then(|v| scalar_bytes(&v))
+    }
+}
+
+/// Counts spans found in `field` by detector.
+fn count_detections(detections: &mut Vec<Detection>, field: &str, spans: &[Span]) {
+    for span in spans {
+        match detections
+            .iter_mut()
+            .find(|d| &*d.field == field && d.detector == span.detector)
+        {
+            Some(d) => d.count += 1,
+            None => detections.push(Detection {
+                field: Arc::from(field),
+                detector: span.detector,
+                count: 1,
+            }),
+        }
+    }
+}
+
+/// The decision of output `out` for a span: the most restrictive of the
+/// decisions for every detector whose finding was merged into the span.
+fn span_decision<'p>(out: &'p OutputPlan, span: &Span) -> &'p SpanDecision {
+    let mut best = &out.spans[span.detector.index()];
+    for d in span.detectors.iter() {
+        let c = &out.spans[d.index()];
+        if c.kind < best.kind {
+            best = c;
+        }
+    }
+    best
+}
+
+/// Appends `s` to `text` with every span transformed in place by the
+/// purpose's span decision; `mark` gets the `custos-classes` pair of each.
+fn rewrite_spans(
+    s: &str,
+    spans: &[Span],
+    out: &OutputPlan,
+    text: &mut String,
+    mut mark: impl FnMut(u16),
+) {
+    let mut last = 0;
+    for span in spans {
+        text.push_str(&s[last..span.start]);
+        let sd = span_decision(out, span);
+        let class = span
+            .detectors
+            .iter()
+            .find(|d| out.spans[d.index()].kind == sd.kind)
+            .unwrap_or(span.detector)
+            .class();
+        transform::apply_span(&sd.op, &s[span.start..span.end], class, text);
+        last = span.end;
+        if let Some(id) = sd.pair {
+            mark(id);
+        }
+    }
+    text.push_str(&s[last..]);
+}
+
 fn decide(
     out: &OutputPlan,
     subject: Option<&str>,
@@ -389,11 +623,11 @@ fn decide(
     }
     match out.basis {
         Basis::Consent => match subject {
-            Some(s) if state.consent(s, &out.name) == Some(true) => {}
+            Some(s) if state.consent(s, out.purpose) == Some(true) => {}
             _ => return Some(Suppression::Consent),
         },
         Basis::LegitimateInterest => {
-            if subject.is_some_and(|s| state.consent(s, &out.name) == Some(false)) {
+            if subject.is_some_and(|s| state.consent(s, out.purpose) == Some(false)) {
                 return Some(Suppression::Objection);
             }
         }
@@ -465,34 +699,59 @@ impl Doc<'_> {
     }
 }
 
+/// What a path finds in a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// Not there: a member is missing, or `null` stands on the way.
+    Missing,
+    /// The path holds `null`.
+    Null,
+    /// A string, number or boolean.
+    Scalar(Value),
+    /// Not a usable scalar: an object or array at the path, something other
+    /// than an object on the way, key or header bytes that are not UTF-8, or
+    /// a header given more than once with different values.
+    Unusable,
+}
+
 /// Reads a scalar at a path without arrays (subject, event time).
-pub fn read_path(path: &FieldPath, rec: &Record<'_>, doc: &Doc<'_>) -> Option<Value> {
+pub fn read_path(path: &FieldPath, rec: &Record<'_>, doc: &Doc<'_>) -> Found {
+    let text = |b: &[u8]| match std::str::from_utf8(b) {
+        Ok(s) => Found::Scalar(Value::String(s.to_string())),
+        Err(_) => Found::Unusable,
+    };
     match path {
-        FieldPath::Key => rec
-            .key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .map(|s| Value::String(s.to_string())),
-        FieldPath::Header(h) => rec
-            .headers
-            .iter()
-            .find(|(n, _)| n == h)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .map(|s| Value::String(s.to_string())),
+        FieldPath::Key => rec.key.map_or(Found::Missing, text),
+        FieldPath::Header(h) => {
+            let mut values = rec.headers.iter().filter(|(n, _)| n == h).map(|(_, v)| v);
+            match values.next() {
+                None => Found::Missing,
+                Some(first) if values.all(|v| v == first) => text(first),
+                Some(_) => Found::Unusable,
+            }
+        }
         FieldPath::Value(segs) => {
             let mut at = 0usize;
             for s in segs {
                 match s {
-                    Segment::Field(name) => {
-                        if doc.tok(at).kind != Kind::Object {
-                            return None;
+                    Segment::Field(name) => match doc.tok(at).kind {
+                        Kind::Object => {
+                            match doc.tape.members(at).find(|(k, _)| doc.key_is(*k, name)) {
+                                Some((_, v)) => at = v,
+                                None => return Found::Missing,
+                            }
                         }
-                        at = doc.tape.members(at).find(|(k, _)| doc.key_is(*k, name))?.1;
-                    }
-                    Segment::Each => return None,
+                        Kind::Null => return Found::Missing,
+                        _ => return Found::Unusable,
+                    },
+                    Segment::Each => return Found::Unusable,
                 }
             }
-            let v = doc.scalar_value(at);
-            (!v.is_null()).then_some(v)
+            match doc.tok(at).kind {
+                Kind::Null => Found::Null,
+                Kind::Object | Kind::Array => Found::Unusable,
+                _ => Found::Scalar(doc.scalar_value(at)),
+            }
         }
     }
 }
@@ -630,22 +889,7 @@ impl Walker<'_> {
 
     /// Scalars (and empty containers) below token `i`, for unclassified counts.
     fn count_leaves(&self, i: usize) -> u32 {
-        let doc = self.doc;
-        match doc.tok(i).kind {
-            Kind::Object => doc
-                .tape
-                .members(i)
-                .map(|(_, v)| self.count_leaves(v))
-                .sum::<u32>()
-                .max(1),
-            Kind::Array => doc
-                .tape
-                .elements(i)
-                .map(|v| self.count_leaves(v))
-                .sum::<u32>()
-                .max(1),
-            _ => 1,
-        }
+        self.doc.tok(i).leaves
     }
 
     /// Writes token `i` under `leaf`/`node` for every purpose in `active`;
@@ -667,8 +911,14 @@ impl Walker<'_> {
                 return 0;
             }
             if container {
-                // Uniform subtree: copy it verbatim where the action is keep.
-                let keep = keep_mask(leaf, active);
+                // Uniform subtree: copy it verbatim where the action is keep,
+                // unless it holds an empty container (structure does not
+                // leak: those are walked and the empty parts removed).
+                let keep = if self.doc.tok(i).hollow {
+                    0
+                } else {
+                    keep_mask(leaf, active)
+                };
                 let raw = codec::raw_json(self.doc.src, self.doc.tok(i));
                 for p in each_bit(keep) {
                     self.bufs[p].extend_from_slice(raw);
@@ -733,6 +983,14 @@ impl Walker<'_> {
                 self.unclassified += self.count_leaves(v);
                 continue;
             }
+            // Inside a scanned field a member's key is text too: one with
+            // personal data in it cannot be transformed without breaking the
+            // object, so the member goes only where that data is kept.
+            let member_active = if child.is_none() && cleaf.scan && member_active != 0 {
+                self.scan_key(k, cpath, member_active)
+            } else {
+                member_active
+            };
             if child.is_none() && cleaf.is_classified() {
                 // Purposes that may not see an unnamed member drop it.
                 let n = self.count_leaves(v);
@@ -849,8 +1107,9 @@ impl Walker<'_> {
             // A number in a scanned field can be a card or phone number too:
             // with findings it is governed as text.
             let raw = std::str::from_utf8(codec::raw(doc.src, doc.tok(i))).unwrap_or_default();
-            if !classify::detect(raw).is_empty() {
-                return self.scanned(raw, leaf, path, active);
+            classify::detect_number(raw, self.spans);
+            if !self.spans.is_empty() {
+                return self.govern_scanned(raw, leaf, path, active);
             }
         }
         let mut written = 0;
@@ -864,22 +1123,33 @@ impl Walker<'_> {
         written
     }
 
+    /// The purposes of `active` that keep every detection in object key `k`.
+    fn scan_key(&mut self, k: usize, path: &str, active: u64) -> u64 {
+        let doc = self.doc;
+        let key = codec::string(doc.src, doc.tok(k));
+        classify::detect_into(&key, self.spans);
+        if self.spans.is_empty() {
+            return active;
+        }
+        count_detections(self.detections, path, self.spans);
+        let spans = &*self.spans;
+        each_bit(active)
+            .filter(|&p| {
+                spans
+                    .iter()
+                    .all(|sp| matches!(span_decision(&self.outputs[p], sp).op, Op::Keep))
+            })
+            .fold(0, |m, p| m | (1 << p))
+    }
+
     fn scanned(&mut self, s: &str, leaf: &Leaf, path: &str, active: u64) -> u64 {
         classify::detect_into(s, self.spans);
-        for span in self.spans.iter() {
-            match self
-                .detections
-                .iter_mut()
-                .find(|d| &*d.field == path && d.detector == span.detector)
-            {
-                Some(d) => d.count += 1,
-                None => self.detections.push(Detection {
-                    field: Arc::from(path),
-                    detector: span.detector,
-                    count: 1,
-                }),
-            }
-        }
+        self.govern_scanned(s, leaf, path, active)
+    }
+
+    /// Governs scanned text whose spans are in `self.spans`.
+    fn govern_scanned(&mut self, s: &str, leaf: &Leaf, path: &str, active: u64) -> u64 {
+        count_detections(self.detections, path, self.spans);
         let mut written = 0;
         for p in each_bit(active) {
             let d = &leaf.decisions[p];
@@ -901,23 +1171,11 @@ impl Walker<'_> {
             }
             // Spans first, in place; then the field's own action on the result.
             self.text.clear();
-            let mut last = 0;
-            for span in self.spans.iter() {
-                self.text.push_str(&s[last..span.start]);
-                let sd = &self.outputs[p].spans[span.detector.index()];
-                transform::apply_span(
-                    &sd.op,
-                    &s[span.start..span.end],
-                    span.detector.class(),
-                    self.text,
-                );
-                last = span.end;
-                if let Some(id) = sd.pair {
-                    let id = id as usize;
-                    self.bits[p * self.words + id / 64] |= 1 << (id % 64);
-                }
-            }
-            self.text.push_str(&s[last..]);
+            let (bits, words) = (&mut *self.bits, self.words);
+            rewrite_spans(s, self.spans, &self.outputs[p], self.text, |id| {
+                let id = id as usize;
+                bits[p * words + id / 64] |= 1 << (id % 64);
+            });
             if matches!(d.op, Op::Keep) {
                 write_str(&mut self.bufs[p], self.text);
             } else {

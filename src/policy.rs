@@ -124,9 +124,14 @@ impl ActionKind {
 pub enum Generalize {
     Date(DateUnit),
     Round(u32),
-    Bucket(f64),
+    /// Bucket width, in exact decimal arithmetic.
+    Bucket(rust_decimal::Decimal),
     Prefix(usize),
-    Network(u8),
+    /// Prefix lengths per address family (IPv4 below 32, IPv6 below 128).
+    Network {
+        v4: u8,
+        v6: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +197,8 @@ impl Action {
                 Generalize::Round(d) => format!("generalize(round={d})"),
                 Generalize::Bucket(w) => format!("generalize(bucket={w})"),
                 Generalize::Prefix(n) => format!("generalize(prefix={n})"),
-                Generalize::Network(n) => format!("generalize(network={n})"),
+                Generalize::Network { v4, v6 } if v4 == v6 => format!("generalize(network={v4})"),
+                Generalize::Network { v4, v6 } => format!("generalize(network=v4/{v4},v6/{v6})"),
             },
         }
     }
@@ -345,6 +351,8 @@ pub struct Stream {
     pub format: Format,
     pub subject: Option<FieldPath>,
     pub event_time: Option<FieldPath>,
+    /// Event times later than now plus this are dead-lettered (`event_time`).
+    pub max_future_skew_ms: i64,
     pub fields: Vec<FieldSpec>,
     pub unclassified: Unclassified,
     /// purpose name → output topic, in the order written.

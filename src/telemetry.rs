@@ -232,7 +232,7 @@ pub struct StreamMetrics {
     pub processing: Histogram,
     pub unclassified: IntCounter,
     detections: [IntCounter; 7],
-    dead_lettered: [IntCounter; 5],
+    dead_lettered: [IntCounter; DeadLetterReason::ALL.len()],
     outputs: Vec<OutputMetrics>,
     /// Per class id of the plan.
     classes: Vec<IntCounter>,

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 use hmac::{Hmac, Mac};
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Number, Value};
 use sha2::Sha256;
+use unicode_segmentation::UnicodeSegmentation;
 
 use crate::policy::{Action, DateUnit, Generalize};
 
@@ -137,23 +139,24 @@ pub fn apply<'v>(op: &Op, v: &'v Value) -> Option<Cow<'v, Value>> {
     })
 }
 
-/// Keeps the first and last characters, replaces the rest. A string no longer
-/// than what would be kept is masked whole (keeping it would reveal it all).
+/// Keeps the first and last characters (user-perceived characters: grapheme
+/// clusters, so `e` + combining accent or an emoji sequence is one), replaces
+/// the rest. A string no longer than what would be kept is masked whole
+/// (keeping it would reveal it all).
 pub fn mask(s: &str, keep_first: usize, keep_last: usize, ch: char) -> String {
-    let n = s.chars().count();
+    let n = s.graphemes(true).count();
     if n <= keep_first + keep_last {
         return std::iter::repeat_n(ch, n).collect();
     }
-    s.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if i < keep_first || i >= n - keep_last {
-                c
-            } else {
-                ch
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for (i, g) in s.graphemes(true).enumerate() {
+        if i < keep_first || i >= n - keep_last {
+            out.push_str(g);
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// A generalized value, or `None` when the value does not fit.
@@ -185,27 +188,51 @@ pub fn generalize(g: &Generalize, v: &Value) -> Option<Value> {
             if n.is_i64() || n.is_u64() {
                 return Some(v.clone());
             }
-            let x = n.as_f64()?;
-            let f = 10f64.powi(*d as i32);
-            let r = (x * f).round() / f;
-            number(r, *d == 0)
+            match decimal(n) {
+                Some(x) => decimal_number(
+                    x.round_dp_with_strategy(*d, RoundingStrategy::MidpointAwayFromZero),
+                ),
+                None => {
+                    let x = n.as_f64()?;
+                    let f = 10f64.powi(*d as i32);
+                    number((x * f).round() / f, *d == 0)
+                }
+            }
         }
         Generalize::Bucket(w) => {
-            let n = v.as_number()?;
-            let x = n.as_f64()?;
-            let r = (x / w).floor() * w;
-            let integral = (n.is_i64() || n.is_u64()) && w.fract() == 0.0;
-            number(r, integral)
+            // Exact decimal arithmetic on the number's text: 0.3 in buckets
+            // of 0.1 is 0.3, not 0.2 as in binary floating point.
+            let x = decimal(v.as_number()?)?;
+            let q = x.checked_div(*w)?.floor();
+            decimal_number(q.checked_mul(*w)?)
         }
         Generalize::Prefix(len) => match v {
-            Value::String(s) => Some(Value::String(s.chars().take(*len).collect())),
+            Value::String(s) => Some(Value::String(s.graphemes(true).take(*len).collect())),
             _ => None,
         },
-        Generalize::Network(bits) => match v {
-            Value::String(s) => network(s, *bits).map(Value::String),
+        Generalize::Network { v4, v6 } => match v {
+            Value::String(s) => network(s, *v4, *v6).map(Value::String),
             _ => None,
         },
     }
+}
+
+/// A JSON number as an exact decimal, when it has at most 28 significant digits.
+fn decimal(n: &Number) -> Option<Decimal> {
+    let text = n.to_string();
+    if text.contains(['e', 'E']) {
+        Decimal::from_scientific(&text).ok()
+    } else {
+        Decimal::from_str_exact(&text).ok()
+    }
+}
+
+/// A decimal as a JSON number, written without trailing zeros.
+fn decimal_number(d: Decimal) -> Option<Value> {
+    let text = d.normalize().to_string();
+    serde_json::from_str::<Number>(&text)
+        .ok()
+        .map(Value::Number)
 }
 
 fn number(r: f64, integral: bool) -> Option<Value> {
@@ -243,16 +270,17 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
-/// The network address of `ip` with a prefix of `bits` (capped at the address size).
-pub fn network(ip: &str, bits: u8) -> Option<String> {
+/// The network address of `ip` with a prefix of `v4` or `v6` bits (capped
+/// below the address size, so an address is never kept whole).
+pub fn network(ip: &str, v4: u8, v6: u8) -> Option<String> {
     match ip.trim().parse::<IpAddr>().ok()? {
         IpAddr::V4(a) => {
-            let b = u32::from(bits.min(32));
+            let b = u32::from(v4.min(31));
             let m = if b == 0 { 0 } else { u32::MAX << (32 - b) };
             Some(std::net::Ipv4Addr::from(u32::from(a) & m).to_string())
         }
         IpAddr::V6(a) => {
-            let b = u32::from(bits.min(128));
+            let b = u32::from(v6.min(127));
             let m = if b == 0 { 0 } else { u128::MAX << (128 - b) };
             Some(std::net::Ipv6Addr::from(u128::from(a) & m).to_string())
         }
@@ -357,6 +385,15 @@ mod tests {
             json!("Zoë!"),
             Some(json!("Z##!")),
         );
+        // User-perceived characters: a combining accent and an emoji
+        // sequence are one character each, never split.
+        check(m(3, 0), json!("Jose\u{301}ph"), Some(json!("Jos***")));
+        check(m(0, 1), json!("Jose\u{301}"), Some(json!("***e\u{301}")));
+        check(
+            m(0, 1),
+            json!("ab\u{1F469}\u{200D}\u{1F4BB}"),
+            Some(json!("**\u{1F469}\u{200D}\u{1F4BB}")),
+        );
     }
 
     #[test]
@@ -390,14 +427,20 @@ mod tests {
         check(g(Generalize::Round(2)), json!(-0.126), Some(json!(-0.13)));
         check(g(Generalize::Round(0)), json!(2.5), Some(json!(3)));
         check(g(Generalize::Round(1)), json!(42), Some(json!(42)));
-        check(g(Generalize::Bucket(10.0)), json!(37), Some(json!(30)));
-        check(g(Generalize::Bucket(10.0)), json!(-3), Some(json!(-10)));
+        let b = |w: &str| g(Generalize::Bucket(Decimal::from_str_exact(w).unwrap()));
+        check(b("10"), json!(37), Some(json!(30)));
+        check(b("10"), json!(-3), Some(json!(-10)));
+        check(b("1000"), json!(52345.67), Some(json!(52000)));
+        check(b("0.5"), json!(1.7), Some(json!(1.5)));
+        // Exact decimals: binary floating point would give 0.2 and 0.7.
+        check(b("0.1"), json!(0.3), Some(json!(0.3)));
+        check(b("0.1"), json!(0.7), Some(json!(0.7)));
         check(
-            g(Generalize::Bucket(1000.0)),
-            json!(52345.67),
-            Some(json!(52000)),
+            b("0.1"),
+            serde_json::from_str("3e-1").unwrap(),
+            Some(json!(0.3)),
         );
-        check(g(Generalize::Bucket(0.5)), json!(1.7), Some(json!(1.5)));
+        check(g(Generalize::Round(1)), json!(0.25), Some(json!(0.3)));
         check(
             g(Generalize::Round(1)),
             json!("52.5"),
@@ -409,26 +452,18 @@ mod tests {
     fn generalize_strings() {
         check(g(Generalize::Prefix(3)), json!("10115"), Some(json!("101")));
         check(g(Generalize::Prefix(3)), json!(10115), Some(Value::Null));
+        let net = |v4, v6| g(Generalize::Network { v4, v6 });
+        check(net(24, 24), json!("10.1.2.3"), Some(json!("10.1.2.0")));
+        check(net(16, 16), json!("10.1.2.3"), Some(json!("10.1.0.0")));
         check(
-            g(Generalize::Network(24)),
-            json!("10.1.2.3"),
-            Some(json!("10.1.2.0")),
-        );
-        check(
-            g(Generalize::Network(16)),
-            json!("10.1.2.3"),
-            Some(json!("10.1.0.0")),
-        );
-        check(
-            g(Generalize::Network(48)),
+            net(24, 48),
             json!("2001:db8:abcd:12::1"),
             Some(json!("2001:db8:abcd::")),
         );
-        check(
-            g(Generalize::Network(24)),
-            json!("nope"),
-            Some(json!("[REDACTED]")),
-        );
+        check(net(24, 48), json!("10.1.2.3"), Some(json!("10.1.2.0")));
+        // A prefix never keeps an address whole.
+        check(net(32, 128), json!("10.1.2.3"), Some(json!("10.1.2.2")));
+        check(net(24, 24), json!("nope"), Some(json!("[REDACTED]")));
     }
 
     #[test]

@@ -330,7 +330,7 @@ fn apply_survives_hostile_input() {
         )
         .as_bytes(),
     ); // deep
-    let big = "lorem ipsum 4111 1111 1111 1111 dolor ".repeat(120_000); // ~4.6 MB scanned
+    let big = "lorem ipsum 4111 1111 1111 1111 dolor ".repeat(15_000); // ~570 KB scanned
     input.extend_from_slice(format!("{{\"order_id\":\"o-big\",\"created_at\":\"2026-11-22T00:00:00Z\",\"notes\":\"{big}\"}}\n").as_bytes());
     input.extend_from_slice(b"{\"order_id\":\"o-num\",\"created_at\":\"2026-11-22T00:00:00Z\",\"payment\":{\"amount\":1e999999}}\n");
     input.extend_from_slice(b"{\"order_id\":\"o-dup\",\"order_id\":\"o-dup2\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
@@ -374,7 +374,7 @@ fn apply_survives_hostile_input() {
     assert!(!notes.contains("4111"));
     assert_eq!(
         notes.matches("[REDACTED:pii.financial.card]").count(),
-        120_000
+        15_000
     );
 }
 

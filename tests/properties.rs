@@ -136,7 +136,7 @@ proptest! {
         let plan = &compiled.streams[0];
         let value = serde_json::to_vec(&event(&case)).unwrap();
         let rec = Record { topic: "in", partition: 0, offset: 0, timestamp: Some(0), key: None, value: &value, headers: &[] };
-        let v = engine::govern(plan, "prop@0", &rec, &MemoryState::new(), 0, &mut Scratch::default());
+        let v = engine::govern(plan, "prop@0", &rec, &MemoryState::for_policy(&compiled.policy), 0, &mut Scratch::default());
         let Verdict::Governed(g) = v else { return Err(TestCaseError::fail("dead letter")) };
         let Outcome::Emitted(out) = &g.outcomes[0] else { return Err(TestCaseError::fail("suppressed")) };
         let text = std::str::from_utf8(&out.value).unwrap();
@@ -160,7 +160,7 @@ proptest! {
         let wrapped = serde_json::to_vec(&json!({"a": v.clone(), "b": v.clone(), "c": v, "d": 1})).unwrap();
         for bytes in [&wrapped[..], &raw[..]] {
             let rec = Record { topic: "in", partition: 0, offset: 0, timestamp: Some(0), key: None, value: bytes, headers: &[] };
-            match engine::govern(plan, "j@0", &rec, &MemoryState::new(), 0, &mut Scratch::default()) {
+            match engine::govern(plan, "j@0", &rec, &MemoryState::for_policy(&compiled.policy), 0, &mut Scratch::default()) {
                 Verdict::Governed(g) => {
                     for o in g.outcomes {
                         if let Outcome::Emitted(out) = o {

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{load_compiled, Failure};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
+use crate::codec::{self, Kind, Tape};
 use crate::engine::{self, DeadLetterReason, Outcome, Record, Scratch, Suppression, Verdict};
 use crate::policy::keys::{read_secret, KeyError};
 use crate::policy::Format;
@@ -76,10 +77,11 @@ fn apply_audit_key() -> Result<AuditKey, Failure> {
 }
 
 fn read_state(
+    policy: &crate::policy::Policy,
     consent: Option<&PathBuf>,
     erasure: Option<&PathBuf>,
 ) -> Result<MemoryState, Failure> {
-    let mut state = MemoryState::new();
+    let mut state = MemoryState::for_policy(policy);
     for (path, is_consent) in [(consent, true), (erasure, false)] {
         let Some(path) = path else { continue };
         let text = std::fs::read(path).map_err(|e| {
@@ -88,6 +90,7 @@ fn read_state(
                 path.display()
             ))
         })?;
+        let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
         for (i, line) in text.split(|b| *b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -96,8 +99,11 @@ fn read_state(
             let r = if is_consent {
                 state.apply_consent(None, Some(line))
             } else {
-                state.apply_erasure(None, Some(line)).map(|_| ())
+                state.apply_erasure(None, Some(line))
             };
+            if let Ok(a) = &r {
+                warn_applied(path, i + 1, a);
+            }
             r.map_err(|e| {
                 Failure::new(format!(
                     "{}:{}: {e}; fix the {} record (custos will not guess a data subject's wishes)",
@@ -111,69 +117,154 @@ fn read_state(
     Ok(state)
 }
 
+/// Says on stderr what a consent or erasure line did that is not plain.
+fn warn_applied(path: &std::path::Path, line: usize, a: &crate::state::Applied) {
+    let at = format!("{}:{line}", path.display());
+    if a.unknown_purposes > 0 {
+        eprintln!(
+            "custos: warning: {at}: {} purpose(s) the policy does not have: ignored, never a grant",
+            a.unknown_purposes
+        );
+    }
+    if a.duplicate_keys {
+        eprintln!(
+            "custos: warning: {at}: duplicate JSON keys: read as withdrawal of every consent"
+        );
+    }
+    if a.mismatch {
+        eprintln!("custos: warning: {at}: the record names more than one subject: every consent of each withdrawn");
+    }
+}
+
+fn is_custos_header(name: &str) -> bool {
+    name.len() >= 7 && name[..7].eq_ignore_ascii_case("custos-")
+}
+
+/// Creates (or truncates) a file only its owner can read and write.
+fn private_file(path: &std::path::Path) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        // An existing file keeps its mode on open: tighten it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    o.open(path)
+}
+
 /// One input record decoded from an envelope line.
 struct Envelope {
     key: Option<Vec<u8>>,
-    value: Vec<u8>,
+    value: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
     timestamp: Option<i64>,
 }
 
-fn decode_envelope(line: &[u8]) -> Result<Envelope, String> {
-    let v: Value =
-        serde_json::from_slice(line).map_err(|e| format!("envelope is not valid JSON: {e}"))?;
-    let Value::Object(m) = v else {
+/// Decodes an envelope line with the same strict parser as event values
+/// (duplicate keys anywhere, in the envelope or its value, are refused).
+fn decode_envelope(line: &[u8], tape: &mut Tape) -> Result<Envelope, String> {
+    tape.parse(line)
+        .map_err(|e| format!("envelope is not valid JSON: {e}"))?;
+    if tape.root().map(|t| t.kind) != Some(Kind::Object) {
         return Err("envelope is not a JSON object".into());
-    };
-    for k in m.keys() {
-        if !matches!(
-            k.as_str(),
-            "key" | "value" | "headers" | "timestamp" | "partition" | "offset" | "topic"
-        ) {
-            return Err(
-                "envelope has an unknown member; use key, value, headers, timestamp".into(),
-            );
-        }
     }
-    let key = match m.get("key") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
-        Some(other) => Some(other.to_string().into_bytes()),
-    };
-    let value = match m.get("value") {
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(Value::Null) | None => {
-            return Err("envelope has no value (tombstones are not events)".into())
+    let text = |i: usize| -> Vec<u8> {
+        let t = &tape.toks[i];
+        match t.kind {
+            Kind::Str | Kind::StrEsc => codec::string(line, t).into_owned().into_bytes(),
+            _ => codec::raw_json(line, t).to_vec(),
         }
-        Some(other) => other.to_string().into_bytes(),
     };
-    let mut headers = Vec::new();
-    match m.get("headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(h)) => {
-            for (k, v) in h {
-                match v {
-                    Value::String(s) => headers.push((k.clone(), s.as_bytes().to_vec())),
-                    Value::Null => {}
-                    other => headers.push((k.clone(), other.to_string().into_bytes())),
+    let mut env = Envelope {
+        key: None,
+        value: None,
+        headers: Vec::new(),
+        timestamp: None,
+    };
+    for (k, v) in tape.members(0) {
+        let kind = tape.toks[v].kind;
+        match &*codec::string(line, &tape.toks[k]) {
+            "key" => env.key = (kind != Kind::Null).then(|| text(v)),
+            "value" => env.value = (kind != Kind::Null).then(|| text(v)),
+            "headers" => match kind {
+                Kind::Null => {}
+                Kind::Object => {
+                    for (hk, hv) in tape.members(v) {
+                        if tape.toks[hv].kind == Kind::Null {
+                            continue;
+                        }
+                        let name = codec::string(line, &tape.toks[hk]).into_owned();
+                        env.headers.push((name, text(hv)));
+                    }
+                }
+                _ => return Err("envelope headers must be an object of strings".into()),
+            },
+            "timestamp" => {
+                if kind != Kind::Null {
+                    let raw = text(v);
+                    let value: Value = if matches!(kind, Kind::Str | Kind::StrEsc) {
+                        Value::String(String::from_utf8_lossy(&raw).into_owned())
+                    } else {
+                        serde_json::from_slice(&raw).unwrap_or(Value::Null)
+                    };
+                    env.timestamp = Some(
+                        engine::parse_time(&value)
+                            .ok_or("envelope timestamp is neither epoch millis nor RFC 3339")?,
+                    );
                 }
             }
+            "partition" | "offset" | "topic" => {}
+            _ => {
+                return Err(
+                    "envelope has an unknown member; use key, value, headers, timestamp".into(),
+                )
+            }
         }
-        Some(_) => return Err("envelope headers must be an object of strings".into()),
     }
-    let timestamp = match m.get("timestamp") {
-        None | Some(Value::Null) => None,
-        Some(t) => Some(
-            engine::parse_time(t)
-                .ok_or("envelope timestamp is neither epoch millis nor RFC 3339")?,
-        ),
-    };
-    Ok(Envelope {
-        key,
-        value,
-        headers,
-        timestamp,
-    })
+    if env.value.is_none() {
+        return Err("envelope has no value (tombstones are not events)".into());
+    }
+    Ok(env)
+}
+
+/// Reads one line into `buf` (without its `\n`), reading at most `max`
+/// bytes of it: the rest of a longer line is skipped, never held in memory.
+/// `Ok(None)` at the end of input, `Ok(Some(false))` for a line over `max`.
+fn read_line_bounded(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<bool>> {
+    buf.clear();
+    let mut fits = true;
+    let mut any = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(fits));
+        }
+        any = true;
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        if fits && buf.len() + part.len() <= max {
+            buf.extend_from_slice(part);
+        } else {
+            fits = false;
+            buf.clear();
+        }
+        let used = done.unwrap_or(part.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(Some(fits));
+        }
+    }
 }
 
 fn text_or_b64(bytes: &[u8]) -> (&'static str, Value) {
@@ -199,7 +290,7 @@ struct Counts {
 /// # Errors
 /// Bad policy, missing secrets, unknown stream or purpose, unreadable files.
 pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
-    let compiled = load_compiled(&args.file)?;
+    let compiled = load_compiled(&args.file, super::ShortKeys::Warn)?;
     let plan = compiled.stream(&args.stream).ok_or_else(|| {
         Failure::new(format!(
             "unknown stream `{}`; the policy has: {}",
@@ -241,7 +332,11 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 })?,
         ),
     };
-    let state = read_state(args.consent.as_ref(), args.erasure.as_ref())?;
+    let state = read_state(
+        &compiled.policy,
+        args.consent.as_ref(),
+        args.erasure.as_ref(),
+    )?;
     let now_ms = match &args.now {
         Some(t) => chrono::DateTime::parse_from_rfc3339(t)
             .map_err(|_| {
@@ -263,7 +358,8 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         })?)
     };
     let mut dl_out = match &args.dead_letter {
-        Some(p) => Some(BufWriter::new(File::create(p).map_err(|e| {
+        // Dead letters hold raw input: readable by the owner only.
+        Some(p) => Some(BufWriter::new(private_file(p).map_err(|e| {
             Failure::new(format!(
                 "cannot create dead-letter file {}: {e}",
                 p.display()
@@ -293,22 +389,33 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     };
     let io_err = |e: io::Error| Failure::new(format!("cannot write output: {e}"));
 
-    let mut reader = BufReader::new(input);
+    let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::new();
     let mut line_no = 0u64;
     let mut offset = 0i64;
+    let mut env_tape = Tape::default();
+    let limits = engine::Limits::default();
+    // An envelope escapes its value, which can double its length.
+    let max_line = if args.envelope {
+        2 * limits.max_record_bytes + 65_536
+    } else {
+        limits.max_record_bytes
+    };
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Failure::new(format!("cannot read input: {e}")))?;
-        if n == 0 {
-            break;
-        }
+        let fits = match read_line_bounded(&mut reader, &mut line, max_line)
+            .map_err(|e| Failure::new(format!("cannot read input: {e}")))?
+        {
+            None => break,
+            Some(fits) => fits,
+        };
         line_no += 1;
-        let raw = line.strip_suffix(b"\n").unwrap_or(&line);
+        let mut raw: &[u8] = &line;
+        if line_no == 1 {
+            // A byte order mark is not part of the first record.
+            raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+        }
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) {
+        if fits && raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         counts.records += 1;
@@ -317,8 +424,16 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         let source = format!("{}/0/{this_offset}", plan.topic);
 
         let mut timestamp = Some(now_ms);
-        let (envelope, verdict) = if args.envelope {
-            match decode_envelope(raw) {
+        let (envelope, verdict) = if !fits {
+            (
+                None,
+                Verdict::DeadLetter(engine::DeadLetter {
+                    reason: DeadLetterReason::TooLarge,
+                    detail: format!("line longer than {max_line} bytes (not read into memory)"),
+                }),
+            )
+        } else if args.envelope {
+            match decode_envelope(raw, &mut env_tape) {
                 Ok(env) => {
                     timestamp = env.timestamp.or(Some(now_ms));
                     let rec = Record {
@@ -327,10 +442,18 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                         offset: this_offset,
                         timestamp: env.timestamp.or(Some(now_ms)),
                         key: env.key.as_deref(),
-                        value: &env.value,
+                        value: env.value.as_deref().unwrap_or_default(),
                         headers: &env.headers,
                     };
-                    let v = engine::govern(plan, &policy_id, &rec, &state, now_ms, &mut scratch);
+                    let v = engine::govern_with_limits(
+                        plan,
+                        &policy_id,
+                        &rec,
+                        &state,
+                        now_ms,
+                        &mut scratch,
+                        limits,
+                    );
                     (Some(env), v)
                 }
                 Err(detail) => (
@@ -353,7 +476,15 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
             };
             (
                 None,
-                engine::govern(plan, &policy_id, &rec, &state, now_ms, &mut scratch),
+                engine::govern_with_limits(
+                    plan,
+                    &policy_id,
+                    &rec,
+                    &state,
+                    now_ms,
+                    &mut scratch,
+                    limits,
+                ),
             )
         };
 
@@ -401,9 +532,11 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                                     Value::String(String::from_utf8_lossy(k).into_owned())
                                 }),
                             );
-                            let (name, v) = text_or_b64(&env.value);
+                            let (name, v) = text_or_b64(env.value.as_deref().unwrap_or_default());
                             rec.insert(name.into(), v);
-                            for (k, v) in &env.headers {
+                            // Input headers named `custos-*` are never copied:
+                            // they could pass for custos's own.
+                            for (k, v) in env.headers.iter().filter(|(k, _)| !is_custos_header(k)) {
                                 headers.insert(
                                     k.clone(),
                                     Value::String(String::from_utf8_lossy(v).into_owned()),

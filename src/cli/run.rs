@@ -38,7 +38,7 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
         ))
     })?;
     init_tracing(cfg.log.format, "info");
-    let compiled = Arc::new(load_compiled(&cfg.policy)?);
+    let compiled = Arc::new(load_compiled(&cfg.policy, super::ShortKeys::Refuse)?);
     let audit_key = super::audit::audit_key(&cfg)?;
     let metrics = Metrics::new();
     metrics

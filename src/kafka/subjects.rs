@@ -180,6 +180,7 @@ fn catch_up(
 }
 
 fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
+    // A key that is not UTF-8 cannot name a subject: the body decides.
     let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
     let value = m.payload();
     let mut s = state
@@ -187,8 +188,18 @@ fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let result = match kind {
         Some(Kind::Consent) => s.apply_consent(key, value),
-        Some(Kind::Erasure) => s.apply_erasure(key, value).map(|erased| {
-            if erased.is_some() {
+        Some(Kind::Erasure) => s.apply_erasure(key, value),
+        None => return,
+    };
+    drop(s);
+    let what = if kind == Some(Kind::Consent) {
+        "consent"
+    } else {
+        "erasure"
+    };
+    match result {
+        Ok(a) => {
+            if !a.newly_erased.is_empty() {
                 tracing::info!(
                     topic = m.topic(),
                     partition = m.partition(),
@@ -196,23 +207,17 @@ fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
                     "erasure request applied"
                 );
             }
-        }),
-        None => Ok(()),
-    };
-    if let Err(e) = result {
-        // Fail closed: read an unreadable record the most protective way.
-        let action = match (kind, key) {
-            (Some(Kind::Consent), Some(k)) => {
-                s.deny_all(k);
-                "treated as withdrawal of every consent"
+            if a.unknown_purposes > 0 {
+                tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), unknown_purposes = a.unknown_purposes, "consent record names purposes the policy does not have: ignored, never a grant");
             }
-            (Some(Kind::Erasure), Some(k)) => {
-                s.erase(k);
-                "treated as an erasure request for its key"
+            if a.mismatch || a.duplicate_keys {
+                tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), key_body_mismatch = a.mismatch, duplicate_keys = a.duplicate_keys, record = what, "ambiguous consent/erasure record read the most protective way: every consent of each subject it names withdrawn, erasure applied to its key");
             }
-            _ => "skipped (no key)",
-        };
-        tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, action, "malformed consent/erasure record");
+        }
+        Err(e) => {
+            // The state already read it the most protective way.
+            tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, record = what, "malformed consent/erasure record: every consent of its subjects withdrawn (consent) or its key erased (erasure)");
+        }
     }
 }
 

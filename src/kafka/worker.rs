@@ -560,7 +560,8 @@ impl Worker {
             topics::ensure(&base, &specs, cfg.kafka.manage_topics, startup)?;
         }
 
-        let state: SharedState = Arc::new(RwLock::new(MemoryState::new()));
+        let state: SharedState =
+            Arc::new(RwLock::new(MemoryState::for_policy(&self.compiled.policy)));
         let follower = subjects::load_and_follow(
             &base,
             self.compiled.policy.consent_topic.as_deref(),

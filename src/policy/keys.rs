@@ -9,6 +9,10 @@ use std::fmt;
 
 use super::{KeySource, Policy};
 
+/// Shortest key `custos run` accepts: a shorter HMAC key makes pseudonyms
+/// guessable by trying keys.
+pub const MIN_KEY_BYTES: usize = 16;
+
 /// The bytes of every named secret of a policy.
 #[derive(Clone, Default)]
 pub struct Keys {
@@ -57,6 +61,18 @@ impl Keys {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         }
+    }
+
+    /// Keys shorter than [`MIN_KEY_BYTES`], by name, with their length.
+    pub fn short(&self) -> Vec<(&str, usize)> {
+        let mut out: Vec<(&str, usize)> = self
+            .keys
+            .iter()
+            .filter(|(_, v)| v.len() < MIN_KEY_BYTES)
+            .map(|(k, v)| (k.as_str(), v.len()))
+            .collect();
+        out.sort();
+        out
     }
 
     pub fn get(&self, name: &str) -> Option<&[u8]> {

@@ -15,6 +15,10 @@ use super::{
 /// Most purposes one stream may fan out to (a bit mask per event tracks them).
 pub const MAX_PURPOSES: usize = 64;
 
+/// Event times further than this in the future are dead-lettered (`event_time`)
+/// unless a stream sets `max_future_skew`: one day.
+pub const DEFAULT_MAX_FUTURE_SKEW_MS: i64 = 86_400_000;
+
 struct Ctx {
     diags: Vec<Diagnostic>,
 }
@@ -732,15 +736,21 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
                     }
                 },
                 "round" => Generalize::Round(cx.uint(v, "`round`", 15)? as u32),
-                "bucket" => match v.as_str().and_then(|s| s.trim().parse::<f64>().ok()) {
-                    Some(w) if w.is_finite() && w > 0.0 => Generalize::Bucket(w),
+                "bucket" => match v
+                    .as_str()
+                    .and_then(|s| rust_decimal::Decimal::from_str_exact(s.trim()).ok())
+                {
+                    Some(w) if w > rust_decimal::Decimal::ZERO => Generalize::Bucket(w),
                     _ => {
-                        cx.err(v.pos, "`bucket` must be a number greater than zero");
+                        cx.err(
+                            v.pos,
+                            "`bucket` must be a decimal number greater than zero (at most 28 digits)",
+                        );
                         return None;
                     }
                 },
                 "prefix" => Generalize::Prefix(cx.uint(v, "`prefix`", 10_000)? as usize),
-                "network" => Generalize::Network(cx.uint(v, "`network`", 128)? as u8),
+                "network" => network_prefixes(cx, v)?,
                 other => {
                     cx.err(k.pos, format!("unknown generalization `{other}`; use date, round, bucket, prefix or network"));
                     return None;
@@ -758,8 +768,37 @@ fn parse_action(cx: &mut Ctx, keys: &HashSet<&str>, node: &Node, what: &str) -> 
     }
 }
 
+/// `network: N` (both address families) or `network: { v4: N, v6: M }`. A
+/// prefix that would keep an address whole (32 for IPv4, 128 for IPv6) is
+/// refused: the field would say `generalize` and carry the address.
+fn network_prefixes(cx: &mut Ctx, v: &Node) -> Option<Generalize> {
+    let (v4, v6) = if v.as_map().is_some() {
+        let m = cx.map(v, "`network`", &["v4", "v6"]);
+        let (Some(a), Some(b)) = (m.get("v4"), m.get("v6")) else {
+            cx.err(v.pos, "`network` as a mapping needs both `v4` and `v6` prefixes, e.g. `{ v4: 24, v6: 48 }`");
+            return None;
+        };
+        (
+            cx.uint(a, "`network.v4`", 31)? as u8,
+            cx.uint(b, "`network.v6`", 127)? as u8,
+        )
+    } else {
+        let n = cx.uint(v, "`network`", 127)?;
+        if n >= 32 {
+            cx.err(v.pos, format!("`network: {n}` would keep IPv4 addresses whole (they have 32 bits); write separate prefixes, e.g. `network: {{ v4: 24, v6: {n} }}`"));
+            return None;
+        }
+        (n as u8, n as u8)
+    };
+    Some(Generalize::Network { v4, v6 })
+}
+
 fn parse_path(cx: &mut Ctx, text: &str, pos: Pos, what: &str) -> Option<FieldPath> {
     match FieldPath::parse(text) {
+        Ok(FieldPath::Header(h)) if h.to_ascii_lowercase().starts_with("custos-") => {
+            cx.err(pos, format!("header `{h}` is custos's own (`custos-*` headers are written by custos and never copied from the input) ({what})"));
+            None
+        }
         Ok(p) => Some(p),
         Err(e) => {
             cx.err(pos, format!("{e} ({what})"));
@@ -788,6 +827,7 @@ fn parse_stream(
             "fields",
             "unclassified",
             "outputs",
+            "max_future_skew",
         ],
     );
     let topic = match f.get("topic") {
@@ -822,6 +862,23 @@ fn parse_stream(
     };
     let subject = single_path(cx, "subject");
     let event_time = single_path(cx, "event_time");
+    let max_future_skew_ms = match f.get("max_future_skew") {
+        None => DEFAULT_MAX_FUTURE_SKEW_MS,
+        Some(n) => match n.as_str().map(super::parse_duration) {
+            Some(Ok(ms)) => ms,
+            Some(Err(e)) => {
+                cx.err(n.pos, format!("`max_future_skew` of {what}: {e}"));
+                DEFAULT_MAX_FUTURE_SKEW_MS
+            }
+            None => {
+                cx.err(
+                    n.pos,
+                    format!("`max_future_skew` of {what} must be a duration such as `1d`"),
+                );
+                DEFAULT_MAX_FUTURE_SKEW_MS
+            }
+        },
+    };
     let unclassified = match f.get("unclassified").map(|n| (n, n.as_str())) {
         None | Some((_, Some("drop"))) => Unclassified::Drop,
         Some((_, Some("dead_letter"))) => Unclassified::DeadLetter,
@@ -834,12 +891,13 @@ fn parse_stream(
         }
     };
     let mut fields: Vec<FieldSpec> = Vec::new();
+    let mut seen: HashSet<FieldPath> = HashSet::new();
     if let Some(fnode) = f.get("fields") {
         for (ptext, ppos, cnode) in cx.named(fnode, &format!("`fields` of {what}")) {
             let Some(path) = parse_path(cx, ptext, ppos, &format!("`fields` of {what}")) else {
                 continue;
             };
-            if fields.iter().any(|s| s.path == path) {
+            if !seen.insert(path.clone()) {
                 cx.err(
                     ppos,
                     format!("field path `{ptext}` is classified twice in {what}"),
@@ -913,6 +971,7 @@ fn parse_stream(
         format,
         subject,
         event_time,
+        max_future_skew_ms,
         fields,
         unclassified,
         outputs,

@@ -134,6 +134,8 @@ pub struct StreamPlan {
     pub headers: Vec<(String, Arc<Leaf>)>,
     pub subject: Option<FieldPath>,
     pub event_time: Option<FieldPath>,
+    /// Event times later than now plus this are dead-lettered.
+    pub max_future_skew_ms: i64,
     pub unclassified: Unclassified,
     /// `class=action` strings, sorted; a pair id indexes this list.
     pub pairs: Vec<String>,
@@ -416,6 +418,7 @@ fn compile_stream(
         headers,
         subject: stream.subject.clone(),
         event_time: stream.event_time.clone(),
+        max_future_skew_ms: stream.max_future_skew_ms,
         unclassified: stream.unclassified,
         pairs,
         class_names,

@@ -93,9 +93,11 @@ pub struct SyntaxError {
 /// Returns the syntax error, or an error for anchors/aliases (not supported in
 /// policies: every rule must be visible where it applies).
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    // A UTF-8 byte order mark (editors on Windows write one) is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+    parser.load(&mut builder, true).map_err(|e| SyntaxError {
         pos: Pos::from_marker(e.marker()),
         message: e.info().to_string(),
     })?;
@@ -113,6 +115,18 @@ struct Builder {
     stack: Vec<(Node, Option<Node>)>,
     root: Option<Node>,
     error: Option<SyntaxError>,
+    documents: usize,
+}
+
+impl Builder {
+    fn fail(&mut self, pos: Pos, message: &str) {
+        if self.error.is_none() {
+            self.error = Some(SyntaxError {
+                pos,
+                message: message.into(),
+            });
+        }
+    }
 }
 
 impl Builder {
@@ -138,8 +152,28 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from_marker(&mark);
+        const TAGS: &str = "YAML tags (`!!str`, `!!null`, `!custom`) are not supported in policies: they would change what a value means; write the plain value";
         match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fail(pos, "a policy file holds one YAML document; this is a second one (after `---`): put each policy in its own file");
+                }
+            }
+            Event::Scalar(_, _, _, Some(_))
+            | Event::SequenceStart(_, Some(_))
+            | Event::MappingStart(_, Some(_)) => {
+                self.fail(pos, TAGS);
+                // Keep the tree's shape so later positions stay right.
+                let ev = match ev {
+                    Event::Scalar(t, s, a, _) => Event::Scalar(t, s, a, None),
+                    Event::SequenceStart(a, _) => Event::SequenceStart(a, None),
+                    Event::MappingStart(a, _) => Event::MappingStart(a, None),
+                    other => other,
+                };
+                self.on_event(ev, mark);
+            }
+            Event::Scalar(text, style, anchor, None) => {
                 if anchor != 0 && self.error.is_none() {
                     self.error = Some(SyntaxError {
                         pos,
@@ -220,6 +254,25 @@ mod tests {
     #[test]
     fn empty_document_is_empty_map() {
         assert_eq!(parse("").unwrap().as_map().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn bom_is_skipped_second_documents_and_tags_are_refused() {
+        let n = parse("\u{feff}a: 1\n").unwrap();
+        assert_eq!(n.as_map().unwrap()[0].0.as_str(), Some("a"));
+        let e = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(e.message.contains("one YAML document"), "{e:?}");
+        assert_eq!(e.pos.line, 2);
+        for text in [
+            "a: !!null internal\n",
+            "a: !custom x\n",
+            "a: !!map {b: 1}\n",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains("tags"), "{text}: {e:?}");
+        }
+        // One document with an explicit start marker is fine.
+        assert!(parse("---\na: 1\n").is_ok());
     }
 
     #[test]
