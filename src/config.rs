@@ -78,6 +78,31 @@ pub struct DeliverySection {
     pub transaction_interval_ms: u64,
     #[serde(default = "default_drain")]
     pub drain_timeout_ms: u64,
+    /// A record whose governed output for some purpose would be larger
+    /// (key + value + headers) is dead-lettered (`too_large`): keep it below
+    /// the broker's and the producer's `message.max.bytes`.
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: usize,
+    /// Input values larger than this are dead-lettered (`too_large`).
+    #[serde(default = "default_max_record")]
+    pub max_record_bytes: usize,
+}
+
+fn default_max_output() -> usize {
+    crate::engine::DEFAULT_MAX_OUTPUT_BYTES
+}
+
+fn default_max_record() -> usize {
+    crate::engine::DEFAULT_MAX_RECORD_BYTES
+}
+
+impl DeliverySection {
+    pub fn limits(&self) -> crate::engine::Limits {
+        crate::engine::Limits {
+            max_record_bytes: self.max_record_bytes,
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
 }
 
 impl Default for DeliverySection {
@@ -86,6 +111,8 @@ impl Default for DeliverySection {
             guarantee: default_guarantee(),
             transaction_interval_ms: default_txn_interval(),
             drain_timeout_ms: default_drain(),
+            max_output_bytes: default_max_output(),
+            max_record_bytes: default_max_record(),
         }
     }
 }
@@ -340,6 +367,22 @@ impl Config {
         }
         if self.delivery.transaction_interval_ms == 0 {
             return bad("delivery.transaction_interval_ms", "must be greater than 0");
+        }
+        if self.delivery.max_output_bytes < 1024 {
+            return bad("delivery.max_output_bytes", "must be at least 1024");
+        }
+        if let Some(max) = self
+            .kafka
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            if self.delivery.max_output_bytes >= max {
+                return bad(
+                    "delivery.max_output_bytes",
+                    &format!("is {} but kafka.properties sets message.max.bytes = {max}: a governed record that size would be refused; set it below (e.g. 90% of it)", self.delivery.max_output_bytes),
+                );
+            }
         }
         for (key, topic) in [
             ("audit.topic", &self.audit.topic),

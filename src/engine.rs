@@ -60,6 +60,12 @@ pub struct Record<'a> {
     pub headers: &'a [(String, Vec<u8>)],
 }
 
+/// True for a header name custos writes itself (`custos-*`, any case): never
+/// copied from an input record.
+pub fn is_custos_header(name: &str) -> bool {
+    name.len() >= 7 && name.as_bytes()[..7].eq_ignore_ascii_case(b"custos-")
+}
+
 /// Why a purpose did not get an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Suppression {

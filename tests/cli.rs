@@ -714,3 +714,96 @@ fn apply_writes_an_audit_trail_that_verifies_and_traces() {
         .iter()
         .any(|o| o["reason"] == "expired"));
 }
+
+#[test]
+fn apply_dead_letter_file_is_private_and_envelopes_are_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let dl = dir.path().join("dead.ndjson");
+    // The file exists already with a loose mode: apply must tighten it.
+    std::fs::write(&dl, b"old").unwrap();
+    let input = concat!(
+        "\u{feff}{\"value\":{\"order_id\":\"o-1\",\"created_at\":\"2026-11-22T00:00:00Z\"}}\n",
+        "{\"value\":{\"order_id\":\"o-2\",\"order_id\":\"o-3\",\"created_at\":\"2026-11-22T00:00:00Z\"}}\n",
+        "{\"value\":{\"order_id\":\"o-4\",\"created_at\":\"2026-11-22T00:00:00Z\"},\"headers\":{\"custos-error\":\"forged\",\"custos-source\":\"x/0/0\"}}\n",
+    );
+    let policy = shop("policy.yaml");
+    let out = custos(
+        &[
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--purpose",
+            "analytics",
+            "--envelope",
+            "--now",
+            NOW,
+            "--dead-letter",
+            dl.to_str().unwrap(),
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| l["value"]["order_id"].as_str().unwrap().to_string())
+        .collect();
+    // The BOM line is read; the duplicate-key value is dead-lettered.
+    assert_eq!(ids, ["o-1", "o-4"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dl).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "dead letters hold raw personal data");
+    }
+    let text = std::fs::read_to_string(&dl).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("duplicate object key"), "{text}");
+    // Output headers never carry the input's custos-* headers.
+    assert!(!stdout(&out).contains("forged"));
+}
+
+#[test]
+fn apply_skips_a_line_over_the_size_limit_without_holding_it() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"order_id\":\"");
+    input.extend(std::iter::repeat_n(b'x', 17 * 1024 * 1024));
+    input.extend_from_slice(b"\"}\n");
+    input.extend_from_slice(b"{\"order_id\":\"o-after\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
+    let policy = shop("policy.yaml");
+    let out = custos(
+        &[
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--purpose",
+            "analytics",
+            "--now",
+            NOW,
+        ],
+        Some(&input),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("too_large"), "{}", stderr(&out));
+    let ls = lines(&out);
+    assert_eq!(ls.len(), 1);
+    assert_eq!(ls[0]["value"]["order_id"], "o-after");
+}
+
+#[test]
+fn short_keys_are_warned_about_offline() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    let out = cmd
+        .args(["policy", "check", &shop("policy.yaml")])
+        .env("CUSTOS_KEY_ANALYTICS", "a")
+        .env("CUSTOS_KEY_MARKETING", "marketing-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("key `analytics` has 1 byte") && err.contains("16 bytes"),
+        "{err}"
+    );
+}

@@ -136,10 +136,6 @@ fn warn_applied(path: &std::path::Path, line: usize, a: &crate::state::Applied) 
     }
 }
 
-fn is_custos_header(name: &str) -> bool {
-    name.len() >= 7 && name[..7].eq_ignore_ascii_case("custos-")
-}
-
 /// Creates (or truncates) a file only its owner can read and write.
 fn private_file(path: &std::path::Path) -> io::Result<File> {
     let mut o = std::fs::OpenOptions::new();
@@ -536,7 +532,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                             rec.insert(name.into(), v);
                             // Input headers named `custos-*` are never copied:
                             // they could pass for custos's own.
-                            for (k, v) in env.headers.iter().filter(|(k, _)| !is_custos_header(k)) {
+                            for (k, v) in env.headers.iter().filter(|(k, _)| !engine::is_custos_header(k)) {
                                 headers.insert(
                                     k.clone(),
                                     Value::String(String::from_utf8_lossy(v).into_owned()),

@@ -68,8 +68,10 @@ struct OutRecord {
     audit: bool,
     topic: Arc<str>,
     key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    headers: Vec<(Cow<'static, str>, Vec<u8>)>,
+    /// `None` for a tombstone (dead letters keep the input's null value).
+    payload: Option<Vec<u8>>,
+    /// Header values `None` where the input header had no value.
+    headers: Vec<(Cow<'static, str>, Option<Vec<u8>>)>,
     timestamp: Option<i64>,
 }
 
@@ -98,6 +100,46 @@ struct Shared {
     unseeded: Mutex<std::collections::HashSet<Tp>>,
     /// at_least_once: an audit record could not be delivered; the worker stops.
     audit_failed: AtomicBool,
+    /// Where a record the broker refuses for good is reported instead.
+    dead_letter_topic: Arc<str>,
+}
+
+/// librdkafka errors that no retry can fix: the record itself is refused.
+fn permanent(e: &KafkaError) -> Option<&'static str> {
+    match e {
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge,
+        ) => Some("too_large"),
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage,
+        ) => Some("refused"),
+        _ => None,
+    }
+}
+
+/// What is sent to the dead-letter topic instead of a record the broker
+/// refuses for good: no value (the raw input stays at `custos-source`), the
+/// reason and the topic that refused it. Sending it acknowledges the
+/// refused record's place, so its partition moves on.
+fn refused_record(shared: &Shared, topic: &str, origin: &Origin, reason: &'static str) -> OutRecord {
+    OutRecord {
+        audit: false,
+        topic: shared.dead_letter_topic.clone(),
+        key: None,
+        payload: None,
+        headers: vec![
+            (Cow::Borrowed("custos-error"), Some(reason.as_bytes().to_vec())),
+            (
+                Cow::Borrowed("custos-source"),
+                Some(format!("{}/{}/{}", origin.tp.0, origin.tp.1, origin.offset).into_bytes()),
+            ),
+            (Cow::Borrowed("custos-refused-by"), Some(topic.as_bytes().to_vec())),
+        ],
+        timestamp: None,
+    }
 }
 
 /// The open transaction of an exactly_once worker.
@@ -277,19 +319,31 @@ impl ProducerContext for DeliveryContext {
                 }
             }
             Err((e, msg)) => {
-                // librdkafka has already retried for delivery.timeout.ms: keep
-                // the record and send it again; its offset stays uncommitted.
-                tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "produce failed; will retry");
                 self.shared
                     .metrics
                     .produce_failures
                     .with_label_values(&[msg.topic()])
                     .inc();
+                let stub = msg.payload().is_some() || msg.topic() != &*self.shared.dead_letter_topic;
+                if let (Some(reason), true) = (permanent(e), stub) {
+                    // Refused for good: retrying would stall the partition forever.
+                    tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "record refused by the broker; reported on the dead-letter topic instead");
+                    let rec = refused_record(&self.shared, msg.topic(), &origin, reason);
+                    self.shared
+                        .retries
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((rec, origin));
+                    return;
+                }
+                // librdkafka has already retried for delivery.timeout.ms: keep
+                // the record and send it again; its offset stays uncommitted.
+                tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "produce failed; will retry");
                 let rec = OutRecord {
                     audit: false,
                     topic: Arc::from(msg.topic()),
                     key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    payload: msg.payload().map(<[u8]>::to_vec),
                     headers: owned_headers(msg)
                         .into_iter()
                         .map(|(k, v)| (Cow::Owned(k), v))
@@ -582,6 +636,7 @@ impl Worker {
             chains: Mutex::new(Chains::default()),
             unseeded: Mutex::new(std::collections::HashSet::new()),
             audit_failed: AtomicBool::new(false),
+            dead_letter_topic: Arc::from(cfg.dead_letter.topic.as_str()),
         });
         let mut pconf = base.clone();
         pconf.set("enable.idempotence", "true");
@@ -663,6 +718,7 @@ impl Worker {
             worker: &instance,
         };
         let dead_letter_topic: Arc<str> = Arc::from(cfg.dead_letter.topic.as_str());
+        let limits = cfg.delivery.limits();
         let mut scratch = Scratch::default();
         let mut last_store = Instant::now();
         let mut last_retry = Instant::now();
@@ -728,6 +784,7 @@ impl Worker {
                         &state,
                         &mut scratch,
                         &dead_letter_topic,
+                        limits,
                     )
                 };
                 // The audit record: next in its input partition's chain, acknowledged
@@ -742,7 +799,7 @@ impl Worker {
                     audit: true,
                     topic: audit_topic.clone(),
                     key: Some(chain.as_bytes().to_vec()),
-                    payload: text.into_bytes(),
+                    payload: Some(text.into_bytes()),
                     headers: Vec::new(),
                     // Written now (the input's time is in `source.timestamp`):
                     // the audit topic's retention counts from when it was written.
@@ -987,20 +1044,71 @@ fn consumer_config(base: &ClientConfig, cfg: &Config) -> ClientConfig {
     c
 }
 
-/// A message's headers as owned pairs (a missing value becomes empty bytes).
-fn owned_headers(msg: &impl Message) -> Vec<(String, Vec<u8>)> {
-    msg.headers()
-        .map(|h| {
-            h.iter()
-                .map(|x| {
-                    (
-                        x.key.to_string(),
-                        x.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    )
-                })
-                .collect()
+/// A consumed record's headers: names as bytes (a producer may send names
+/// that are not UTF-8; rdkafka's `Headers::iter` panics on them), values
+/// `None` where the header has no value.
+pub(crate) type RawHeaders = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// Reads a message's headers without trusting their encoding.
+pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> RawHeaders {
+    let Some(h) = msg.headers() else {
+        return Vec::new();
+    };
+    let ptr = h as *const rdkafka::message::BorrowedHeaders as *const rdkafka::types::RDKafkaHeaders;
+    let mut out = Vec::with_capacity(h.count());
+    for idx in 0..h.count() {
+        let mut name: *const std::ffi::c_char = std::ptr::null();
+        let mut value: *const std::ffi::c_void = std::ptr::null();
+        let mut size: usize = 0;
+        // SAFETY: `ptr` is the librdkafka headers object that `BorrowedHeaders`
+        // wraps (rdkafka builds the reference from that very pointer), valid
+        // for the lifetime of `msg`; `idx` is below its count; librdkafka
+        // returns a NUL-terminated name and a value of `size` bytes or null.
+        // The bytes are copied before `msg` can go away.
+        unsafe {
+            let err = rdkafka::bindings::rd_kafka_header_get_all(
+                ptr,
+                idx,
+                &mut name,
+                &mut value,
+                &mut size,
+            );
+            if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                || name.is_null()
+            {
+                continue;
+            }
+            let n = std::ffi::CStr::from_ptr(name).to_bytes().to_vec();
+            let v = (!value.is_null())
+                .then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
+            out.push((n, v));
+        }
+    }
+    out
+}
+
+/// Headers the engine can read: UTF-8 names, missing values as empty bytes.
+/// `None` when a name is not UTF-8 (the record is dead-lettered, `decode`).
+fn text_headers(raw: &RawHeaders) -> Option<Vec<(String, Vec<u8>)>> {
+    raw.iter()
+        .map(|(n, v)| {
+            String::from_utf8(n.clone())
+                .ok()
+                .map(|n| (n, v.clone().unwrap_or_default()))
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// A message's headers as owned pairs, for resending our own records
+/// (custos writes only UTF-8 header names).
+fn owned_headers(msg: &impl Message) -> Vec<(String, Option<Vec<u8>>)> {
+    let Some(h) = msg.headers() else {
+        return Vec::new();
+    };
+    (0..h.count())
+        .filter_map(|i| h.try_get(i))
+        .map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec)))
+        .collect()
 }
 
 /// Stores every offset that became safe (auto-commit then commits it).
@@ -1030,13 +1138,15 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
     for (k, v) in &out.headers {
         headers = headers.insert(Header {
             key: k,
-            value: Some(v),
+            value: v.as_deref(),
         });
     }
     let mut record: BaseRecord<'_, [u8], [u8], Arc<Origin>> =
         BaseRecord::with_opaque_to(&out.topic, origin.clone())
-            .payload(&out.payload[..])
             .headers(headers);
+    if let Some(p) = &out.payload {
+        record = record.payload(&p[..]);
+    }
     if let Some(k) = &out.key {
         record = record.key(&k[..]);
     }
@@ -1069,17 +1179,27 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
                     }
                     return;
                 }
-                tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
                 shared
                     .metrics
                     .produce_failures
                     .with_label_values(&[&out.topic])
                     .inc();
+                let is_stub = out.payload.is_none() && out.topic == shared.dead_letter_topic;
+                let retry = match permanent(&e) {
+                    Some(reason) if !is_stub => {
+                        tracing::error!(topic = %out.topic, error = %e, "record refused; reported on the dead-letter topic instead");
+                        refused_record(shared, &out.topic, &origin, reason)
+                    }
+                    _ => {
+                        tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
+                        out.clone()
+                    }
+                };
                 shared
                     .retries
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .push((out.clone(), origin.clone()));
+                    .push((retry, origin.clone()));
                 return;
             }
         }
@@ -1128,12 +1248,15 @@ fn govern_message(
     state: &MemoryState,
     scratch: &mut Scratch,
     dead_letter_topic: &Arc<str>,
+    limits: engine::Limits,
 ) -> (Vec<OutRecord>, audit::Unsealed, bool) {
     let plan = &compiled.streams[si];
     let sm = &ctx.metrics;
     let timer = sm.processing.start_timer();
     sm.consumed.inc();
-    let headers = owned_headers(msg);
+    let raw = raw_headers(msg);
+    let text = text_headers(&raw);
+    let headers = text.clone().unwrap_or_default();
     let timestamp = msg.timestamp().to_millis();
     let now = now_ms();
     let rec = Record {
@@ -1161,28 +1284,39 @@ fn govern_message(
             reason: engine::DeadLetterReason::Decode,
             detail: "tombstone (null value) on an input topic".into(),
         })
+    } else if text.is_none() {
+        Verdict::DeadLetter(engine::DeadLetter {
+            reason: engine::DeadLetterReason::Decode,
+            detail: "a header name is not UTF-8".into(),
+        })
     } else {
-        engine::govern(plan, actx.policy, &rec, state, now, scratch)
+        engine::govern_with_limits(plan, actx.policy, &rec, state, now, scratch, limits)
     };
     let result = match verdict {
         Verdict::DeadLetter(d) => {
             let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
             sm.dead_letter(d.reason, &source);
             let record = audit::dead_letter(&plan.name, &src, d.reason.code(), &audit_ctx);
-            let mut h: Vec<(Cow<'static, str>, Vec<u8>)> = headers
+            // The input record unchanged (a null value stays null, a header
+            // without value stays without), except that input headers named
+            // `custos-*` are not copied: they could pass for custos's own.
+            // Names that are not UTF-8 are written with U+FFFD (librdkafka's
+            // API takes text names); the raw record stays at custos-source.
+            let mut h: Vec<(Cow<'static, str>, Option<Vec<u8>>)> = raw
                 .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), v))
+                .map(|(k, v)| (Cow::Owned(String::from_utf8_lossy(&k).into_owned()), v))
+                .filter(|(k, _)| !engine::is_custos_header(k))
                 .collect();
             h.push((
                 Cow::Borrowed("custos-error"),
-                d.reason.code().as_bytes().to_vec(),
+                Some(d.reason.code().as_bytes().to_vec()),
             ));
-            h.push((Cow::Borrowed("custos-source"), source.into_bytes()));
+            h.push((Cow::Borrowed("custos-source"), Some(source.into_bytes())));
             let dl = OutRecord {
                 audit: false,
                 topic: dead_letter_topic.clone(),
                 key: msg.key().map(<[u8]>::to_vec),
-                payload: msg.payload().unwrap_or_default().to_vec(),
+                payload: msg.payload().map(<[u8]>::to_vec),
                 headers: h,
                 timestamp,
             };
@@ -1207,9 +1341,16 @@ fn govern_message(
                             audit: false,
                             topic: ctx.topics[i].clone(),
                             key: out.key,
-                            payload: out.value,
-                            headers: out.headers,
-                            timestamp,
+                            payload: Some(out.value),
+                            headers: out
+                                .headers
+                                .into_iter()
+                                .map(|(k, v)| (k, Some(v)))
+                                .collect(),
+                            // The record's own time; without a usable one,
+                            // the event time (never "now": that would restart
+                            // downstream retention).
+                            timestamp: timestamp.filter(|t| *t >= 0).or(Some(g.event_time_ms)),
                         });
                     }
                 }

@@ -1,0 +1,384 @@
+//! Regression tests for the leaks an adversarial review found (hostile and
+//! careless producers against the example shop policy). Each case names the
+//! way data got out; every one failed before its fix.
+
+use std::sync::Arc;
+
+use custos::engine::{self, DeadLetterReason, Outcome, Record, Scratch, Suppression, Verdict};
+use custos::policy::{self, keys::Keys, plan::Compiled};
+use custos::state::MemoryState;
+use serde_json::{json, Value};
+
+const SHOP: &str = include_str!("../examples/shop/policy.yaml");
+/// 2026-11-23T00:00:00Z
+const NOW: i64 = 1_795_392_000_000;
+
+fn compile(text: &str) -> Compiled {
+    let p = policy::load(text, "policy.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let keys = Keys::from_pairs([
+        ("analytics", b"analytics-key-0123456789".to_vec()),
+        ("marketing", b"marketing-key-0123456789".to_vec()),
+    ]);
+    policy::plan::compile(Arc::new(p), &keys).unwrap()
+}
+
+/// The shop policy with extra lines under the orders stream's `fields:`.
+fn shop_with_fields(extra: &str) -> String {
+    SHOP.replace(
+        "      order_id: internal\n",
+        &format!("      order_id: internal\n{extra}"),
+    )
+}
+
+struct Rec<'a> {
+    key: Option<&'a [u8]>,
+    value: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    timestamp: Option<i64>,
+}
+
+fn rec(value: Value) -> Rec<'static> {
+    Rec {
+        key: None,
+        value: serde_json::to_vec(&value).unwrap(),
+        headers: Vec::new(),
+        timestamp: Some(NOW),
+    }
+}
+
+fn govern(c: &Compiled, r: &Rec<'_>, state: &MemoryState) -> Verdict {
+    let plan = &c.streams[0];
+    let record = Record {
+        topic: &plan.topic,
+        partition: 0,
+        offset: 7,
+        timestamp: r.timestamp,
+        key: r.key,
+        value: &r.value,
+        headers: &r.headers,
+    };
+    engine::govern(
+        plan,
+        &c.policy.id(),
+        &record,
+        state,
+        NOW,
+        &mut Scratch::default(),
+    )
+}
+
+/// Every emitted output as one text (key, value and headers) per purpose.
+fn emitted(c: &Compiled, v: &Verdict) -> Vec<(String, String)> {
+    let Verdict::Governed(g) = v else {
+        return Vec::new();
+    };
+    g.outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Emitted(out) => {
+                let mut text = String::from_utf8_lossy(&out.value).into_owned();
+                if let Some(k) = &out.key {
+                    text.push_str(" key=");
+                    text.push_str(&String::from_utf8_lossy(k));
+                }
+                for (n, v) in &out.headers {
+                    text.push_str(&format!(" {n}={}", String::from_utf8_lossy(v)));
+                }
+                Some((c.streams[0].outputs[out.output].name.clone(), text))
+            }
+            Outcome::Suppressed(_) => None,
+        })
+        .collect()
+}
+
+/// The purposes whose output contains `secret`.
+fn leaks(c: &Compiled, v: &Verdict, secret: &str) -> Vec<String> {
+    emitted(c, v)
+        .into_iter()
+        .filter(|(_, t)| t.contains(secret))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+fn dead(v: &Verdict) -> Option<DeadLetterReason> {
+    match v {
+        Verdict::DeadLetter(d) => Some(d.reason),
+        Verdict::Governed(_) => None,
+    }
+}
+
+fn order() -> Value {
+    json!({"order_id": "o-1", "created_at": "2026-11-22T10:00:00Z",
+           "customer": {"id": "c-4", "email": "ada@example.com"},
+           "notes": "leave at door"})
+}
+
+fn state(c: &Compiled) -> MemoryState {
+    MemoryState::for_policy(&c.policy)
+}
+
+#[test]
+fn scanned_keys_and_headers_are_governed() {
+    let c = compile(&shop_with_fields(
+        "      $headers.note: { classes: [internal], scan: true }\n",
+    ));
+    let mut r = rec(order());
+    r.headers = vec![("note".into(), b"ada@example.com +44 20 7946 0958".to_vec())];
+    let v = govern(&c, &r, &state(&c));
+    assert_eq!(leaks(&c, &v, "ada@example.com +44"), vec!["support"]);
+    assert!(leaks(&c, &v, "7946").iter().all(|p| p == "support"));
+    let out = emitted(&c, &v);
+    let analytics = &out.iter().find(|(p, _)| p == "analytics").unwrap().1;
+    assert!(
+        analytics.contains("note=[REDACTED:pii.contact.email] [REDACTED:pii.contact.phone]"),
+        "{analytics}"
+    );
+
+    // A scanned key: e-mail addresses in it are the e-mail class's business.
+    let c = compile(&SHOP.replace(
+        "      $key: pii.identifier.customer_id\n",
+        "      $key: { classes: [internal], scan: true }\n",
+    ));
+    let mut r = rec(order());
+    r.key = Some(b"ada@example.com");
+    let v = govern(&c, &r, &state(&c));
+    assert_eq!(leaks(&c, &v, "ada@example.com"), vec!["support"]);
+}
+
+#[test]
+fn object_keys_inside_scanned_fields_are_scanned() {
+    let c = compile(SHOP);
+    let mut e = order();
+    e["notes"] = json!({"ada@example.com": 1, "plain": "x"});
+    let v = govern(&c, &rec(e), &state(&c));
+    assert_eq!(leaks(&c, &v, "ada@example.com"), vec!["support"]);
+    // The member without personal data in its key still goes where notes go.
+    assert!(leaks(&c, &v, "plain").contains(&"analytics".to_string()));
+    let Verdict::Governed(g) = &v else { panic!() };
+    assert!(g.detections.iter().any(|d| &*d.field == "notes"));
+}
+
+#[test]
+fn an_erased_subject_is_found_whatever_its_form() {
+    let c = compile(SHOP);
+    let mut s = state(&c);
+    s.apply_erasure(None, Some(br#"{"subject":42}"#)).unwrap();
+    s.apply_erasure(None, Some(br#"{"subject":"Jos\u00e9"}"#))
+        .unwrap();
+    for id in [
+        json!(42),
+        json!(42.0),
+        serde_json::from_str::<Value>("4.2e1").unwrap(),
+        json!("42"),
+        json!(" 42 "),
+        json!("Jose\u{301}"),
+    ] {
+        let mut e = order();
+        e["customer"]["id"] = id.clone();
+        let v = govern(&c, &rec(e), &s);
+        let Verdict::Governed(g) = &v else {
+            panic!("{id}: {v:?}")
+        };
+        assert!(
+            g.outcomes
+                .iter()
+                .all(|o| *o == Outcome::Suppressed(Suppression::Erasure)),
+            "{id}: {:?}",
+            g.outcomes
+        );
+    }
+}
+
+#[test]
+fn a_subject_that_is_not_a_scalar_is_dead_lettered() {
+    let c = compile(SHOP);
+    let cases = [
+        json!({"order_id": "o", "created_at": "2026-11-22T10:00:00Z", "customer": [{"id": "c-4"}]}),
+        json!({"order_id": "o", "created_at": "2026-11-22T10:00:00Z", "customer": {"id": ["c-4"]}}),
+        json!({"order_id": "o", "created_at": "2026-11-22T10:00:00Z", "customer": {"id": {"c-4": 1}}}),
+        json!({"order_id": "o", "created_at": "2026-11-22T10:00:00Z", "customer": {"id": true}}),
+        json!({"order_id": "o", "created_at": "2026-11-22T10:00:00Z", "customer": "c-4"}),
+    ];
+    for e in cases {
+        let v = govern(&c, &rec(e.clone()), &state(&c));
+        assert_eq!(dead(&v), Some(DeadLetterReason::Subject), "{e}");
+    }
+    // Absent or null: no subject (consent purposes get nothing), not an error.
+    for e in [
+        json!({"order_id": "o", "created_at": "2026-11-22T10:00:00Z"}),
+        json!({"order_id": "o", "created_at": "2026-11-22T10:00:00Z", "customer": {"id": null}}),
+    ] {
+        let v = govern(&c, &rec(e.clone()), &state(&c));
+        let Verdict::Governed(g) = &v else {
+            panic!("{e}: {v:?}")
+        };
+        assert_eq!(g.subject, None);
+        assert_eq!(g.outcomes[1], Outcome::Suppressed(Suppression::Consent));
+    }
+}
+
+#[test]
+fn event_times_without_a_usable_age_are_dead_lettered() {
+    let c = compile(SHOP);
+    for t in [
+        json!(null),
+        json!({}),
+        json!([1]),
+        json!(true),
+        json!("yesterday"),
+        // Epoch microseconds and nanoseconds: centuries ahead, never expired.
+        json!(1_577_836_800_000_000i64),
+        json!(1_577_836_800_000_000_000i64),
+        // Two days ahead of now.
+        json!("2026-11-25T00:00:00Z"),
+    ] {
+        let mut e = order();
+        e["created_at"] = t.clone();
+        let v = govern(&c, &rec(e), &state(&c));
+        assert_eq!(dead(&v), Some(DeadLetterReason::EventTime), "{t}");
+    }
+    // Within the default skew of one day: governed.
+    let mut e = order();
+    e["created_at"] = json!("2026-11-23T12:00:00Z");
+    assert_eq!(dead(&govern(&c, &rec(e), &state(&c))), None);
+    // No event time at all and no usable record timestamp: unknown age.
+    let mut e = order();
+    e.as_object_mut().unwrap().remove("created_at");
+    for ts in [None, Some(-1)] {
+        let mut r = rec(e.clone());
+        r.timestamp = ts;
+        assert_eq!(
+            dead(&govern(&c, &r, &state(&c))),
+            Some(DeadLetterReason::EventTime),
+            "{ts:?}"
+        );
+    }
+    // The skew is the stream's to set.
+    let c = compile(&SHOP.replace(
+        "    event_time: created_at\n",
+        "    event_time: created_at\n    max_future_skew: 7d\n",
+    ));
+    let mut e = order();
+    e["created_at"] = json!("2026-11-25T00:00:00Z");
+    assert_eq!(dead(&govern(&c, &rec(e), &state(&c))), None);
+}
+
+#[test]
+fn network_prefixes_never_keep_an_address_whole() {
+    let text = |g: &str| {
+        SHOP.replace(
+            "      - classes: [pii.contact.postal_code]\n        action: { generalize: { prefix: 3 } }\n",
+            &format!("      - classes: [pii.identifier.ip_address]\n        action: {{ generalize: {{ network: {g} }} }}\n"),
+        )
+    };
+    for bad in ["32", "48", "{ v4: 32, v6: 48 }", "{ v4: 24, v6: 128 }", "{ v4: 24 }"] {
+        let e = policy::load(&text(bad), "p.yaml").unwrap_err().to_string();
+        assert!(e.contains("network"), "{bad}: {e}");
+    }
+    let c = compile(&shop_with_fields(
+        "      ip: pii.identifier.ip_address\n      ip6: pii.identifier.ip_address\n",
+    )
+    .replace(
+        "      - classes: [pii.contact.postal_code]\n        action: { generalize: { prefix: 3 } }\n",
+        "      - classes: [pii.identifier.ip_address]\n        action: { generalize: { network: { v4: 24, v6: 48 } } }\n",
+    ));
+    let mut e = order();
+    e["ip"] = json!("10.1.2.3");
+    e["ip6"] = json!("2001:db8:abcd:12::1");
+    let v = govern(&c, &rec(e), &state(&c));
+    let out = emitted(&c, &v);
+    let analytics = &out.iter().find(|(p, _)| p == "analytics").unwrap().1;
+    assert!(analytics.contains("\"ip\":\"10.1.2.0\""), "{analytics}");
+    assert!(
+        analytics.contains("\"ip6\":\"2001:db8:abcd::\""),
+        "{analytics}"
+    );
+}
+
+#[test]
+fn outputs_too_large_for_the_broker_dead_letter_the_record() {
+    // Short values that pseudonymize into 35 characters each.
+    let c = compile(&shop_with_fields("      ids: pii.identifier\n"));
+    let mut e = order();
+    e["ids"] = Value::Array(vec![json!(0); 100_000]);
+    let r = rec(e);
+    assert!(r.value.len() < 400_000);
+    let v = govern(&c, &r, &state(&c));
+    assert_eq!(dead(&v), Some(DeadLetterReason::TooLarge));
+}
+
+#[test]
+fn custos_headers_cannot_be_classified() {
+    let e = policy::load(
+        &shop_with_fields("      $headers.custos-purpose: internal\n"),
+        "p.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("custos's own"), "{e}");
+    let e = policy::load(
+        &shop_with_fields("      $headers.Custos-Source: internal\n"),
+        "p.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("custos's own"), "{e}");
+}
+
+#[test]
+fn empty_structure_is_removed_from_kept_subtrees() {
+    let c = compile(SHOP);
+    let mut e = order();
+    e["customer"]["geo"] = json!({"lat": [], "lon": {}});
+    e["customer"]["address"] = json!({"street": {"x": [], "y": {}}, "city": []});
+    let v = govern(&c, &rec(e), &state(&c));
+    let out = emitted(&c, &v);
+    let support = &out.iter().find(|(p, _)| p == "support").unwrap().1;
+    assert!(!support.contains("geo"), "{support}");
+    assert!(!support.contains("address"), "{support}");
+    assert!(!support.contains("pii.location"), "{support}");
+    assert!(!support.contains("pii.contact.address"), "{support}");
+}
+
+#[test]
+fn cards_and_phones_beside_other_numbers_are_found() {
+    let c = compile(SHOP);
+    for (note, secret) in [
+        ("card 4111 1111 1111 1111 12/28", "1111 1111"),
+        ("card 4111111111111111 123", "4111111111111111"),
+        ("qty 2 4111 1111 1111 1111", "1111 1111"),
+        ("Call 020 7946 0958 2 times", "7946"),
+        ("room 12 +44 20 7946 0958", "7946"),
+        ("apt 5 (415) 555-2671", "555-2671"),
+    ] {
+        let mut e = order();
+        e["notes"] = json!(note);
+        let v = govern(&c, &rec(e), &state(&c));
+        let leaked: Vec<String> = leaks(&c, &v, secret)
+            .into_iter()
+            .filter(|p| p != "support")
+            .collect();
+        assert!(leaked.is_empty(), "{note:?} reached {leaked:?}");
+    }
+    // A card written as a JSON number in exponent form.
+    let mut e = order();
+    e["notes"] = serde_json::from_str("4.111111111111111E15").unwrap();
+    let v = govern(&c, &rec(e), &state(&c));
+    assert!(leaks(&c, &v, "4.111111111111111E15").is_empty());
+}
+
+#[test]
+fn a_redacted_key_is_null() {
+    let c = compile(&SHOP.replace(
+        "      - classes: [pii.identifier]\n        action: { pseudonymize: { key: analytics } }\n",
+        "      - classes: [pii.identifier]\n        action: redact\n",
+    ));
+    let mut r = rec(order());
+    r.key = Some(b"c-4");
+    let v = govern(&c, &r, &state(&c));
+    let Verdict::Governed(g) = &v else { panic!() };
+    let Outcome::Emitted(out) = &g.outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(out.key, None);
+}
