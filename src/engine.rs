@@ -969,10 +969,14 @@ impl Walker<'_> {
         let unnamed = keep_mask(leaf, active);
         for (k, v) in doc.tape.members(i) {
             let child = node.and_then(|n| {
-                n.children
-                    .iter()
-                    .find(|(name, _)| doc.key_is(k, name))
-                    .map(|(_, c)| c)
+                if n.children.len() <= Node::LINEAR_CHILDREN {
+                    n.children
+                        .iter()
+                        .find(|(name, _)| doc.key_is(k, name))
+                        .map(|(_, c)| c)
+                } else {
+                    n.child(&codec::string(doc.src, doc.tok(k)))
+                }
             });
             // A member the policy does not name: its key may itself be data
             // (a map keyed by card numbers), so it is emitted only where its

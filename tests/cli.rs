@@ -769,7 +769,8 @@ fn apply_skips_a_line_over_the_size_limit_without_holding_it() {
     input.extend_from_slice(b"{\"order_id\":\"");
     input.extend(std::iter::repeat_n(b'x', 17 * 1024 * 1024));
     input.extend_from_slice(b"\"}\n");
-    input.extend_from_slice(b"{\"order_id\":\"o-after\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
+    input
+        .extend_from_slice(b"{\"order_id\":\"o-after\",\"created_at\":\"2026-11-22T00:00:00Z\"}\n");
     let policy = shop("policy.yaml");
     let out = custos(
         &[

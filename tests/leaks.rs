@@ -271,7 +271,13 @@ fn network_prefixes_never_keep_an_address_whole() {
             &format!("      - classes: [pii.identifier.ip_address]\n        action: {{ generalize: {{ network: {g} }} }}\n"),
         )
     };
-    for bad in ["32", "48", "{ v4: 32, v6: 48 }", "{ v4: 24, v6: 128 }", "{ v4: 24 }"] {
+    for bad in [
+        "32",
+        "48",
+        "{ v4: 32, v6: 48 }",
+        "{ v4: 24, v6: 128 }",
+        "{ v4: 24 }",
+    ] {
         let e = policy::load(&text(bad), "p.yaml").unwrap_err().to_string();
         assert!(e.contains("network"), "{bad}: {e}");
     }

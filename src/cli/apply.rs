@@ -532,7 +532,11 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                             rec.insert(name.into(), v);
                             // Input headers named `custos-*` are never copied:
                             // they could pass for custos's own.
-                            for (k, v) in env.headers.iter().filter(|(k, _)| !engine::is_custos_header(k)) {
+                            for (k, v) in env
+                                .headers
+                                .iter()
+                                .filter(|(k, _)| !engine::is_custos_header(k))
+                            {
                                 headers.insert(
                                     k.clone(),
                                     Value::String(String::from_utf8_lossy(v).into_owned()),

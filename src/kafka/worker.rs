@@ -113,8 +113,7 @@ fn permanent(e: &KafkaError) -> Option<&'static str> {
             | RDKafkaErrorCode::MessageBatchTooLarge,
         ) => Some("too_large"),
         KafkaError::MessageProduction(
-            RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::InvalidMessage,
+            RDKafkaErrorCode::InvalidRecord | RDKafkaErrorCode::InvalidMessage,
         ) => Some("refused"),
         _ => None,
     }
@@ -124,19 +123,30 @@ fn permanent(e: &KafkaError) -> Option<&'static str> {
 /// refuses for good: no value (the raw input stays at `custos-source`), the
 /// reason and the topic that refused it. Sending it acknowledges the
 /// refused record's place, so its partition moves on.
-fn refused_record(shared: &Shared, topic: &str, origin: &Origin, reason: &'static str) -> OutRecord {
+fn refused_record(
+    shared: &Shared,
+    topic: &str,
+    origin: &Origin,
+    reason: &'static str,
+) -> OutRecord {
     OutRecord {
         audit: false,
         topic: shared.dead_letter_topic.clone(),
         key: None,
         payload: None,
         headers: vec![
-            (Cow::Borrowed("custos-error"), Some(reason.as_bytes().to_vec())),
+            (
+                Cow::Borrowed("custos-error"),
+                Some(reason.as_bytes().to_vec()),
+            ),
             (
                 Cow::Borrowed("custos-source"),
                 Some(format!("{}/{}/{}", origin.tp.0, origin.tp.1, origin.offset).into_bytes()),
             ),
-            (Cow::Borrowed("custos-refused-by"), Some(topic.as_bytes().to_vec())),
+            (
+                Cow::Borrowed("custos-refused-by"),
+                Some(topic.as_bytes().to_vec()),
+            ),
         ],
         timestamp: None,
     }
@@ -324,7 +334,8 @@ impl ProducerContext for DeliveryContext {
                     .produce_failures
                     .with_label_values(&[msg.topic()])
                     .inc();
-                let stub = msg.payload().is_some() || msg.topic() != &*self.shared.dead_letter_topic;
+                let stub =
+                    msg.payload().is_some() || msg.topic() != &*self.shared.dead_letter_topic;
                 if let (Some(reason), true) = (permanent(e), stub) {
                     // Refused for good: retrying would stall the partition forever.
                     tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "record refused by the broker; reported on the dead-letter topic instead");
@@ -1054,7 +1065,8 @@ pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> RawHeaders {
     let Some(h) = msg.headers() else {
         return Vec::new();
     };
-    let ptr = h as *const rdkafka::message::BorrowedHeaders as *const rdkafka::types::RDKafkaHeaders;
+    let ptr =
+        h as *const rdkafka::message::BorrowedHeaders as *const rdkafka::types::RDKafkaHeaders;
     let mut out = Vec::with_capacity(h.count());
     for idx in 0..h.count() {
         let mut name: *const std::ffi::c_char = std::ptr::null();
@@ -1067,11 +1079,7 @@ pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> RawHeaders {
         // The bytes are copied before `msg` can go away.
         unsafe {
             let err = rdkafka::bindings::rd_kafka_header_get_all(
-                ptr,
-                idx,
-                &mut name,
-                &mut value,
-                &mut size,
+                ptr, idx, &mut name, &mut value, &mut size,
             );
             if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
                 || name.is_null()
@@ -1142,8 +1150,7 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
         });
     }
     let mut record: BaseRecord<'_, [u8], [u8], Arc<Origin>> =
-        BaseRecord::with_opaque_to(&out.topic, origin.clone())
-            .headers(headers);
+        BaseRecord::with_opaque_to(&out.topic, origin.clone()).headers(headers);
     if let Some(p) = &out.payload {
         record = record.payload(&p[..]);
     }
@@ -1342,11 +1349,7 @@ fn govern_message(
                             topic: ctx.topics[i].clone(),
                             key: out.key,
                             payload: Some(out.value),
-                            headers: out
-                                .headers
-                                .into_iter()
-                                .map(|(k, v)| (k, Some(v)))
-                                .collect(),
+                            headers: out.headers.into_iter().map(|(k, v)| (k, Some(v))).collect(),
                             // The record's own time; without a usable one,
                             // the event time (never "now": that would restart
                             // downstream retention).

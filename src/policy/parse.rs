@@ -78,6 +78,7 @@ impl Ctx {
     /// The entries of a mapping whose keys are names chosen by the user, in order.
     fn named<'a>(&mut self, node: &'a Node, what: &str) -> Vec<(&'a str, Pos, &'a Node)> {
         let mut out: Vec<(&str, Pos, &Node)> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         let Some(entries) = node.as_map() else {
             if !node.is_null() {
                 self.err(
@@ -92,7 +93,7 @@ impl Ctx {
                 self.err(k.pos, format!("keys of {what} must be plain names"));
                 continue;
             };
-            if out.iter().any(|(n, _, _)| *n == key) {
+            if !seen.insert(key) {
                 self.err(k.pos, format!("duplicate `{key}` in {what}"));
                 continue;
             }

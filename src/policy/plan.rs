@@ -4,7 +4,7 @@
 //! The per-event engine walks these trees and never looks at the policy again.
 //! Compilation is pure: keys are passed in already resolved.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::keys::Keys;
@@ -85,17 +85,25 @@ pub struct Node {
     /// True when the path was named in `fields` (not inherited).
     pub explicit: bool,
     pub children: Vec<(String, Node)>,
+    /// Child name → index in `children`, so wide objects stay linear.
+    pub index: HashMap<String, usize>,
     pub each: Option<Box<Node>>,
     /// True when this node or a node below it is classified.
     pub has_classified: bool,
 }
 
 impl Node {
-    /// The child for an object key. Few children per node: a linear scan of
-    /// short strings beats hashing here.
+    /// Up to this many children a linear scan of short strings beats hashing.
+    pub const LINEAR_CHILDREN: usize = 8;
+
+    /// The child for an object key.
     #[inline]
     pub fn child(&self, key: &str) -> Option<&Node> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, n)| n)
+        if self.children.len() <= Self::LINEAR_CHILDREN {
+            self.children.iter().find(|(k, _)| k == key).map(|(_, n)| n)
+        } else {
+            self.index.get(key).map(|&i| &self.children[i].1)
+        }
     }
 
     pub fn has_structure(&self) -> bool {
@@ -345,6 +353,7 @@ fn compile_stream(
         leaf: unclassified.clone(),
         explicit: false,
         children: Vec::new(),
+        index: HashMap::new(),
         each: None,
         has_classified: false,
     };
@@ -434,8 +443,8 @@ fn insert(root: &mut Node, segs: &[Segment], leaf: Arc<Leaf>) {
         let parent_path = node.path.clone();
         node = match seg {
             Segment::Field(name) => {
-                let idx = match node.children.iter().position(|(k, _)| k == name) {
-                    Some(i) => i,
+                let idx = match node.index.get(name) {
+                    Some(&i) => i,
                     None => {
                         let path = if parent_path.is_empty() {
                             name.clone()
@@ -444,6 +453,7 @@ fn insert(root: &mut Node, segs: &[Segment], leaf: Arc<Leaf>) {
                         };
                         node.children
                             .push((name.clone(), Node::inheriting(path, parent_leaf)));
+                        node.index.insert(name.clone(), node.children.len() - 1);
                         node.children.len() - 1
                     }
                 };
@@ -509,6 +519,7 @@ impl Node {
             leaf,
             explicit: false,
             children: Vec::new(),
+            index: HashMap::new(),
             each: None,
             has_classified: false,
         }
