@@ -1014,3 +1014,26 @@ fn an_undeliverable_audit_record_stops_the_worker_and_nothing_is_lost() {
     });
     verify_audit(&au);
 }
+
+#[test]
+fn a_missing_erasure_topic_refuses_the_start() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 1);
+    // Point the policy at an erasure topic nobody created (a typo).
+    let mut typo = Names::new();
+    typo.input = n.input.clone();
+    typo.analytics = n.analytics.clone();
+    typo.marketing = n.marketing.clone();
+    typo.consent = n.consent.clone();
+    typo.dead_letter = n.dead_letter.clone();
+    typo.audit = n.audit.clone();
+    typo.lineage = n.lineage.clone();
+    typo.group = n.group.clone();
+    let _ = compiled;
+    let compiled = compile(&typo);
+    let w = start(&broker, &typo, &compiled, false);
+    let result = w.handle.join().expect("worker thread");
+    let err = result.expect_err("the worker must not start without its erasure topic");
+    assert!(err.to_string().contains(&typo.erasure), "{err}");
+}

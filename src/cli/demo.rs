@@ -219,6 +219,16 @@ pub fn run() -> Result<(), Failure> {
     broker
         .create_topic(&input_topic, 3)
         .map_err(fail("topics"))?;
+    // The privacy team's topics: custos reads them, never creates them.
+    for t in [
+        &compiled.policy.consent_topic,
+        &compiled.policy.erasure_topic,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        broker.create_topic(t, 1).map_err(fail("topics"))?;
+    }
     for spec in topic_specs(&compiled, &cfg, |_| 3) {
         broker
             .create_topic(&spec.name, spec.partitions)

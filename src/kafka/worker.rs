@@ -567,20 +567,9 @@ pub fn topic_specs(
             .max()
             .unwrap_or(1),
     });
-    for t in [
-        &compiled.policy.consent_topic,
-        &compiled.policy.erasure_topic,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        specs.push(TopicSpec {
-            name: t.clone(),
-            retention: None,
-            compacted: true,
-            partitions: 1,
-        });
-    }
+    // The consent and erasure topics are inputs owned by the privacy team:
+    // never created here. A missing one (a typo, a deleted topic) refuses the
+    // start instead of silently forgetting every erasure.
     specs
 }
 
