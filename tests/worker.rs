@@ -1037,3 +1037,114 @@ fn a_missing_erasure_topic_refuses_the_start() {
     let err = result.expect_err("the worker must not start without its erasure topic");
     assert!(err.to_string().contains(&typo.erasure), "{err}");
 }
+
+/// Headers with a name that is not UTF-8: rdkafka's safe API takes `&str`
+/// names, so the name is added through librdkafka itself.
+fn headers_with_raw_name(name: &[u8], value: &[u8]) -> rdkafka::message::OwnedHeaders {
+    let h = rdkafka::message::OwnedHeaders::new_with_capacity(1);
+    let ptr = h.as_borrowed() as *const rdkafka::message::BorrowedHeaders
+        as *mut rdkafka::types::RDKafkaHeaders;
+    // SAFETY: `ptr` is the librdkafka headers object `h` owns (rdkafka builds
+    // the borrowed view from that pointer); librdkafka copies name and value.
+    unsafe {
+        rdkafka::bindings::rd_kafka_header_add(
+            ptr,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            value.as_ptr().cast(),
+            value.len() as isize,
+        );
+    }
+    h
+}
+
+#[test]
+fn hostile_records_are_dead_lettered_unchanged_and_the_worker_goes_on() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 1);
+    let w = start(&broker, &n, &compiled, false);
+    let p = producer(&broker.bootstrap());
+    let good = serde_json::to_vec(&json!({"user": "s-1", "n": 1})).unwrap();
+    // 1. A header name that is not UTF-8 (used to panic the worker at every start).
+    p.send(
+        BaseRecord::<str, [u8]>::to(&n.input)
+            .payload(&good[..])
+            .headers(headers_with_raw_name(b"\xff\xfe", b"x")),
+    )
+    .unwrap();
+    // 2. A tombstone with a forged custos-source header and a header without value.
+    p.send(
+        BaseRecord::<str, [u8]>::to(&n.input).key("k").headers(
+            rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header {
+                    key: "custos-source",
+                    value: Some("forged/0/0"),
+                })
+                .insert(rdkafka::message::Header::<&[u8]> {
+                    key: "empty",
+                    value: None,
+                }),
+        ),
+    )
+    .unwrap();
+    // 3. An ordinary record after them: the partition must move on.
+    let last = serde_json::to_vec(&json!({"user": "s-2", "n": 3})).unwrap();
+    p.send(BaseRecord::<str, [u8]>::to(&n.input).payload(&last[..]))
+        .unwrap();
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    let mut out = Reader::new(&broker.bootstrap(), &n.analytics);
+    wait_until("the record after the hostile ones", || {
+        out.poll();
+        out.ns().contains(&3)
+    });
+    // Read the dead letters raw: null payloads and null header values matter.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", unique("dl-reader"))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&n.dead_letter, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut dead: Vec<(Option<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>)> = Vec::new();
+    wait_until("two dead letters", || {
+        while let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    (0..h.count())
+                        .filter_map(|i| h.try_get(i))
+                        .map(|x| (x.key.as_bytes().to_vec(), x.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            dead.push((m.payload().map(<[u8]>::to_vec), headers));
+        }
+        dead.len() >= 2
+    });
+    let header = |rec: &(Option<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>), name: &str| {
+        rec.1
+            .iter()
+            .filter(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        header(&dead[0], "custos-error"),
+        vec![Some(b"decode".to_vec())]
+    );
+    assert_eq!(dead[0].0.as_deref(), Some(&good[..]));
+    // The tombstone stays a tombstone, the valueless header stays valueless,
+    // and only custos's own custos-source is there.
+    assert_eq!(dead[1].0, None);
+    assert_eq!(header(&dead[1], "empty"), vec![None]);
+    let source = format!("{}/0/1", n.input);
+    assert_eq!(
+        header(&dead[1], "custos-source"),
+        vec![Some(source.into_bytes())]
+    );
+    w.stop();
+}
