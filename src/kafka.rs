@@ -46,6 +46,8 @@ pub enum WorkerError {
     LineageHttpUnsupported,
     #[error("an audit record could not be delivered to the audit topic, or the producer failed for good (see the log); custos stopped without committing past it and redoes it on the next start")]
     AuditUndeliverable,
+    #[error("exactly_once needs a stable instance id per worker (the transactional.id that fences a dead predecessor): set CUSTOS_INSTANCE_ID (on Kubernetes: the StatefulSet pod name) or export HOSTNAME")]
+    NoInstanceId,
 }
 
 /// A librdkafka configuration with the bootstrap servers and the user's

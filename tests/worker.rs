@@ -69,6 +69,7 @@ impl Broker {
                     retention: None,
                     compacted,
                     partitions,
+                    optional: false,
                 };
                 topics::ensure(
                     &ClientConfig::new().set("bootstrap.servers", b).clone(),

@@ -135,7 +135,13 @@ fn catch_up(
         progress.push((p.id(), high, 0, false));
     }
     consumer.assign(&tpl)?;
-    let deadline = Instant::now() + timeout;
+    // The limit is on *no progress*, not on the total: ten million records
+    // take a while to read, and a worker that gives up on a growing topic
+    // would refuse every restart.
+    let started = Instant::now();
+    let mut deadline = Instant::now() + timeout;
+    let mut records: u64 = 0;
+    let mut next_report = Instant::now() + Duration::from_secs(5);
     while !progress
         .iter()
         .all(|(_, high, pos, eof)| pos >= high && *eof)
@@ -145,13 +151,29 @@ fn catch_up(
         }
         if Instant::now() > deadline {
             return Err(WorkerError::Timeout {
-                what: format!("reading topic `{topic}` to its end"),
+                what: format!(
+                    "reading topic `{topic}` to its end ({records} records read, then nothing)"
+                ),
                 secs: timeout.as_secs(),
-                reason: "the broker did not deliver it to its end".into(),
+                reason:
+                    "no record arrived in that time: check the broker and the topic's partitions"
+                        .into(),
             });
+        }
+        if Instant::now() >= next_report {
+            next_report = Instant::now() + Duration::from_secs(5);
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                topic,
+                records,
+                rate_per_s = (records as f64 / secs) as u64,
+                "reading consent/erasure state"
+            );
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                records += 1;
+                deadline = Instant::now() + timeout;
                 if let Some(p) = progress.iter_mut().find(|p| p.0 == m.partition()) {
                     p.2 = p.2.max(m.offset() + 1);
                     p.3 = false;
@@ -176,6 +198,13 @@ fn catch_up(
             None => {}
         }
     }
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        topic,
+        records,
+        secs,
+        "consent/erasure topic read to its end"
+    );
     Ok(Some(consumer))
 }
 

@@ -27,6 +27,8 @@ pub struct TopicSpec {
     pub retention: Option<(String, i64)>,
     pub compacted: bool,
     pub partitions: i32,
+    /// Best effort (lineage): a missing one is a warning, not a refusal.
+    pub optional: bool,
 }
 
 /// `30d`-style rendering of milliseconds, for messages.
@@ -92,6 +94,10 @@ pub fn ensure(
 
     for spec in specs {
         if !exists(&spec.name) {
+            if !manage && spec.optional {
+                tracing::warn!(topic = %spec.name, "topic does not exist and kafka.manage_topics = false: its events are not written until it is created");
+                continue;
+            }
             if !manage {
                 return Err(WorkerError::MissingTopic(spec.name.clone()));
             }

@@ -539,6 +539,7 @@ pub fn topic_specs(
                 retention: Some((o.name.clone(), o.retention_ms)),
                 compacted: false,
                 partitions: partitions(&s.topic),
+                optional: false,
             });
         }
     }
@@ -547,12 +548,14 @@ pub fn topic_specs(
         retention: None,
         compacted: false,
         partitions: 1,
+        optional: false,
     });
     specs.push(TopicSpec {
         name: config.lineage.topic.clone(),
         retention: None,
         compacted: false,
         partitions: 1,
+        optional: true,
     });
     // Audit records are keyed by input partition: as many partitions as the
     // widest input spreads the chains without splitting any.
@@ -566,6 +569,7 @@ pub fn topic_specs(
             .map(|s| partitions(&s.topic))
             .max()
             .unwrap_or(1),
+        optional: false,
     });
     // The consent and erasure topics are inputs owned by the privacy team:
     // never created here. A missing one (a typo, a deleted topic) refuses the
@@ -649,7 +653,15 @@ impl Worker {
             .clone()
             .or_else(|| std::env::var("CUSTOS_INSTANCE_ID").ok())
             .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "custos".into());
+            .filter(|i| !i.trim().is_empty());
+        // exactly_once: every instance needs its own stable transactional.id.
+        // A shared default would make instances fence each other, and one
+        // that changes at every start would never fence its zombie.
+        let instance = match (instance, eos) {
+            (Some(i), _) => i,
+            (None, false) => "custos".into(),
+            (None, true) => return Err(WorkerError::NoInstanceId),
+        };
         if !eos && pconf.get("enable.gapless.guarantee").is_none() {
             // A record that fails for good fails the producer instead of
             // letting later records of its partition through (audit chains).
