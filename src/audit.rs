@@ -373,19 +373,37 @@ pub struct ChainReport {
     /// The first record seen continues an earlier record (the trail's start
     /// was deleted, e.g. by the audit topic's retention).
     pub starts_mid_chain: bool,
+    /// Restarts whose input offset lies beyond the record before them plus
+    /// one: records before the restart may have been deleted (or the input
+    /// has a gap there, such as a transaction marker). Reported, not a break.
+    pub suspicious_restarts: Vec<Position>,
     pub breaks: Vec<Break>,
 }
 
 #[derive(Debug, Default)]
 struct ChainState {
     report: ChainReport,
-    last: Option<u128>,
-    seen: HashSet<u128>,
+    /// The last record's hash and input offset.
+    last: Option<(u128, i64)>,
+    /// Every record's hash, with its input offset.
+    seen: HashMap<u128, i64>,
 }
 
 fn short(hash: &str) -> Option<u128> {
     let b = hex::decode(hash.get(..32)?).ok()?;
     Some(u128::from_be_bytes(b.try_into().ok()?))
+}
+
+/// True when `bytes` are exactly what [`seal`] writes for a record whose
+/// canonical form without `hash` is `canon`.
+fn is_sealed_form(bytes: &[u8], canon: &str, hash: &str) -> bool {
+    let Some(body) = canon.strip_suffix('}') else {
+        return false;
+    };
+    let tail = format!(",\"hash\":\"{hash}\"}}");
+    bytes.len() == body.len() + tail.len()
+        && bytes.starts_with(body.as_bytes())
+        && bytes.ends_with(tail.as_bytes())
 }
 
 /// Checks audit records one by one, in the order of the audit stream.
@@ -446,6 +464,10 @@ impl Verifier {
                 return;
             }
         };
+        let offset = record["source"]["offset"].as_i64().unwrap_or(-1);
+        // Strict reading: a record with duplicate keys can show one value to
+        // this verifier and another to a first-wins reader.
+        let strict = crate::codec::Tape::default().parse(bytes);
         let hash = record
             .as_object_mut()
             .and_then(|m| m.remove("hash"))
@@ -458,27 +480,53 @@ impl Verifier {
             st.report.breaks.push(b);
             return;
         };
-        let expected = self.key.chain_hash(&prev, &canonical(&record));
+        let canon = canonical(&record);
+        let expected = self.key.chain_hash(&prev, &canon);
         let st = self.state(&chain);
         st.report.checked += 1;
         if expected != hash {
             st.report.breaks.push(broken(
                 "hash does not match the record (altered, or signed with another key)",
             ));
+        } else if strict.is_err() || !is_sealed_form(bytes, &canon, &hash) {
+            // The signed content is intact but the bytes are not the ones
+            // custos writes: duplicate keys, reordered or re-encoded members.
+            st.report.breaks.push(broken(
+                "record is not in the canonical form custos writes (duplicate keys, reordered or re-encoded)",
+            ));
         }
         let (h, p) = (short(&hash), short(&prev));
+        if h.is_some_and(|h| st.seen.contains_key(&h)) {
+            st.report
+                .breaks
+                .push(broken("the same record a second time (duplicated)"));
+            return;
+        }
         match st.last {
             None => st.report.starts_mid_chain = !prev.is_empty(),
-            Some(last) if p == Some(last) => {}
-            Some(_) if prev.is_empty() => st.report.restarts += 1,
-            Some(_) if p.is_some_and(|p| st.seen.contains(&p)) => st.report.replays += 1,
+            Some((last, _)) if p == Some(last) => {}
+            Some((_, last_offset)) if prev.is_empty() => {
+                st.report.restarts += 1;
+                if offset > last_offset.saturating_add(1) {
+                    st.report.suspicious_restarts.push(position.to_string());
+                }
+            }
+            Some(_) if p.is_some_and(|p| st.seen.contains_key(&p)) => st.report.replays += 1,
             Some(_) => st.report.breaks.push(broken(
                 "prev matches no earlier record of this chain (a record is missing or out of order)",
             )),
         }
+        // A successor is a later input record than the record it follows.
+        if let Some(po) = p.and_then(|p| st.seen.get(&p)) {
+            if offset <= *po {
+                st.report.breaks.push(broken(
+                    "record follows a record of a later input offset (records moved)",
+                ));
+            }
+        }
         if let Some(h) = h {
-            st.seen.insert(h);
-            st.last = Some(h);
+            st.seen.insert(h, offset);
+            st.last = Some((h, offset));
         }
     }
 
@@ -511,13 +559,22 @@ mod tests {
     }
 
     fn rec(offset: i64) -> Unsealed {
+        rec_at(offset, ctx().processed_at_ms)
+    }
+
+    /// A record processed at another time (a redo after a crash).
+    fn rec_at(offset: i64, processed_at_ms: i64) -> Unsealed {
         let src = Source {
             topic: "t",
             partition: 0,
             offset,
             timestamp: None,
         };
-        dead_letter("s", &src, "decode", &ctx())
+        let cx = Context {
+            processed_at_ms,
+            ..ctx()
+        };
+        dead_letter("s", &src, "decode", &cx)
     }
 
     fn chain(n: i64) -> Vec<Vec<u8>> {
@@ -684,11 +741,53 @@ mod tests {
         let mut next = Chains::default();
         next.set_head("t/0".into(), heads[1].clone());
         for i in 2..4 {
-            out.push(next.append(&k, "t/0", &rec(i)).0.into_bytes());
+            let redo = rec_at(i, ctx().processed_at_ms + 5_000);
+            out.push(next.append(&k, "t/0", &redo).0.into_bytes());
         }
         let r = verify(&out);
         assert_eq!((r[0].checked, r[0].replays), (6, 1));
         assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+    }
+
+    #[test]
+    fn forged_trails_that_used_to_verify_are_caught() {
+        let one = |records: &[Vec<u8>]| verify(records).remove(0);
+        // A duplicated record.
+        let mut dup = chain(4);
+        dup.insert(2, dup[1].clone());
+        assert!(!one(&dup).breaks.is_empty());
+        // A duplicate key (here "stream"; "subject" alike): serde keeps the
+        // last, a first-wins reader sees the forged one; the hash still
+        // matches but the bytes are not canonical.
+        let k = key();
+        let mut c = Chains::default();
+        let (text, _) = c.append(&k, "t/0", &rec(0));
+        assert!(text.contains("\"stream\":\"s\""), "{text}");
+        let forged = text.replacen("{", "{\"stream\":\"forged\",", 1);
+        let r = one(&[forged.into_bytes()]);
+        assert!(
+            r.breaks.iter().any(|b| b.reason.contains("canonical")),
+            "{:?}",
+            r.breaks
+        );
+        // Whitespace or reordering of an intact record: not what custos wrote.
+        let spaced = String::from_utf8(chain(1).remove(0))
+            .unwrap()
+            .replacen(",", ", ", 1);
+        assert!(!one(&[spaced.into_bytes()]).breaks.is_empty());
+        // Records deleted just before a restart: the restart is suspicious.
+        let mut out = chain(5);
+        out.truncate(2); // records of offsets 2..4 deleted
+        let mut fresh = Chains::default();
+        out.push(fresh.append(&k, "t/0", &rec(5)).0.into_bytes());
+        let r = one(&out);
+        assert_eq!(r.restarts, 1);
+        assert_eq!(r.suspicious_restarts, vec!["0/2".to_string()]);
+        // A legitimate restart (from the committed offset) is not.
+        let mut out = chain(3);
+        let mut fresh = Chains::default();
+        out.push(fresh.append(&k, "t/0", &rec_at(3, 7)).0.into_bytes());
+        assert!(one(&out).suspicious_restarts.is_empty());
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
                 if r.starts_mid_chain {
                     println!("  starts mid-chain: the records before the first one read are gone (audit topic retention?)");
                 }
+                for pos in &r.suspicious_restarts {
+                    println!("  suspicious restart at {pos}: its input offset lies past the record before it; records before it may have been deleted (or the input has a gap such as a transaction marker)");
+                }
                 for b in &r.breaks {
                     println!("  break at {}: {}", b.position, b.reason);
                 }
