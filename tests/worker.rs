@@ -70,6 +70,7 @@ impl Broker {
                     compacted,
                     partitions,
                     optional: false,
+                    no_compaction: false,
                 };
                 topics::ensure(
                     &ClientConfig::new().set("bootstrap.servers", b).clone(),

@@ -29,6 +29,9 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Best effort (lineage): a missing one is a warning, not a refusal.
     pub optional: bool,
+    /// The audit topic: compaction would keep one record per chain and
+    /// destroy the trail, so an existing compacted one refuses the start.
+    pub no_compaction: bool,
 }
 
 /// `30d`-style rendering of milliseconds, for messages.
@@ -105,9 +108,9 @@ pub fn ensure(
             tracing::info!(topic = %spec.name, retention_ms = spec.retention.as_ref().map(|r| r.1), "created topic");
             continue;
         }
-        let Some((purpose, allowed)) = &spec.retention else {
+        if spec.retention.is_none() && !spec.no_compaction {
             continue;
-        };
+        }
         let spec_name = spec.name.as_str();
         let described =
             block_on(admin.describe_configs([&ResourceSpecifier::Topic(spec_name)], &opts))?;
@@ -127,6 +130,15 @@ pub fn ensure(
             .get("cleanup.policy")
             .and_then(|e| e.value.clone())
             .unwrap_or_else(|| "delete".into());
+        if spec.no_compaction && cleanup.contains("compact") {
+            return Err(WorkerError::Admin {
+                topic: spec.name.clone(),
+                reason: format!("cleanup.policy is `{cleanup}`: compaction keeps one record per key and would destroy the audit trail; use cleanup.policy=delete"),
+            });
+        }
+        let Some((purpose, allowed)) = &spec.retention else {
+            continue;
+        };
         let actual = entries
             .get("retention.ms")
             .and_then(|e| e.value.as_deref())

@@ -540,6 +540,7 @@ pub fn topic_specs(
                 compacted: false,
                 partitions: partitions(&s.topic),
                 optional: false,
+                no_compaction: false,
             });
         }
     }
@@ -549,6 +550,7 @@ pub fn topic_specs(
         compacted: false,
         partitions: 1,
         optional: false,
+        no_compaction: false,
     });
     specs.push(TopicSpec {
         name: config.lineage.topic.clone(),
@@ -556,6 +558,7 @@ pub fn topic_specs(
         compacted: false,
         partitions: 1,
         optional: true,
+        no_compaction: false,
     });
     // Audit records are keyed by input partition: as many partitions as the
     // widest input spreads the chains without splitting any.
@@ -570,6 +573,7 @@ pub fn topic_specs(
             .max()
             .unwrap_or(1),
         optional: false,
+        no_compaction: true,
     });
     // The consent and erasure topics are inputs owned by the privacy team:
     // never created here. A missing one (a typo, a deleted topic) refuses the
