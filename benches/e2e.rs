@@ -104,6 +104,8 @@ impl Broker {
                     retention: None,
                     compacted: false,
                     partitions,
+                    optional: false,
+                    no_compaction: false,
                 }],
                 true,
                 Duration::from_secs(30),
@@ -273,7 +275,7 @@ fn custos_run(
         audit_key: custos::audit::AuditKey::new(b"bench-audit-key"),
     };
     let handle = std::thread::spawn(move || worker.run());
-    while !control.ready.load(Ordering::SeqCst) {
+    while !control.health.problems(custos::kafka::now_ms()).is_empty() {
         if handle.is_finished() {
             return Err(format!("{:?}", handle.join().unwrap().err()));
         }

@@ -26,7 +26,7 @@
 //! record, so only a holder of the key can write one; verification counts
 //! restarts separately so that an auditor sees every one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};

@@ -2,7 +2,6 @@
 //! (alive), `/readyz` (policy loaded, consent/erasure caught up, consumer
 //! running). Serves only what it is given; never touches records.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -11,21 +10,22 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use crate::health::Health;
 use crate::telemetry::Metrics;
 
 #[derive(Clone)]
 struct AppState {
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 /// The router of the three endpoints.
-pub fn router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
+pub fn router(metrics: Metrics, health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, ready })
+        .with_state(AppState { metrics, health })
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
@@ -35,20 +35,30 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// 200 `ready`, or 503 with one line per problem (no record content).
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
+    let problems = s.health.problems(crate::kafka::now_ms());
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        let mut body = String::from("not ready\n");
+        for p in problems {
+            body.push_str(p);
+            body.push('\n');
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 
-/// Serves the endpoints on `listen` until the process ends.
+/// Serves the endpoints on an already bound listener until the process ends
+/// (binding first lets `custos run` refuse to start on a port it cannot use).
 ///
 /// # Errors
-/// The address cannot be bound.
-pub async fn serve(listen: &str, metrics: Metrics, ready: Arc<AtomicBool>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(listen, "http endpoints up");
-    axum::serve(listener, router(metrics, ready)).await
+/// The server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    health: Arc<Health>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(metrics, health)).await
 }

@@ -48,6 +48,8 @@ pub enum WorkerError {
     AuditUndeliverable,
     #[error("exactly_once needs a stable instance id per worker (the transactional.id that fences a dead predecessor): set CUSTOS_INSTANCE_ID (on Kubernetes: the StatefulSet pod name) or export HOSTNAME")]
     NoInstanceId,
+    #[error("the consent or erasure topic was lost while running (deleted or unreadable); custos stopped rather than govern without the data subjects' wishes")]
+    SubjectStateLost,
 }
 
 /// A librdkafka configuration with the bootstrap servers and the user's

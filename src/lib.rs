@@ -10,6 +10,7 @@
 //! - [`transform`]: redact, mask, pseudonymize, generalize (pure)
 //! - [`engine`]: per-event governance over a plan (pure, no clock, no I/O)
 //! - [`state`]: consent, objection and erasure state
+//! - [`health`]: what `/readyz` reports
 //! - [`audit`]: audit records, their hash chain and its verification (pure)
 //! - [`lineage`]: OpenLineage run events with column lineage (pure)
 //! - [`cli`]: the command line and the offline commands
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod lineage;

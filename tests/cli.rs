@@ -808,3 +808,26 @@ fn short_keys_are_warned_about_offline() {
         "{err}"
     );
 }
+
+#[test]
+fn run_refuses_to_start_when_its_http_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("custos.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "policy = \"{}\"\n[kafka]\nbootstrap_servers = \"embedded\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+            shop("policy.yaml")
+        ),
+    )
+    .unwrap();
+    let out = custos(&["run", "--config", cfg.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -78,14 +78,19 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
             tracing::info!("signal received: draining");
             stop.store(true, Ordering::SeqCst);
         });
-        let (listen, m, ready) = (
-            cfg.http.listen.clone(),
-            metrics.clone(),
-            control.ready.clone(),
-        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(&cfg.http.listen))
+            .map_err(|e| {
+                Failure::new(format!(
+                    "cannot listen on {} ({e}); free the port or set [http] listen",
+                    cfg.http.listen
+                ))
+            })?;
+        tracing::info!(listen = %cfg.http.listen, "http endpoints up");
+        let (m, health) = (metrics.clone(), control.health.clone());
         runtime.spawn(async move {
-            if let Err(e) = crate::http::serve(&listen, m, ready).await {
-                tracing::error!(listen, error = %e, "http endpoints failed");
+            if let Err(e) = crate::http::serve(listener, m, health).await {
+                tracing::error!(error = %e, "http endpoints failed");
             }
         });
     }

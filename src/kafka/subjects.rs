@@ -16,6 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::WorkerError;
+use crate::health::Health;
 use crate::state::MemoryState;
 use crate::telemetry::Metrics;
 
@@ -39,6 +40,43 @@ impl rdkafka::ClientContext for Quiet {
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
+/// The reader's context: quiet about end of partition, lag from statistics.
+struct Reader {
+    metrics: Metrics,
+}
+
+impl rdkafka::ClientContext for Reader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        Quiet.error(error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .lag
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Reader {}
+
+/// A consumer error that means the topic is gone.
+fn topic_gone(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                | rdkafka::types::RDKafkaErrorCode::UnknownTopic
+        )
+    )
+}
+
 /// Shared consent and erasure state, fed by the reader thread.
 pub type SharedState = Arc<RwLock<MemoryState>>;
 
@@ -53,6 +91,7 @@ pub fn load_and_follow(
     state: SharedState,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
+    health: Arc<Health>,
     timeout: Duration,
 ) -> Result<Option<JoinHandle<()>>, WorkerError> {
     let topics: Vec<(&str, Kind)> = consent
@@ -64,9 +103,9 @@ pub fn load_and_follow(
         return Ok(None);
     }
     // One consumer per topic: end-of-partition events name only the partition.
-    let mut readers: Vec<(Kind, BaseConsumer<Quiet>)> = Vec::new();
+    let mut readers: Vec<(Kind, BaseConsumer<Reader>)> = Vec::new();
     for (topic, kind) in &topics {
-        let consumer = catch_up(base, topic, *kind, &state, &stop, timeout)?;
+        let consumer = catch_up(base, topic, *kind, &state, &stop, timeout, &metrics)?;
         let Some(consumer) = consumer else {
             return Ok(None); // stopped while starting
         };
@@ -90,6 +129,11 @@ pub fn load_and_follow(
                             update_gauges(&state, &metrics);
                         }
                         Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                        Some(Err(e)) if topic_gone(&e) => {
+                            // Fail closed: the worker stops governing.
+                            tracing::error!(error = %e, "consent/erasure topic gone while running");
+                            health.set_state_lost();
+                        }
                         Some(Err(e)) => tracing::warn!(error = %e, "consent/erasure reader"),
                     }
                 }
@@ -113,14 +157,20 @@ fn catch_up(
     state: &SharedState,
     stop: &AtomicBool,
     timeout: Duration,
-) -> Result<Option<BaseConsumer<Quiet>>, WorkerError> {
-    let consumer: BaseConsumer<Quiet> = base
-        .clone()
+    metrics: &Metrics,
+) -> Result<Option<BaseConsumer<Reader>>, WorkerError> {
+    let mut conf = base.clone();
+    if conf.get("statistics.interval.ms").is_none() {
+        conf.set("statistics.interval.ms", "5000");
+    }
+    let consumer: BaseConsumer<Reader> = conf
         .set("group.id", "custos-subject-state")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(Quiet)?;
+        .create_with_context(Reader {
+            metrics: metrics.clone(),
+        })?;
     let md = consumer.fetch_metadata(Some(topic), timeout)?;
     let parts = match md.topics().iter().find(|t| t.name() == topic) {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions(),

@@ -53,8 +53,8 @@ pub struct Options {
 pub struct Control {
     /// Set to stop: the worker drains, commits and leaves the group.
     pub stop: Arc<AtomicBool>,
-    /// Set once consent/erasure state is loaded and the consumer runs.
-    pub ready: Arc<AtomicBool>,
+    /// What `/readyz` reports.
+    pub health: Arc<crate::health::Health>,
     /// Input offsets finished: every output and dead letter acknowledged
     /// (at_least_once, counted when the offset is stored) or committed in a
     /// transaction (exactly_once). Benchmarks time against it.
@@ -102,6 +102,12 @@ struct Shared {
     audit_failed: AtomicBool,
     /// Where a record the broker refuses for good is reported instead.
     dead_letter_topic: Arc<str>,
+    /// What `/readyz` reports.
+    health: Arc<crate::health::Health>,
+    /// Delivery acknowledgements so far (the consumer loop watches it move).
+    acks: AtomicU64,
+    /// The lag series currently exported, so revoked partitions' go away.
+    lag_series: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// librdkafka errors that no retry can fix: the record itself is refused.
@@ -296,6 +302,9 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Arc<Origin>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, origin: Arc<Origin>) {
+        if result.is_ok() {
+            self.shared.acks.fetch_add(1, Ordering::Relaxed);
+        }
         match result {
             Ok(_) => self
                 .shared
@@ -393,18 +402,38 @@ struct WorkerContext {
 impl ClientContext for WorkerContext {
     /// librdkafka statistics (every `statistics.interval.ms`): per-partition lag.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.shared.health.brokers_up(up, now_ms());
+        let mut seen = self
+            .shared
+            .lag_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut now: std::collections::HashSet<(String, String)> = Default::default();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                // -1 is librdkafka's internal UA partition and unknown lags.
-                if *partition >= 0 && p.consumer_lag >= 0 {
+                // -1 is librdkafka's internal UA partition and unknown lags;
+                // partitions no longer assigned are "none"/"stopped".
+                let assigned = matches!(
+                    p.fetch_state.as_str(),
+                    "active" | "offset-query" | "offset-wait"
+                );
+                if *partition >= 0 && p.consumer_lag >= 0 && assigned {
+                    let key = (topic.clone(), partition.to_string());
                     self.shared
                         .metrics
                         .lag
-                        .with_label_values(&[topic, &partition.to_string()])
+                        .with_label_values(&[&key.0, &key.1])
                         .set(p.consumer_lag);
+                    now.insert(key);
                 }
             }
         }
+        // Lag of partitions this worker no longer reads disappears.
+        for (t, p) in seen.difference(&now) {
+            let _ = self.shared.metrics.lag.remove_label_values(&[t, p]);
+        }
+        *seen = now;
     }
 }
 
@@ -631,6 +660,7 @@ impl Worker {
             state.clone(),
             self.metrics.clone(),
             self.control.stop.clone(),
+            self.control.health.clone(),
             startup,
         )?;
 
@@ -645,6 +675,9 @@ impl Worker {
             unseeded: Mutex::new(std::collections::HashSet::new()),
             audit_failed: AtomicBool::new(false),
             dead_letter_topic: Arc::from(cfg.dead_letter.topic.as_str()),
+            health: self.control.health.clone(),
+            acks: AtomicU64::new(0),
+            lag_series: Mutex::new(Default::default()),
         });
         let mut pconf = base.clone();
         pconf.set("enable.idempotence", "true");
@@ -700,7 +733,7 @@ impl Worker {
         consumer.subscribe(&topics)?;
         let lineage = Lineage::new(&base, &self.bootstrap, cfg, &self.compiled)?;
         lineage.emit(&self.compiled, EventType::Start);
-        self.control.ready.store(true, Ordering::SeqCst);
+        self.control.health.set_started();
         tracing::info!(policy = %self.compiled.policy.id(), streams = topics.len(), group = %cfg.kafka.group_id, "worker running");
 
         let by_topic: HashMap<&str, usize> = self
@@ -738,6 +771,7 @@ impl Worker {
         let mut scratch = Scratch::default();
         let mut last_store = Instant::now();
         let mut last_retry = Instant::now();
+        let (mut last_health, mut last_acks) = (Instant::now(), 0u64);
         // Per stream: partition → its topic-partition handle and audit chain
         // name (no allocation per record).
         let mut tps: Vec<HashMap<i32, (Tp, String)>> = vec![HashMap::new(); ctxs.len()];
@@ -755,6 +789,33 @@ impl Worker {
                 }
                 if shared.audit_failed.load(Ordering::SeqCst) {
                     return Err(WorkerError::AuditUndeliverable);
+                }
+                if self.control.health.state_lost() {
+                    // Fail closed: no governing without the subject state.
+                    return Err(WorkerError::SubjectStateLost);
+                }
+                if last_health.elapsed() >= Duration::from_secs(1) {
+                    let acks = shared.acks.load(Ordering::Relaxed);
+                    let waiting = match &shared.txn {
+                        Some(t) => t.lock().unwrap_or_else(PoisonError::into_inner).open,
+                        None => {
+                            shared
+                                .tracker
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .inflight(|_| true)
+                                > 0
+                        }
+                    };
+                    let was_stalled = self.control.health.produce_stalled(now_ms());
+                    self.control
+                        .health
+                        .produce_progress(waiting, acks != last_acks, now_ms());
+                    if !was_stalled && self.control.health.produce_stalled(now_ms()) {
+                        tracing::warn!("producer stalled: records in flight and no acknowledgement for 30 s (broker unreachable or refusing the producer); not ready");
+                    }
+                    last_acks = acks;
+                    last_health = Instant::now();
                 }
                 if !eos && last_retry.elapsed() >= Duration::from_secs(1) {
                     resend(&producer, &shared);
@@ -855,6 +916,7 @@ impl Worker {
                 }
             }
 
+            self.control.health.set_draining();
             if self.options.crash_on_stop {
                 tracing::warn!("stopping without drain or commit (crash simulation)");
                 crashed = true;
