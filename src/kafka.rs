@@ -50,6 +50,8 @@ pub enum WorkerError {
     NoInstanceId,
     #[error("the consent or erasure topic was lost while running (deleted or unreadable); custos stopped rather than govern without the data subjects' wishes")]
     SubjectStateLost,
+    #[error("the shutdown did not finish within delivery.drain_timeout_ms: {records} record(s) not committed; they are processed again by the next owner of their partitions")]
+    DrainIncomplete { records: u64 },
 }
 
 /// A librdkafka configuration with the bootstrap servers and the user's

@@ -1150,3 +1150,29 @@ fn hostile_records_are_dead_lettered_unchanged_and_the_worker_goes_on() {
     );
     w.stop();
 }
+
+#[test]
+fn a_stop_with_the_broker_down_is_bounded_and_reports_an_unfinished_drain() {
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 2);
+    let p = producer(&broker.bootstrap());
+    produce(&p, &n.input, &(0..200).map(event).collect::<Vec<_>>());
+    let w = start(&broker, &n, &compiled, false);
+    wait_until("the worker to start", || w.consumed() >= 10);
+    let Broker::Mock(mock) = &broker else {
+        unreachable!()
+    };
+    mock.cluster().broker_down(1).unwrap();
+    w.control.stop.store(true, Ordering::SeqCst);
+    // drain_timeout_ms is 10 s in these tests: the worker must come back
+    // well within the test deadline (it used to wait on librdkafka's own
+    // timeouts for the final commit and the group leave).
+    wait_until("the worker to stop with the broker down", || {
+        w.handle.is_finished()
+    });
+    let result = w.handle.join().expect("worker thread");
+    let err = result.expect_err("an unfinished drain is an error (non-zero exit)");
+    assert!(matches!(err, WorkerError::DrainIncomplete { .. }), "{err}");
+    mock.cluster().broker_up(1).unwrap();
+}

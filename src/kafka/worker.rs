@@ -108,6 +108,12 @@ struct Shared {
     acks: AtomicU64,
     /// The lag series currently exported, so revoked partitions' go away.
     lag_series: Mutex<std::collections::HashSet<(String, String)>>,
+    /// [`Control::stop`]: loops that may block watch it.
+    stop: Arc<AtomicBool>,
+    /// `delivery.drain_timeout_ms`.
+    drain: Duration,
+    /// The one deadline of the whole shutdown, set when the stop is first seen.
+    stop_deadline: Mutex<Option<Instant>>,
 }
 
 /// librdkafka errors that no retry can fix: the record itself is refused.
@@ -254,7 +260,7 @@ impl Lineage {
 
     /// Best effort: lineage describes the plan, it carries no record, so a
     /// failure to send it is logged and processing goes on.
-    fn emit(&self, compiled: &Compiled, kind: EventType) {
+    fn emit(&self, compiled: &Compiled, kind: EventType, timeout: Duration) {
         let time = audit::rfc3339_ms(now_ms());
         for (plan, run_id) in compiled.streams.iter().zip(&self.run_ids) {
             let run = lineage::Run {
@@ -271,7 +277,7 @@ impl Lineage {
                 tracing::warn!(error = %e, job, "lineage event not sent");
             }
         }
-        if let Err(e) = self.producer.flush(Duration::from_secs(6)) {
+        if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!(error = %e, event = kind.name(), "lineage events not delivered");
         }
     }
@@ -381,6 +387,27 @@ impl ProducerContext for DeliveryContext {
 }
 
 impl Shared {
+    /// The shutdown deadline once a stop was requested: every blocking step
+    /// of the shutdown (queueing, flushing, draining, committing) shares it.
+    fn deadline(&self) -> Option<Instant> {
+        if !self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut d = self
+            .stop_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(*d.get_or_insert_with(|| Instant::now() + self.drain))
+    }
+
+    /// Time left before the shutdown deadline, or `default` while running.
+    fn remaining(&self, default: Duration) -> Duration {
+        match self.deadline() {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => default,
+        }
+    }
+
     /// Whether `origin`'s partition is still tracked in the same generation
     /// (not revoked since): only then do its acks and retries count.
     fn current(&self, origin: &Origin) -> bool {
@@ -445,7 +472,8 @@ impl ConsumerContext for WorkerContext {
         if let Some(txn) = &self.shared.txn {
             // Finish the open transaction before the partitions move.
             let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(e) = finish(&self.producer, consumer, &mut t, &self.shared, self.drain) {
+            let left = self.shared.remaining(self.drain);
+            if let Err(e) = finish(&self.producer, consumer, &mut t, &self.shared, left) {
                 tracing::warn!(error = %e, "transaction on revoke failed; the next owner reprocesses it");
             }
             let mut chains = self
@@ -465,8 +493,9 @@ impl ConsumerContext for WorkerContext {
             .iter()
             .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect();
-        let deadline = Instant::now() + self.drain;
-        flush(&self.producer, self.drain);
+        let left = self.shared.remaining(self.drain);
+        let deadline = Instant::now() + left;
+        flush(&self.producer, left);
         while self.inflight(&revoked) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -678,6 +707,9 @@ impl Worker {
             health: self.control.health.clone(),
             acks: AtomicU64::new(0),
             lag_series: Mutex::new(Default::default()),
+            stop: self.control.stop.clone(),
+            drain,
+            stop_deadline: Mutex::new(None),
         });
         let mut pconf = base.clone();
         pconf.set("enable.idempotence", "true");
@@ -718,12 +750,15 @@ impl Worker {
             // Fences any earlier producer with this id and aborts its open transaction.
             producer.init_transactions(startup)?;
         }
-        let consumer: BaseConsumer<WorkerContext> = consumer_config(&base, cfg)
-            .create_with_context(WorkerContext {
+        // In an Arc so that the final commit can run on a thread of its own
+        // and be given up on at the shutdown deadline.
+        let consumer: Arc<BaseConsumer<WorkerContext>> = Arc::new(
+            consumer_config(&base, cfg).create_with_context(WorkerContext {
                 shared: shared.clone(),
                 producer: producer.clone(),
                 drain,
-            })?;
+            })?,
+        );
         let topics: Vec<&str> = self
             .compiled
             .streams
@@ -732,7 +767,7 @@ impl Worker {
             .collect();
         consumer.subscribe(&topics)?;
         let lineage = Lineage::new(&base, &self.bootstrap, cfg, &self.compiled)?;
-        lineage.emit(&self.compiled, EventType::Start);
+        lineage.emit(&self.compiled, EventType::Start, LINEAGE_FLUSH);
         self.control.health.set_started();
         tracing::info!(policy = %self.compiled.policy.id(), streams = topics.len(), group = %cfg.kafka.group_id, "worker running");
 
@@ -922,12 +957,21 @@ impl Worker {
                 crashed = true;
                 return Ok(());
             }
+            // One deadline for the whole shutdown, counted from the stop.
+            let deadline = shared.deadline().unwrap_or_else(|| Instant::now() + drain);
+            let left = || deadline.saturating_duration_since(Instant::now());
             if let Some(txn) = &shared.txn {
                 let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Err(e) = finish(&producer, &consumer, &mut t, &shared, drain) {
+                let pending = t.records;
+                let outcome = finish(&producer, &consumer, &mut t, &shared, left());
+                drop(t);
+                if let Err(e) = &outcome {
                     tracing::warn!(error = %e, "final transaction failed; its input will be reprocessed");
                 }
-                drop(t);
+                if outcome.is_err() || Instant::now() >= deadline {
+                    abandon(consumer, producer, follower);
+                    return Err(WorkerError::DrainIncomplete { records: pending });
+                }
                 consumer.unsubscribe();
                 drop(consumer);
                 if let Some(h) = follower {
@@ -937,35 +981,62 @@ impl Worker {
                 return Ok(());
             }
             // Graceful stop: drain, commit, leave the group.
-            tracing::info!(drain_ms = drain.as_millis() as u64, "draining");
-            let deadline = Instant::now() + drain;
-            flush(&producer, drain);
-            loop {
+            tracing::info!(drain_ms = left().as_millis() as u64, "draining");
+            flush(&producer, left());
+            let left_over = loop {
                 resend(&producer, &shared);
-                let left = shared
+                let left_over = shared
                     .tracker
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .inflight(|_| true);
-                if left == 0 || Instant::now() >= deadline {
-                    if left > 0 {
+                if left_over == 0 || Instant::now() >= deadline {
+                    if left_over > 0 {
                         tracing::warn!(
-                            records = left,
+                            records = left_over,
                             "drain timeout: records in flight will be reprocessed by the next owner"
                         );
                     }
-                    break;
+                    break left_over;
                 }
-                flush(&producer, Duration::from_millis(100));
-            }
+                flush(&producer, Duration::from_millis(100).min(left()));
+            };
             if shared.audit_failed.load(Ordering::SeqCst) {
                 // Offsets stay where the undelivered audit record holds them.
+                abandon(consumer, producer, follower);
                 return Err(WorkerError::AuditUndeliverable);
             }
             store(&consumer, &shared);
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                Err(e) => tracing::warn!(error = %e, "final commit failed"),
+            // Commit without blocking past the deadline: a synchronous commit
+            // waits for the broker as long as librdkafka's own timeouts say
+            // (~45 s with the broker down), so it runs on a thread of its own.
+            let committed = {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let c = consumer.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("custos-final-commit".into())
+                    .spawn(move || {
+                        let _ = tx.send(c.commit_consumer_state(CommitMode::Sync));
+                    });
+                match spawned.map(|_| rx.recv_timeout(left())) {
+                    Ok(Ok(
+                        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)),
+                    )) => true,
+                    Ok(Ok(Err(e))) => {
+                        tracing::warn!(error = %e, "final commit failed");
+                        false
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        tracing::warn!("final commit not confirmed before the shutdown deadline");
+                        false
+                    }
+                }
+            };
+            if left_over > 0 || !committed {
+                abandon(consumer, producer, follower);
+                return Err(WorkerError::DrainIncomplete {
+                    records: left_over as u64,
+                });
             }
             consumer.unsubscribe();
             drop(consumer);
@@ -976,6 +1047,10 @@ impl Worker {
             Ok(())
         })();
         if !crashed {
+            // Within what is left of the shutdown deadline (a moment at least).
+            let left = shared
+                .remaining(LINEAGE_FLUSH)
+                .clamp(Duration::from_millis(500), LINEAGE_FLUSH);
             lineage.emit(
                 &self.compiled,
                 if result.is_ok() {
@@ -983,10 +1058,31 @@ impl Worker {
                 } else {
                     EventType::Fail
                 },
+                left,
             );
+        }
+        if matches!(result, Err(WorkerError::DrainIncomplete { .. })) {
+            // Out of time: no graceful close of the lineage producer either.
+            std::mem::forget(lineage);
         }
         result
     }
+}
+
+/// How long lineage events may take to be delivered (they are best effort).
+const LINEAGE_FLUSH: Duration = Duration::from_secs(6);
+
+/// Leaves without the clients' graceful close, which waits for the broker
+/// (leave group, final requests) as long as librdkafka's own timeouts say:
+/// the shutdown deadline has passed and the process is about to exit.
+fn abandon(
+    consumer: Arc<BaseConsumer<WorkerContext>>,
+    producer: Arc<Prod>,
+    follower: Option<std::thread::JoinHandle<()>>,
+) {
+    std::mem::forget(consumer);
+    std::mem::forget(producer);
+    drop(follower); // detached: it watches the stop flag
 }
 
 /// Commits the open transaction with the consumed offsets; on a failure
@@ -1232,6 +1328,15 @@ fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
         match producer.send(record) {
             Ok(()) => return,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                if shared.deadline().is_some_and(|d| Instant::now() >= d) {
+                    // Shutting down and out of time: the record is not sent,
+                    // its input offset never committed (reprocessed later).
+                    tracing::warn!(topic = %out.topic, "shutdown deadline reached with the producer queue full: record not sent, its input will be reprocessed");
+                    if shared.txn.is_some() {
+                        shared.txn_failed.store(true, Ordering::SeqCst);
+                    }
+                    return;
+                }
                 record = r;
                 std::thread::sleep(Duration::from_millis(5));
             }
