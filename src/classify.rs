@@ -48,7 +48,7 @@
 //!   `%40` form of `@`.
 //! * IPv4: a dotted quad of decimal octets (no leading zeros) that is not a
 //!   slice of a longer dotted number (`1.3.6.1.4.1`) nor glued to a letter
-//!   (`v1.2.3.4`). Known ambiguity: a four-part version number whose parts
+//!   (`v1.2.3.4`), nor `0.x.x.x`, nor inside an IPv6 address. Known ambiguity: a four-part version number whose parts
 //!   are all ≤ 255 (`10.0.0.1`) cannot be told from an address and is
 //!   reported as one; `10.0.19045.2965` is not an address.
 //! * IPv6: parsed by the standard library, not part of a longer hex/colon
@@ -208,7 +208,7 @@ const IBAN_SRC: &str =
     r"(?i)(?-u:\b)[a-z]{2}[0-9]{2}(?:[ \-]?[a-z0-9]{4}){2,7}(?:[ \-]?[a-z0-9]{1,3})?(?-u:\b)";
 const IPV4_SRC: &str = r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)";
 const IPV6_SRC: &str =
-    r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?|::";
+    r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?|::";
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     let re = |src: &str| Regex::new(src).expect("built-in detector pattern is valid");
@@ -578,9 +578,12 @@ impl Run<'_> {
         let trunk_zero = (f + 1..=l)
             .filter(|&i| self.parenthesized(i) && self.groups[i].len() == 1 && ds_at(self, i) == 0)
             .count();
+        // Groups after the first `from` have two digits or more, except `(0)`
+        // and the one right after it (`+33 (0)6 12 34 56 78`).
+        let is_trunk_zero = |i: usize| self.parenthesized(i) && self.groups[i].len() == 1;
         let short_tail = |from: usize| {
             (f + from..=l).any(|i| {
-                self.groups[i].len() < 2 && !(self.parenthesized(i) && self.groups[i].len() == 1)
+                self.groups[i].len() < 2 && !is_trunk_zero(i) && !(i > f && is_trunk_zero(i - 1))
             })
         };
         // International: `+` or `00`, then 8-15 digits.
@@ -601,7 +604,12 @@ impl Run<'_> {
             if k == 1 {
                 return (10..=11).contains(&n);
             }
-            if groups[0].len() < 2 || short_tail(1) || !(9..=12).contains(&n) {
+            // 3-2-4 is the shape of a US social security number, not of a phone.
+            if groups[0].len() < 2
+                || short_tail(1)
+                || !(9..=12).contains(&n)
+                || lens_are(&[3, 2, 4])
+            {
                 return false;
             }
             // `01 23 45 67 89`: pairs only in the French shape.
@@ -842,7 +850,12 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
                 && bytes[m.start() - 2].is_ascii_digit();
             let dotted_after = bytes.get(m.end()) == Some(&b'.')
                 && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit);
-            if !dotted_before && !dotted_after && m.as_str().parse::<Ipv4Addr>().is_ok() {
+            // 0.x.x.x is never a host's address (`0.4.2.1-alpha` is a version).
+            if !dotted_before
+                && !dotted_after
+                && !m.as_str().starts_with("0.")
+                && m.as_str().parse::<Ipv4Addr>().is_ok()
+            {
                 cands.push(Span::new(m.start(), m.end(), Detector::Ipv4));
             }
         }
@@ -853,6 +866,17 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
                 cands.push(Span::new(start, m.end(), Detector::Ipv6));
             }
         }
+    }
+    // An IPv4-mapped IPv6 address (`::ffff:192.0.2.128`) is one IPv6 address.
+    if cands.iter().any(|c| c.detector == Detector::Ipv6) {
+        let v6: Vec<(usize, usize)> = cands
+            .iter()
+            .filter(|c| c.detector == Detector::Ipv6)
+            .map(|c| (c.start, c.end))
+            .collect();
+        cands.retain(|c| {
+            c.detector != Detector::Ipv4 || !v6.iter().any(|&(s, e)| s <= c.start && c.end <= e)
+        });
     }
     merge(cands, out);
 }
@@ -908,7 +932,9 @@ fn iban_end(s: &str) -> Option<usize> {
 fn ipv6_start(text: &str, start: usize, end: usize) -> Option<usize> {
     let bytes = text.as_bytes();
     let hexcolon = |b: &u8| b.is_ascii_hexdigit() || *b == b':';
-    if bytes.get(end).is_some_and(hexcolon) {
+    let dotted =
+        bytes.get(end) == Some(&b'.') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
+    if bytes.get(end).is_some_and(hexcolon) || dotted {
         return None;
     }
     let parses = |s: usize| {

@@ -45,10 +45,17 @@ fn parse() -> Vec<Line<'static>> {
                     .unwrap_or_else(|| panic!("line {}: unknown detector {name}", i + 1)),
             ),
         };
-        let (text, span) = match (marked.find("[["), marked.find("]]")) {
+        let (open, close) = ('\u{27e6}', '\u{27e7}');
+        let (text, span) = match (marked.find(open), marked.find(close)) {
             (Some(a), Some(b)) if a < b => {
-                let text = format!("{}{}{}", &marked[..a], &marked[a + 2..b], &marked[b + 2..]);
-                (text, Some((a, b - 2)))
+                let ol = open.len_utf8();
+                let text = format!(
+                    "{}{}{}",
+                    &marked[..a],
+                    &marked[a + ol..b],
+                    &marked[b + close.len_utf8()..]
+                );
+                (text, Some((a, b - ol)))
             }
             _ => (marked.to_string(), None),
         };
