@@ -551,8 +551,8 @@ impl Run<'_> {
             return false;
         }
         // Separators: the one after the first group (`+1 `, `(020) `, `030/`)
-        // and those around parentheses are free; the others are one kind,
-        // except `415 555-2671`'s final dash.
+        // and those around parentheses are free; the others are one kind, or
+        // spaces then dashes (`415 555-2671`, `495 123-45-67`).
         let mut plain = [""; MAX_WINDOW];
         let mut np = 0;
         for i in f + 2..=l {
@@ -562,13 +562,12 @@ impl Run<'_> {
                 np += 1;
             }
         }
-        if let Some((last, rest)) = plain[..np].split_last() {
-            let first = rest.first().unwrap_or(last);
-            let uniform = rest.iter().all(|s| s == first)
-                && (last == first || (*last == "-" && *first == " "));
-            if !uniform {
-                return false;
-            }
+        let plain = &plain[..np];
+        let spaces = plain.iter().take_while(|s| **s == " ").count();
+        let uniform =
+            plain.iter().all(|s| *s == plain[0]) || plain[spaces..].iter().all(|s| *s == "-");
+        if !uniform {
+            return false;
         }
         let groups = &self.groups[f..=l];
         let k = groups.len();
