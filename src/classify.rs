@@ -194,7 +194,10 @@ impl Span {
 }
 
 struct Patterns {
+    /// E-mail with `@`: its literal lets the regex engine skip to each `@`.
     email: Regex,
+    /// E-mail with the URL-encoded `%40`, run only when `%40` occurs.
+    email_encoded: Regex,
     iban: Regex,
     ipv4: Regex,
     ipv6: Regex,
@@ -202,7 +205,9 @@ struct Patterns {
 
 // Letters and digits of any script; lengths are checked after the match
 // (counted repetitions of Unicode classes make the automaton too big).
-const EMAIL_SRC: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’]*(?:@|%40)[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*(?:\.[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*)*\.\p{L}[\p{L}\p{M}]+";
+const EMAIL_LOCAL: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’]*";
+const EMAIL_DOMAIN: &str =
+    r"[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*(?:\.[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*)*\.\p{L}[\p{L}\p{M}]+";
 // ASCII word boundaries ((?-u:\b)) keep the lazy DFA usable on any input.
 const IBAN_SRC: &str =
     r"(?i)(?-u:\b)[a-z]{2}[0-9]{2}(?:[ \-]?[a-z0-9]{4}){2,7}(?:[ \-]?[a-z0-9]{1,3})?(?-u:\b)";
@@ -213,38 +218,22 @@ const IPV6_SRC: &str =
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     let re = |src: &str| Regex::new(src).expect("built-in detector pattern is valid");
     Patterns {
-        email: re(EMAIL_SRC),
+        email: re(&format!("{EMAIL_LOCAL}@{EMAIL_DOMAIN}")),
+        email_encoded: re(&format!("{EMAIL_LOCAL}%40{EMAIL_DOMAIN}")),
         iban: re(IBAN_SRC),
         ipv4: re(IPV4_SRC),
         ipv6: re(IPV6_SRC),
     }
 });
 
-fn digits(s: &str) -> impl Iterator<Item = u32> + '_ {
-    s.bytes()
-        .filter(u8::is_ascii_digit)
-        .map(|b| u32::from(b - b'0'))
-}
-
 /// Luhn checksum over the digits of `s` (at least 12 digits).
 pub fn luhn_valid(s: &str) -> bool {
-    let mut n = 0usize;
-    let mut sum = 0u32;
-    let ds: Vec<u32> = digits(s).collect();
-    for (i, &d) in ds.iter().rev().enumerate() {
-        n += 1;
-        sum += if i % 2 == 1 {
-            let x = d * 2;
-            if x > 9 {
-                x - 9
-            } else {
-                x
-            }
-        } else {
-            d
-        };
-    }
-    n >= 12 && sum % 10 == 0
+    let ds: Vec<u8> = s
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    ds.len() >= 12 && luhn_digits(&ds)
 }
 
 fn luhn_digits(ds: &[u8]) -> bool {
@@ -672,31 +661,35 @@ impl Run<'_> {
     /// Every non-overlapping valid window, longest first from the leftmost
     /// start. At most `MAX_WINDOW` tries per group: linear.
     fn search(&self, kind: Kind, det: Detector, out: &mut Vec<Span>) {
+        // Digit counts a window of this kind can have: checked before anything else.
+        let fits = |d: usize| match kind {
+            Kind::Card => (12..=19).contains(&d),
+            Kind::Phone => (8..=17).contains(&d),
+            Kind::Ssn => d == 9,
+        };
         let n = self.groups.len();
         let mut f = 0;
         while f < n {
-            let mut found = None;
-            let mut digits_to = 0;
-            let mut last = f;
-            // Longest window that can still hold at most MAX_DIGITS (+2 for `00`).
-            while last < n && last - f < MAX_WINDOW {
-                digits_to += self.groups[last].len();
-                if digits_to > MAX_DIGITS {
+            // Digits in windows f..=f, f..=f+1, …, as long as they fit MAX_DIGITS.
+            let mut counts = [0usize; MAX_WINDOW];
+            let mut k = 0;
+            let mut total = 0;
+            while f + k < n && k < MAX_WINDOW {
+                total += self.groups[f + k].len();
+                if total > MAX_DIGITS {
                     break;
                 }
-                last += 1;
+                counts[k] = total;
+                k += 1;
             }
-            for l in (f..last).rev() {
-                if self.valid(kind, f, l) {
-                    found = Some(l);
-                    break;
-                }
-            }
+            let found = (0..k)
+                .rev()
+                .find(|&w| fits(counts[w]) && self.valid(kind, f, f + w));
             match found {
-                Some(l) => {
-                    let (s, e) = self.span(f, l, kind);
+                Some(w) => {
+                    let (s, e) = self.span(f, f + w, kind);
                     out.push(Span::new(s, e, det));
-                    f = l + 1;
+                    f += w + 1;
                 }
                 None => f += 1,
             }
@@ -777,6 +770,7 @@ fn scan_numbers(
             || (prev == Some(',') && back.next().is_some_and(|c| c.is_ascii_digit()));
         let last_end = groups[groups.len() - 1].end;
         let glued_after = text[last_end..].chars().next().is_some_and(is_word_char);
+        let run_digits: usize = groups.iter().map(Group::len).sum();
         let run = Run {
             text,
             groups: &groups,
@@ -784,6 +778,10 @@ fn scan_numbers(
             glued_before,
             glued_after,
         };
+        if run_digits < 8 {
+            i = last_end.max(i);
+            continue;
+        }
         if want_card {
             run.search(Kind::Card, Detector::Card, cands);
         }
@@ -809,24 +807,43 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     out.clear();
     // Cheap pre-checks: most free text has no '@', few digits, no ':'.
     let bytes = text.as_bytes();
-    let (mut ndigits, mut at, mut colon, mut dot, mut pct) = (0usize, false, false, false, false);
+    let (mut ndigits, mut at, mut colon, mut pct) = (0usize, false, false, false);
+    // `digit.digit` occurrences (an IPv4 address has three) and a letter pair
+    // followed by two digits (an IBAN's start).
+    let (mut dotted, mut iban_start) = (0usize, false);
+    let (mut p1, mut p2, mut p3) = (0u8, 0u8, 0u8);
     for &b in bytes {
         match b {
-            b'0'..=b'9' => ndigits += 1,
+            b'0'..=b'9' => {
+                ndigits += 1;
+                if p1 == b'.' && p2.is_ascii_digit() {
+                    dotted += 1;
+                }
+                if p1.is_ascii_digit() && p2.is_ascii_alphabetic() && p3.is_ascii_alphabetic() {
+                    iban_start = true;
+                }
+            }
             b'@' => at = true,
             b':' => colon = true,
-            b'.' => dot = true,
             b'%' => pct = true,
             _ => {}
         }
+        (p3, p2, p1) = (p2, p1, b);
     }
     if !at && ndigits == 0 && !colon && !pct {
         return;
     }
     let p = &*PATTERNS;
     let mut cands: Vec<Span> = Vec::new();
-    if at || (pct && ndigits >= 2 && memchr::memmem::find(bytes, b"%40").is_some()) {
+    if at {
         for m in p.email.find_iter(text) {
+            if email_valid(text, m.start(), m.end()) {
+                cands.push(Span::new(m.start(), m.end(), Detector::Email));
+            }
+        }
+    }
+    if pct && ndigits >= 2 && memchr::memmem::find(bytes, b"%40").is_some() {
+        for m in p.email_encoded.find_iter(text) {
             if email_valid(text, m.start(), m.end()) {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
             }
@@ -835,14 +852,14 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     if ndigits >= 8 {
         scan_numbers(text, ndigits >= 12, true, ndigits >= 9, &mut cands);
     }
-    if ndigits >= 2 && bytes.len() >= 15 {
+    if iban_start && bytes.len() >= 15 {
         for m in p.iban.find_iter(text) {
             if let Some(end) = iban_end(m.as_str()) {
                 cands.push(Span::new(m.start(), m.start() + end, Detector::Iban));
             }
         }
     }
-    if dot && ndigits >= 4 {
+    if dotted >= 3 {
         for m in p.ipv4.find_iter(text) {
             let dotted_before = m.start() >= 2
                 && bytes[m.start() - 1] == b'.'
