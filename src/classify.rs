@@ -475,13 +475,9 @@ impl Run<'_> {
     /// Byte range of the window: with its `+` or its opening parenthesis.
     fn span(&self, f: usize, l: usize, kind: Kind) -> (usize, usize) {
         let g = &self.groups[f];
-        let start = if kind == Kind::Phone && f == 0 && self.plus {
-            g.start - 1
-        } else if kind == Kind::Phone && l > f && self.parenthesized(f) {
-            g.start - 1
-        } else {
-            g.start
-        };
+        let with_prefix =
+            kind == Kind::Phone && ((f == 0 && self.plus) || (l > f && self.parenthesized(f)));
+        let start = if with_prefix { g.start - 1 } else { g.start };
         (start, self.groups[l].end)
     }
 
