@@ -30,13 +30,15 @@
 //!   1-6), with one separator character used throughout. A number right
 //!   after `+` is a phone, never a card.
 //! * Phones, by shape rather than by a full numbering plan: international
-//!   (`+` or `00` then 8-15 digits, `(0)` allowed), NANP (`(415) 555-2671`,
+//!   (`+` then 8-15 digits or `00` then 9-15, `(0)` allowed), NANP (`(415) 555-2671`,
 //!   `1-415-555-2671`), national with trunk prefix `0` (9-12 digits, or a
 //!   compact 10-11 digits: UK, DE, FR, IT, JP, AU, IN, BR landlines and
 //!   mobiles), and the common national shapes without trunk prefix: ES/PL
 //!   nine digits (`612 34 56 78`, `512 345 678`, `22 123 45 67`), IT mobiles
 //!   (`333 123 4567`), IN mobiles (`98765 43210`), BR (`(11) 91234-5678`).
-//!   Bare runs of digits without `+` or trunk `0` are never phones.
+//!   Bare runs of digits without `+` or trunk `0` are never phones; nor is
+//!   `dd dd yyyy…` (a date). Known ambiguity: `512 345 678` may be an amount
+//!   written with space thousands separators; it is reported as a phone.
 //! * US SSN: `123-45-6789` or `123 45 6789` (area not 000/666/9xx, group not
 //!   00, serial not 0000). A bare nine-digit run is too ambiguous in general;
 //!   it is accepted only when one of the keywords `ssn`, `ss#`, `social
@@ -580,7 +582,7 @@ impl Run<'_> {
             return (3..=5).contains(&groups[0].len())
                 && matches!(self.sep(f + 1), " " | "\u{a0}" | "\u{202f}" | "-")
                 && ds[2] != 0
-                && (8..=15).contains(&d)
+                && (9..=15).contains(&d)
                 && !short_tail(2);
         }
         // National with trunk prefix 0.
@@ -596,8 +598,16 @@ impl Run<'_> {
             {
                 return false;
             }
+            // `05 11 2026 14 30` is a date (and a time), not a phone.
+            let date = k >= 3
+                && groups[0].len() == 2
+                && groups[1].len() == 2
+                && groups[2].len() == 4
+                && ds[0] * 10 + ds[1] <= 31
+                && ds[2] * 10 + ds[3] <= 31
+                && matches!(ds[4..6], [1, 9] | [2, 0]);
             // `01 23 45 67 89`: pairs only in the French shape.
-            return !groups.iter().all(|g| g.len() == 2) || k == 5;
+            return !date && (!groups.iter().all(|g| g.len() == 2) || k == 5);
         }
         if k == 1 || trunk_zero > 0 {
             return false;

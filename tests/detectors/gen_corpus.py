@@ -463,7 +463,8 @@ for x in ["invoice 1234-5678-9012-3456", "2026-11-30 10:30:00,123", "tracking 1Z
           "from 1999 to 2026", "between 10.5 and 12.75", "RFC 3339", "HTTP/1.1 200 OK", "port 8080",
           "CVE-2024-12345", "ISO 8601", "EAN 4006381333931", "GTIN 00012345600012", "UPC 036000291452",
           "IMEI 35-209900-176148-1", "VIN 1HGCM82633A004352", "lat 52.520008 lon 13.404954",
-          "1.5 GB of 16 GB used", "pid 12345 exited", "errno 110", "blocks 4096 8192 16384 32768"]:
+          "1.5 GB of 16 GB used", "05 11 2026 14 30", "am 05 11 2026 14:30 Uhr", "Kundennummer 0012 3456 78",
+          "31 12 1999 23 59 59", "pid 12345 exited", "errno 110", "blocks 4096 8192 16384 32768"]:
     neg("misc", x)
 
 print("# Labelled corpus for the built-in detectors (src/classify.rs).")
