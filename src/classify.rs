@@ -813,6 +813,10 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     out.clear();
     // Cheap pre-checks: most free text has no '@', few digits, no ':'.
     let bytes = text.as_bytes();
+    // Most free text has none of these: leave before the byte-by-byte pass.
+    if !bytes.iter().any(u8::is_ascii_digit) && memchr::memchr3(b'@', b':', b'%', bytes).is_none() {
+        return;
+    }
     let (mut ndigits, mut at, mut colon, mut pct) = (0usize, false, false, false);
     // `digit.digit` occurrences (an IPv4 address has three) and a letter pair
     // followed by two digits (an IBAN's start).
