@@ -477,9 +477,15 @@ impl Run<'_> {
     /// Byte range of the window: with its `+` or its opening parenthesis.
     fn span(&self, f: usize, l: usize, kind: Kind) -> (usize, usize) {
         let g = &self.groups[f];
-        let with_prefix =
-            kind == Kind::Phone && ((f == 0 && self.plus) || (l > f && self.parenthesized(f)));
-        let start = if with_prefix { g.start - 1 } else { g.start };
+        let mut start = g.start;
+        if kind == Kind::Phone {
+            if f == 0 && self.plus {
+                start -= 1; // the `+`
+            }
+            if l > f && self.parenthesized(f) {
+                start -= 1; // the `(`
+            }
+        }
         (start, self.groups[l].end)
     }
 
@@ -770,6 +776,9 @@ fn scan_numbers(
         let before = text[..run_start].chars().next_back();
         let plus = before == Some('+');
         let lead = if plus { run_start - 1 } else { run_start };
+        if plus && lead > 0 && bytes[lead - 1] == b'(' {
+            groups[0].lp = true; // `(+49) 30 12345678`
+        }
         let mut back = text[..lead].chars().rev();
         let prev = back.next();
         let glued_before = prev.is_some_and(is_word_char)
@@ -1262,6 +1271,9 @@ mod tests {
             "(11) 91234-5678",
             "03-1234-5678",
             "+1 415 555-2671",
+            "(+49) 30 12345678",
+            "+7 495 123-45-67",
+            "+44 (0)20 7946 0958",
         ] {
             let text = format!("call {p} now");
             check(&text, &[(p, Detector::Phone)]);
