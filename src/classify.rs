@@ -7,7 +7,7 @@
 //! security number, each tagged with every detector that matched it.
 //!
 //! What it must never do: I/O, logging, or copying matched text anywhere but
-//! small stack buffers; take more than linear time in the input size (the
+//! small stack buffers (digits of a window, a JSON number's expansion); take more than linear time in the input size (the
 //! regular expressions come from the `regex` crate, which guarantees linear
 //! time, and every window search below is bounded by a small constant per
 //! digit group); panic on any input, whatever its UTF-8 (spans always start
@@ -17,7 +17,7 @@
 //! expression each but by a validator-driven search: the text is cut into
 //! *runs* of digit groups (digits separated by up to three of space, NBSP
 //! U+00A0, narrow NBSP U+202F, `-`, `.`, `/`, `(`, `)`), and every window of
-//! consecutive groups (at most [`MAX_WINDOW`] groups) is tried against the
+//! consecutive groups (at most eight groups) is tried against the
 //! validators, longest first, so a valid number next to another number
 //! (`qty 2 4111 1111 1111 1111`, `Call 020 7946 0958 2 times`) is still found
 //! and covered exactly. A window is refused when the group next to it
@@ -30,8 +30,8 @@
 //!   1-6), with one separator character used throughout. A number right
 //!   after `+` is a phone, never a card.
 //! * Phones, by shape rather than by a full numbering plan: international
-//!   (`+` then 8-15 digits or `00` then 9-15, `(0)` allowed), NANP (`(415) 555-2671`,
-//!   `1-415-555-2671`), national with trunk prefix `0` (9-12 digits, or a
+//!   (`+` then 8-15 digits or `00` then 9-15, `(0)` allowed), NANP
+//!   (`(415) 555-2671`, `1-415-555-2671`), national with trunk prefix `0` (9-12 digits, or a
 //!   compact 10-11 digits: UK, DE, FR, IT, JP, AU, IN, BR landlines and
 //!   mobiles), and the common national shapes without trunk prefix: ES/PL
 //!   nine digits (`612 34 56 78`, `512 345 678`, `22 123 45 67`), IT mobiles
@@ -50,9 +50,10 @@
 //!   `%40` form of `@`.
 //! * IPv4: a dotted quad of decimal octets (no leading zeros) that is not a
 //!   slice of a longer dotted number (`1.3.6.1.4.1`) nor glued to a letter
-//!   (`v1.2.3.4`), nor `0.x.x.x`, nor inside an IPv6 address. Known ambiguity: a four-part version number whose parts
-//!   are all ≤ 255 (`10.0.0.1`) cannot be told from an address and is
-//!   reported as one; `10.0.19045.2965` is not an address.
+//!   (`v1.2.3.4`), nor `0.x.x.x`, nor inside an IPv6 address. Known
+//!   ambiguity: a four-part version number whose parts are all ≤ 255
+//!   (`10.0.0.1`) cannot be told from an address and is reported as one;
+//!   `10.0.19045.2965` is not an address.
 //! * IPv6: parsed by the standard library, not part of a longer hex/colon
 //!   run; after a label such as `ip:` the label is not part of the address.
 //!
@@ -230,12 +231,22 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
 
 /// Luhn checksum over the digits of `s` (at least 12 digits).
 pub fn luhn_valid(s: &str) -> bool {
-    let ds: Vec<u8> = s
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .map(|b| b - b'0')
-        .collect();
-    ds.len() >= 12 && luhn_digits(&ds)
+    let (mut n, mut sum) = (0usize, 0u32);
+    for b in s.bytes().rev().filter(u8::is_ascii_digit) {
+        let d = u32::from(b - b'0');
+        sum += if n % 2 == 1 {
+            let x = d * 2;
+            if x > 9 {
+                x - 9
+            } else {
+                x
+            }
+        } else {
+            d
+        };
+        n += 1;
+    }
+    n >= 12 && sum % 10 == 0
 }
 
 fn luhn_digits(ds: &[u8]) -> bool {
