@@ -355,11 +355,24 @@ fn govern_tape(
     let n = plan.outputs.len();
     let mut suppressed: Vec<Option<Suppression>> = Vec::with_capacity(n);
     let mut active: u64 = 0;
-    let erased = subject.as_deref().is_some_and(|s| state.is_erased(s));
+    // The key or a header classified like the subject names it too: an
+    // erasure or objection for any of them counts (most protective).
+    let mut aliases: Vec<String> = Vec::new();
+    for p in &plan.subject_aliases {
+        if let Found::Scalar(v) = read_path(p, rec, &doc) {
+            if let Ok(Some(a)) = canonical_subject(&v) {
+                if subject.as_ref() != Some(&a) && !aliases.contains(&a) {
+                    aliases.push(a);
+                }
+            }
+        }
+    }
+    let erased = subject.iter().chain(&aliases).any(|s| state.is_erased(s));
     for (i, out) in plan.outputs.iter().enumerate() {
         let s = decide(
             out,
             subject.as_deref(),
+            &aliases,
             erased,
             state,
             event_time_ms,
@@ -619,6 +632,7 @@ fn rewrite_spans(
 fn decide(
     out: &OutputPlan,
     subject: Option<&str>,
+    aliases: &[String],
     erased: bool,
     state: &dyn SubjectState,
     event_time_ms: i64,
@@ -627,13 +641,19 @@ fn decide(
     if erased {
         return Some(Suppression::Erasure);
     }
+    let objected = || {
+        subject
+            .into_iter()
+            .chain(aliases.iter().map(String::as_str))
+            .any(|s| state.consent(s, out.purpose) == Some(false))
+    };
     match out.basis {
         Basis::Consent => match subject {
-            Some(s) if state.consent(s, out.purpose) == Some(true) => {}
+            Some(s) if state.consent(s, out.purpose) == Some(true) && !objected() => {}
             _ => return Some(Suppression::Consent),
         },
         Basis::LegitimateInterest => {
-            if subject.is_some_and(|s| state.consent(s, out.purpose) == Some(false)) {
+            if objected() {
                 return Some(Suppression::Objection);
             }
         }

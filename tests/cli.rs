@@ -831,3 +831,39 @@ fn run_refuses_to_start_when_its_http_port_is_taken() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_envelope_without_timestamp_or_event_time_has_no_age() {
+    let input = concat!(
+        "{\"value\":{\"order_id\":\"o-1\",\"customer\":{\"id\":\"c-1\"}}}\n",
+        "{\"value\":{\"order_id\":\"o-2\",\"customer\":{\"id\":\"c-1\"}},\"timestamp\":null}\n",
+        "{\"value\":{\"order_id\":\"o-3\",\"customer\":{\"id\":\"c-1\"}},\"timestamp\":\"2026-11-22T00:00:00Z\"}\n",
+    );
+    let policy = shop("policy.yaml");
+    let out = custos(
+        &[
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--purpose",
+            "support",
+            "--envelope",
+            "--now",
+            NOW,
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| l["value"]["order_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["o-3"]);
+    assert_eq!(
+        stderr(&out).matches("event_time").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+}
