@@ -823,7 +823,10 @@ fn exactly_once_an_aborted_transaction_is_redone_without_loss() {
         }) > 0
             && a.ns() == expect
     });
+    // More input, so that a transaction commits after the one that aborted
+    // whatever the timing (the redo may already be committed by now).
     let aborted_at = committed(&w);
+    produce(&p, &n.input, &(400..410).map(event).collect::<Vec<_>>());
     wait_until("a commit after the abort", || committed(&w) > aborted_at);
     assert!(
         w.consumed() > 400,
