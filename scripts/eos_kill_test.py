@@ -148,6 +148,26 @@ def wait_for(what, cond, timeout, step=0.2):
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def ranges(sources):
+    """'topic/partition/offset' strings as 'partition: lo-hi, ...' (compact)."""
+    by = collections.defaultdict(set)
+    for s in sources:
+        topic, partition, offset = s.rsplit("/", 2)
+        by[int(partition)].add(int(offset))
+    out = []
+    for p in sorted(by):
+        offs = sorted(by[p])
+        runs, lo, prev = [], offs[0], offs[0]
+        for o in offs[1:]:
+            if o != prev + 1:
+                runs.append(f"{lo}-{prev}" if lo != prev else f"{lo}")
+                lo = o
+            prev = o
+        runs.append(f"{lo}-{prev}" if lo != prev else f"{lo}")
+        out.append(f"p{p}: {', '.join(runs)}")
+    return "; ".join(out)
+
+
 def entitled(subject):
     """The purposes an event of `subject` is emitted for (the engine's decide())."""
     if subject in ERASED:
@@ -209,6 +229,7 @@ def main():
     ap.add_argument("--kill-after", default="2:5", help="seconds of processing before each kill: MIN:MAX")
     ap.add_argument("--interval-ms", type=int, default=100, help="delivery.transaction_interval_ms")
     ap.add_argument("--session-timeout-ms", type=int, default=6000)
+    ap.add_argument("--join-wait", type=float, default=60.0, help="bound on each wait for an assignment and a first commit")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--logs", default=None, help="directory for the broker and worker logs")
     ap.add_argument("--deadline", type=float, default=170.0, help="bound on the whole run, seconds")
@@ -366,14 +387,14 @@ format = "text"
         w = Worker(args.bin, config, env, logdir, n)
         workers.append(w)
         log("worker 0 started; waiting for its first assignment (tansu's first join is slow)")
-        wait_for("the first partition assignment", lambda: "partitions assigned" in w.text() or w.proc.poll() is not None, min(60, left()))
+        wait_for("the first partition assignment", lambda: "partitions assigned" in w.text() or w.proc.poll() is not None, min(args.join_wait, left()))
         if w.proc.poll() is not None:
             raise RuntimeError(f"worker exited: see {w.path}")
         producer_thread = threading.Thread(target=produce_inputs, daemon=True)
         producer_thread.start()
         for k in range(args.kills):
             # Let it commit something, then a little more.
-            wait_for(f"worker {n} to commit a transaction", lambda: w.committed() > 0 or w.proc.poll() is not None, min(60, left()))
+            wait_for(f"worker {n} to commit a transaction", lambda: w.committed() > 0 or w.proc.poll() is not None, min(args.join_wait, left()))
             if w.proc.poll() is not None:
                 raise RuntimeError(f"worker {n} exited: see {w.path}")
             time.sleep(rng.uniform(kmin, kmax))
@@ -442,9 +463,10 @@ format = "text"
             f"unexpected={len(unexpected)} dead_letters={dead_letters} commits={commits} aborts={aborts}"
         )
         if dups:
-            log(f"duplicates per topic: {dict(per_topic)}; first: {sorted(dups)[:5]}")
+            log(f"duplicates per topic: {dict(per_topic)}")
+            log(f"duplicated input offsets: {ranges(k[1] for k in dups)}")
         if missing:
-            log(f"missing, first: {sorted(missing)[:5]}")
+            log(f"missing input offsets: {ranges(k[1] for k in missing)}")
         if unexpected:
             log(f"unexpected, first: {sorted(unexpected)[:5]}")
         return 0 if not dups and not missing else 1

@@ -771,6 +771,7 @@ impl Worker {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&tp);
                 if seed {
+                    tracing::debug!(topic = %tp.0, partition = tp.1, offset = msg.offset(), "first record after assignment");
                     seed_chain(&consumer, &shared, &tp, chain, drain);
                 }
                 let (mut outs, record, dead) = {
@@ -955,7 +956,15 @@ fn finish(
                 .transactions
                 .with_label_values(&["committed"])
                 .inc();
-            tracing::debug!(records = t.records, "transaction committed");
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let mut parts: Vec<String> = t
+                    .offsets
+                    .iter()
+                    .map(|(tp, p)| format!("{}/{}:{}..{}", tp.0, tp.1, p.first, p.next))
+                    .collect();
+                parts.sort();
+                tracing::debug!(records = t.records, offsets = %parts.join(" "), "transaction committed");
+            }
             let done: i64 = t.offsets.values().map(|p| p.next - p.first).sum();
             shared.finished.fetch_add(done as u64, Ordering::Relaxed);
             *t = Txn::default();
