@@ -271,6 +271,9 @@ def main():
     ap.add_argument("--kill-after", default="2:5", help="seconds of processing before each kill: MIN:MAX")
     ap.add_argument("--interval-ms", type=int, default=100, help="delivery.transaction_interval_ms")
     ap.add_argument("--session-timeout-ms", type=int, default=6000)
+    ap.add_argument("--drain-timeout-ms", type=int, default=10000,
+                    help="delivery.drain_timeout_ms, also each commit call's timeout: below "
+                         "tansu's commit time (~100 ms) every commit call times out first")
     ap.add_argument("--join-wait", type=float, default=60.0, help="bound on each wait for an assignment and a first commit")
     ap.add_argument("--strict", action="store_true",
                     help="fail on any duplicate, also those of transactions fenced at a kill "
@@ -369,6 +372,7 @@ manage_topics = false
 [delivery]
 guarantee = "exactly_once"
 transaction_interval_ms = {args.interval_ms}
+drain_timeout_ms = {args.drain_timeout_ms}
 [audit]
 topic = "{AUDIT}"
 key = {{ env = "CUSTOS_AUDIT_KEY" }}
