@@ -178,8 +178,12 @@ fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
 }
 
 fn config(n: &Names, guarantee: &str) -> Config {
+    config_with_drain(n, guarantee, 10000)
+}
+
+fn config_with_drain(n: &Names, guarantee: &str, drain_ms: u64) -> Config {
     let text = format!(
-        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\nguarantee = \"{guarantee}\"\ndrain_timeout_ms = 10000\n[dead_letter]\ntopic = \"{}\"\n[audit]\ntopic = \"{}\"\n[lineage]\ntopic = \"{}\"\n",
+        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\nguarantee = \"{guarantee}\"\ndrain_timeout_ms = {drain_ms}\n[dead_letter]\ntopic = \"{}\"\n[audit]\ntopic = \"{}\"\n[lineage]\ntopic = \"{}\"\n",
         n.group, n.dead_letter, n.audit, n.lineage
     );
     Config::parse(&text, "test", Default::default()).unwrap()
@@ -202,13 +206,23 @@ fn start_with(
     crash_on_stop: bool,
     guarantee: &str,
 ) -> Running {
+    start_with_config(broker, n, compiled, crash_on_stop, config(n, guarantee))
+}
+
+fn start_with_config(
+    broker: &Broker,
+    n: &Names,
+    compiled: &Arc<Compiled>,
+    crash_on_stop: bool,
+    config: Config,
+) -> Running {
     if let Ok(level) = std::env::var("CUSTOS_TEST_LOG") {
         custos::cli::run::init_tracing(custos::config::LogFormat::Text, &level);
     }
     let control = Control::default();
     let metrics = Metrics::new();
     let worker = Worker {
-        config: config(n, guarantee),
+        config,
         bootstrap: broker.bootstrap(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
@@ -834,6 +848,65 @@ fn exactly_once_an_aborted_transaction_is_redone_without_loss() {
         w.consumed()
     );
     assert!(!w.handle.is_finished(), "an abort does not stop the worker");
+    w.stop();
+}
+
+#[test]
+fn exactly_once_a_commit_reported_retriable_is_retried_not_redone() {
+    // librdkafka: a retriable error of commit_transaction (here: the API
+    // call's timeout while the coordinator keeps answering "concurrent
+    // transactions") means "call commit again"; the EndTxn goes on in the
+    // background and commits. Aborting and redoing the records instead
+    // writes them twice. The mock writes no abort markers, so a redone
+    // transaction shows as a duplicate to any reader.
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 2);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &n.input, &(0..300).map(event).collect::<Vec<_>>());
+    // Each commit call waits 1 s (drain_timeout_ms).
+    let w = start_with_config(
+        &broker,
+        &n,
+        &compiled,
+        false,
+        config_with_drain(&n, "exactly_once", 1000),
+    );
+    let committed = |w: &Running| {
+        total(&w.metrics.transactions, |l| {
+            l.contains(&("outcome", "committed"))
+        })
+    };
+    wait_until("a first committed transaction", || committed(&w) > 0);
+    let Broker::Mock(mock) = &broker else {
+        unreachable!()
+    };
+    mock.cluster().request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 25],
+    );
+    produce(&p, &n.input, &(300..400).map(event).collect::<Vec<_>>());
+    let mut a = Reader::new(&b, &n.analytics);
+    let expect: BTreeSet<u64> = (0..400).collect();
+    wait_until("every input in analytics", || {
+        a.poll();
+        a.ns() == expect
+    });
+    let at = committed(&w);
+    wait_until("a later commit", || committed(&w) > at);
+    std::thread::sleep(Duration::from_millis(500));
+    a.poll();
+    assert_eq!(
+        total(&w.metrics.transactions, |l| l
+            .contains(&("outcome", "aborted"))),
+        0,
+        "nothing aborted"
+    );
+    assert_eq!(w.consumed(), 400, "no input consumed twice");
+    assert_eq!(a.seen.len(), 400, "each input written once");
+    assert!(!w.handle.is_finished(), "the worker goes on");
     w.stop();
 }
 
