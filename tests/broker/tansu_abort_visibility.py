@@ -13,7 +13,7 @@ loopback port and, each case on its own topic, with confluent-kafka:
 and counts what a read_committed reader sees. Exit 0 when the broker hides
 every aborted record, 1 otherwise, 2 when the check itself failed.
 
-    python3 scripts/tansu_abort_visibility.py
+    python3 tests/broker/tansu_abort_visibility.py
 """
 
 import os
