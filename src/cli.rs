@@ -10,9 +10,9 @@ pub mod demo;
 pub mod diff;
 pub mod explain;
 pub mod fixtures;
+pub mod policy_test;
 pub mod report;
 pub mod run;
-pub mod policy_test;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

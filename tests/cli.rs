@@ -855,7 +855,11 @@ fn policy_diff_golden_in_every_format() {
             None,
         );
         assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
-        assert!(stderr(&out).contains("8 widening changes"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("8 widening changes"),
+            "{}",
+            stderr(&out)
+        );
         golden(file, &stdout(&out));
     }
     let out = custos(
@@ -897,7 +901,10 @@ fn policy_diff_exit_codes() {
             "      order_id: internal\n      created_at: public\n",
             "      created_at: public     # moved\n      order_id: { classes: [internal] }\n",
         )
-        .replace("    retention: 30d\n", "    retention: 30d   # thirty days\n");
+        .replace(
+            "    retention: 30d\n",
+            "    retention: 30d   # thirty days\n",
+        );
     assert_ne!(restyled, policy);
     let restyled = write(dir.path(), "restyled.yaml", &restyled);
     let out = custos(
@@ -922,7 +929,11 @@ fn policy_diff_exit_codes() {
         None,
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("0 widening, 1 narrowing"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("0 widening, 1 narrowing"),
+        "{}",
+        stdout(&out)
+    );
 
     // Widening: exit 1, or 0 with --allow-widening (still reported).
     let args = ["policy", "diff", "examples/shop/policy.yaml", PR_POLICY];
@@ -951,7 +962,11 @@ fn policy_diff_exit_codes() {
         assert!(!stderr(&out).is_empty());
     }
     let out = custos(&["policy", "diff", "examples/shop/policy.yaml", &bad], None);
-    assert!(stderr(&out).contains(":19:16: bad duration unit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(":19:16: bad duration unit"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -994,13 +1009,25 @@ fn policy_test_runs_the_shop_fixtures() {
         .env_remove("CUSTOS_KEY_MARKETING")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
     for file in ["analytics", "marketing", "support", "lifecycle"] {
-        assert!(text.contains(&format!("examples/shop/tests/{file}.yaml")), "{text}");
+        assert!(
+            text.contains(&format!("examples/shop/tests/{file}.yaml")),
+            "{text}"
+        );
     }
     assert!(!text.contains("FAIL"), "{text}");
-    assert!(text.contains("cases: 15 passed, 0 failed") || text.contains(" passed, 0 failed"), "{text}");
+    assert!(
+        text.contains("cases: 15 passed, 0 failed") || text.contains(" passed, 0 failed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1011,10 +1038,16 @@ fn policy_test_reports_failures_and_bad_fixtures() {
         "failing.yaml",
         "keys: { analytics: analytics-secret, marketing: marketing-secret }\nstream: orders\nnow: 2026-11-23T00:00:00Z\ncases:\n  - name: analytics wants the e-mail\n    value: { order_id: o-1, created_at: 2026-11-20T09:15:00Z, customer: { id: c-1, email: a@example.com } }\n    expect:\n      analytics:\n        value: { order_id: o-1, created_at: 2026-11-20T09:15:00Z, customer: { id: ps_8f9a23de8e6476e1494214e707c5a4de, email: a@example.com } }\n      marketing: { has: [customer.id] }\n  - name: passes\n    value: { order_id: o-2, created_at: soon }\n    dead_letter: event_time\n",
     );
-    let out = custos(&["policy", "test", "examples/shop/policy.yaml", &failing], None);
+    let out = custos(
+        &["policy", "test", "examples/shop/policy.yaml", &failing],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("FAIL  analytics wants the e-mail (line 5)"), "{text}");
+    assert!(
+        text.contains("FAIL  analytics wants the e-mail (line 5)"),
+        "{text}"
+    );
     assert!(
         text.contains("- customer.email: expected \"a@example.com\", missing"),
         "{text}"
@@ -1028,14 +1061,32 @@ fn policy_test_reports_failures_and_bad_fixtures() {
     assert!(stderr(&out).contains("1 of 2 cases failed"));
 
     // A fixture error is exit 2 with its position; so is a bad policy.
-    let typo = write(dir.path(), "typo.yaml", "now: 2026-11-23T00:00:00Z\ncases:\n  - value: {}\n    expct: {}\n");
-    let out = custos(&["policy", "test", "examples/shop/policy.yaml", &typo], None);
+    let typo = write(
+        dir.path(),
+        "typo.yaml",
+        "now: 2026-11-23T00:00:00Z\ncases:\n  - value: {}\n    expct: {}\n",
+    );
+    let out = custos(
+        &["policy", "test", "examples/shop/policy.yaml", &typo],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("typo.yaml:4:5: unknown key `expct`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("typo.yaml:4:5: unknown key `expct`"),
+        "{}",
+        stderr(&out)
+    );
     let unknown = write(dir.path(), "unknown.yaml", "stream: orders\nnow: 2026-11-23T00:00:00Z\ncases:\n  - value: {}\n    expect: { billing: { has: [a] } }\n");
-    let out = custos(&["policy", "test", "examples/shop/policy.yaml", &unknown], None);
+    let out = custos(
+        &["policy", "test", "examples/shop/policy.yaml", &unknown],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("purpose `billing` has no output"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("purpose `billing` has no output"),
+        "{}",
+        stderr(&out)
+    );
     let out = custos(&["policy", "test", "nope.yaml", &typo], None);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -146,23 +146,35 @@ fn purposes_outputs_bases_retentions_and_invariants() {
     };
     // Marketing no longer needs consent: widening.
     let c = diff_with(&|m| m.purposes[1].basis = policy::Basis::LegitimateInterest);
-    assert!(c.iter().any(|c| c.kind == diff::Kind::Basis && c.impact == Impact::Widening));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::Basis && c.impact == Impact::Widening));
     // Longer retention: widening; shorter: narrowing.
     let c = diff_with(&|m| m.purposes[0].retention_ms *= 2);
-    assert!(c.iter().any(|c| c.kind == diff::Kind::Retention && c.impact == Impact::Widening));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::Retention && c.impact == Impact::Widening));
     let c = diff_with(&|m| m.purposes[0].retention_ms /= 2);
-    assert!(c.iter().any(|c| c.kind == diff::Kind::Retention && c.impact == Impact::Narrowing));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::Retention && c.impact == Impact::Narrowing));
     // An invariant removed: widening.
     let c = diff_with(&|m| m.invariants.clear());
-    assert!(c.iter().any(|c| c.kind == diff::Kind::Invariant && c.impact == Impact::Widening));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::Invariant && c.impact == Impact::Widening));
     // An output removed: narrowing; the same output back is widening.
     let c = diff_with(&|m| m.streams[0].outputs.retain(|(p, _)| p != "support"));
-    assert!(c.iter().any(|c| c.kind == diff::Kind::Output && c.impact == Impact::Narrowing));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::Output && c.impact == Impact::Narrowing));
     assert!(c.iter().all(|c| c.impact != Impact::Widening), "{c:#?}");
     let mut fewer = base.clone();
     fewer.streams[0].outputs.retain(|(p, _)| p != "support");
     let back = diff::diff(&compile(fewer), &old);
-    assert!(back.iter().any(|c| c.kind == diff::Kind::Output && c.impact == Impact::Widening));
+    assert!(back
+        .iter()
+        .any(|c| c.kind == diff::Kind::Output && c.impact == Impact::Widening));
     assert!(back.iter().any(|c| c.kind == diff::Kind::Action
         && c.path.as_deref() == Some("customer.email")
         && c.impact == Impact::Widening));
@@ -172,10 +184,16 @@ fn purposes_outputs_bases_retentions_and_invariants() {
             f.scan = false;
         }
     });
-    assert!(c.iter().any(|c| c.kind == diff::Kind::Scan && c.impact == Impact::Widening));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::Scan && c.impact == Impact::Widening));
     let c = diff_with(&|m| m.streams[0].outputs[0].1 = "elsewhere".into());
-    assert!(c.iter().any(|c| c.kind == diff::Kind::OutputTopic && c.impact == Impact::Changed));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::OutputTopic && c.impact == Impact::Changed));
     // A subject path changed: changed.
     let c = diff_with(&|m| m.streams[0].subject = None);
-    assert!(c.iter().any(|c| c.kind == diff::Kind::Subject && c.impact == Impact::Changed));
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::Subject && c.impact == Impact::Changed));
 }

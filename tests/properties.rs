@@ -98,7 +98,11 @@ fn policy_text(case: &Case) -> String {
 fn policy_text_reordered(case: &Case) -> String {
     let mut t = String::from("streams:\n  s:\n    outputs: { p: out }\n    fields:\n");
     for (i, p) in PATHS.iter().enumerate().rev() {
-        let cs: Vec<&str> = case.field_classes[i].iter().rev().map(|c| CLASSES[*c]).collect();
+        let cs: Vec<&str> = case.field_classes[i]
+            .iter()
+            .rev()
+            .map(|c| CLASSES[*c])
+            .collect();
         t.push_str(&format!("      {p}: {{ classes: [{}] }}\n", cs.join(", ")));
     }
     t.push_str("    topic: in\nkeys: { k: { env: K } }\nname: prop-reordered\npurposes:\n  p:\n    rules:\n");
@@ -113,7 +117,8 @@ fn policy_text_reordered(case: &Case) -> String {
 }
 
 fn compiled_for_diff(text: &str) -> Result<policy::plan::Compiled, TestCaseError> {
-    let p = policy::load(text, "prop.yaml").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+    let p =
+        policy::load(text, "prop.yaml").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
     let keys = policy::diff::dummy_keys(&p);
     policy::plan::compile(Arc::new(p), &keys).map_err(|e| TestCaseError::fail(e.to_string()))
 }

@@ -79,9 +79,8 @@ fn read_source(source: &str) -> Result<String, Failure> {
                 err.trim()
             ))));
         }
-        return String::from_utf8(out.stdout).map_err(|_| {
-            policy_error(Failure::new(format!("{source} is not UTF-8 text")))
-        });
+        return String::from_utf8(out.stdout)
+            .map_err(|_| policy_error(Failure::new(format!("{source} is not UTF-8 text"))));
     }
     std::fs::read_to_string(Path::new(source)).map_err(|e| {
         policy_error(Failure::new(format!(
@@ -162,9 +161,12 @@ fn dash(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "—".into())
 }
 
+/// (stream, purpose) of a group of changes; `None` for policy- or stream-wide.
+type GroupKey<'a> = (Option<&'a str>, Option<&'a str>);
+
 /// Groups of changes: (stream, purpose) in first-seen order.
-fn groups(changes: &[Change]) -> Vec<((Option<&str>, Option<&str>), Vec<&Change>)> {
-    let mut out: Vec<((Option<&str>, Option<&str>), Vec<&Change>)> = Vec::new();
+fn groups(changes: &[Change]) -> Vec<(GroupKey<'_>, Vec<&Change>)> {
+    let mut out: Vec<(GroupKey<'_>, Vec<&Change>)> = Vec::new();
     for c in changes {
         let key = (c.stream.as_deref(), c.purpose.as_deref());
         match out.iter_mut().find(|(k, _)| *k == key) {
@@ -263,7 +265,9 @@ fn markdown(header: &Header, changes: &[Change]) -> String {
         summary_line(changes)
     );
     if s.widening > 0 {
-        out.push_str(" — :warning: some purpose may receive more than before: review the widening rows");
+        out.push_str(
+            " — :warning: some purpose may receive more than before: review the widening rows",
+        );
     }
     out.push_str("\n\n");
     if changes.is_empty() {

@@ -137,8 +137,12 @@ pub fn to_json(node: &Node) -> Result<Value, FixtureError> {
 }
 
 fn scalar<'a>(node: &'a Node, what: &str) -> Result<&'a str, FixtureError> {
-    node.as_str()
-        .ok_or_else(|| err(node.pos, format!("{what} must be text, not {}", node.type_name())))
+    node.as_str().ok_or_else(|| {
+        err(
+            node.pos,
+            format!("{what} must be text, not {}", node.type_name()),
+        )
+    })
 }
 
 fn map<'a>(node: &'a Node, what: &str) -> Result<&'a [(Node, Node)], FixtureError> {
@@ -171,10 +175,7 @@ fn entries<'a>(
         if !allowed.contains(&name) {
             return Err(err(
                 k.pos,
-                format!(
-                    "unknown key `{name}` in {what}; use {}",
-                    allowed.join(", ")
-                ),
+                format!("unknown key `{name}` in {what}; use {}", allowed.join(", ")),
             ));
         }
         if out.iter().any(|(n, ..)| *n == name) {
@@ -209,7 +210,11 @@ pub fn parse(text: &str) -> Result<Fixture, FixtureError> {
     let mut stream = None;
     let mut now = None;
     let mut cases = None;
-    for (name, v, _) in entries(&root, "the fixture file", &["keys", "stream", "now", "cases"])? {
+    for (name, v, _) in entries(
+        &root,
+        "the fixture file",
+        &["keys", "stream", "now", "cases"],
+    )? {
         match name {
             "keys" => {
                 for (k, secret) in map(v, "keys")? {
@@ -313,9 +318,9 @@ fn parse_case(
             return Err(err(
                 node.pos,
                 format!(
-                    "{} has both `expect` and `dead_letter`; a dead-lettered record reaches no purpose",
-                    case.name
-                ),
+                "{} has both `expect` and `dead_letter`; a dead-lettered record reaches no purpose",
+                case.name
+            ),
             ))
         }
         (None, None) => {
@@ -383,7 +388,9 @@ mod tests {
         assert_eq!(c.stream.as_deref(), Some("s"));
         assert_eq!(
             c.value,
-            Input::Json(serde_json::json!({"a": 1, "b": "2", "c": "1985-12-10", "d": null, "e": true}))
+            Input::Json(
+                serde_json::json!({"a": 1, "b": "2", "c": "1985-12-10", "d": null, "e": true})
+            )
         );
         assert!(matches!(&c.expect, Expect::Purposes(p) if p[0].1.has == vec!["a".to_string()]));
     }

@@ -124,8 +124,14 @@ pub fn run(args: &TestArgs) -> Result<(), Failure> {
             .map_err(|e| bad(format!("{}: {e}", args.policy.display())))?;
         let _ = writeln!(report, "{}", file.display());
         for case in &fx.cases {
-            let problems = run_case(&compiled, case)
-                .map_err(|m| bad(format!("{}:{}: {}: {m}", file.display(), case.line, case.name)))?;
+            let problems = run_case(&compiled, case).map_err(|m| {
+                bad(format!(
+                    "{}:{}: {}: {m}",
+                    file.display(),
+                    case.line,
+                    case.name
+                ))
+            })?;
             if problems.is_empty() {
                 passed += 1;
                 let _ = writeln!(report, "  ok    {}", case.name);
@@ -171,10 +177,7 @@ fn stream_of<'a>(compiled: &'a Compiled, case: &Case) -> Result<&'a StreamPlan, 
             .stream(s)
             .ok_or_else(|| format!("unknown stream `{s}`; the policy has: {}", names())),
         None if compiled.streams.len() == 1 => Ok(&compiled.streams[0]),
-        None => Err(format!(
-            "no `stream:`; the policy has several: {}",
-            names()
-        )),
+        None => Err(format!("no `stream:`; the policy has several: {}", names())),
     }
 }
 
@@ -209,9 +212,10 @@ fn run_case(compiled: &Compiled, case: &Case) -> Result<Vec<String>, String> {
     }
     let timestamp = match &case.timestamp {
         None => Some(now_ms),
-        Some(t) => Some(engine::parse_time(t).ok_or_else(|| {
-            format!("timestamp {t} is neither RFC 3339 nor epoch millis")
-        })?),
+        Some(t) => Some(
+            engine::parse_time(t)
+                .ok_or_else(|| format!("timestamp {t} is neither RFC 3339 nor epoch millis"))?,
+        ),
     };
     let value = match &case.value {
         Input::Json(v) => serde_json::to_vec(v).map_err(|e| e.to_string())?,
@@ -384,12 +388,19 @@ fn short(v: &Value, max: usize) -> String {
 }
 
 fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
-    a.to_string() == b.to_string() || matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+    a.to_string() == b.to_string()
+        || matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
 }
 
 /// One line per difference: `path: expected X, got Y` (numbers compare by value).
 fn diff_values(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
-    let at = |p: &str| if p.is_empty() { "(value)".to_string() } else { p.to_string() };
+    let at = |p: &str| {
+        if p.is_empty() {
+            "(value)".to_string()
+        } else {
+            p.to_string()
+        }
+    };
     let join = |k: &str| {
         if path.is_empty() {
             k.to_string()
@@ -402,12 +413,20 @@ fn diff_values(path: &str, expected: &Value, actual: &Value, out: &mut Vec<Strin
             for (k, ev) in e {
                 match a.get(k) {
                     Some(av) => diff_values(&join(k), ev, av, out),
-                    None => out.push(format!("- {}: expected {}, missing", join(k), short(ev, 120))),
+                    None => out.push(format!(
+                        "- {}: expected {}, missing",
+                        join(k),
+                        short(ev, 120)
+                    )),
                 }
             }
             for (k, av) in a {
                 if !e.contains_key(k) {
-                    out.push(format!("+ {}: not expected, got {}", join(k), short(av, 120)));
+                    out.push(format!(
+                        "+ {}: not expected, got {}",
+                        join(k),
+                        short(av, 120)
+                    ));
                 }
             }
         }

@@ -499,7 +499,10 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
             } else if co.is_empty() {
                 (Impact::Neutral, "newly classified (no purpose receives it)")
             } else if cn.is_empty() {
-                (Impact::Narrowing, "no longer classified: reaches no purpose")
+                (
+                    Impact::Narrowing,
+                    "no longer classified: reaches no purpose",
+                )
             } else {
                 (
                     Impact::Neutral,
@@ -569,7 +572,10 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
             } else if no.basis == Basis::Consent {
                 (Impact::Narrowing, "now needs consent")
             } else {
-                (Impact::Neutral, "another lawful basis, no consent either way")
+                (
+                    Impact::Neutral,
+                    "another lawful basis, no consent either way",
+                )
             };
             out.push(purpose(
                 Kind::Basis,
