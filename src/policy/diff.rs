@@ -640,8 +640,8 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
                             rule_after: Some(c1.reason.describe(&no.name)),
                             ..purpose(
                                 Kind::Span,
-                                c0.action.describe(),
-                                c1.action.describe(),
+                                span_text(&c0.action, class),
+                                span_text(&c1.action, class),
                                 impact,
                                 &format!("detected in scanned text: {note}"),
                             )
@@ -665,6 +665,15 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
                 )
             });
         }
+    }
+}
+
+/// A span action as `explain` shows it: drop and redact leave a marker.
+fn span_text(a: &Action, class: &str) -> String {
+    if a.kind() <= ActionKind::Redact {
+        format!("{} → [REDACTED:{class}]", a.describe())
+    } else {
+        a.describe()
     }
 }
 
