@@ -10,9 +10,6 @@
 //! `CUSTOS_BENCH_PROPS="k=v,k=v"` adds librdkafka settings to both sides;
 //! `CUSTOS_BENCH_TXN_MS` sets `transaction_interval_ms` (default 100).
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,8 +147,11 @@ impl ProducerContext for Acks {
     }
 }
 
-/// Consume → produce unchanged, same client settings as the worker; returns seconds.
-fn pass_through(b: &Broker, input: &str, output: &str, n: u64) -> f64 {
+/// Consume → produce unchanged to every topic of `outputs` (one for the
+/// plain pass-through; as many as custos writes per input for the fan-out
+/// one), same client settings as the worker; returns seconds until every
+/// copy is acknowledged.
+fn pass_through(b: &Broker, input: &str, outputs: &[&str], n: u64) -> f64 {
     let acks = Arc::new(AtomicU64::new(0));
     let mut pc = ClientConfig::new();
     pc.set("bootstrap.servers", &b.bootstrap)
@@ -180,25 +180,27 @@ fn pass_through(b: &Broker, input: &str, output: &str, n: u64) -> f64 {
                 start = Instant::now();
             }
             consumed += 1;
-            let mut r =
-                BaseRecord::<[u8], [u8]>::to(output).payload(m.payload().unwrap_or_default());
-            if let Some(k) = m.key() {
-                r = r.key(k);
-            }
-            let mut r = r;
-            loop {
-                match producer.send(r) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        r = back;
-                        std::thread::sleep(Duration::from_millis(1));
+            for output in outputs {
+                let mut r =
+                    BaseRecord::<[u8], [u8]>::to(output).payload(m.payload().unwrap_or_default());
+                if let Some(k) = m.key() {
+                    r = r.key(k);
+                }
+                let mut r = r;
+                loop {
+                    match producer.send(r) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            r = back;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
                     }
                 }
             }
             let _ = consumer.store_offset(m.topic(), m.partition(), m.offset());
         }
     }
-    while acks.load(Ordering::Relaxed) < n {
+    while acks.load(Ordering::Relaxed) < n * outputs.len() as u64 {
         producer.poll(Duration::from_millis(1));
     }
     start.elapsed().as_secs_f64()
@@ -363,18 +365,33 @@ fn main() {
     b.topic("pt.in", partitions);
     b.topic("pt.out", partitions);
     fill(&b, "pt.in", n);
-    let pt = pass_through(&b, "pt.in", "pt.out", n);
+    let pt = pass_through(&b, "pt.in", &["pt.out"], n);
     println!(
-        "pass-through:                  {:>7.2} s  {:>8.0} events/s",
+        "pass-through (1 out):            {:>7.2} s  {:>8.0} events/s",
         pt,
         n as f64 / pt
     );
+    // The fair limit: as many records written per input as custos writes
+    // (3 purposes + 1 audit record), same client settings.
+    b.topic("fan.in", partitions);
+    let fan_outs = ["fan.out.1", "fan.out.2", "fan.out.3", "fan.out.4"];
+    for t in fan_outs {
+        b.topic(t, partitions);
+    }
+    fill(&b, "fan.in", n);
+    let fan = pass_through(&b, "fan.in", &fan_outs, n);
+    println!(
+        "fan-out pass-through (4 out):    {:>7.2} s  {:>8.0} events/s",
+        fan,
+        n as f64 / fan
+    );
     let alo = custos_run(&b, partitions, n, "alo", "at_least_once").expect("at_least_once run");
     println!(
-        "custos at_least_once (3+1 out):  {:>7.2} s  {:>8.0} events/s  = {:.0}% of pass-through",
+        "custos at_least_once (3+1 out):  {:>7.2} s  {:>8.0} events/s  = {:.0}% of pass-through, {:.0}% of fan-out pass-through",
         alo,
         n as f64 / alo,
-        100.0 * pt / alo
+        100.0 * pt / alo,
+        100.0 * fan / alo
     );
     match custos_run(&b, partitions, n, "eos", "exactly_once") {
         Ok(eos) => println!(

@@ -355,11 +355,24 @@ fn govern_tape(
     let n = plan.outputs.len();
     let mut suppressed: Vec<Option<Suppression>> = Vec::with_capacity(n);
     let mut active: u64 = 0;
-    let erased = subject.as_deref().is_some_and(|s| state.is_erased(s));
+    // The key or a header classified like the subject names it too: an
+    // erasure or objection for any of them counts (most protective).
+    let mut aliases: Vec<String> = Vec::new();
+    for p in &plan.subject_aliases {
+        if let Found::Scalar(v) = read_path(p, rec, &doc) {
+            if let Ok(Some(a)) = canonical_subject(&v) {
+                if subject.as_ref() != Some(&a) && !aliases.contains(&a) {
+                    aliases.push(a);
+                }
+            }
+        }
+    }
+    let erased = subject.iter().chain(&aliases).any(|s| state.is_erased(s));
     for (i, out) in plan.outputs.iter().enumerate() {
         let s = decide(
             out,
             subject.as_deref(),
+            &aliases,
             erased,
             state,
             event_time_ms,
@@ -558,6 +571,16 @@ impl ScannedText {
     }
 }
 
+/// Values with fewer digits cannot hold a card, IBAN or SSN.
+const GUARD_MIN_DIGITS: usize = 9;
+
+/// The findings the guard of kept values acts on.
+fn guarded_span(s: &Span) -> bool {
+    s.detectors
+        .iter()
+        .any(|d| matches!(d, Detector::Card | Detector::Iban | Detector::UsSsn))
+}
+
 /// Counts spans found in `field` by detector.
 fn count_detections(detections: &mut Vec<Detection>, field: &str, spans: &[Span]) {
     for span in spans {
@@ -619,6 +642,7 @@ fn rewrite_spans(
 fn decide(
     out: &OutputPlan,
     subject: Option<&str>,
+    aliases: &[String],
     erased: bool,
     state: &dyn SubjectState,
     event_time_ms: i64,
@@ -627,13 +651,19 @@ fn decide(
     if erased {
         return Some(Suppression::Erasure);
     }
+    let objected = || {
+        subject
+            .into_iter()
+            .chain(aliases.iter().map(String::as_str))
+            .any(|s| state.consent(s, out.purpose) == Some(false))
+    };
     match out.basis {
         Basis::Consent => match subject {
-            Some(s) if state.consent(s, out.purpose) == Some(true) => {}
+            Some(s) if state.consent(s, out.purpose) == Some(true) && !objected() => {}
             _ => return Some(Suppression::Consent),
         },
         Basis::LegitimateInterest => {
-            if subject.is_some_and(|s| state.consent(s, out.purpose) == Some(false)) {
+            if objected() {
                 return Some(Suppression::Objection);
             }
         }
@@ -920,7 +950,12 @@ impl Walker<'_> {
                 // Uniform subtree: copy it verbatim where the action is keep,
                 // unless it holds an empty container (structure does not
                 // leak: those are walked and the empty parts removed).
-                let keep = if self.doc.tok(i).hollow {
+                let tok = self.doc.tok(i);
+                let digits = codec::raw_json(self.doc.src, tok)
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .count();
+                let keep = if tok.hollow || digits >= GUARD_MIN_DIGITS {
                     0
                 } else {
                     keep_mask(leaf, active)
@@ -1123,7 +1158,18 @@ impl Walker<'_> {
             }
         }
         let mut written = 0;
-        for p in each_bit(active) {
+        let mut rest = active;
+        if !leaf.scan {
+            let keep = keep_mask(leaf, active);
+            if keep != 0 {
+                let w = self.guard(i, leaf, path, keep);
+                if w != 0 {
+                    written |= w;
+                    rest &= !keep;
+                }
+            }
+        }
+        for p in each_bit(rest) {
             let d = &leaf.decisions[p];
             if write_scalar(&d.op, doc, i, &mut self.bufs[p]) {
                 written |= 1 << p;
@@ -1131,6 +1177,43 @@ impl Walker<'_> {
             }
         }
         written
+    }
+
+    /// Defence in depth for kept values of fields that are not scanned: a
+    /// card number, IBAN or US SSN (the detectors with checksums or strict
+    /// rules, so ordinary values are not flagged) inside a value the policy
+    /// classified as something else still gets the purpose's action for its
+    /// own class. Returns the purposes written (0 when nothing was found and
+    /// the value is written as usual). Only values with at least 9 digits
+    /// are looked at.
+    fn guard(&mut self, i: usize, leaf: &Leaf, path: &str, keep: u64) -> u64 {
+        let doc = self.doc;
+        let tok = doc.tok(i);
+        let raw = codec::raw(doc.src, tok);
+        if raw.iter().filter(|b| b.is_ascii_digit()).count() < GUARD_MIN_DIGITS {
+            return 0;
+        }
+        let text: std::borrow::Cow<'_, str> = match tok.kind {
+            Kind::Str | Kind::StrEsc => codec::string(doc.src, tok),
+            Kind::Number => {
+                let raw = std::str::from_utf8(raw).unwrap_or_default();
+                classify::detect_number(raw, self.spans);
+                self.spans.retain(guarded_span);
+                if self.spans.is_empty() {
+                    return 0;
+                }
+                std::borrow::Cow::Borrowed(raw)
+            }
+            _ => return 0,
+        };
+        if matches!(tok.kind, Kind::Str | Kind::StrEsc) {
+            classify::detect_into(&text, self.spans);
+            self.spans.retain(guarded_span);
+            if self.spans.is_empty() {
+                return 0;
+            }
+        }
+        self.govern_scanned(&text, leaf, path, keep)
     }
 
     /// The purposes of `active` that keep every detection in object key `k`.

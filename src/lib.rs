@@ -15,6 +15,10 @@
 //! - [`lineage`]: OpenLineage run events with column lineage (pure)
 //! - [`cli`]: the command line and the offline commands
 
+// One audited exception (`kafka::worker::raw_headers`: header names as bytes
+// through librdkafka, since rdkafka's safe API panics on non-UTF-8 names).
+#![deny(unsafe_code)]
+
 pub mod audit;
 pub mod classify;
 pub mod cli;

@@ -78,18 +78,39 @@ pub struct Applied {
 pub struct Unusable;
 
 /// The canonical form of a subject id given as text (a string value, a
-/// record key, a header): Unicode NFC with surrounding white space removed.
-/// Empty text is no subject. Case is kept: ids are case-sensitive.
+/// record key, a header): invisible characters (Unicode default-ignorable
+/// code points such as zero-width spaces, soft hyphens and byte-order marks,
+/// and control characters) removed, Unicode NFKC (full-width `ｃ-４` is
+/// `c-4`), surrounding white space removed. Empty text is no subject. Case
+/// is kept: ids are case-sensitive.
 pub fn canonical_subject_str(s: &str) -> Option<String> {
     let t = s.trim();
     if t.is_empty() {
         return None;
     }
-    Some(if t.is_ascii() {
+    let folded: String = if t.is_ascii() && !t.bytes().any(|b| b.is_ascii_control()) {
         t.to_string()
     } else {
-        t.nfc().collect()
-    })
+        t.chars()
+            .filter(|c| !invisible(*c))
+            .nfkc()
+            .collect::<String>()
+            .trim()
+            .to_string()
+    };
+    (!folded.is_empty()).then_some(folded)
+}
+
+/// Characters that render as nothing: control characters and Unicode's
+/// default-ignorable code points (DerivedCoreProperties.txt).
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5
+            | 0x180B..=0x180F | 0x200B..=0x200F | 0x202A..=0x202E
+            | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0
+            | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF)
 }
 
 /// The canonical form of a subject id found in a JSON value: strings as
@@ -646,6 +667,23 @@ mod tests {
             canonical_subject_str("Jose\u{301}"),
             canonical_subject_str("Jos\u{e9}")
         );
+        // Invisible characters and full-width forms do not make another subject.
+        for form in [
+            "c-4\u{200b}",
+            "\u{feff}c-4",
+            "c-4\u{ad}",
+            "c-4\u{34f}",
+            "c-4\u{180e}",
+            "c-4\u{0}",
+            "\u{ff43}-\u{ff14}",
+        ] {
+            assert_eq!(
+                canonical_subject_str(form).as_deref(),
+                Some("c-4"),
+                "{form:?}"
+            );
+        }
+        assert_eq!(canonical_subject_str("\u{200b}\u{feff}"), None);
         assert_eq!(
             canonical_subject(&serde_json::json!(["c-4"])),
             Err(Unusable)

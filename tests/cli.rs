@@ -1090,3 +1090,39 @@ fn policy_test_reports_failures_and_bad_fixtures() {
     let out = custos(&["policy", "test", "nope.yaml", &typo], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn an_envelope_without_timestamp_or_event_time_has_no_age() {
+    let input = concat!(
+        "{\"value\":{\"order_id\":\"o-1\",\"customer\":{\"id\":\"c-1\"}}}\n",
+        "{\"value\":{\"order_id\":\"o-2\",\"customer\":{\"id\":\"c-1\"}},\"timestamp\":null}\n",
+        "{\"value\":{\"order_id\":\"o-3\",\"customer\":{\"id\":\"c-1\"}},\"timestamp\":\"2026-11-22T00:00:00Z\"}\n",
+    );
+    let policy = shop("policy.yaml");
+    let out = custos(
+        &[
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--purpose",
+            "support",
+            "--envelope",
+            "--now",
+            NOW,
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| l["value"]["order_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["o-3"]);
+    assert_eq!(
+        stderr(&out).matches("event_time").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+}

@@ -388,3 +388,101 @@ fn a_redacted_key_is_null() {
     };
     assert_eq!(out.key, None);
 }
+
+#[test]
+fn invisible_characters_do_not_make_another_subject() {
+    let c = compile(SHOP);
+    let mut s = state(&c);
+    s.apply_erasure(None, Some(br#"{"subject":"c-4"}"#))
+        .unwrap();
+    for id in [
+        "c-4\u{200b}",
+        "\u{feff}c-4",
+        "c-4\u{ad}",
+        "c-4\u{34f}",
+        "c-4\u{180e}",
+        "c-4\u{0}",
+        "\u{ff43}-\u{ff14}",
+    ] {
+        let mut e = order();
+        e["customer"]["id"] = json!(id);
+        let v = govern(&c, &rec(e), &s);
+        assert!(
+            emitted(&c, &v).is_empty(),
+            "{id:?} reached {:?}",
+            emitted(&c, &v)
+        );
+    }
+}
+
+#[test]
+fn an_erased_subject_in_the_key_suppresses_the_event() {
+    // `$key` is classified like `customer.id`: it names the subject too.
+    let c = compile(SHOP);
+    let mut s = state(&c);
+    s.apply_erasure(None, Some(br#"{"subject":"c-4"}"#))
+        .unwrap();
+    for id in [json!(null), json!(""), json!("c-9")] {
+        let mut e = order();
+        e["customer"]["id"] = id.clone();
+        let mut r = rec(e);
+        r.key = Some(b"c-4");
+        let v = govern(&c, &r, &s);
+        assert!(emitted(&c, &v).is_empty(), "{id}: {:?}", emitted(&c, &v));
+    }
+    // An objection recorded under the key counts as well.
+    let mut s = state(&c);
+    s.apply_consent(
+        None,
+        Some(br#"{"subject":"c-4","purposes":{"analytics":false}}"#),
+    )
+    .unwrap();
+    let mut e = order();
+    e["customer"]["id"] = json!("c-9");
+    let mut r = rec(e);
+    r.key = Some(b"c-4");
+    let v = govern(&c, &r, &s);
+    let Verdict::Governed(g) = &v else { panic!() };
+    assert_eq!(g.outcomes[0], Outcome::Suppressed(Suppression::Objection));
+}
+
+#[test]
+fn cards_ibans_and_ssns_inside_kept_values_of_other_classes_are_caught() {
+    // Marketing keeps e-mail addresses; a producer puts a card, an SSN and
+    // an IBAN into the e-mail field, as text, nested, or as a number.
+    let c = compile(SHOP);
+    let mut s = state(&c);
+    s.apply_consent(
+        None,
+        Some(br#"{"subject":"c-1","purposes":{"marketing":true}}"#),
+    )
+    .unwrap();
+    for email in [
+        json!("ada@example.com; card 4111 1111 1111 1111"),
+        json!(["ada@example.com", {"card": "4111111111111111", "ssn": "123-45-6789"}]),
+        json!({"iban": "DE89 3704 0044 0532 0130 00"}),
+        json!(4111111111111111u64),
+    ] {
+        let mut e = order();
+        e["customer"]["id"] = json!("c-1");
+        e["customer"]["email"] = email.clone();
+        let v = govern(&c, &rec(e), &s);
+        for secret in ["4111", "123-45-6789", "0532"] {
+            let leaked: Vec<String> = leaks(&c, &v, secret)
+                .into_iter()
+                .filter(|p| p != "support")
+                .collect();
+            assert!(leaked.is_empty(), "{email}: {secret} reached {leaked:?}");
+        }
+        assert!(!leaks(&c, &v, "REDACTED:pii").is_empty(), "{email}");
+    }
+    // Ordinary values with many digits are left alone.
+    let mut e = order();
+    e["customer"]["id"] = json!("c-1");
+    e["customer"]["email"] = json!("order-20261122-123456789@example.com");
+    let v = govern(&c, &rec(e), &s);
+    assert_eq!(
+        leaks(&c, &v, "order-20261122-123456789@example.com"),
+        vec!["marketing", "support"]
+    );
+}

@@ -823,7 +823,10 @@ fn exactly_once_an_aborted_transaction_is_redone_without_loss() {
         }) > 0
             && a.ns() == expect
     });
+    // More input, so that a transaction commits after the one that aborted
+    // whatever the timing (the redo may already be committed by now).
     let aborted_at = committed(&w);
+    produce(&p, &n.input, &(400..410).map(event).collect::<Vec<_>>());
     wait_until("a commit after the abort", || committed(&w) > aborted_at);
     assert!(
         w.consumed() > 400,
@@ -1060,6 +1063,10 @@ fn headers_with_raw_name(name: &[u8], value: &[u8]) -> rdkafka::message::OwnedHe
     h
 }
 
+/// A record read back raw: value (None for a tombstone) and headers (byte
+/// names, None for a header without value).
+type RawRecord = (Option<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
 #[test]
 fn hostile_records_are_dead_lettered_unchanged_and_the_worker_goes_on() {
     let broker = Broker::from_env();
@@ -1111,7 +1118,7 @@ fn hostile_records_are_dead_lettered_unchanged_and_the_worker_goes_on() {
     tpl.add_partition_offset(&n.dead_letter, 0, Offset::Beginning)
         .unwrap();
     consumer.assign(&tpl).unwrap();
-    let mut dead: Vec<(Option<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>)> = Vec::new();
+    let mut dead: Vec<RawRecord> = Vec::new();
     wait_until("two dead letters", || {
         while let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
             let headers = m
@@ -1127,7 +1134,7 @@ fn hostile_records_are_dead_lettered_unchanged_and_the_worker_goes_on() {
         }
         dead.len() >= 2
     });
-    let header = |rec: &(Option<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>), name: &str| {
+    let header = |rec: &RawRecord, name: &str| {
         rec.1
             .iter()
             .filter(|(k, _)| k == name.as_bytes())

@@ -431,12 +431,12 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         } else if args.envelope {
             match decode_envelope(raw, &mut env_tape) {
                 Ok(env) => {
-                    timestamp = env.timestamp.or(Some(now_ms));
+                    timestamp = env.timestamp;
                     let rec = Record {
                         topic: &plan.topic,
                         partition: 0,
                         offset: this_offset,
-                        timestamp: env.timestamp.or(Some(now_ms)),
+                        timestamp: env.timestamp,
                         key: env.key.as_deref(),
                         value: env.value.as_deref().unwrap_or_default(),
                         headers: &env.headers,

@@ -15,6 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::worker::Control;
 use super::WorkerError;
 use crate::health::Health;
 use crate::state::MemoryState;
@@ -90,10 +91,11 @@ pub fn load_and_follow(
     erasure: Option<&str>,
     state: SharedState,
     metrics: Metrics,
-    stop: Arc<AtomicBool>,
-    health: Arc<Health>,
+    control: &Control,
     timeout: Duration,
 ) -> Result<Option<JoinHandle<()>>, WorkerError> {
+    let stop: Arc<AtomicBool> = control.stop.clone();
+    let health: Arc<Health> = control.health.clone();
     let topics: Vec<(&str, Kind)> = consent
         .map(|t| (t, Kind::Consent))
         .into_iter()

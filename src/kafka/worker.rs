@@ -688,8 +688,7 @@ impl Worker {
             self.compiled.policy.erasure_topic.as_deref(),
             state.clone(),
             self.metrics.clone(),
-            self.control.stop.clone(),
-            self.control.health.clone(),
+            &self.control,
             startup,
         )?;
 
@@ -1224,6 +1223,7 @@ fn consumer_config(base: &ClientConfig, cfg: &Config) -> ClientConfig {
 pub(crate) type RawHeaders = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// Reads a message's headers without trusting their encoding.
+#[allow(unsafe_code)]
 pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> RawHeaders {
     let Some(h) = msg.headers() else {
         return Vec::new();

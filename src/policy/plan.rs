@@ -144,6 +144,10 @@ pub struct StreamPlan {
     pub event_time: Option<FieldPath>,
     /// Event times later than now plus this are dead-lettered.
     pub max_future_skew_ms: i64,
+    /// Other places that name the data subject: `$key` and headers
+    /// classified like the `subject` field. An erasure or objection found
+    /// for any of them applies to the event (the most protective reading).
+    pub subject_aliases: Vec<FieldPath>,
     pub unclassified: Unclassified,
     /// `class=action` strings, sorted; a pair id indexes this list.
     pub pairs: Vec<String>,
@@ -418,6 +422,7 @@ fn compile_stream(
         })
         .collect::<Result<Vec<_>, CompileError>>()?;
 
+    let subject_aliases = subject_aliases(stream.subject.as_ref(), &root, &key, &headers);
     Ok(StreamPlan {
         name: stream.name.clone(),
         topic: stream.topic.clone(),
@@ -428,11 +433,39 @@ fn compile_stream(
         subject: stream.subject.clone(),
         event_time: stream.event_time.clone(),
         max_future_skew_ms: stream.max_future_skew_ms,
+        subject_aliases,
         unclassified: stream.unclassified,
         pairs,
         class_names,
         fields,
     })
+}
+
+/// `$key` and headers that share a class with the subject field.
+fn subject_aliases(
+    subject: Option<&FieldPath>,
+    root: &Node,
+    key: &Arc<Leaf>,
+    headers: &[(String, Arc<Leaf>)],
+) -> Vec<FieldPath> {
+    let Some(FieldPath::Value(segs)) = subject else {
+        return Vec::new();
+    };
+    let Some(node) = find(root, segs) else {
+        return Vec::new();
+    };
+    let classes = &node.leaf.classes;
+    let shares = |leaf: &Leaf| leaf.classes.iter().any(|c| classes.contains(c));
+    let mut out = Vec::new();
+    if shares(key) {
+        out.push(FieldPath::Key);
+    }
+    for (name, leaf) in headers {
+        if shares(leaf) {
+            out.push(FieldPath::Header(name.clone()));
+        }
+    }
+    out
 }
 
 /// Adds a classified path to the tree; nodes created on the way inherit their parent's leaf.
