@@ -856,7 +856,7 @@ fn policy_diff_golden_in_every_format() {
         );
         assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains("8 widening changes"),
+            stderr(&out).contains("9 widening changes"),
             "{}",
             stderr(&out)
         );
@@ -942,7 +942,7 @@ fn policy_diff_exit_codes() {
     allowed.push("--allow-widening");
     let out = custos(&allowed, None);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("8 widening"));
+    assert!(stdout(&out).contains("9 widening"));
 
     // Unreadable or invalid policy, either side: exit 2.
     let bad = write(
@@ -996,7 +996,7 @@ fn policy_diff_reads_git_revisions() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).contains("old: git:HEAD:policy.yaml (acme-shop@"));
-    assert!(stdout(&out).contains("8 widening, 1 narrowing, 3 neutral"));
+    assert!(stdout(&out).contains("9 widening, 1 narrowing, 3 neutral"));
 }
 
 #[test]

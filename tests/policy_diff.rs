@@ -191,6 +191,21 @@ fn purposes_outputs_bases_retentions_and_invariants() {
     assert!(c
         .iter()
         .any(|c| c.kind == diff::Kind::OutputTopic && c.impact == Impact::Changed));
+    // `$key` no longer classified like the subject: erasures found under it
+    // no longer apply (widening).
+    let c = diff_with(&|m| {
+        m.streams[0]
+            .fields
+            .retain(|f| f.path != policy::FieldPath::Key)
+    });
+    assert!(c
+        .iter()
+        .any(|c| c.kind == diff::Kind::SubjectAliases && c.impact == Impact::Widening));
+    // Support keeps card numbers: also inside kept values that are not scanned (guard).
+    let c = diff_with(&|m| m.purposes[2].rules[1].action = Action::Keep);
+    assert!(c.iter().any(|c| c.kind == diff::Kind::Guard
+        && c.purpose.as_deref() == Some("support")
+        && c.impact == Impact::Widening));
     // A subject path changed: changed.
     let c = diff_with(&|m| m.streams[0].subject = None);
     assert!(c

@@ -90,6 +90,12 @@ pub enum Kind {
     Action,
     /// The action a purpose gives a class detected inside a scanned path.
     Span,
+    /// The action a purpose gives a card number, IBAN or US SSN found inside
+    /// a kept value of a field that is not scanned (the engine's guard).
+    Guard,
+    /// `$key` and headers classified like the subject: an erasure or
+    /// objection found under them applies too.
+    SubjectAliases,
     Invariant,
 }
 
@@ -110,6 +116,8 @@ impl Kind {
             Kind::Scan => "scan",
             Kind::Action => "action",
             Kind::Span => "span",
+            Kind::Guard => "guard",
+            Kind::SubjectAliases => "subject_aliases",
             Kind::Invariant => "invariant",
         }
     }
@@ -471,6 +479,38 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
         Impact::Changed,
         "another bound on event times in the future",
     );
+    let aliases = |p: &StreamPlan| -> Vec<String> {
+        let mut v: Vec<String> = p.subject_aliases.iter().map(ToString::to_string).collect();
+        v.sort();
+        v
+    };
+    let (ao, an) = (aliases(os), aliases(ns));
+    if ao != an {
+        let removed = ao.iter().any(|a| !an.contains(a));
+        let text = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        out.push(stream_level(
+            ns,
+            Kind::SubjectAliases,
+            Some(text(&ao)),
+            Some(text(&an)),
+            if removed {
+                Impact::Widening
+            } else {
+                Impact::Narrowing
+            },
+            if removed {
+                "an erasure or objection found under a removed alias no longer applies"
+            } else {
+                "an erasure or objection found under the new alias applies too"
+            },
+        ));
+    }
     if os.unclassified != ns.unclassified {
         out.push(stream_level(
             ns,
@@ -599,6 +639,37 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
                 note,
             ));
         }
+        // The guard acts on kept values of fields that are not scanned.
+        let keeps_unscanned = |p: &StreamPlan, i: usize| {
+            p.fields.iter().any(|(_, l)| {
+                !l.scan
+                    && l.decisions
+                        .get(i)
+                        .is_some_and(|d| d.kind == ActionKind::Keep)
+            })
+        };
+        if keeps_unscanned(os, oi) || keeps_unscanned(ns, ni) {
+            for class in guard_classes() {
+                let c0 = decide_class(&old.policy, oo.purpose, class);
+                let c1 = decide_class(&new.policy, no.purpose, class);
+                if let Some((impact, note)) =
+                    compare_actions(&span_norm(&c0.action), &span_norm(&c1.action))
+                {
+                    out.push(Change {
+                        path: Some(format!("kept values ⟶ {class}")),
+                        rule_before: Some(c0.reason.describe(&no.name)),
+                        rule_after: Some(c1.reason.describe(&no.name)),
+                        ..purpose(
+                            Kind::Guard,
+                            span_text(&c0.action, class),
+                            span_text(&c1.action, class),
+                            impact,
+                            &format!("found inside kept values that are not scanned: {note}"),
+                        )
+                    });
+                }
+            }
+        }
         for path in &paths {
             let (lo, ln) = (leaf_at(os, path), leaf_at(ns, path));
             let (Some(d0), Some(d1)) = (lo.decisions.get(oi), ln.decisions.get(ni)) else {
@@ -626,13 +697,8 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
                 for class in span_classes() {
                     let c0 = decide_class(&old.policy, oo.purpose, class);
                     let c1 = decide_class(&new.policy, no.purpose, class);
-                    // A dropped span leaves a redaction marker: drop and redact disclose the same.
-                    let norm = |a: &Action| match a {
-                        Action::Drop => Action::Redact,
-                        other => other.clone(),
-                    };
                     if let Some((impact, note)) =
-                        compare_actions(&norm(&c0.action), &norm(&c1.action))
+                        compare_actions(&span_norm(&c0.action), &span_norm(&c1.action))
                     {
                         out.push(Change {
                             path: Some(format!("{path} ⟶ {class}")),
@@ -666,6 +732,25 @@ fn stream(old: &Compiled, new: &Compiled, os: &StreamPlan, ns: &StreamPlan, out:
             });
         }
     }
+}
+
+/// A dropped span leaves a redaction marker: drop and redact disclose the same.
+fn span_norm(a: &Action) -> Action {
+    match a {
+        Action::Drop => Action::Redact,
+        other => other.clone(),
+    }
+}
+
+/// The classes the engine's guard looks for in kept values that are not scanned.
+fn guard_classes() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for d in [Detector::Card, Detector::Iban, Detector::UsSsn] {
+        if !v.contains(&d.class()) {
+            v.push(d.class());
+        }
+    }
+    v
 }
 
 /// A span action as `explain` shows it: drop and redact leave a marker.
