@@ -7,7 +7,10 @@
 pub mod apply;
 pub mod audit;
 pub mod demo;
+pub mod diff;
 pub mod explain;
+pub mod fixtures;
+pub mod policy_test;
 pub mod report;
 pub mod run;
 
@@ -82,6 +85,10 @@ pub enum PolicyCommand {
         /// The policy file
         file: PathBuf,
     },
+    /// Compare what two policies disclose, per stream, path and purpose; exit 1 when anything widens
+    Diff(diff::DiffArgs),
+    /// Run fixture cases (input event, subject state, expected output per purpose) through the engine
+    Test(policy_test::TestArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,11 +134,18 @@ pub fn load_policy(path: &Path) -> Result<Policy, Failure> {
             path.display()
         ))
     })?;
-    policy::load(&text, &path.display().to_string()).map_err(|e| {
+    load_policy_text(&text, &path.display().to_string())
+}
+
+/// Validates a policy's text; `name` is the file name used in messages.
+///
+/// # Errors
+/// The policy has errors (all of them, one per line).
+pub fn load_policy_text(text: &str, name: &str) -> Result<Policy, Failure> {
+    policy::load(text, name).map_err(|e| {
         let n = e.diagnostics.len();
         let mut f = Failure::new(format!(
-            "{e}\n{}: {n} error{} found; fix {} and run `custos policy check` again",
-            path.display(),
+            "{e}\n{name}: {n} error{} found; fix {} and run `custos policy check` again",
             if n == 1 { "" } else { "s" },
             if n == 1 { "it" } else { "them" }
         ));
@@ -193,6 +207,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy {
             command: PolicyCommand::Check { file },
         } => check(&file),
+        Command::Policy {
+            command: PolicyCommand::Diff(args),
+        } => diff::run(&args),
+        Command::Policy {
+            command: PolicyCommand::Test(args),
+        } => policy_test::run(&args),
         Command::Explain {
             file,
             stream,

@@ -6,6 +6,7 @@
 //! compiled from a loaded policy and resolved keys ([`plan`]). Nothing in here
 //! reads events, the clock or the network.
 
+pub mod diff;
 pub mod keys;
 pub mod parse;
 pub mod plan;

@@ -478,6 +478,8 @@ fn every_command_has_help() {
         &["demo", "--help"],
         &["audit", "verify", "--help"],
         &["audit", "trace", "--help"],
+        &["policy", "diff", "--help"],
+        &["policy", "test", "--help"],
     ] {
         let out = custos(args, None);
         assert!(out.status.success(), "{args:?}");
@@ -830,6 +832,263 @@ fn run_refuses_to_start_when_its_http_port_is_taken() {
         "{}",
         stderr(&out)
     );
+}
+
+const PR_POLICY: &str = "tests/diff/shop-pr.yaml";
+
+#[test]
+fn policy_diff_golden_in_every_format() {
+    for (format, file) in [
+        ("table", "diff-shop.txt"),
+        ("json", "diff-shop.json"),
+        ("markdown", "diff-shop.md"),
+    ] {
+        let out = custos(
+            &[
+                "policy",
+                "diff",
+                "examples/shop/policy.yaml",
+                PR_POLICY,
+                "--format",
+                format,
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("9 widening changes"),
+            "{}",
+            stderr(&out)
+        );
+        golden(file, &stdout(&out));
+    }
+    let out = custos(
+        &[
+            "policy",
+            "diff",
+            "examples/shop/policy.yaml",
+            PR_POLICY,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let email = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "customer.email" && c["purpose"] == "analytics")
+        .expect("the e-mail moved into analytics");
+    assert_eq!(email["impact"], "widening");
+    assert_eq!(email["kind"], "action");
+    assert_eq!(email["before"], "drop");
+    assert_eq!(email["after"], "keep");
+    assert_eq!(email["rule_before"], "default (no rule: drop)");
+    assert_eq!(
+        email["rule_after"],
+        "purposes.analytics.rules[0] (pii.contact.email, line 22)"
+    );
+}
+
+#[test]
+fn policy_diff_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(shop("policy.yaml")).unwrap();
+    // Same effect, other text: reordered fields and purposes, flow style, comments.
+    let restyled = policy
+        .replace(
+            "      order_id: internal\n      created_at: public\n",
+            "      created_at: public     # moved\n      order_id: { classes: [internal] }\n",
+        )
+        .replace(
+            "    retention: 30d\n",
+            "    retention: 30d   # thirty days\n",
+        );
+    assert_ne!(restyled, policy);
+    let restyled = write(dir.path(), "restyled.yaml", &restyled);
+    let out = custos(
+        &["policy", "diff", "examples/shop/policy.yaml", &restyled],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("0 widening, 0 narrowing, 0 neutral"));
+    assert!(stdout(&out).contains("no change in what any purpose receives"));
+
+    // Narrowing only: exit 0, and it is reported.
+    let narrower = write(
+        dir.path(),
+        "narrower.yaml",
+        &policy.replace(
+            "      - classes: [pii.contact.email, pii.name, behavioral.purchase]\n",
+            "      - classes: [pii.name, behavioral.purchase]\n",
+        ),
+    );
+    let out = custos(
+        &["policy", "diff", "examples/shop/policy.yaml", &narrower],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("0 widening, 1 narrowing"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Widening: exit 1, or 0 with --allow-widening (still reported).
+    let args = ["policy", "diff", "examples/shop/policy.yaml", PR_POLICY];
+    assert_eq!(custos(&args, None).status.code(), Some(1));
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-widening");
+    let out = custos(&allowed, None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("9 widening"));
+
+    // Unreadable or invalid policy, either side: exit 2.
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        &policy.replace("retention: 30d", "retention: 30x"),
+    );
+    for (old, new) in [
+        ("examples/shop/policy.yaml", "nope.yaml"),
+        ("nope.yaml", "examples/shop/policy.yaml"),
+        ("examples/shop/policy.yaml", bad.as_str()),
+        ("git:no-such-ref:policy.yaml", "examples/shop/policy.yaml"),
+        ("git:HEAD", "examples/shop/policy.yaml"),
+    ] {
+        let out = custos(&["policy", "diff", old, new], None);
+        assert_eq!(out.status.code(), Some(2), "{old} {new}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty());
+    }
+    let out = custos(&["policy", "diff", "examples/shop/policy.yaml", &bad], None);
+    assert!(
+        stderr(&out).contains(":19:16: bad duration unit"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn policy_diff_reads_git_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git runs");
+        assert!(ok.status.success(), "git {args:?}: {}", stderr(&ok));
+    };
+    git(&["init", "-q"]);
+    std::fs::copy(shop("policy.yaml"), dir.path().join("policy.yaml")).unwrap();
+    git(&["add", "policy.yaml"]);
+    git(&["commit", "-qm", "policy"]);
+    std::fs::copy(root().join(PR_POLICY), dir.path().join("policy.yaml")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["policy", "diff", "git:HEAD:policy.yaml", "policy.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("old: git:HEAD:policy.yaml (acme-shop@"));
+    assert!(stdout(&out).contains("9 widening, 1 narrowing, 3 neutral"));
+}
+
+#[test]
+fn policy_test_runs_the_shop_fixtures() {
+    // Default fixtures: examples/shop/tests/*.yaml; they carry their own test keys.
+    let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["policy", "test", "examples/shop/policy.yaml"])
+        .current_dir(root())
+        .env_remove("CUSTOS_KEY_ANALYTICS")
+        .env_remove("CUSTOS_KEY_MARKETING")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    for file in ["analytics", "marketing", "support", "lifecycle"] {
+        assert!(
+            text.contains(&format!("examples/shop/tests/{file}.yaml")),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(
+        text.contains("cases: 15 passed, 0 failed") || text.contains(" passed, 0 failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn policy_test_reports_failures_and_bad_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = write(
+        dir.path(),
+        "failing.yaml",
+        "keys: { analytics: analytics-secret, marketing: marketing-secret }\nstream: orders\nnow: 2026-11-23T00:00:00Z\ncases:\n  - name: analytics wants the e-mail\n    value: { order_id: o-1, created_at: 2026-11-20T09:15:00Z, customer: { id: c-1, email: a@example.com } }\n    expect:\n      analytics:\n        value: { order_id: o-1, created_at: 2026-11-20T09:15:00Z, customer: { id: ps_8f9a23de8e6476e1494214e707c5a4de, email: a@example.com } }\n      marketing: { has: [customer.id] }\n  - name: passes\n    value: { order_id: o-2, created_at: soon }\n    dead_letter: event_time\n",
+    );
+    let out = custos(
+        &["policy", "test", "examples/shop/policy.yaml", &failing],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAIL  analytics wants the e-mail (line 5)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- customer.email: expected \"a@example.com\", missing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("marketing: expected an output, got suppressed (consent)"),
+        "{text}"
+    );
+    assert!(text.contains("ok    passes"), "{text}");
+    assert!(text.contains("2 cases: 1 passed, 1 failed"), "{text}");
+    assert!(stderr(&out).contains("1 of 2 cases failed"));
+
+    // A fixture error is exit 2 with its position; so is a bad policy.
+    let typo = write(
+        dir.path(),
+        "typo.yaml",
+        "now: 2026-11-23T00:00:00Z\ncases:\n  - value: {}\n    expct: {}\n",
+    );
+    let out = custos(
+        &["policy", "test", "examples/shop/policy.yaml", &typo],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("typo.yaml:4:5: unknown key `expct`"),
+        "{}",
+        stderr(&out)
+    );
+    let unknown = write(dir.path(), "unknown.yaml", "stream: orders\nnow: 2026-11-23T00:00:00Z\ncases:\n  - value: {}\n    expect: { billing: { has: [a] } }\n");
+    let out = custos(
+        &["policy", "test", "examples/shop/policy.yaml", &unknown],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("purpose `billing` has no output"),
+        "{}",
+        stderr(&out)
+    );
+    let out = custos(&["policy", "test", "nope.yaml", &typo], None);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -92,6 +92,37 @@ fn policy_text(case: &Case) -> String {
     t
 }
 
+/// The same policy as [`policy_text`], written otherwise: top-level and
+/// purpose keys in another order, rules, fields and classes reversed, flow
+/// style, `24h` for `1d`.
+fn policy_text_reordered(case: &Case) -> String {
+    let mut t = String::from("streams:\n  s:\n    outputs: { p: out }\n    fields:\n");
+    for (i, p) in PATHS.iter().enumerate().rev() {
+        let cs: Vec<&str> = case.field_classes[i]
+            .iter()
+            .rev()
+            .map(|c| CLASSES[*c])
+            .collect();
+        t.push_str(&format!("      {p}: {{ classes: [{}] }}\n", cs.join(", ")));
+    }
+    t.push_str("    topic: in\nkeys: { k: { env: K } }\nname: prop-reordered\npurposes:\n  p:\n    rules:\n");
+    for (c, a) in case.rules.iter().rev() {
+        t.push_str(&format!(
+            "      - {{ action: {}, classes: [{}] }}\n",
+            ACTIONS[*a], CLASSES[*c]
+        ));
+    }
+    t.push_str("    retention: 24h\n    basis: contract\nversion: 1\n");
+    t
+}
+
+fn compiled_for_diff(text: &str) -> Result<policy::plan::Compiled, TestCaseError> {
+    let p =
+        policy::load(text, "prop.yaml").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+    let keys = policy::diff::dummy_keys(&p);
+    policy::plan::compile(Arc::new(p), &keys).map_err(|e| TestCaseError::fail(e.to_string()))
+}
+
 /// Independent oracle: does the purpose keep this field unchanged?
 fn oracle_keeps(case: &Case, path: usize) -> bool {
     case.field_classes[path].iter().all(|&fc| {
@@ -150,6 +181,18 @@ proptest! {
             let expected = oracle_keeps(&case, i) && (!PATHS[i].starts_with("e[]") || case.elements > 0);
             prop_assert_eq!(present, expected, "path {} in {} with policy\n{}", PATHS[i], text, policy_text(&case));
         }
+    }
+
+    #[test]
+    fn a_policy_diffed_with_itself_or_a_reordered_copy_has_no_changes(case in arb_case()) {
+        let text = policy_text(&case);
+        let a = compiled_for_diff(&text)?;
+        let b = compiled_for_diff(&text)?;
+        prop_assert_eq!(policy::diff::diff(&a, &b), vec![]);
+        let reordered = compiled_for_diff(&policy_text_reordered(&case))?;
+        let changes = policy::diff::diff(&a, &reordered);
+        prop_assert!(changes.is_empty(), "{:#?}\n{}\n{}", changes, text, policy_text_reordered(&case));
+        prop_assert_eq!(policy::diff::diff(&reordered, &a), vec![]);
     }
 
     #[test]

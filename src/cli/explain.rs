@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::{ExplainFormat, Failure};
 use crate::classify::Detector;
+use crate::policy::diff::decided_by;
 use crate::policy::plan::{decide_class, decide_field, ClassDecision, Reason};
 use crate::policy::{Policy, Stream, Unclassified};
 
@@ -28,22 +29,7 @@ struct PurposeRow {
 fn purpose_row(policy: &Policy, stream: &Stream, pi: usize, classes: &[String]) -> PurposeRow {
     let p = &policy.purposes[pi];
     let (action, per_class) = decide_field(policy, pi, classes);
-    let winner = per_class.iter().find(|d| d.action.kind() == action.kind());
-    let decided_by = match winner {
-        Some(d) => {
-            let base = d.reason.describe(&p.name);
-            if per_class.len() > 1 {
-                format!(
-                    "{base}; most restrictive of {} classes (via {})",
-                    per_class.len(),
-                    d.class
-                )
-            } else {
-                base
-            }
-        }
-        None => Reason::Default.describe(&p.name),
-    };
+    let decided_by = decided_by(&p.name, action.kind(), &per_class);
     PurposeRow {
         purpose: p.name.clone(),
         topic: stream
