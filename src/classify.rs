@@ -510,7 +510,9 @@ impl Run<'_> {
         let last = self.groups.len() - 1;
         let card = kind == Kind::Card;
         let intl_phone = kind == Kind::Phone && f == 0 && self.intl;
-        if f == 0 && self.glued_before && !(card && !self.iban_like) && !intl_phone {
+        // A card glued to letters counts unless they may start an IBAN.
+        let glue_hides = !card || self.iban_like;
+        if f == 0 && self.glued_before && glue_hides && !intl_phone {
             return false;
         }
         if l == last && self.glued_after && !card && !intl_phone {
