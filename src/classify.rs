@@ -2177,4 +2177,37 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn random_mixes_of_folded_forms_never_panic() {
+        const PIECES: [&str; 32] = [
+            "4111", "1111", " ", "-", ".", "_", ",", "/", "*", "\u{200b}", "\u{ad}", "\u{feff}",
+            "\u{664}", "\u{ff11}", "\u{ff20}", "\u{2013}", "&#64;", "&#x4", "&#", "%40", "%2", "%",
+            "@", "ada", "DE89", "+44", "(", ")", "\u{e9}", "ssn", " at ", " dot com",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(PIECES[(x % PIECES.len() as u64) as usize]);
+            }
+            let spans = detect(&text);
+            let mut prev_end = 0;
+            for s in &spans {
+                assert!(
+                    text.is_char_boundary(s.start) && text.is_char_boundary(s.end),
+                    "{text:?}"
+                );
+                assert!(s.start < s.end && s.start >= prev_end, "{text:?} {spans:?}");
+                prev_end = s.end;
+            }
+        }
+    }
 }
