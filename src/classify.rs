@@ -1296,7 +1296,7 @@ fn plausible_tld(tld: &str) -> bool {
 /// Words that precede ` at ` in prose (`email at example dot com`, `work at
 /// acme dot com`) rather than being a mailbox name.
 fn is_stop_word(local: &str) -> bool {
-    const WORDS: [&str; 30] = [
+    const WORDS: &[&str] = &[
         "email",
         "e-mail",
         "mail",
@@ -1327,6 +1327,18 @@ fn is_stop_word(local: &str) -> bool {
         "here",
         "there",
         "available",
+        "look",
+        "looking",
+        "meet",
+        "met",
+        "arrive",
+        "arrived",
+        "stay",
+        "staying",
+        "based",
+        "located",
+        "sign",
+        "shop",
     ];
     WORDS.iter().any(|w| w.eq_ignore_ascii_case(local))
 }
@@ -1478,8 +1490,12 @@ fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
 }
 
 /// The octets of a dotted IPv4 address: decimal (leading zeros allowed) or
-/// `0x` hexadecimal, each at most 255.
+/// `0x` hexadecimal, each at most 255. Four zero-padded two-digit parts
+/// (`01.02.03.04`) are a date or time, not an address.
 fn ipv4_octets(s: &str) -> Option<[u8; 4]> {
+    if s.split('.').all(|p| p.len() == 2 && p.starts_with('0')) {
+        return None;
+    }
     let mut out = [0u8; 4];
     let mut parts = s.split('.');
     for o in &mut out {
@@ -2148,7 +2164,7 @@ mod tests {
             covers(t, d, Detector::Ipv4);
         }
         check("ts 1361069472", &[]);
-        check("due 12.11.2026 v1.2.3", &[]);
+        check("due 12.11.2026 v1.2.3 01.02.03.04", &[]);
     }
 
     #[test]
