@@ -7,53 +7,124 @@
 //! security number, each tagged with every detector that matched it.
 //!
 //! What it must never do: I/O, logging, or copying matched text anywhere but
-//! small stack buffers (digits of a window, a JSON number's expansion); take more than linear time in the input size (the
-//! regular expressions come from the `regex` crate, which guarantees linear
-//! time, and every window search below is bounded by a small constant per
-//! digit group); panic on any input, whatever its UTF-8 (spans always start
-//! and end on char boundaries).
+//! small stack buffers (digits of a window, a JSON number's expansion) and
+//! the folded copy described below, which lives for one call only; take more
+//! than linear time in the input size (the regular expressions come from the
+//! `regex` crate, which guarantees linear time, and every window search below
+//! is bounded by a small constant per digit group or byte); panic on any
+//! input, whatever its UTF-8 (spans always start and end on char boundaries).
+//!
+//! Folding pre-pass (against obfuscation). A text that is not all ASCII, or
+//! that holds `&` or `%`, is first folded into a copy with a map from each of
+//! its bytes back to the original character's byte range: invisible format
+//! characters are removed (soft hyphen U+00AD, U+034F, U+061C, U+180E,
+//! U+200B..U+200F, bidi controls U+202A..U+202E and U+2066..U+206F,
+//! U+2060..U+2064, U+FEFF); decimal digits of other scripts become ASCII
+//! digits (Arabic-Indic, Extended Arabic-Indic, NKo, the Indic scripts from
+//! Devanagari to Sinhala, Thai, Lao, Tibetan, Myanmar, Khmer, Mongolian,
+//! Limbu, New Tai Lue, Saurashtra, Kayah Li, Cham, full-width, mathematical);
+//! full-width ASCII forms (U+FF01..U+FF5E: `＠`, `＋`, `．`) become ASCII;
+//! dashes U+2010..U+2015, U+2212, U+FE58, U+FE63 become `-`; the no-break,
+//! typographic and ideographic spaces become a space; HTML numeric entities
+//! (`&#64;`, `&#x40;`, any code point, folded in turn) and the named
+//! `&commat; &plus; &period; &hyphen; &dash; &ndash; &minus; &nbsp; &lpar;
+//! &rpar; &sol;` are decoded; percent escapes of `@ + . - space ( ) / :` are
+//! decoded (`%40`, `%2B`, `%2E`, `%2D`, `%20`, …, any case), wherever they
+//! are. The detectors run on the folded copy and every span is mapped back to
+//! the smallest original byte range covering it, so it covers every original
+//! byte of the data, removed invisible characters and whole escapes included.
+//! All-ASCII text without `&`/`%` is scanned as it is (no copy).
 //!
 //! How numbers are found. Cards, phones and SSNs are not found by one regular
 //! expression each but by a validator-driven search: the text is cut into
 //! *runs* of digit groups (digits separated by up to three of space, NBSP
-//! U+00A0, narrow NBSP U+202F, `-`, `.`, `/`, `(`, `)`), and every window of
-//! consecutive groups (at most eight groups) is tried against the
-//! validators, longest first, so a valid number next to another number
-//! (`qty 2 4111 1111 1111 1111`, `Call 020 7946 0958 2 times`) is still found
-//! and covered exactly. A window is refused when the group next to it
-//! continues its grouping (same separator and a group of four or more digits,
-//! or of the same length, or a group glued to letters as in `DE89 3704`): it
-//! is then a slice of a longer reference, not a number of its own.
+//! U+00A0, narrow NBSP U+202F, tab, CR, LF, `-`, `.`, `/`, `(`, `)`, `_`,
+//! `,`, `*`), and every window of consecutive groups (at most eight groups)
+//! is tried against the validators, longest first, so a valid number next to
+//! another number (`qty 2 4111 1111 1111 1111`, `Call 020 7946 0958 2 times`)
+//! is still found and covered exactly. A window is refused when the group
+//! next to it continues its grouping (same separator and a group of four or
+//! more digits, or of the same length, or a group glued to letters as in
+//! `DE89 3704`): it is then a slice of a longer reference, not a number of
+//! its own. Exceptions, because a miss leaks data and a false positive only
+//! redacts harmless digits:
+//!
+//! * a card of full length (15 digits or more), or one the next group would
+//!   push past 19 digits, is not hidden by the group after it (an expiry
+//!   `4111 1111 1111 1111 1227`, a fifth group `…-2345`): a longer valid
+//!   card would have been found first, longest window first; a 12-14 digit
+//!   window followed by a continuing group stays refused
+//!   (`6011,8474,1325,2995` is a reference);
+//! * the group before a window does not hide it when it belongs to a number
+//!   found just before (`5555 5555 5555 4444 4111 1111 1111 1111` is two
+//!   cards); otherwise it does (`ref 1234 4111 1111 1111 1111` is not
+//!   flagged, nor are the digit groups inside an IBAN);
+//! * a card glued to letters counts (`card4111111111111111`, `…1111x`) unless
+//!   the letters are two capitals that may start an IBAN (`DE89…`, not
+//!   `CARD4111…`); a card followed by a decimal part counts
+//!   (`4111111111111111.5`), one preceded by `0.` does not (a decimal);
+//! * an international phone (`+…`, or the digits of a `wa.me/` link) may be
+//!   glued to letters (`tel+44…`, `…2671x`) and followed by more groups (`+44
+//!   20 7946 0958 1234`: the phone is covered, the extra group left).
 //!
 //! * Cards: 12-19 digits, issuer prefix (IIN) fitting the length, Luhn; one
-//!   group, or groups of 3-6 digits after a first group of 4 (last group
-//!   1-6), with one separator character used throughout. A number right
-//!   after `+` is a phone, never a card.
+//!   group, or groups of 2-6 digits (last group 1-6: `41 11 11 …`, `411 111
+//!   111 111 1111`, `4111 1111 1111 1111`), with one separator used
+//!   throughout: whitespace around at most one of `-._,/*` (`4111  1111`,
+//!   `4111 - 1111`, `4111\t1111`). A number right after `+` is a phone, never
+//!   a card. Card digits inside a valid IBAN are reported as the IBAN only.
 //! * Phones, by shape rather than by a full numbering plan: international
-//!   (`+` then 8-15 digits or `00` then 9-15, `(0)` allowed), NANP
-//!   (`(415) 555-2671`, `1-415-555-2671`), national with trunk prefix `0` (9-12 digits, or a
+//!   (`+` then 8-15 digits or `00` then 9-15, `(0)` allowed; country code 1
+//!   is followed by exactly ten digits), NANP (`(415) 555-2671`,
+//!   `1-415-555-2671`), national with trunk prefix `0` (9-12 digits, or a
 //!   compact 10-11 digits: UK, DE, FR, IT, JP, AU, IN, BR landlines and
 //!   mobiles), and the common national shapes without trunk prefix: ES/PL
 //!   nine digits (`612 34 56 78`, `512 345 678`, `22 123 45 67`), IT mobiles
 //!   (`333 123 4567`), IN mobiles (`98765 43210`), BR (`(11) 91234-5678`).
-//!   Bare runs of digits without `+` or trunk `0` are never phones; nor is
-//!   `dd dd yyyy…` (a date). Known ambiguity: `512 345 678` may be an amount
-//!   written with space thousands separators; it is reported as a phone.
-//! * US SSN: `123-45-6789` or `123 45 6789` (area not 000/666/9xx, group not
-//!   00, serial not 0000). A bare nine-digit run is too ambiguous in general;
-//!   it is accepted only when one of the keywords `ssn`, `ss#`, `social
-//!   security` (any case) ends within 24 bytes before it.
-//! * IBAN: country code, check digits, groups separated by nothing, spaces or
-//!   dashes; ISO 13616 mod-97.
+//!   Bare runs of digits without `+`, `00`, trunk `0` or a `wa.me/` link are
+//!   never phones: `44 20 7946 0958` (a country code without `+`) is not
+//!   taken, as it cannot be told from a reference without a full numbering
+//!   plan; nor is `dd dd yyyy…` (a date). Separators `,` and `*` never join a
+//!   phone. Known ambiguity: `512 345 678` may be an amount written with
+//!   space thousands separators; it is reported as a phone.
+//! * US SSN: `123-45-6789`, `123 45 6789`, `123.45.6789`, `123/45/6789` (en
+//!   dash folds to `-`; area not 000/666/9xx, group not 00, serial not
+//!   0000). A bare nine-digit run is too ambiguous in general; it is accepted
+//!   only when one of the keywords `ssn`, `ss#`, `s.s.n`, `social security`,
+//!   `soc. sec` (any case) ends within 24 bytes before it.
+//! * IBAN: a scanner, not a pattern: a country code of the ISO 13616
+//!   registry (capitals, possibly glued to a word as in `ibanDE89…`; lower
+//!   case only when not glued, which keeps hex hashes out), two check
+//!   digits, then letters and digits with up to two of space, `-`, `.`
+//!   between any two characters (`DE 89 …`, `DE89.3704.…`, `DE89 370 400 …`,
+//!   two spaces), exactly the country's registered length, mod-97. What
+//!   follows does not matter: `DE8937040044053201300012` yields the valid
+//!   IBAN, two glued IBANs yield two.
 //! * E-mail: Unicode local part and domain (`jürgen@müller.de`), apostrophes
-//!   inside the local part (`o'brien@example.com`), and the URL-encoded
-//!   `%40` form of `@`.
-//! * IPv4: a dotted quad of decimal octets (no leading zeros) that is not a
-//!   slice of a longer dotted number (`1.3.6.1.4.1`) nor glued to a letter
-//!   (`v1.2.3.4`), nor `0.x.x.x`, nor inside an IPv6 address. Known
-//!   ambiguity: a four-part version number whose parts are all ≤ 255
-//!   (`10.0.0.1`) cannot be told from an address and is reported as one;
-//!   `10.0.19045.2965` is not an address.
+//!   inside the local part (`o'brien@example.com`), the URL-encoded `%40`
+//!   form of `@`, a quoted local part (`"ada lovelace"@example.com`). A local
+//!   part longer than 64 characters (padding such as `ref:____…ada@…`) is
+//!   cut to the longest valid local part of at most 64 characters ending at
+//!   the `@`, so padding cannot hide the address. A host without a dot is
+//!   taken only inside angle brackets (`<ada@localhost>`; a bare
+//!   `user@localhost` is not). Obfuscated forms: `ada [at] example [dot]
+//!   com` with `[]`, `()`, `{}` or `<>` around `at` and `dot` (or a literal
+//!   dot), and the spelled-out `ada at example dot com`, taken only with both
+//!   ` at ` and ` dot `, a common top-level domain last, and a mailbox name
+//!   that is not a prose word (`email at example dot com`, `work at acme dot
+//!   com` are not). Known risk: prose of the shape `<name> at <word> dot
+//!   com` is reported as an address.
+//! * IPv4: a dotted quad of octets 0-255, each up to three decimal digits
+//!   (leading zeros allowed: `081.2.69.160`) or `0x` hexadecimal
+//!   (`0x51.0x2.0x45.0xa0`), that is not a slice of a longer dotted number
+//!   (`1.3.6.1.4.1`) nor glued to a letter (`v1.2.3.4`), nor `0.x.x.x`, nor
+//!   four zero-padded two-digit parts (`01.02.03.04`, a date or time), nor
+//!   inside an IPv6 address; and an address written as one integer
+//!   (`1361069472`, at least 2^24) only right after the keyword `ip`,
+//!   `ipv4`, `ip address`, `addr` or `address`. Known ambiguity: a four-part
+//!   version number whose parts are all ≤ 255 (`10.0.0.1`) cannot be told
+//!   from an address and is reported as one; `10.0.19045.2965` is not an
+//!   address.
 //! * IPv6: parsed by the standard library, not part of a longer hex/colon
 //!   run; after a label such as `ip:` the label is not part of the address.
 //!
