@@ -64,8 +64,11 @@
 //!   `CARD4111…`); a card followed by a decimal part counts
 //!   (`4111111111111111.5`), one preceded by `0.` does not (a decimal);
 //! * an international phone (`+…`, or the digits of a `wa.me/` link) may be
-//!   glued to letters (`tel+44…`, `…2671x`) and followed by more groups (`+44
-//!   20 7946 0958 1234`: the phone is covered, the extra group left).
+//!   glued to letters (`tel+44…`, `…2671x`) and followed by more groups; the
+//!   groups after it that continue it with the same separator are added to
+//!   its span up to 20 digits in all (`+44 20 7946 0958 1234` is covered
+//!   whole: the number may really end there, as in `+44 20 7946 0958` glued
+//!   to `1234` by an invisible character).
 //!
 //! * Cards: 12-19 digits, issuer prefix (IIN) fitting the length, Luhn; one
 //!   group, or groups of 2-6 digits (last group 1-6: `41 11 11 …`, `411 111
@@ -867,7 +870,22 @@ impl Run<'_> {
                 .rev()
                 .find(|&w| fits(counts[w]) && self.valid(kind, f, f + w, consumed));
             match found {
-                Some(w) => {
+                Some(mut w) => {
+                    // An international phone takes the groups that continue
+                    // it (`+44 20 7946 0958 1234`, or `…0958` glued to `1234`
+                    // by an invisible character): its last digits may be
+                    // there, and covering more only redacts more.
+                    if kind == Kind::Phone && f == 0 && self.intl {
+                        let sep = if w > 0 { self.sep(f + w) } else { " " };
+                        let mut total = counts[w];
+                        while f + w + 1 < n
+                            && self.sep(f + w + 1) == sep
+                            && total + self.groups[f + w + 1].len() <= MAX_DIGITS + 1
+                        {
+                            w += 1;
+                            total += self.groups[f + w].len();
+                        }
+                    }
                     let (s, e) = self.span(f, f + w, kind);
                     out.push(Span::new(s, e, det));
                     f += w + 1;
@@ -2167,6 +2185,15 @@ mod tests {
         covers("+1 415 555 2671x", "+1 415 555 2671", Detector::Phone);
         covers("+44 20 7946 0958 1234", "+44 20 7946 0958", Detector::Phone);
         covers("+44 20 7946 0958 0958", "+44 20 7946 0958", Detector::Phone);
+        covers(
+            "+44 20 7946 0958\u{200b}1234",
+            "+44 20 7946 0958\u{200b}1234",
+            Detector::Phone,
+        );
+        check(
+            "room 12 +44 20 7946 0958",
+            &[("+44 20 7946 0958", Detector::Phone)],
+        );
         covers(
             "https://wa.me/442079460958",
             "442079460958",
