@@ -1039,9 +1039,9 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
 struct Folded {
     text: String,
     /// `from[i]`: start of the original range of folded byte `i`.
-    from: Vec<usize>,
+    from: Vec<u32>,
     /// `to[i]`: end of the original range of folded byte `i`.
-    to: Vec<usize>,
+    to: Vec<u32>,
 }
 
 /// Invisible format characters (Unicode Cf that may hide inside data).
@@ -1126,8 +1126,10 @@ fn decode_escape(s: &str) -> Option<(char, usize)> {
 }
 
 impl Folded {
-    /// The folded copy, or `None` when folding changes nothing.
+    /// The folded copy, or `None` when folding changes nothing (or the text
+    /// is too long for 32-bit offsets, far beyond any Kafka message).
     fn new(text: &str) -> Option<Folded> {
+        u32::try_from(text.len()).ok()?;
         let mut f = Folded {
             text: String::with_capacity(text.len()),
             from: Vec::with_capacity(text.len()),
@@ -1147,8 +1149,9 @@ impl Folded {
             if let Some(fc) = folded {
                 f.text.push(fc);
                 for _ in 0..fc.len_utf8() {
-                    f.from.push(i);
-                    f.to.push(i + len);
+                    // In range: the text is shorter than u32::MAX bytes.
+                    f.from.push(i as u32);
+                    f.to.push((i + len) as u32);
                 }
             }
             i += len;
@@ -1158,7 +1161,7 @@ impl Folded {
 
     /// The original byte range covering folded bytes `start..end`.
     fn original(&self, start: usize, end: usize) -> (usize, usize) {
-        (self.from[start], self.to[end - 1])
+        (self.from[start] as usize, self.to[end - 1] as usize)
     }
 }
 
