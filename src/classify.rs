@@ -62,7 +62,9 @@
 //! * a card glued to letters counts (`card4111111111111111`, `…1111x`) unless
 //!   the letters are two capitals that may start an IBAN (`DE89…`, not
 //!   `CARD4111…`); a card followed by a decimal part counts
-//!   (`4111111111111111.5`), one preceded by `0.` does not (a decimal);
+//!   (`4111111111111111.5`), one preceded by `0.` or `0,` does not (a
+//!   decimal), unless that group is a card found just before
+//!   (`4111111111111111,5555555555554444`);
 //! * an international phone (`+…`, or the digits of a `wa.me/` link) may be
 //!   glued to letters (`tel+44…`, `…2671x`) and followed by more groups; the
 //!   groups after it that continue it with the same separator are added to
@@ -560,8 +562,9 @@ impl Run<'_> {
         let glued =
             (nb == 0 && self.glued_before) || (nb == self.groups.len() - 1 && self.glued_after);
         let same = rep.is_none_or(|r| r == sep);
-        if rep.is_none() && sep == "." && nb < edge {
-            // `0.4111111111111111`: a decimal, not a number of its own.
+        if rep.is_none() && (sep == "." || sep == ",") && nb < edge {
+            // `0.4111111111111111`, `0,4111111111111111`: a decimal, not a
+            // number of its own.
             return true;
         }
         let (n, e) = (self.groups[nb].len(), self.groups[edge].len());
@@ -2133,7 +2136,10 @@ mod tests {
         ] {
             covers(t, "4111111111111111", Detector::Card);
         }
-        check("price 0.4111111111111111", &[]);
+        check("price 0.4111111111111111 or 0,4111111111111111", &[]);
+        let two = "cards 4111111111111111,5555555555554444";
+        covers(two, "4111111111111111", Detector::Card);
+        covers(two, "5555555555554444", Detector::Card);
     }
 
     #[test]

@@ -549,7 +549,8 @@ for x in ["ref 1234 4111 1111 1111 1111", "user@localhost", "the dot com bubble"
           "2 x 4111 g", "sku 1234/5678/9012/3456", "a%40b", "price 12&#8364;", "x&#x200b;y",
           "I work at acme dot com", "look at me", "Zimmer 3\u200b.14", "due 12.11.2026", "v1.2.3 and 1.2.3.4.5",
           "order no. 0012-3456-7890-1234", "due 01.02.03.04", "I met him at the dot com party",
-          "look at example dot com", "shop at amazon dot com"]:
+          "look at example dot com", "shop at amazon dot com", "price 0,4111111111111111",
+          "Betrag 1,5555555555554444 EUR"]:
     neg("lookalike", x)
 for _ in range(10):
     n = luhn_complete(R.choice(["4", "51", "6011"]), 16)
