@@ -1184,8 +1184,16 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
     // `digit.digit` occurrences (an IPv4 address has three) and a letter pair
     // followed by two digits (an IBAN's start).
     let (mut dotted, mut iban_start) = (0usize, false);
+    // The longest run of digits (an address written as one integer has 8-10).
+    let (mut run, mut longest_run) = (0usize, 0usize);
     let (mut p1, mut p2, mut p3) = (0u8, 0u8, 0u8);
     for &b in bytes {
+        if b.is_ascii_digit() {
+            run += 1;
+            longest_run = longest_run.max(run);
+        } else {
+            run = 0;
+        }
         match b {
             b'0'..=b'9' => {
                 ndigits += 1;
@@ -1281,7 +1289,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             }
         }
     }
-    if ndigits >= 8 {
+    if longest_run >= 8 {
         for c in p.ipv4_int.captures_iter(text) {
             if let Some(m) = c.get(1) {
                 let v: u64 = m.as_str().parse().unwrap_or(0);
@@ -1370,10 +1378,15 @@ fn email_valid(text: &str, start: usize, end: usize) -> Option<usize> {
 
 /// Does the text hold `at]`, `at)`, `(at`, … or `dot` (an obfuscated address)?
 fn obfuscation_hint(bytes: &[u8]) -> bool {
-    bytes.windows(3).any(|w| {
-        w.eq_ignore_ascii_case(b"dot")
-            || (w[..2].eq_ignore_ascii_case(b"at") && matches!(w[2], b']' | b')' | b'}' | b'>'))
-            || (w[1..].eq_ignore_ascii_case(b"at") && matches!(w[0], b'[' | b'(' | b'{' | b'<'))
+    // Every hint holds a `t`: look only there.
+    memchr::memchr2_iter(b't', b'T', bytes).any(|i| {
+        let before = |k: usize| i.checked_sub(k).map(|j| bytes[j].to_ascii_lowercase());
+        let (b1, b2) = (before(1), before(2));
+        let after = bytes.get(i + 1).copied();
+        (b1 == Some(b'o') && b2 == Some(b'd'))
+            || (b1 == Some(b'a')
+                && (matches!(after, Some(b']' | b')' | b'}' | b'>'))
+                    || matches!(b2, Some(b'[' | b'(' | b'{' | b'<'))))
     })
 }
 
@@ -1540,6 +1553,14 @@ fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
     let mut i = 0;
     while i + 15 <= b.len() {
         let (c0, c1) = (b[i], b[i + 1]);
+        // Two letters, then a digit after at most two separators.
+        let digit_next = (i + 2..i + 5)
+            .find(|&j| !is_sep(b[j]))
+            .is_some_and(|j| b[j].is_ascii_digit());
+        if !c0.is_ascii_alphabetic() || !c1.is_ascii_alphabetic() || !digit_next {
+            i += 1;
+            continue;
+        }
         let upper = c0.is_ascii_uppercase() && c1.is_ascii_uppercase();
         let glued = i > 0 && b[i - 1].is_ascii_alphanumeric();
         let lower = c0.is_ascii_lowercase() && c1.is_ascii_lowercase() && !glued;
