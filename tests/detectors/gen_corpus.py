@@ -566,6 +566,9 @@ print("# In a positive, \u27e6 and \u27e7 mark the expected span (the markers ar
 print("# before detection); the detector must report a span covering it, with the")
 print("# expected detector among the span's detectors. A negative (none) must")
 print("# produce no span at all. \\u00a0 and \\u202f appear as the raw characters.")
+print("# So do the obfuscations of the second red-team round: zero-width spaces,")
+print("# other scripts' digits, full-width forms, Unicode dashes, HTML entities and")
+print("# percent escapes (the detectors fold them before detection).")
 for det, tag, text in rows:
     assert "\t" not in text and "\n" not in text
     print(f"{det}\t{tag}\t{text}")
