@@ -7,53 +7,129 @@
 //! security number, each tagged with every detector that matched it.
 //!
 //! What it must never do: I/O, logging, or copying matched text anywhere but
-//! small stack buffers (digits of a window, a JSON number's expansion); take more than linear time in the input size (the
-//! regular expressions come from the `regex` crate, which guarantees linear
-//! time, and every window search below is bounded by a small constant per
-//! digit group); panic on any input, whatever its UTF-8 (spans always start
-//! and end on char boundaries).
+//! small stack buffers (digits of a window, a JSON number's expansion) and
+//! the folded copy described below, which lives for one call only; take more
+//! than linear time in the input size (the regular expressions come from the
+//! `regex` crate, which guarantees linear time, and every window search below
+//! is bounded by a small constant per digit group or byte); panic on any
+//! input, whatever its UTF-8 (spans always start and end on char boundaries).
+//!
+//! Folding pre-pass (against obfuscation). A text that is not all ASCII, or
+//! that holds `&` or `%`, is first folded into a copy with a map from each of
+//! its bytes back to the original character's byte range: invisible format
+//! characters are removed (soft hyphen U+00AD, U+034F, U+061C, U+180E,
+//! U+200B..U+200F, bidi controls U+202A..U+202E and U+2066..U+206F,
+//! U+2060..U+2064, U+FEFF); decimal digits of other scripts become ASCII
+//! digits (Arabic-Indic, Extended Arabic-Indic, NKo, the Indic scripts from
+//! Devanagari to Sinhala, Thai, Lao, Tibetan, Myanmar, Khmer, Mongolian,
+//! Limbu, New Tai Lue, Saurashtra, Kayah Li, Cham, full-width, mathematical);
+//! full-width ASCII forms (U+FF01..U+FF5E: `＠`, `＋`, `．`) become ASCII;
+//! dashes U+2010..U+2015, U+2212, U+FE58, U+FE63 become `-`; the no-break,
+//! typographic and ideographic spaces become a space; HTML numeric entities
+//! (`&#64;`, `&#x40;`, any code point, folded in turn) and the named
+//! `&commat; &plus; &period; &hyphen; &dash; &ndash; &minus; &nbsp; &lpar;
+//! &rpar; &sol;` are decoded; percent escapes of `@ + . - space ( ) / :` are
+//! decoded (`%40`, `%2B`, `%2E`, `%2D`, `%20`, …, any case), wherever they
+//! are. The detectors run on the folded copy and every span is mapped back to
+//! the smallest original byte range covering it, so it covers every original
+//! byte of the data, removed invisible characters and whole escapes included.
+//! All-ASCII text without `&`/`%` is scanned as it is (no copy).
 //!
 //! How numbers are found. Cards, phones and SSNs are not found by one regular
 //! expression each but by a validator-driven search: the text is cut into
 //! *runs* of digit groups (digits separated by up to three of space, NBSP
-//! U+00A0, narrow NBSP U+202F, `-`, `.`, `/`, `(`, `)`), and every window of
-//! consecutive groups (at most eight groups) is tried against the
-//! validators, longest first, so a valid number next to another number
-//! (`qty 2 4111 1111 1111 1111`, `Call 020 7946 0958 2 times`) is still found
-//! and covered exactly. A window is refused when the group next to it
-//! continues its grouping (same separator and a group of four or more digits,
-//! or of the same length, or a group glued to letters as in `DE89 3704`): it
-//! is then a slice of a longer reference, not a number of its own.
+//! U+00A0, narrow NBSP U+202F, tab, CR, LF, `-`, `.`, `/`, `(`, `)`, `_`,
+//! `,`, `*`), and every window of consecutive groups (at most eight groups)
+//! is tried against the validators, longest first, so a valid number next to
+//! another number (`qty 2 4111 1111 1111 1111`, `Call 020 7946 0958 2 times`)
+//! is still found and covered exactly. A window is refused when the group
+//! next to it continues its grouping (same separator and a group of four or
+//! more digits, or of the same length, or a group glued to letters as in
+//! `DE89 3704`): it is then a slice of a longer reference, not a number of
+//! its own. Exceptions, because a miss leaks data and a false positive only
+//! redacts harmless digits:
+//!
+//! * a card of full length (15 digits or more), or one the next group would
+//!   push past 19 digits, is not hidden by the group after it (an expiry
+//!   `4111 1111 1111 1111 1227`, a fifth group `…-2345`): a longer valid
+//!   card would have been found first, longest window first; a 12-14 digit
+//!   window followed by a continuing group stays refused
+//!   (`6011,8474,1325,2995` is a reference);
+//! * the group before a window does not hide it when it belongs to a number
+//!   found just before (`5555 5555 5555 4444 4111 1111 1111 1111` is two
+//!   cards); otherwise it does (`ref 1234 4111 1111 1111 1111` is not
+//!   flagged, nor are the digit groups inside an IBAN);
+//! * a card glued to letters counts (`card4111111111111111`, `…1111x`) unless
+//!   the letters are two capitals that may start an IBAN (`DE89…`, not
+//!   `CARD4111…`); a card followed by a decimal part counts
+//!   (`4111111111111111.5`), one preceded by `0.` or `0,` does not (a
+//!   decimal), unless that group is a card found just before
+//!   (`4111111111111111,5555555555554444`);
+//! * an international phone (`+…`, or the digits of a `wa.me/` link) may be
+//!   glued to letters (`tel+44…`, `…2671x`) and followed by more groups; the
+//!   groups after it that continue it with the same separator are added to
+//!   its span up to 20 digits in all (`+44 20 7946 0958 1234` is covered
+//!   whole: the number may really end there, as in `+44 20 7946 0958` glued
+//!   to `1234` by an invisible character).
 //!
 //! * Cards: 12-19 digits, issuer prefix (IIN) fitting the length, Luhn; one
-//!   group, or groups of 3-6 digits after a first group of 4 (last group
-//!   1-6), with one separator character used throughout. A number right
-//!   after `+` is a phone, never a card.
+//!   group, or groups of 2-6 digits (last group 1-6: `41 11 11 …`, `411 111
+//!   111 111 1111`, `4111 1111 1111 1111`), with one separator used
+//!   throughout: whitespace around at most one of `-._,/*` (`4111  1111`,
+//!   `4111 - 1111`, `4111\t1111`). A number right after `+` is a phone, never
+//!   a card. Card digits inside a valid IBAN are reported as the IBAN only.
 //! * Phones, by shape rather than by a full numbering plan: international
-//!   (`+` then 8-15 digits or `00` then 9-15, `(0)` allowed), NANP
-//!   (`(415) 555-2671`, `1-415-555-2671`), national with trunk prefix `0` (9-12 digits, or a
+//!   (`+` then 8-15 digits or `00` then 9-15, `(0)` allowed; country code 1
+//!   is followed by exactly ten digits), NANP (`(415) 555-2671`,
+//!   `1-415-555-2671`), national with trunk prefix `0` (9-12 digits, or a
 //!   compact 10-11 digits: UK, DE, FR, IT, JP, AU, IN, BR landlines and
 //!   mobiles), and the common national shapes without trunk prefix: ES/PL
 //!   nine digits (`612 34 56 78`, `512 345 678`, `22 123 45 67`), IT mobiles
 //!   (`333 123 4567`), IN mobiles (`98765 43210`), BR (`(11) 91234-5678`).
-//!   Bare runs of digits without `+` or trunk `0` are never phones; nor is
-//!   `dd dd yyyy…` (a date). Known ambiguity: `512 345 678` may be an amount
-//!   written with space thousands separators; it is reported as a phone.
-//! * US SSN: `123-45-6789` or `123 45 6789` (area not 000/666/9xx, group not
-//!   00, serial not 0000). A bare nine-digit run is too ambiguous in general;
-//!   it is accepted only when one of the keywords `ssn`, `ss#`, `social
-//!   security` (any case) ends within 24 bytes before it.
-//! * IBAN: country code, check digits, groups separated by nothing, spaces or
-//!   dashes; ISO 13616 mod-97.
+//!   Bare runs of digits without `+`, `00`, trunk `0` or a `wa.me/` link are
+//!   never phones: `44 20 7946 0958` (a country code without `+`) is not
+//!   taken, as it cannot be told from a reference without a full numbering
+//!   plan; nor is `dd dd yyyy…` (a date). Separators `,` and `*` never join a
+//!   phone. Known ambiguity: `512 345 678` may be an amount written with
+//!   space thousands separators; it is reported as a phone.
+//! * US SSN: `123-45-6789`, `123 45 6789`, `123.45.6789`, `123/45/6789` (en
+//!   dash folds to `-`; area not 000/666/9xx, group not 00, serial not
+//!   0000). A bare nine-digit run is too ambiguous in general; it is accepted
+//!   only when one of the keywords `ssn`, `ss#`, `s.s.n`, `social security`,
+//!   `soc. sec` (any case) ends within 24 bytes before it.
+//! * IBAN: a scanner, not a pattern: a country code of the ISO 13616
+//!   registry (capitals, possibly glued to a word as in `ibanDE89…`; lower
+//!   case only when not glued, which keeps hex hashes out), two check
+//!   digits, then letters and digits with up to two of space, `-`, `.`
+//!   between any two characters (`DE 89 …`, `DE89.3704.…`, `DE89 370 400 …`,
+//!   two spaces), exactly the country's registered length, mod-97. What
+//!   follows does not matter: `DE8937040044053201300012` yields the valid
+//!   IBAN, two glued IBANs yield two.
 //! * E-mail: Unicode local part and domain (`jürgen@müller.de`), apostrophes
-//!   inside the local part (`o'brien@example.com`), and the URL-encoded
-//!   `%40` form of `@`.
-//! * IPv4: a dotted quad of decimal octets (no leading zeros) that is not a
-//!   slice of a longer dotted number (`1.3.6.1.4.1`) nor glued to a letter
-//!   (`v1.2.3.4`), nor `0.x.x.x`, nor inside an IPv6 address. Known
-//!   ambiguity: a four-part version number whose parts are all ≤ 255
-//!   (`10.0.0.1`) cannot be told from an address and is reported as one;
-//!   `10.0.19045.2965` is not an address.
+//!   inside the local part (`o'brien@example.com`), the URL-encoded `%40`
+//!   form of `@`, a quoted local part (`"ada lovelace"@example.com`). A local
+//!   part longer than 64 characters (padding such as `ref:____…ada@…`) is
+//!   cut to the longest valid local part of at most 64 characters ending at
+//!   the `@`, so padding cannot hide the address. A host without a dot is
+//!   taken only inside angle brackets (`<ada@localhost>`; a bare
+//!   `user@localhost` is not). Obfuscated forms: `ada [at] example [dot]
+//!   com` with `[]`, `()`, `{}` or `<>` around `at` and `dot` (or a literal
+//!   dot), and the spelled-out `ada at example dot com`, taken only with both
+//!   ` at ` and ` dot `, a common top-level domain last, and a mailbox name
+//!   that is not a prose word (`email at example dot com`, `work at acme dot
+//!   com` are not). Known risk: prose of the shape `<name> at <word> dot
+//!   com` is reported as an address.
+//! * IPv4: a dotted quad of octets 0-255, each up to three decimal digits
+//!   (leading zeros allowed: `081.2.69.160`) or `0x` hexadecimal
+//!   (`0x51.0x2.0x45.0xa0`), that is not a slice of a longer dotted number
+//!   (`1.3.6.1.4.1`) nor glued to a letter (`v1.2.3.4`), nor `0.x.x.x`, nor
+//!   four zero-padded two-digit parts (`01.02.03.04`, a date or time), nor
+//!   inside an IPv6 address; and an address written as one integer
+//!   (`1361069472`, at least 2^24) only right after the keyword `ip`,
+//!   `ipv4`, `ip address`, `addr` or `address`. Known ambiguity: a four-part
+//!   version number whose parts are all ≤ 255 (`10.0.0.1`) cannot be told
+//!   from an address and is reported as one; `10.0.19045.2965` is not an
+//!   address.
 //! * IPv6: parsed by the standard library, not part of a longer hex/colon
 //!   run; after a label such as `ip:` the label is not part of the address.
 //!
@@ -61,7 +137,7 @@
 //! involved ([`Span::detectors`]), so the engine can apply the most
 //! restrictive action.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -201,8 +277,17 @@ struct Patterns {
     email: Regex,
     /// E-mail with the URL-encoded `%40`, run only when `%40` occurs.
     email_encoded: Regex,
-    iban: Regex,
+    /// `"quoted local part"@example.com`.
+    email_quoted: Regex,
+    /// `<user@host>`: a host without a dot, only inside angle brackets.
+    email_angle: Regex,
+    /// `ada [at] example [dot] com`, `ada (at) example.com`.
+    email_bracketed: Regex,
+    /// `ada at example dot com`.
+    email_spelled: Regex,
     ipv4: Regex,
+    /// `ip 1361069472`: an address as one integer, after a keyword.
+    ipv4_int: Regex,
     ipv6: Regex,
 }
 
@@ -211,10 +296,19 @@ struct Patterns {
 const EMAIL_LOCAL: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’]*";
 const EMAIL_DOMAIN: &str =
     r"[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*(?:\.[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*)*\.\p{L}[\p{L}\p{M}]+";
+const EMAIL_QUOTED_SRC: &str = r#""[^"\\\r\n@]+"@"#;
+const EMAIL_ANGLE_SRC: &str =
+    r"<([\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’]*@[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*)>";
+// Obfuscated addresses: ASCII only.
+const OB_OPEN: &str = r"\s*[\[({<]\s*";
+const OB_CLOSE: &str = r"\s*[\])}>]\s*";
+const OB_LOCAL: &str = r"[a-z0-9_%+\-][a-z0-9_.%+\-]*";
+const OB_LABEL: &str = r"[a-z0-9][a-z0-9\-]*";
 // ASCII word boundaries ((?-u:\b)) keep the lazy DFA usable on any input.
-const IBAN_SRC: &str =
-    r"(?i)(?-u:\b)[a-z]{2}[0-9]{2}(?:[ \-]?[a-z0-9]{4}){2,7}(?:[ \-]?[a-z0-9]{1,3})?(?-u:\b)";
-const IPV4_SRC: &str = r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)";
+const IPV4_SRC: &str =
+    r"(?i)(?-u:\b)(?:(?:0x[0-9a-f]{1,2}|[0-9]{1,3})\.){3}(?:0x[0-9a-f]{1,2}|[0-9]{1,3})(?-u:\b)";
+const IPV4_INT_SRC: &str =
+    r"(?i)(?-u:\b)(?:ip|ipv4|ip address|addr|address)(?:\s*[:=#]\s*|\s+)([0-9]{8,10})(?-u:\b)";
 const IPV6_SRC: &str =
     r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?|::";
 
@@ -223,8 +317,16 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     Patterns {
         email: re(&format!("{EMAIL_LOCAL}@{EMAIL_DOMAIN}")),
         email_encoded: re(&format!("{EMAIL_LOCAL}%40{EMAIL_DOMAIN}")),
-        iban: re(IBAN_SRC),
+        email_quoted: re(&format!("{EMAIL_QUOTED_SRC}{EMAIL_DOMAIN}")),
+        email_angle: re(EMAIL_ANGLE_SRC),
+        email_bracketed: re(&format!(
+            r"(?i)(?-u:\b){OB_LOCAL}{OB_OPEN}at{OB_CLOSE}{OB_LABEL}(?:(?:{OB_OPEN}dot{OB_CLOSE}|\.){OB_LABEL})+(?-u:\b)"
+        )),
+        email_spelled: re(&format!(
+            r"(?i)(?-u:\b)({OB_LOCAL})\s+at\s+{OB_LABEL}(?:\s+dot\s+{OB_LABEL})+(?-u:\b)"
+        )),
         ipv4: re(IPV4_SRC),
+        ipv4_int: re(IPV4_INT_SRC),
         ipv6: re(IPV6_SRC),
     }
 });
@@ -285,7 +387,12 @@ pub fn iban_valid(s: &str) -> bool {
         compact[n] = b.to_ascii_uppercase();
         n += 1;
     }
-    let compact = &compact[..n];
+    iban_compact_valid(&compact[..n])
+}
+
+/// mod-97 check of an IBAN without separators, upper case.
+fn iban_compact_valid(compact: &[u8]) -> bool {
+    let n = compact.len();
     if !(15..=34).contains(&n)
         || !compact[..2].iter().all(u8::is_ascii_alphabetic)
         || !compact[2..4].iter().all(u8::is_ascii_digit)
@@ -368,12 +475,29 @@ impl Group {
 
 /// A character that may separate two digit groups of one number.
 fn is_sep(c: char) -> bool {
-    matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '-' | '.' | '/' | '(' | ')')
+    matches!(
+        c,
+        ' ' | '\u{a0}'
+            | '\u{202f}'
+            | '-'
+            | '.'
+            | '/'
+            | '('
+            | ')'
+            | '_'
+            | ','
+            | '*'
+            | '\t'
+            | '\n'
+            | '\r'
+    )
 }
 
-/// A one-character separator that may split the groups of a card number.
+/// A separator that may split the groups of a card number: whitespace around
+/// at most one of `-._,/*` (`4111 - 1111`, `4111  1111`, `4111_1111`).
 fn is_card_sep(s: &str) -> bool {
-    matches!(s, " " | "\u{a0}" | "\u{202f}" | "-" | ".")
+    let marks = s.chars().filter(|c| !c.is_whitespace()).count();
+    marks <= 1 && s.chars().all(|c| c.is_whitespace() || "-._,/*".contains(c))
 }
 
 fn is_word_char(c: char) -> bool {
@@ -386,6 +510,11 @@ struct Run<'a> {
     groups: &'a [Group],
     /// A `+` right before the first group.
     plus: bool,
+    /// The run is an international number: after `+`, or in a `wa.me/` link.
+    intl: bool,
+    /// The first group follows two capital letters that may start an IBAN
+    /// (`DE89`, `ibanDE89`), not a longer capitalised word (`CARD4111`).
+    iban_like: bool,
     /// The first group is glued to a word (`DE89`, `a456`) or a decimal comma.
     glued_before: bool,
     /// The last group is glued to a word (`123e4567`).
@@ -433,8 +562,9 @@ impl Run<'_> {
         let glued =
             (nb == 0 && self.glued_before) || (nb == self.groups.len() - 1 && self.glued_after);
         let same = rep.is_none_or(|r| r == sep);
-        if rep.is_none() && sep == "." {
-            // `0.4111111111111111`: a decimal, not a number of its own.
+        if rep.is_none() && (sep == "." || sep == ",") && nb < edge {
+            // `0.4111111111111111`, `0,4111111111111111`: a decimal, not a
+            // number of its own.
             return true;
         }
         let (n, e) = (self.groups[nb].len(), self.groups[edge].len());
@@ -443,15 +573,44 @@ impl Run<'_> {
 
     /// The window `f..=l` stands on its own: not glued to a word, not a slice
     /// of a longer grouping.
-    fn stands_alone(&self, f: usize, l: usize) -> bool {
-        if (f == 0 && self.glued_before) || (l == self.groups.len() - 1 && self.glued_after) {
+    ///
+    /// Cards are judged on their own checks (Luhn and issuer): a card glued
+    /// to letters (`card4111…`, `…1111x`) counts unless the letters may start
+    /// an IBAN; a group after the card that continues its grouping (an expiry
+    /// `1227`, a fifth group) does not hide it, since a longer valid card would
+    /// have been found first; a group before it hides it only when that group
+    /// is not itself part of a card found just before (`ref 1234 4111 1111
+    /// 1111 1111` is a reference, two cards in a row are two cards).
+    /// An international phone (`+`) may be glued to letters (`tel+44…`,
+    /// `…2671x`) and be followed by more groups.
+    fn stands_alone(&self, kind: Kind, f: usize, l: usize, consumed: usize) -> bool {
+        let last = self.groups.len() - 1;
+        let card = kind == Kind::Card;
+        let intl_phone = kind == Kind::Phone && f == 0 && self.intl;
+        // A card glued to letters counts unless they may start an IBAN.
+        let glue_hides = !card || self.iban_like;
+        if f == 0 && self.glued_before && glue_hides && !intl_phone {
+            return false;
+        }
+        if l == last && self.glued_after && !card && !intl_phone {
             return false;
         }
         let multi = l > f;
-        if f > 0 && self.continues(f - 1, self.sep(f), f, multi.then(|| self.sep(f + 1))) {
+        if f > 0
+            && f > consumed
+            && self.continues(f - 1, self.sep(f), f, multi.then(|| self.sep(f + 1)))
+        {
             return false;
         }
+        // A card of full length (15 digits or more), or one the next group
+        // would push past 19 digits, is not hidden by what follows.
+        let digits = |a: usize, b: usize| (a..=b).map(|i| self.groups[i].len()).sum::<usize>();
+        let full_card = card
+            && l + 1 < self.groups.len()
+            && (digits(f, l) >= 15 || digits(f, l + 1) > MAX_DIGITS);
         if l + 1 < self.groups.len()
+            && !full_card
+            && !intl_phone
             && self.continues(l + 1, self.sep(l + 1), l, multi.then(|| self.sep(l)))
         {
             return false;
@@ -501,7 +660,7 @@ impl Run<'_> {
     }
 
     fn card(&self, f: usize, l: usize) -> bool {
-        if f == 0 && self.plus {
+        if f == 0 && self.intl {
             return false;
         }
         let mut buf = [0u8; MAX_DIGITS];
@@ -516,10 +675,8 @@ impl Run<'_> {
             if !is_card_sep(sep) || (f + 2..=l).any(|i| self.sep(i) != sep) {
                 return false;
             }
-            if self.groups[f].len() != 4 {
-                return false;
-            }
-            let inner_ok = (f + 1..l).all(|i| (3..=6).contains(&self.groups[i].len()));
+            // Any grouping of 2-6 digits (`41 11 11 …`, `411 111 111 111 1111`).
+            let inner_ok = (f..l).all(|i| (2..=6).contains(&self.groups[i].len()));
             if !inner_ok || self.groups[l].len() > 6 {
                 return false;
             }
@@ -540,9 +697,9 @@ impl Run<'_> {
         };
         if lens(&[3, 2, 4]) {
             let s = self.sep(f + 1);
-            return matches!(s, "-" | " " | "\u{a0}") && self.sep(f + 2) == s;
+            return matches!(s, "-" | " " | "\u{a0}" | "." | "/") && self.sep(f + 2) == s;
         }
-        l == f && !(f == 0 && self.plus) && ssn_keyword_before(self.text, self.groups[f].start)
+        l == f && !(f == 0 && self.intl) && ssn_keyword_before(self.text, self.groups[f].start)
     }
 
     fn phone(&self, f: usize, l: usize) -> bool {
@@ -551,7 +708,7 @@ impl Run<'_> {
             return false;
         };
         let n = ds.len();
-        if n < 8 || !self.parens_ok(f, l) {
+        if n < 8 || !self.parens_ok(f, l) || (f + 1..=l).any(|i| self.sep(i).contains([',', '*'])) {
             return false;
         }
         // Separators: the one after the first group (`+1 `, `(020) `, `030/`)
@@ -590,13 +747,18 @@ impl Run<'_> {
             })
         };
         // International: `+` or `00`, then 8-15 digits.
-        if f == 0 && self.plus {
+        // Country code 1 (NANP) is followed by exactly ten digits.
+        if f == 0 && self.intl {
             let d = n - trunk_zero;
-            return (8..=15).contains(&d) && ds[0] != 0 && !short_tail(2);
+            return (8..=15).contains(&d)
+                && ds[0] != 0
+                && !short_tail(2)
+                && (ds[0] != 1 || d == 11);
         }
         if k >= 2 && ds[0] == 0 && ds[1] == 0 {
             let d = n - 2 - trunk_zero;
             return (3..=5).contains(&groups[0].len())
+                && (ds[2] != 1 || d == 11)
                 && matches!(self.sep(f + 1), " " | "\u{a0}" | "\u{202f}" | "-")
                 && ds[2] != 0
                 && (9..=15).contains(&d)
@@ -672,8 +834,8 @@ impl Run<'_> {
         false
     }
 
-    fn valid(&self, kind: Kind, f: usize, l: usize) -> bool {
-        self.stands_alone(f, l)
+    fn valid(&self, kind: Kind, f: usize, l: usize, consumed: usize) -> bool {
+        self.stands_alone(kind, f, l, consumed)
             && match kind {
                 Kind::Card => self.card(f, l),
                 Kind::Phone => self.phone(f, l),
@@ -692,6 +854,8 @@ impl Run<'_> {
         };
         let n = self.groups.len();
         let mut f = 0;
+        // Groups before `consumed` belong to a window found before.
+        let mut consumed = 0;
         while f < n {
             // Digits in windows f..=f, f..=f+1, …, as long as they fit MAX_DIGITS.
             let mut counts = [0usize; MAX_WINDOW];
@@ -707,12 +871,28 @@ impl Run<'_> {
             }
             let found = (0..k)
                 .rev()
-                .find(|&w| fits(counts[w]) && self.valid(kind, f, f + w));
+                .find(|&w| fits(counts[w]) && self.valid(kind, f, f + w, consumed));
             match found {
-                Some(w) => {
+                Some(mut w) => {
+                    // An international phone takes the groups that continue
+                    // it (`+44 20 7946 0958 1234`, or `…0958` glued to `1234`
+                    // by an invisible character): its last digits may be
+                    // there, and covering more only redacts more.
+                    if kind == Kind::Phone && f == 0 && self.intl {
+                        let sep = if w > 0 { self.sep(f + w) } else { " " };
+                        let mut total = counts[w];
+                        while f + w + 1 < n
+                            && self.sep(f + w + 1) == sep
+                            && total + self.groups[f + w + 1].len() <= MAX_DIGITS + 1
+                        {
+                            w += 1;
+                            total += self.groups[f + w].len();
+                        }
+                    }
                     let (s, e) = self.span(f, f + w, kind);
                     out.push(Span::new(s, e, det));
                     f += w + 1;
+                    consumed = f;
                 }
                 None => f += 1,
             }
@@ -728,7 +908,7 @@ fn ds_at(run: &Run<'_>, i: usize) -> u8 {
 fn ssn_keyword_before(text: &str, at: usize) -> bool {
     let from = at.saturating_sub(24);
     let window = &text.as_bytes()[from..at];
-    const KEYS: [&[u8]; 3] = [b"ssn", b"ss#", b"social security"];
+    const KEYS: [&[u8]; 5] = [b"ssn", b"ss#", b"s.s.n", b"social security", b"soc. sec"];
     KEYS.iter()
         .any(|k| window.windows(k.len()).any(|w| w.eq_ignore_ascii_case(k)))
 }
@@ -790,10 +970,19 @@ fn scan_numbers(
         if plus && lead > 0 && bytes[lead - 1] == b'(' {
             groups[0].lp = true; // `(+49) 30 12345678`
         }
+        let head = &bytes[..run_start];
+        let intl =
+            plus || head.len() >= 6 && head[head.len() - 6..].eq_ignore_ascii_case(b"wa.me/");
         let mut back = text[..lead].chars().rev();
         let prev = back.next();
-        let glued_before = prev.is_some_and(is_word_char)
-            || (prev == Some(',') && back.next().is_some_and(|c| c.is_ascii_digit()));
+        // After `+` the number is international whatever precedes it (`tel+44…`).
+        let glued_before = !plus
+            && (prev.is_some_and(is_word_char)
+                || (prev == Some(',') && back.next().is_some_and(|c| c.is_ascii_digit())));
+        let iban_like = lead >= 2
+            && bytes[lead - 1].is_ascii_uppercase()
+            && bytes[lead - 2].is_ascii_uppercase()
+            && !(lead >= 3 && bytes[lead - 3].is_ascii_uppercase());
         let last_end = groups[groups.len() - 1].end;
         let glued_after = text[last_end..].chars().next().is_some_and(is_word_char);
         let run_digits: usize = groups.iter().map(Group::len).sum();
@@ -801,6 +990,8 @@ fn scan_numbers(
             text,
             groups: &groups,
             plus,
+            intl,
+            iban_like,
             glued_before,
             glued_after,
         };
@@ -831,25 +1022,189 @@ pub fn detect(text: &str) -> Vec<Span> {
 /// Like [`detect`], reusing `out`'s allocation.
 pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     out.clear();
+    let bytes = text.as_bytes();
+    // All-ASCII text without escapes is scanned as it is.
+    let needs_fold = !text.is_ascii() || memchr::memchr2(b'&', b'%', bytes).is_some();
+    if needs_fold {
+        if let Some(folded) = Folded::new(text) {
+            detect_raw(&folded.text, out);
+            for s in out.iter_mut() {
+                (s.start, s.end) = folded.original(s.start, s.end);
+            }
+            return;
+        }
+    }
+    detect_raw(text, out);
+}
+
+/// A folded copy of a text and, for every byte of it, the byte range of the
+/// original character it comes from.
+struct Folded {
+    text: String,
+    /// `from[i]`: start of the original range of folded byte `i`.
+    from: Vec<u32>,
+    /// `to[i]`: end of the original range of folded byte `i`.
+    to: Vec<u32>,
+}
+
+/// Invisible format characters (Unicode Cf that may hide inside data).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+        | '\u{feff}')
+}
+
+/// Zeros of the Unicode decimal digit (Nd) blocks folded to ASCII digits.
+const DIGIT_ZEROS: [u32; 26] = [
+    0x0660, 0x06f0, 0x07c0, 0x0966, 0x09e6, 0x0a66, 0x0ae6, 0x0b66, 0x0be6, 0x0c66, 0x0ce6, 0x0d66,
+    0x0de6, 0x0e50, 0x0ed0, 0x0f20, 0x1040, 0x1090, 0x17e0, 0x1810, 0x1946, 0x19d0, 0xa8d0, 0xa900,
+    0xaa50, 0xff10,
+];
+
+/// The ASCII character `c` folds to, `None` if it is removed; `c` itself if
+/// it does not fold.
+fn fold_char(c: char) -> Option<char> {
+    let u = c as u32;
+    if c.is_ascii() {
+        return Some(c);
+    }
+    if is_invisible(c) {
+        return None;
+    }
+    if (0x1d7ce..=0x1d7ff).contains(&u) {
+        return char::from_digit((u - 0x1d7ce) % 10, 10);
+    }
+    if let Some(z) = DIGIT_ZEROS.iter().find(|&&z| (z..z + 10).contains(&u)) {
+        return char::from_digit(u - z, 10);
+    }
+    Some(match c {
+        '\u{ff01}'..='\u{ff5e}' => char::from_u32(u - 0xfee0).unwrap_or(c),
+        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' => '-',
+        '\u{a0}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}' => ' ',
+        _ => c,
+    })
+}
+
+/// The character an HTML entity or a percent-escape at the start of `s`
+/// stands for, and its length; only the forms that can hide data.
+fn decode_escape(s: &str) -> Option<(char, usize)> {
+    let b = s.as_bytes();
+    if b.first() == Some(&b'%') {
+        let hex = s.get(1..3)?;
+        let v = u8::from_str_radix(hex, 16).ok()?;
+        return matches!(
+            v,
+            b'@' | b'+' | b'.' | b'-' | b' ' | b'(' | b')' | b'/' | b':'
+        )
+        .then_some((char::from(v), 3));
+    }
+    if b.get(1) == Some(&b'#') {
+        let end = s.as_bytes().iter().take(12).position(|&x| x == b';')?;
+        let body = &s[2..end];
+        let v = match body.strip_prefix(['x', 'X']) {
+            Some(h) if !h.is_empty() => u32::from_str_radix(h, 16).ok()?,
+            Some(_) => return None,
+            None => body.parse::<u32>().ok()?,
+        };
+        return Some((char::from_u32(v)?, end + 1));
+    }
+    const NAMED: [(&str, char); 11] = [
+        ("&commat;", '@'),
+        ("&plus;", '+'),
+        ("&period;", '.'),
+        ("&hyphen;", '-'),
+        ("&dash;", '-'),
+        ("&ndash;", '-'),
+        ("&minus;", '-'),
+        ("&nbsp;", ' '),
+        ("&lpar;", '('),
+        ("&rpar;", ')'),
+        ("&sol;", '/'),
+    ];
+    NAMED
+        .iter()
+        .find(|(n, _)| b.len() >= n.len() && b[..n.len()].eq_ignore_ascii_case(n.as_bytes()))
+        .map(|&(n, c)| (c, n.len()))
+}
+
+impl Folded {
+    /// The folded copy, or `None` when folding changes nothing (or the text
+    /// is too long for 32-bit offsets, far beyond any Kafka message).
+    fn new(text: &str) -> Option<Folded> {
+        u32::try_from(text.len()).ok()?;
+        let mut f = Folded {
+            text: String::with_capacity(text.len()),
+            from: Vec::with_capacity(text.len()),
+            to: Vec::with_capacity(text.len()),
+        };
+        let mut changed = false;
+        let mut i = 0;
+        while let Some(c) = text[i..].chars().next() {
+            let (c, len) = match c {
+                '&' | '%' => decode_escape(&text[i..]).unwrap_or((c, 1)),
+                _ => (c, c.len_utf8()),
+            };
+            let folded = fold_char(c);
+            if len != c.len_utf8() || folded != Some(c) {
+                changed = true;
+            }
+            if let Some(fc) = folded {
+                f.text.push(fc);
+                for _ in 0..fc.len_utf8() {
+                    // In range: the text is shorter than u32::MAX bytes.
+                    f.from.push(i as u32);
+                    f.to.push((i + len) as u32);
+                }
+            }
+            i += len;
+        }
+        changed.then_some(f)
+    }
+
+    /// The original byte range covering folded bytes `start..end`.
+    fn original(&self, start: usize, end: usize) -> (usize, usize) {
+        (self.from[start] as usize, self.to[end - 1] as usize)
+    }
+}
+
+/// [`detect_into`] on text that needs no folding.
+fn detect_raw(text: &str, out: &mut Vec<Span>) {
     // Cheap pre-checks: most free text has no '@', few digits, no ':'.
     let bytes = text.as_bytes();
     // Most free text has none of these: leave before the byte-by-byte pass.
-    if !bytes.iter().any(u8::is_ascii_digit) && memchr::memchr3(b'@', b':', b'%', bytes).is_none() {
+    let obfuscated = obfuscation_hint(bytes);
+    if !bytes.iter().any(u8::is_ascii_digit)
+        && memchr::memchr3(b'@', b':', b'%', bytes).is_none()
+        && !obfuscated
+    {
         return;
     }
     let (mut ndigits, mut at, mut colon, mut pct) = (0usize, false, false, false);
     // `digit.digit` occurrences (an IPv4 address has three) and a letter pair
     // followed by two digits (an IBAN's start).
     let (mut dotted, mut iban_start) = (0usize, false);
+    // The longest run of digits (an address written as one integer has 8-10).
+    let (mut run, mut longest_run) = (0usize, 0usize);
     let (mut p1, mut p2, mut p3) = (0u8, 0u8, 0u8);
     for &b in bytes {
+        if b.is_ascii_digit() {
+            run += 1;
+            longest_run = longest_run.max(run);
+        } else {
+            run = 0;
+        }
         match b {
             b'0'..=b'9' => {
                 ndigits += 1;
                 if p1 == b'.' && p2.is_ascii_digit() {
                     dotted += 1;
                 }
-                if p1.is_ascii_digit() && p2.is_ascii_alphabetic() && p3.is_ascii_alphabetic() {
+                // `DE89`, `DE 89`.
+                if (p1.is_ascii_digit() || p1 == b' ')
+                    && p2.is_ascii_alphabetic()
+                    && p3.is_ascii_alphabetic()
+                {
                     iban_start = true;
                 }
             }
@@ -860,21 +1215,55 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
         }
         (p3, p2, p1) = (p2, p1, b);
     }
-    if !at && ndigits == 0 && !colon && !pct {
+    if !at && ndigits == 0 && !colon && !pct && !obfuscated {
         return;
     }
     let p = &*PATTERNS;
     let mut cands: Vec<Span> = Vec::new();
     if at {
         for m in p.email.find_iter(text) {
-            if email_valid(text, m.start(), m.end()) {
-                cands.push(Span::new(m.start(), m.end(), Detector::Email));
+            if let Some(start) = email_valid(text, m.start(), m.end()) {
+                cands.push(Span::new(start, m.end(), Detector::Email));
+            }
+        }
+        if memchr::memmem::find(bytes, b"\"@").is_some() {
+            for m in p.email_quoted.find_iter(text) {
+                let local = m.as_str().find("\"@").unwrap_or(0);
+                if local <= 66 && email_valid(text, m.start(), m.end()).is_some() {
+                    cands.push(Span::new(m.start(), m.end(), Detector::Email));
+                }
+            }
+        }
+        if memchr::memchr(b'<', bytes).is_some() {
+            for c in p.email_angle.captures_iter(text) {
+                if let Some(m) = c.get(1) {
+                    if email_valid(text, m.start(), m.end()).is_some() {
+                        cands.push(Span::new(m.start(), m.end(), Detector::Email));
+                    }
+                }
             }
         }
     }
     if pct && ndigits >= 2 && memchr::memmem::find(bytes, b"%40").is_some() {
         for m in p.email_encoded.find_iter(text) {
-            if email_valid(text, m.start(), m.end()) {
+            if let Some(start) = email_valid(text, m.start(), m.end()) {
+                cands.push(Span::new(start, m.end(), Detector::Email));
+            }
+        }
+    }
+    if obfuscated {
+        for m in p.email_bracketed.find_iter(text) {
+            cands.push(Span::new(m.start(), m.end(), Detector::Email));
+        }
+        for c in p.email_spelled.captures_iter(text) {
+            let (Some(m), Some(local)) = (c.get(0), c.get(1)) else {
+                continue;
+            };
+            let tld = m
+                .as_str()
+                .rsplit(|ch: char| ch.is_ascii_whitespace())
+                .next();
+            if tld.is_some_and(plausible_tld) && !is_stop_word(local.as_str()) {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
             }
         }
@@ -883,11 +1272,7 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
         scan_numbers(text, ndigits >= 12, true, ndigits >= 9, &mut cands);
     }
     if iban_start && bytes.len() >= 15 {
-        for m in p.iban.find_iter(text) {
-            if let Some(end) = iban_end(m.as_str()) {
-                cands.push(Span::new(m.start(), m.start() + end, Detector::Iban));
-            }
-        }
+        scan_ibans(text, &mut cands);
     }
     if dotted >= 3 {
         for m in p.ipv4.find_iter(text) {
@@ -897,12 +1282,20 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
             let dotted_after = bytes.get(m.end()) == Some(&b'.')
                 && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit);
             // 0.x.x.x is never a host's address (`0.4.2.1-alpha` is a version).
-            if !dotted_before
-                && !dotted_after
-                && !m.as_str().starts_with("0.")
-                && m.as_str().parse::<Ipv4Addr>().is_ok()
+            // 0.x.x.x is never a host's address (`0.4.2.1-alpha` is a version).
+            if !dotted_before && !dotted_after && ipv4_octets(m.as_str()).is_some_and(|o| o[0] != 0)
             {
                 cands.push(Span::new(m.start(), m.end(), Detector::Ipv4));
+            }
+        }
+    }
+    if longest_run >= 8 {
+        for c in p.ipv4_int.captures_iter(text) {
+            if let Some(m) = c.get(1) {
+                let v: u64 = m.as_str().parse().unwrap_or(0);
+                if (1 << 24..=u64::from(u32::MAX)).contains(&v) {
+                    cands.push(Span::new(m.start(), m.end(), Detector::Ipv4));
+                }
             }
         }
     }
@@ -912,6 +1305,17 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
                 cands.push(Span::new(start, m.end(), Detector::Ipv6));
             }
         }
+    }
+    // Digits inside a valid IBAN are the IBAN's, not a card's.
+    if cands.iter().any(|c| c.detector == Detector::Iban) {
+        let ibans: Vec<(usize, usize)> = cands
+            .iter()
+            .filter(|c| c.detector == Detector::Iban)
+            .map(|c| (c.start, c.end))
+            .collect();
+        cands.retain(|c| {
+            c.detector != Detector::Card || !ibans.iter().any(|&(s, e)| s <= c.start && c.end <= e)
+        });
     }
     // An IPv4-mapped IPv6 address (`::ffff:192.0.2.128`) is one IPv6 address.
     if cands.iter().any(|c| c.detector == Detector::Ipv6) {
@@ -943,34 +1347,282 @@ fn merge(mut cands: Vec<Span>, out: &mut Vec<Span>) {
     }
 }
 
-/// An e-mail match stands on its own: the next character does not continue a word.
-fn email_valid(text: &str, start: usize, end: usize) -> bool {
+/// An e-mail match stands on its own (the next character does not continue
+/// a word, the domain is at most 255 characters): the start of the address,
+/// the longest valid local part of at most 64 characters ending at the `@`
+/// (padding before an address does not hide it).
+fn email_valid(text: &str, start: usize, end: usize) -> Option<usize> {
     let m = &text[start..end];
-    let local = m.find('@').or_else(|| m.find("%40")).unwrap_or(m.len());
-    local <= 64 * 4
-        && m.len() - local <= 255 * 4
+    let local_len = m.find('@').or_else(|| m.find("%40")).unwrap_or(m.len());
+    let ok = m[local_len..].chars().count() <= 256
         && !m.ends_with('-')
         && !text[end..]
             .chars()
             .next()
-            .is_some_and(|c| is_word_char(c) || c == '@')
+            .is_some_and(|c| is_word_char(c) || c == '@');
+    if !ok {
+        return None;
+    }
+    let local = &m[..local_len];
+    let count = local.chars().count();
+    if count <= 64 {
+        return Some(start);
+    }
+    let can_start = |c: char| c.is_alphanumeric() || matches!(c, '_' | '%' | '+' | '-');
+    local
+        .char_indices()
+        .skip(count - 64)
+        .find(|&(_, c)| can_start(c))
+        .map(|(o, _)| start + o)
 }
 
-/// The IBAN at the start of `s`: the whole match, or the longest prefix ending
-/// at a group boundary (`DE89 3704 0044 0532 0130 00 ABCD`), that passes mod-97.
-fn iban_end(s: &str) -> Option<usize> {
-    if iban_valid(s) {
-        return Some(s.len());
+/// Does the text hold `at]`, `at)`, `(at`, … or `dot` (an obfuscated address)?
+fn obfuscation_hint(bytes: &[u8]) -> bool {
+    // Every hint holds a `t`: look only there.
+    memchr::memchr2_iter(b't', b'T', bytes).any(|i| {
+        let before = |k: usize| i.checked_sub(k).map(|j| bytes[j].to_ascii_lowercase());
+        let (b1, b2) = (before(1), before(2));
+        let after = bytes.get(i + 1).copied();
+        (b1 == Some(b'o') && b2 == Some(b'd'))
+            || (b1 == Some(b'a')
+                && (matches!(after, Some(b']' | b')' | b'}' | b'>'))
+                    || matches!(b2, Some(b'[' | b'(' | b'{' | b'<'))))
+    })
+}
+
+/// Top-level domains common enough to accept `ada at example dot com`.
+fn plausible_tld(tld: &str) -> bool {
+    const TLDS: [&str; 48] = [
+        "com", "net", "org", "edu", "gov", "mil", "int", "info", "biz", "io", "co", "me", "app",
+        "dev", "eu", "de", "uk", "fr", "it", "es", "nl", "be", "ch", "at", "pl", "pt", "se", "no",
+        "dk", "fi", "ie", "cz", "gr", "hu", "ro", "ru", "ua", "jp", "cn", "in", "br", "au", "ca",
+        "us", "mx", "ar", "za", "nz",
+    ];
+    TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
+}
+
+/// Words that precede ` at ` in prose (`email at example dot com`, `work at
+/// acme dot com`) rather than being a mailbox name.
+fn is_stop_word(local: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "email",
+        "e-mail",
+        "mail",
+        "me",
+        "us",
+        "you",
+        "him",
+        "her",
+        "them",
+        "it",
+        "we",
+        "i",
+        "write",
+        "contact",
+        "reach",
+        "find",
+        "work",
+        "works",
+        "worked",
+        "working",
+        "live",
+        "lives",
+        "be",
+        "is",
+        "are",
+        "was",
+        "were",
+        "here",
+        "there",
+        "available",
+        "look",
+        "looking",
+        "meet",
+        "met",
+        "arrive",
+        "arrived",
+        "stay",
+        "staying",
+        "based",
+        "located",
+        "sign",
+        "shop",
+    ];
+    WORDS.iter().any(|w| w.eq_ignore_ascii_case(local))
+}
+
+/// IBAN length per country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&[u8; 2], u8)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
+];
+
+/// Finds IBANs: a known country code (capitals, or lower case not glued to
+/// a word), check digits, then alphanumerics with up to two of space, `-`,
+/// `.` between any two of them, exactly the country's length, mod-97 valid.
+/// What follows does not matter (`DE89…3000` then `12`, or a second IBAN).
+fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
+    let b = text.as_bytes();
+    let is_sep = |c: u8| matches!(c, b' ' | b'-' | b'.');
+    let mut i = 0;
+    while i + 15 <= b.len() {
+        let (c0, c1) = (b[i], b[i + 1]);
+        // Two letters, then a digit after at most two separators.
+        let digit_next = (i + 2..i + 5)
+            .find(|&j| !is_sep(b[j]))
+            .is_some_and(|j| b[j].is_ascii_digit());
+        if !c0.is_ascii_alphabetic() || !c1.is_ascii_alphabetic() || !digit_next {
+            i += 1;
+            continue;
+        }
+        let upper = c0.is_ascii_uppercase() && c1.is_ascii_uppercase();
+        let glued = i > 0 && b[i - 1].is_ascii_alphanumeric();
+        let lower = c0.is_ascii_lowercase() && c1.is_ascii_lowercase() && !glued;
+        let cc = [c0.to_ascii_uppercase(), c1.to_ascii_uppercase()];
+        let len = (upper || lower)
+            .then(|| IBAN_LENGTHS.iter().find(|(c, _)| **c == cc))
+            .flatten()
+            .map_or(0, |&(_, n)| usize::from(n));
+        if len == 0 {
+            i += 1;
+            continue;
+        }
+        let mut compact = [0u8; 34];
+        let (mut n, mut j, mut end) = (0, i, i);
+        while n < len && j < b.len() {
+            if b[j].is_ascii_alphanumeric() {
+                compact[n] = b[j].to_ascii_uppercase();
+                n += 1;
+                j += 1;
+                end = j;
+                if n == 4 && !compact[2..4].iter().all(u8::is_ascii_digit) {
+                    break;
+                }
+            } else if n >= 2 && is_sep(b[j]) {
+                let k = j;
+                while j < b.len() && j - k < 2 && is_sep(b[j]) {
+                    j += 1;
+                }
+                if !b.get(j).is_some_and(u8::is_ascii_alphanumeric) {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        if n == len && iban_compact_valid(&compact[..n]) {
+            cands.push(Span::new(i, end, Detector::Iban));
+            i = end;
+        } else {
+            i += 1;
+        }
     }
-    // Shorter candidates end right before a separator; at most 8 of them.
-    s.match_indices([' ', '-'])
-        .map(|(i, _)| i)
-        .filter(|&i| i >= 15)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .take(8)
-        .find(|&i| iban_valid(&s[..i]))
+}
+
+/// The octets of a dotted IPv4 address: decimal (leading zeros allowed) or
+/// `0x` hexadecimal, each at most 255. Four zero-padded two-digit parts
+/// (`01.02.03.04`) are a date or time, not an address.
+fn ipv4_octets(s: &str) -> Option<[u8; 4]> {
+    if s.split('.').all(|p| p.len() == 2 && p.starts_with('0')) {
+        return None;
+    }
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for o in &mut out {
+        let p = parts.next()?;
+        let v = match p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16).ok()?,
+            None => p.parse::<u32>().ok()?,
+        };
+        *o = u8::try_from(v).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 /// The start of a valid IPv6 address matched at `start..end`, if it is one.
@@ -1432,6 +2084,274 @@ mod tests {
             }
             let mut out = Vec::new();
             detect_number(text, &mut out);
+        }
+    }
+
+    // Red-team findings (second round): each reproducer must yield a span of
+    // the right detector covering the data.
+
+    /// A span of `d` covers `data` (found in `text`) entirely.
+    fn covers(text: &str, data: &str, d: Detector) {
+        let at = text
+            .find(data)
+            .unwrap_or_else(|| panic!("{data:?} not in {text:?}"));
+        let spans = detect(text);
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.start <= at && s.end >= at + data.len() && s.detectors.contains(d)),
+            "{d:?} {data:?} not covered in {text:?}: {:?}",
+            spans
+                .iter()
+                .map(|s| (&text[s.start..s.end], s.detector))
+                .collect::<Vec<_>>()
+        );
+        for s in &spans {
+            assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end));
+        }
+    }
+
+    #[test]
+    fn l1_cards_next_to_four_digit_groups() {
+        let t = "pay 5555 5555 5555 4444 4111 1111 1111 1111";
+        covers(t, "5555 5555 5555 4444", Detector::Card);
+        covers(t, "4111 1111 1111 1111", Detector::Card);
+        for t in [
+            "card 4111 1111 1111 1111 1227",
+            "card 4111 1111 1111 1111 2345",
+            "card 4111-1111-1111-1111-2345",
+        ] {
+            covers(t, &t[5..24], Detector::Card);
+        }
+        check("ref 1234 4111 1111 1111 1111", &[]);
+    }
+
+    #[test]
+    fn l2_card_separators_groupings_scripts_and_glue() {
+        for c in [
+            "4111_1111_1111_1111",
+            "4111,1111,1111,1111",
+            "4111/1111/1111/1111",
+            "4111  1111  1111  1111",
+            "4111 - 1111 - 1111 - 1111",
+            "4111\t1111\t1111\t1111",
+            "4111\n1111\n1111\n1111",
+            "4111\r\n1111\r\n1111\r\n1111",
+            "4111\u{2013}1111\u{2013}1111\u{2013}1111",
+            "4111*1111*1111*1111",
+            "41 11 11 11 11 11 11 11",
+            "411 111 111 111 1111",
+            "4111\u{200b}1111\u{200b}1111\u{200b}1111",
+            "41111111\u{200b}11111111",
+            "\u{664}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}",
+            "\u{ff14}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}\u{ff11}",
+            "\u{96a}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}\u{967}",
+        ] {
+            covers(&format!("card {c} ok"), c, Detector::Card);
+        }
+        for t in [
+            "card4111111111111111",
+            "x4111111111111111",
+            "4111111111111111x",
+            "4111111111111111.5",
+        ] {
+            covers(t, "4111111111111111", Detector::Card);
+        }
+        check("price 0.4111111111111111 or 0,4111111111111111", &[]);
+        let two = "cards 4111111111111111,5555555555554444";
+        covers(two, "4111111111111111", Detector::Card);
+        covers(two, "5555555555554444", Detector::Card);
+    }
+
+    #[test]
+    fn l3_emails() {
+        let pad = format!("ref:{}ada@example.com", "_".repeat(257));
+        covers(&pad, "ada@example.com", Detector::Email);
+        let pad = format!("{}-ada@example.com", "x".repeat(300));
+        covers(&pad, "ada@example.com", Detector::Email);
+        for (t, data) in [
+            ("ada@example\u{200b}.com", "ada@example\u{200b}.com"),
+            ("ada\u{200b}@example.com", "ada\u{200b}@example.com"),
+            ("ada\u{ff20}example.com", "ada\u{ff20}example.com"),
+            ("ada&#64;example.com", "ada&#64;example.com"),
+            ("ada&#x40;example.com", "ada&#x40;example.com"),
+            ("ada&commat;example.com", "ada&commat;example.com"),
+            ("ada%40example%2Ecom", "ada%40example%2Ecom"),
+            (
+                "\"ada lovelace\"@example.com",
+                "\"ada lovelace\"@example.com",
+            ),
+            ("To: <ada@localhost>", "ada@localhost"),
+            ("ada [at] example [dot] com", "ada [at] example [dot] com"),
+            ("ada (at) example (dot) com", "ada (at) example (dot) com"),
+            ("ada at example dot com", "ada at example dot com"),
+            (
+                "ada.lovelace at example dot co dot uk",
+                "ada.lovelace at example dot co dot uk",
+            ),
+        ] {
+            covers(&format!("mail {t} now"), data, Detector::Email);
+        }
+        check("user@localhost", &[]);
+        check("email at example dot com", &[]);
+        check("we met at noon dot", &[]);
+    }
+
+    #[test]
+    fn l4_phones() {
+        for p in [
+            "+44\u{200b}20\u{200b}7946\u{200b}0958",
+            "+44_20_7946_0958",
+            "+\u{664}\u{664}\u{662}\u{660}\u{667}\u{669}\u{664}\u{666}\u{660}\u{669}\u{665}\u{668}",
+            "\u{ff0b}44 20 7946 0958",
+            "&#43;44 20 7946 0958",
+            "%2B44%2020%207946%200958",
+            "+1 415 555 2671",
+            "+44 20 7946 0958",
+        ] {
+            covers(&format!("call {p} now"), p, Detector::Phone);
+        }
+        covers("tel+442079460958", "+442079460958", Detector::Phone);
+        covers("+1 415 555 2671x", "+1 415 555 2671", Detector::Phone);
+        covers("+44 20 7946 0958 1234", "+44 20 7946 0958", Detector::Phone);
+        covers("+44 20 7946 0958 0958", "+44 20 7946 0958", Detector::Phone);
+        covers(
+            "+44 20 7946 0958\u{200b}1234",
+            "+44 20 7946 0958\u{200b}1234",
+            Detector::Phone,
+        );
+        check(
+            "room 12 +44 20 7946 0958",
+            &[("+44 20 7946 0958", Detector::Phone)],
+        );
+        covers(
+            "https://wa.me/442079460958",
+            "442079460958",
+            Detector::Phone,
+        );
+    }
+
+    #[test]
+    fn l5_ibans() {
+        for i in [
+            "DE89.3704.0044.0532.0130.00",
+            "DE89  3704  0044  0532  0130  00",
+            "DE 89 3704 0044 0532 0130 00",
+            "DE89 370 400 440 532 013 000",
+            "DE89\u{200b}3704\u{200b}0044\u{200b}0532\u{200b}0130\u{200b}00",
+            "de89 3704 0044 0532 0130 00",
+        ] {
+            covers(&format!("iban {i} ok"), i, Detector::Iban);
+        }
+        covers(
+            "ibanDE89370400440532013000",
+            "DE89370400440532013000",
+            Detector::Iban,
+        );
+        covers(
+            "DE8937040044053201300012",
+            "DE89370400440532013000",
+            Detector::Iban,
+        );
+        covers(
+            "DE89 3704 0044 0532 0130 0012 34",
+            "DE89 3704 0044 0532 0130 00",
+            Detector::Iban,
+        );
+        let two = "DE89370400440532013000DE89370400440532013000";
+        covers(two, &two[..22], Detector::Iban);
+        covers(two, &two[22..], Detector::Iban);
+        check("DE89 3704 0044 0532 0130 01", &[]);
+    }
+
+    #[test]
+    fn l6_ssns() {
+        for (t, d) in [
+            ("ssn 123.45.6789", "123.45.6789"),
+            ("SSN: 123/45/6789", "123/45/6789"),
+            ("ssn 123\u{2013}45\u{2013}6789", "123\u{2013}45\u{2013}6789"),
+            ("s.s.n. 123456789", "123456789"),
+        ] {
+            covers(t, d, Detector::UsSsn);
+        }
+    }
+
+    #[test]
+    fn l7_ipv4_forms() {
+        for (t, d) in [
+            ("from 081.2.69.160 ok", "081.2.69.160"),
+            ("from 81.002.069.160 ok", "81.002.069.160"),
+            ("ip 1361069472", "1361069472"),
+            ("addr: 1361069472", "1361069472"),
+            ("from 0x51.0x2.0x45.0xa0 ok", "0x51.0x2.0x45.0xa0"),
+            (
+                "from \u{668}\u{661}.\u{662}.\u{666}\u{669}.\u{661}\u{666}\u{660} ok",
+                "\u{668}\u{661}.\u{662}.\u{666}\u{669}.\u{661}\u{666}\u{660}",
+            ),
+        ] {
+            covers(t, d, Detector::Ipv4);
+        }
+        check("ts 1361069472", &[]);
+        check("due 12.11.2026 v1.2.3 01.02.03.04", &[]);
+    }
+
+    #[test]
+    fn folding_never_panics_and_maps_to_boundaries() {
+        for text in [
+            "&#",
+            "&#;",
+            "&#x;",
+            "&#99999999999;",
+            "&#xD800;",
+            "%",
+            "%4",
+            "%4\u{e9}",
+            "&#64",
+            "\u{200b}",
+            "\u{200b}@\u{200b}",
+            "a&#64;\u{200b}b.c\u{200b}",
+            "\u{ff10}\u{ff10}%2B",
+            "&commat",
+            "&commat;&commat;",
+            "\u{1d7ce}\u{1d7cf}",
+        ] {
+            for s in detect(text) {
+                assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end));
+                assert!(s.start < s.end && s.end <= text.len());
+            }
+        }
+    }
+
+    #[test]
+    fn random_mixes_of_folded_forms_never_panic() {
+        const PIECES: [&str; 32] = [
+            "4111", "1111", " ", "-", ".", "_", ",", "/", "*", "\u{200b}", "\u{ad}", "\u{feff}",
+            "\u{664}", "\u{ff11}", "\u{ff20}", "\u{2013}", "&#64;", "&#x4", "&#", "%40", "%2", "%",
+            "@", "ada", "DE89", "+44", "(", ")", "\u{e9}", "ssn", " at ", " dot com",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(PIECES[(x % PIECES.len() as u64) as usize]);
+            }
+            let spans = detect(&text);
+            let mut prev_end = 0;
+            for s in &spans {
+                assert!(
+                    text.is_char_boundary(s.start) && text.is_char_boundary(s.end),
+                    "{text:?}"
+                );
+                assert!(s.start < s.end && s.start >= prev_end, "{text:?} {spans:?}");
+                prev_end = s.end;
+            }
         }
     }
 }

@@ -470,6 +470,94 @@ for x in ["invoice 1234-5678-9012-3456", "2026-11-30 10:30:00,123", "tracking 1Z
           "31 12 1999 23 59 59", "pid 12345 exited", "errno 110", "blocks 4096 8192 16384 32768"]:
     neg("misc", x)
 
+
+# --- red-team round 2: obfuscated and adjacent forms (folded before detection) ---
+ZWSP = "\u200b"
+AR = str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669")
+FW = str.maketrans("0123456789+@.", "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19\uff0b\uff20\uff0e")
+DEV = str.maketrans("0123456789", "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f")
+for k in range(4):
+    num = luhn_complete(R.choice(["4", "51", "55", "6011", "2221"]), 16)
+    g = [num[i:i + 4] for i in range(0, 16, 4)]
+    for sep in ["_", ",", "/", "  ", " - ", "\u2013", "*", ZWSP, " / ", "\u2014"]:
+        pos("card", "sep-obfuscated", sep.join(g), R.sample(CARD_T, 1))
+    pos("card", "grouping", " ".join(num[i:i + 2] for i in range(0, 16, 2)), ["card {} ok"])
+    pos("card", "grouping", " ".join([num[:3], num[3:6], num[6:9], num[9:12], num[12:]]), ["{}"])
+    pos("card", "zwsp", num[:8] + ZWSP + num[8:], ["Karte: {}"])
+    pos("card", "arabic-indic", num.translate(AR), ["\u0628\u0637\u0627\u0642\u0629 {}"])
+    pos("card", "fullwidth", num.translate(FW), ["card {}"])
+    pos("card", "devanagari", num.translate(DEV), ["{}"])
+    pos("card", "glued", num, ["card{}", "x{}", "{}x", "{}.5", "cc:{}/exp"])
+    pos("card", "expiry-after", " ".join(g), ["card {} 1227", "card {} 0" + str(R.randint(1, 9)) + "29"])
+    pos("card", "expiry-after", "-".join(g), ["card {}-2345"])
+    other = luhn_complete("4", 16)
+    og = " ".join(other[i:i + 4] for i in range(0, 16, 4))
+    rows.append(("card", "two-cards", "pay \u27e6" + " ".join(g) + "\u27e7 " + og))
+    rows.append(("card", "two-cards", "pay " + " ".join(g) + " \u27e6" + og + "\u27e7"))
+
+for e, t in [("ada\u200b@example.com", "{}"), ("ada@example\u200b.com", "mail {}"),
+             ("ada\uff20example.com", "{}"), ("ada&#64;example.com", "<p>{}</p>"),
+             ("ada&#x40;example.com", "{}"), ("ada&commat;example.com", "{}"),
+             ("ada%40example%2Ecom", "?to={}"), ("\"ada lovelace\"@example.com", "To: {}"),
+             ("ada@localhost", "From: <{}>"), ("root@mailhost", "<{}>"),
+             ("ada [at] example [dot] com", "mail {}"), ("ada (at) example (dot) com", "{}"),
+             ("jane.doe {at} example {dot} org", "write {}"), ("ada[at]example.com", "{}"),
+             ("ada at example dot com", "mail {} please"), ("j.smith at mail dot example dot de", "{}"),
+             ("ada.lovelace@example.com", "ref:" + "_" * 257 + "{}"),
+             ("ada@example.com", "x" * 300 + "-{}")]:
+    pos("email", "obfuscated", e, [t])
+# The padded forms: the marked span is the address, the padding may be included.
+
+for p, t in [("+44" + ZWSP + "20" + ZWSP + "7946" + ZWSP + "0958", "{}"), ("+44_20_7946_0958", "tel {}"),
+             ("+442079460958".translate(AR), "{}"), ("\uff0b44 20 7946 0958", "{}"),
+             ("&#43;44 20 7946 0958", "<td>{}</td>"), ("%2B44%2020%207946%200958", "?tel={}"),
+             ("+442079460958", "tel{}"), ("+1 415 555 2671", "{}x"), ("+1 415 555 2671", "{} x123"),
+             ("+44 20 7946 0958", "{} 1234"), ("+44 20 7946 0958", "{} 0958"),
+             ("442079460958", "https://wa.me/{}"), ("+49\u201330\u201312345678", "{}"),
+             ("\uff10\uff13\uff10 \uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18", "Tel. {}")]:
+    pos("phone", "obfuscated", p, [t])
+
+for i, t in [("DE89.3704.0044.0532.0130.00", "{}"), ("DE89  3704  0044  0532  0130  00", "IBAN {}"),
+             ("DE 89 3704 0044 0532 0130 00", "{}"), ("DE89 370 400 440 532 013 000", "{}"),
+             ("DE89370400440532013000", "iban{}"), ("DE89" + ZWSP + "3704" + ZWSP + "0044" + ZWSP + "0532" + ZWSP + "0130" + ZWSP + "00", "{}"),
+             ("DE89370400440532013000", "{}12"), ("DE89 3704 0044 0532 0130 00", "{}12 34"),
+             ("DE89370400440532013000", "{}DE89370400440532013000"),
+             ("DE89370400440532013000", "DE89370400440532013000{}")]:
+    pos("iban", "obfuscated", i, [t])
+for cc, fmt in list(IBAN_FMT.items())[:10]:
+    b = bban(fmt)
+    iban = cc + iban_check(cc, b) + b
+    pos("iban", "obfuscated", ".".join(iban[i:i + 4] for i in range(0, len(iban), 4)), ["IBAN {}"])
+    pos("iban", "obfuscated", iban[:2] + " " + " ".join(iban[i:i + 4] for i in range(2, len(iban), 4)), ["{}"])
+
+for t, d in [("ssn {}", "123.45.6789"), ("SSN: {}", "123/45/6789"), ("ssn {}", "123\u201345\u20136789"),
+             ("s.s.n. {}", "123456789"), ("SSN {}", "078\u200b05\u200b1120")]:
+    pos("us_ssn", "obfuscated", d, [t])
+
+for t, d in [("from {} ok", "081.2.69.160"), ("{}", "81.002.069.160"), ("ip {}", "1361069472"),
+             ("addr={}", "3232235777"), ("{}", "0x51.0x2.0x45.0xa0"), ("from {}", "81.2.69.160".translate(AR)),
+             ("client {}", "\uff18\uff11\uff0e\uff12\uff0e\uff16\uff19\uff0e\uff11\uff16\uff10")]:
+    pos("ipv4", "obfuscated", d, [t])
+
+# Look-alikes that must stay negatives.
+for x in ["ref 1234 4111 1111 1111 1111", "user@localhost", "the dot com bubble", "meet at noon, dot the i's",
+          "Tom &amp; Jerry &#169; 2026", "q=100%25%20off", "due \uff11\uff12.\uff11\uff11.\uff12\uff10\uff12\uff16",
+          "order \u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0662",
+          "v\u0661.\u0662.\u0663", "ts=\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",
+          "ISBN 978\u20133\u201316\u2013148410\u20130", "ts 1361069472", "ip 12345", "addr 12 Main St",
+          "id 1234_5678_9012_3456", "ref 4111_1111_1111_1112", "1,234,567,890.12", "total 12 345 678,90",
+          "2 x 4111 g", "sku 1234/5678/9012/3456", "a%40b", "price 12&#8364;", "x&#x200b;y",
+          "I work at acme dot com", "look at me", "Zimmer 3\u200b.14", "due 12.11.2026", "v1.2.3 and 1.2.3.4.5",
+          "order no. 0012-3456-7890-1234", "due 01.02.03.04", "I met him at the dot com party",
+          "look at example dot com", "shop at amazon dot com", "price 0,4111111111111111",
+          "Betrag 1,5555555555554444 EUR"]:
+    neg("lookalike", x)
+for _ in range(10):
+    n = luhn_complete(R.choice(["4", "51", "6011"]), 16)
+    bad = n[:-1] + str((int(n[-1]) + R.randint(1, 9)) % 10)
+    neg("luhn-invalid", "ref " + R.choice(["_", ",", "/", "*", "  ", ZWSP]).join(bad[i:i + 4] for i in range(0, 16, 4)))
+    neg("luhn-invalid", "id " + bad.translate(AR))
+
 print("# Labelled corpus for the built-in detectors (src/classify.rs).")
 print("# Generated by tests/detectors/gen_corpus.py (fixed seed); checked in as is.")
 print("# Columns, tab-separated: expected detector (email, phone, card, iban, ipv4,")
@@ -478,6 +566,9 @@ print("# In a positive, \u27e6 and \u27e7 mark the expected span (the markers ar
 print("# before detection); the detector must report a span covering it, with the")
 print("# expected detector among the span's detectors. A negative (none) must")
 print("# produce no span at all. \\u00a0 and \\u202f appear as the raw characters.")
+print("# So do the obfuscations of the second red-team round: zero-width spaces,")
+print("# other scripts' digits, full-width forms, Unicode dashes, HTML entities and")
+print("# percent escapes (the detectors fold them before detection).")
 for det, tag, text in rows:
     assert "\t" not in text and "\n" not in text
     print(f"{det}\t{tag}\t{text}")
