@@ -1024,7 +1024,9 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     out.clear();
     let bytes = text.as_bytes();
     // All-ASCII text without escapes is scanned as it is.
-    let needs_fold = !text.is_ascii() || memchr::memchr2(b'&', b'%', bytes).is_some();
+    let needs_fold = !text.is_ascii()
+        || memchr::memchr2(b'&', b'%', bytes).is_some()
+        || bytes.iter().any(|&b| is_ascii_hidden(b));
     if needs_fold {
         if let Some(folded) = Folded::new(text) {
             detect_raw(&folded.text, out);
@@ -1047,12 +1049,25 @@ struct Folded {
     to: Vec<u32>,
 }
 
-/// Invisible format characters (Unicode Cf that may hide inside data).
+/// Characters that render as nothing and may hide inside data: format
+/// characters (Unicode Cf), C1 controls, variation selectors, tag
+/// characters, fillers and combining marks (an accent or a keycap on a
+/// digit is still that digit).
 fn is_invisible(c: char) -> bool {
     matches!(c,
-        '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
-        | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
-        | '\u{feff}')
+        '\u{80}'..='\u{9f}' | '\u{ad}' | '\u{300}'..='\u{36f}' | '\u{61c}'
+        | '\u{115f}'..='\u{1160}' | '\u{17b4}'..='\u{17b5}' | '\u{180b}'..='\u{180f}'
+        | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}' | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{20d0}'..='\u{20ff}'
+        | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{fe20}'..='\u{fe2f}' | '\u{feff}'
+        | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}' | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}')
+}
+
+/// ASCII control characters other than tab, line feed and carriage return
+/// (those are ordinary separators): removed by the fold.
+fn is_ascii_hidden(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f
 }
 
 /// Zeros of the Unicode decimal digit (Nd) blocks folded to ASCII digits.
@@ -1067,7 +1082,7 @@ const DIGIT_ZEROS: [u32; 26] = [
 fn fold_char(c: char) -> Option<char> {
     let u = c as u32;
     if c.is_ascii() {
-        return Some(c);
+        return (!is_ascii_hidden(c as u8)).then_some(c);
     }
     if is_invisible(c) {
         return None;
@@ -1081,7 +1096,24 @@ fn fold_char(c: char) -> Option<char> {
     Some(match c {
         '\u{ff01}'..='\u{ff5e}' => char::from_u32(u - 0xfee0).unwrap_or(c),
         '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' => '-',
-        '\u{a0}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}' => ' ',
+        '\u{a0}'
+        | '\u{1680}'
+        | '\u{2000}'..='\u{200a}'
+        | '\u{2028}'
+        | '\u{2029}'
+        | '\u{202f}'
+        | '\u{205f}'
+        | '\u{3000}' => ' ',
+        // Superscript and subscript digits and signs (NFKC folds them).
+        '\u{2070}' | '\u{2080}' => '0',
+        '\u{b9}' | '\u{2081}' => '1',
+        '\u{b2}' | '\u{2082}' => '2',
+        '\u{b3}' | '\u{2083}' => '3',
+        '\u{2074}'..='\u{2079}' => char::from_digit(u - 0x2070, 10).unwrap_or(c),
+        '\u{2084}'..='\u{2089}' => char::from_digit(u - 0x2080, 10).unwrap_or(c),
+        '\u{207a}' | '\u{208a}' | '\u{fe62}' => '+',
+        '\u{fe6b}' => '@',
+        '\u{2024}' | '\u{3002}' | '\u{ff61}' | '\u{fe52}' => '.',
         _ => c,
     })
 }

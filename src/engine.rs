@@ -1031,8 +1031,8 @@ impl Walker<'_> {
             // Inside a scanned field a member's key is text too: one with
             // personal data in it cannot be transformed without breaking the
             // object, so the member goes only where that data is kept.
-            let member_active = if child.is_none() && cleaf.scan && member_active != 0 {
-                self.scan_key(k, cpath, member_active)
+            let member_active = if child.is_none() && member_active != 0 {
+                self.scan_key(k, cpath, member_active, !cleaf.scan)
             } else {
                 member_active
             };
@@ -1217,10 +1217,22 @@ impl Walker<'_> {
     }
 
     /// The purposes of `active` that keep every detection in object key `k`.
-    fn scan_key(&mut self, k: usize, path: &str, active: u64) -> u64 {
+    /// `guard_only`: the field is not scanned, so only the guarded kinds
+    /// (card, IBAN, SSN) count, as for kept values.
+    fn scan_key(&mut self, k: usize, path: &str, active: u64, guard_only: bool) -> u64 {
         let doc = self.doc;
+        let raw = codec::raw(doc.src, doc.tok(k));
+        if guard_only
+            && raw.iter().filter(|b| b.is_ascii_digit()).count() < GUARD_MIN_DIGITS
+            && raw.is_ascii()
+        {
+            return active;
+        }
         let key = codec::string(doc.src, doc.tok(k));
         classify::detect_into(&key, self.spans);
+        if guard_only {
+            self.spans.retain(guarded_span);
+        }
         if self.spans.is_empty() {
             return active;
         }

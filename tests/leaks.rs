@@ -486,3 +486,60 @@ fn cards_ibans_and_ssns_inside_kept_values_of_other_classes_are_caught() {
         vec!["marketing", "support"]
     );
 }
+
+#[test]
+fn invisible_and_compatibility_characters_do_not_hide_data() {
+    // Red-team round 2: controls, line separators, variation selectors, tag
+    // characters, combining marks, keycaps, superscripts and NFKC look-alikes.
+    let c = compile(SHOP);
+    for (note, secret) in [
+        ("4111\u{0}1111\u{0}1111\u{0}1111", "1111"),
+        ("4111\u{85}1111\u{85}1111\u{85}1111", "1111"),
+        ("4111\u{2028}1111\u{2028}1111\u{2028}1111", "1111"),
+        ("4111\u{fe0f}1111\u{e0020}1111\u{3164}1111", "1111"),
+        ("4\u{301}1\u{301}1\u{301}1 1111 1111 1111", "1111 1111"),
+        ("4\u{fe0f}\u{20e3}1\u{fe0f}\u{20e3}1\u{fe0f}\u{20e3}1\u{fe0f}\u{20e3} 1111 1111 1111", "1111 1111"),
+        ("\u{2074}\u{b9}\u{b9}\u{b9} \u{b9}\u{b9}\u{b9}\u{b9} \u{b9}\u{b9}\u{b9}\u{b9} \u{b9}\u{b9}\u{b9}\u{b9}", "\u{b9}\u{b9}\u{b9}\u{b9}"),
+        ("call \u{207a}\u{2074}\u{2074} \u{b2}\u{2070} \u{2077}\u{2079}\u{2074}\u{2076} \u{2070}\u{2079}\u{2075}\u{2078}", "\u{2077}\u{2079}"),
+        ("call \u{fe62}44 20 7946 0958", "7946"),
+        ("ad\u{0}a@exa\u{0}mple.com", "mple.com"),
+        ("ada\u{fe6b}example.com", "example.com"),
+        ("ada@example\u{2024}com", "ada"),
+        ("ada@example\u{3002}com", "ada"),
+    ] {
+        let mut e = order();
+        e["notes"] = json!(note);
+        let v = govern(&c, &rec(e), &state(&c));
+        let leaked: Vec<String> = leaks(&c, &v, secret)
+            .into_iter()
+            .filter(|p| p != "support")
+            .collect();
+        assert!(leaked.is_empty(), "{note:?} reached {leaked:?}");
+    }
+}
+
+#[test]
+fn object_keys_inside_kept_fields_are_guarded_too() {
+    let c = compile(SHOP);
+    for member in [
+        json!({"4111111111111111": 1}),
+        json!({"GB82 WEST 1234 5698 7654 32": 1}),
+        json!({"123-45-6789": 1}),
+    ] {
+        let mut e = order();
+        e["order_id"] = member.clone();
+        let v = govern(&c, &rec(e), &state(&c));
+        let key = member.as_object().unwrap().keys().next().unwrap().clone();
+        // Support keeps pii (bank accounts, national ids), not raw cards.
+        let leaked: Vec<String> = leaks(&c, &v, &key)
+            .into_iter()
+            .filter(|p| p != "support" || key.starts_with("4111"))
+            .collect();
+        assert!(leaked.is_empty(), "{member} reached {leaked:?}");
+    }
+    // An ordinary key stays.
+    let mut e = order();
+    e["order_id"] = json!({"line-1": 1});
+    let v = govern(&c, &rec(e), &state(&c));
+    assert!(leaks(&c, &v, "line-1").contains(&"analytics".to_string()));
+}
