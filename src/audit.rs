@@ -1,4 +1,4 @@
-//! Audit records (SPEC §6): one JSON record per input record, chained per
+//! Audit records: one JSON record per input record, chained per
 //! input partition with an HMAC so that a removed, reordered or altered record
 //! is detected; verification of a chain and tracing of a subject.
 //!

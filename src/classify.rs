@@ -1,5 +1,5 @@
 //! Classification of free text: built-in detectors that find personal data
-//! inside `scan: true` fields (SPEC §2, "Scanned fields").
+//! inside `scan: true` fields (README, "Behaviour in detail"; docs/governance.md).
 //!
 //! What it is for: given a string (or the raw text of a JSON number, see
 //! [`detect_number`]), return the byte ranges that hold an e-mail address, a

@@ -1,4 +1,4 @@
-//! The command line (SPEC §9): argument definitions and the offline commands.
+//! The command line: argument definitions and the offline commands.
 //!
 //! Commands read files and write to stdout/stderr here, around the pure core.
 //! Errors are returned as one sentence saying what is wrong and what to do;

@@ -1,4 +1,4 @@
-//! Worker configuration (SPEC §8): a TOML file, every key overridable by
+//! Worker configuration: a TOML file, every key overridable by
 //! `CUSTOS_<SECTION>__<KEY>` environment variables, unknown keys refused.
 //!
 //! Loading is in two steps, as everywhere in custos: structure (pure, from

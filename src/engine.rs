@@ -1,4 +1,4 @@
-//! Per-event governance (SPEC §3): decode, read subject and event time,
+//! Per-event governance: decode, read subject and event time,
 //! decide per purpose (erasure, consent, objection, retention), apply the plan
 //! and build each output record.
 //!

@@ -1,4 +1,4 @@
-//! HTTP endpoints (SPEC §10): `/metrics` (Prometheus text), `/healthz`
+//! HTTP endpoints: `/metrics` (Prometheus text), `/healthz`
 //! (alive), `/readyz` (policy loaded, consent/erasure caught up, consumer
 //! running). Serves only what it is given; never touches records.
 

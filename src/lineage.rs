@@ -1,4 +1,4 @@
-//! OpenLineage run events (SPEC §6): what each stream's plan reads and
+//! OpenLineage run events: what each stream's plan reads and
 //! writes, field by field, and how each output field was derived.
 //!
 //! Pure: events are built from a compiled plan; the worker sends them to

@@ -1,4 +1,4 @@
-//! The policy: load the YAML file of SPEC §2, validate it, compile it into plans.
+//! The policy: load the YAML policy file, validate it, compile it into plans.
 //!
 //! Loading is pure: it takes the file's text and name and returns a [`Policy`]
 //! or *every* problem found, each with file, line and column. Secrets are
@@ -80,7 +80,7 @@ impl Basis {
     }
 }
 
-/// The kind of an action, ordered from most to least restrictive (SPEC §1).
+/// The kind of an action, ordered from most to least restrictive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ActionKind {
     Drop,

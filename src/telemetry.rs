@@ -1,4 +1,4 @@
-//! Metrics (SPEC §10), all defined here with their contract names, in one
+//! Metrics, all defined here with their contract names, in one
 //! `prometheus::Registry` built at start-up. Label values come only from the
 //! policy (streams, purposes) or fixed sets (reasons), never from data.
 //!

@@ -1,4 +1,4 @@
-//! The value transforms of SPEC §1: redact, mask, pseudonymize, generalize.
+//! The value transforms: redact, mask, pseudonymize, generalize.
 //!
 //! Pure functions of (action, value). A value that does not fit its
 //! transform is redacted, never passed through. `null` stays `null` under every

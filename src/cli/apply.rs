@@ -51,7 +51,7 @@ pub struct ApplyArgs {
     /// Write dead-lettered records here (NDJSON; holds raw input: protect it like the input)
     #[arg(long = "dead-letter")]
     pub dead_letter: Option<PathBuf>,
-    /// Write the audit records (SPEC §6, one per input line, hash-chained) here as NDJSON.
+    /// Write the audit records (one per input line, hash-chained) here as NDJSON.
     /// Signed with CUSTOS_AUDIT_KEY; without it, with a one-time random key (a warning says so)
     #[arg(long)]
     pub audit: Option<PathBuf>,

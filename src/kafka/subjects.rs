@@ -1,4 +1,4 @@
-//! Reads the consent and erasure topics (SPEC §4): to their end before the
+//! Reads the consent and erasure topics: to their end before the
 //! worker processes any event, then live for as long as the worker runs.
 //!
 //! Both topics are compacted and keyed by subject; every worker reads all

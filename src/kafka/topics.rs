@@ -1,4 +1,4 @@
-//! Topic management (SPEC §5): output topics never keep data longer than
+//! Topic management: output topics never keep data longer than
 //! their purpose allows.
 //!
 //! With `kafka.manage_topics`, missing topics are created (outputs with

@@ -1,7 +1,7 @@
 //! The worker loop: consume every stream's topic in one group, govern each
 //! record with the pure engine, produce each entitled output and dead letter,
 //! and store an input offset only when it and everything before it in its
-//! partition is acknowledged (at-least-once, SPEC §7).
+//! partition is acknowledged (at-least-once).
 //!
 //! Threads: the consumer loop runs on the caller's thread (librdkafka's
 //! rebalance callbacks run inside its `poll`); delivery reports arrive on the

@@ -1,11 +1,11 @@
-//! The class taxonomy: the built-in classes of SPEC §1 plus a policy's own.
+//! The class taxonomy: the built-in classes plus a policy's own.
 //!
 //! Classes are dot-separated paths; a class covers every class below it. This
 //! module only answers questions about names; it never looks at data.
 
 use std::collections::BTreeMap;
 
-/// Built-in classes with a one-line description (SPEC §1).
+/// Built-in classes with a one-line description.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("public", "public information"),
     ("internal", "internal, non-personal business data"),
