@@ -315,6 +315,40 @@ fn govern_tape(
             )
         }
     };
+    // The key or a header classified like the subject names it too: an
+    // erasure or objection for any of them counts (most protective). A key
+    // written by a JSON serializer (`"c-1"` with its quotes) names the same
+    // subject as its content.
+    let mut aliases: Vec<String> = Vec::new();
+    for p in &plan.subject_aliases {
+        if let Found::Scalar(v) = read_path(p, rec, &doc) {
+            let unquoted = v
+                .as_str()
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                .filter(|j| j.is_string() || j.is_number());
+            for v in std::iter::once(v).chain(unquoted) {
+                if let Ok(Some(a)) = canonical_subject(&v) {
+                    if subject.as_ref() != Some(&a) && !aliases.contains(&a) {
+                        aliases.push(a);
+                    }
+                }
+            }
+        }
+    }
+    let erased = subject.iter().chain(&aliases).any(|s| state.is_erased(s));
+    if erased {
+        // Nothing about an erased subject is written anywhere, not even to
+        // the dead-letter topic for an unrelated defect of the event.
+        return Verdict::Governed(Governed {
+            subject,
+            event_time_ms: rec.timestamp.unwrap_or(now_ms),
+            outcomes: vec![Outcome::Suppressed(Suppression::Erasure); plan.outputs.len()],
+            detections: Vec::new(),
+            unclassified_fields: 0,
+            field_actions: vec![[0; 7]; plan.outputs.len()],
+            class_occurrences: vec![0; plan.class_names.len()],
+        });
+    }
     let event_time_ms = match plan.event_time.as_ref().map(|p| read_path(p, rec, &doc)) {
         None | Some(Found::Missing) => match rec.timestamp {
             Some(t) if t >= 0 => t,
@@ -355,19 +389,6 @@ fn govern_tape(
     let n = plan.outputs.len();
     let mut suppressed: Vec<Option<Suppression>> = Vec::with_capacity(n);
     let mut active: u64 = 0;
-    // The key or a header classified like the subject names it too: an
-    // erasure or objection for any of them counts (most protective).
-    let mut aliases: Vec<String> = Vec::new();
-    for p in &plan.subject_aliases {
-        if let Found::Scalar(v) = read_path(p, rec, &doc) {
-            if let Ok(Some(a)) = canonical_subject(&v) {
-                if subject.as_ref() != Some(&a) && !aliases.contains(&a) {
-                    aliases.push(a);
-                }
-            }
-        }
-    }
-    let erased = subject.iter().chain(&aliases).any(|s| state.is_erased(s));
     for (i, out) in plan.outputs.iter().enumerate() {
         let s = decide(
             out,

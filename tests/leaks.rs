@@ -543,3 +543,31 @@ fn object_keys_inside_kept_fields_are_guarded_too() {
     let v = govern(&c, &rec(e), &state(&c));
     assert!(leaks(&c, &v, "line-1").contains(&"analytics".to_string()));
 }
+
+#[test]
+fn an_erased_subject_reaches_no_dead_letter_and_quoted_keys_are_aliases() {
+    let c = compile(SHOP);
+    let mut s = state(&c);
+    s.apply_erasure(None, Some(br#"{"subject":"c-1"}"#))
+        .unwrap();
+    // An event time that would dead-letter the record: the erasure wins, so
+    // the raw record (with the subject's e-mail) is not written anywhere.
+    let mut e = order();
+    e["customer"]["id"] = json!("c-1");
+    e["created_at"] = json!("garbage");
+    let v = govern(&c, &rec(e), &s);
+    let Verdict::Governed(g) = &v else {
+        panic!("dead-lettered: {v:?}")
+    };
+    assert!(g
+        .outcomes
+        .iter()
+        .all(|o| *o == Outcome::Suppressed(Suppression::Erasure)));
+    // A record key written by a JSON serializer, quotes included.
+    let mut e = order();
+    e["customer"]["id"] = json!("zz-9");
+    let mut r = rec(e);
+    r.key = Some(br#""c-1""#);
+    let v = govern(&c, &r, &s);
+    assert!(emitted(&c, &v).is_empty(), "{:?}", emitted(&c, &v));
+}
