@@ -324,8 +324,8 @@ fn govern_tape(
         if let Found::Scalar(v) = read_path(p, rec, &doc) {
             let unquoted = v
                 .as_str()
-                .and_then(|t| serde_json::from_str::<Value>(t).ok())
-                .filter(|j| j.is_string() || j.is_number());
+                .filter(|t| t.len() >= 2 && t.starts_with('"') && t.ends_with('"'))
+                .and_then(|t| serde_json::from_str::<Value>(t).ok());
             for v in std::iter::once(v).chain(unquoted) {
                 if let Ok(Some(a)) = canonical_subject(&v) {
                     if subject.as_ref() != Some(&a) && !aliases.contains(&a) {

@@ -311,22 +311,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     }
     let only = match &args.purpose {
         None => None,
-        Some(p) => Some(
-            plan.outputs
-                .iter()
-                .position(|o| &o.name == p)
-                .ok_or_else(|| {
-                    Failure::new(format!(
-                        "purpose `{p}` has no output in stream `{}`; its outputs are: {}",
-                        args.stream,
-                        plan.outputs
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?,
-        ),
+        Some(p) => Some(plan.output_index(p).map_err(Failure::new)?),
     };
     let state = read_state(
         &compiled.policy,
@@ -420,6 +405,18 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         let source = format!("{}/0/{this_offset}", plan.topic);
 
         let mut timestamp = Some(now_ms);
+        let govern = |rec: &Record<'_>, scratch: &mut Scratch| {
+            engine::govern_with_limits(plan, &policy_id, rec, &state, now_ms, scratch, limits)
+        };
+        let record = |timestamp, key, value, headers| Record {
+            topic: &plan.topic,
+            partition: 0,
+            offset: this_offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        };
         let (envelope, verdict) = if !fits {
             (
                 None,
@@ -432,24 +429,13 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
             match decode_envelope(raw, &mut env_tape) {
                 Ok(env) => {
                     timestamp = env.timestamp;
-                    let rec = Record {
-                        topic: &plan.topic,
-                        partition: 0,
-                        offset: this_offset,
-                        timestamp: env.timestamp,
-                        key: env.key.as_deref(),
-                        value: env.value.as_deref().unwrap_or_default(),
-                        headers: &env.headers,
-                    };
-                    let v = engine::govern_with_limits(
-                        plan,
-                        &policy_id,
-                        &rec,
-                        &state,
-                        now_ms,
-                        &mut scratch,
-                        limits,
+                    let rec = record(
+                        env.timestamp,
+                        env.key.as_deref(),
+                        env.value.as_deref().unwrap_or_default(),
+                        &env.headers,
                     );
+                    let v = govern(&rec, &mut scratch);
                     (Some(env), v)
                 }
                 Err(detail) => (
@@ -461,26 +447,10 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 ),
             }
         } else {
-            let rec = Record {
-                topic: &plan.topic,
-                partition: 0,
-                offset: this_offset,
-                timestamp: Some(now_ms),
-                key: None,
-                value: raw,
-                headers: &[],
-            };
+            // A plain line is a record produced at `--now`.
             (
                 None,
-                engine::govern_with_limits(
-                    plan,
-                    &policy_id,
-                    &rec,
-                    &state,
-                    now_ms,
-                    &mut scratch,
-                    limits,
-                ),
+                govern(&record(Some(now_ms), None, raw, &[]), &mut scratch),
             )
         };
 

@@ -277,21 +277,7 @@ fn run_case(compiled: &Compiled, case: &Case) -> Result<Vec<String>, String> {
         )),
         (Expect::Purposes(per), Verdict::Governed(g)) => {
             for (purpose, want) in per {
-                let i = plan
-                    .outputs
-                    .iter()
-                    .position(|o| &o.name == purpose)
-                    .ok_or_else(|| {
-                        format!(
-                            "purpose `{purpose}` has no output in stream `{}`; its outputs are: {}",
-                            plan.name,
-                            plan.outputs
-                                .iter()
-                                .map(|o| o.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })?;
+                let i = plan.output_index(purpose)?;
                 check_purpose(purpose, want, &g.outcomes[i], &mut problems);
             }
         }

@@ -1553,7 +1553,8 @@ fn govern_message(
     sm.consumed.inc();
     let raw = raw_headers(msg);
     let text = text_headers(&raw);
-    let headers = text.clone().unwrap_or_default();
+    let names_not_utf8 = text.is_none();
+    let headers = text.unwrap_or_default();
     let timestamp = msg.timestamp().to_millis();
     let now = now_ms();
     let rec = Record {
@@ -1581,7 +1582,7 @@ fn govern_message(
             reason: engine::DeadLetterReason::Decode,
             detail: "tombstone (null value) on an input topic".into(),
         })
-    } else if text.is_none() {
+    } else if names_not_utf8 {
         Verdict::DeadLetter(engine::DeadLetter {
             reason: engine::DeadLetterReason::Decode,
             detail: "a header name is not UTF-8".into(),

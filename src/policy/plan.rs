@@ -158,6 +158,27 @@ pub struct StreamPlan {
 }
 
 impl StreamPlan {
+    /// The index of purpose `name`'s output in this stream.
+    ///
+    /// # Errors
+    /// A message naming the stream's outputs when it has none for `name`.
+    pub fn output_index(&self, name: &str) -> Result<usize, String> {
+        self.outputs
+            .iter()
+            .position(|o| o.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "purpose `{name}` has no output in stream `{}`; its outputs are: {}",
+                    self.name,
+                    self.outputs
+                        .iter()
+                        .map(|o| o.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
     /// For output `output`: every path the policy names, with its leaf and
     /// that output's decision, in policy order.
     pub fn named_decisions(&self, output: usize) -> impl Iterator<Item = (&str, &Leaf, &Decision)> {
