@@ -252,6 +252,13 @@ fn check(file: &Path) -> Result<(), Failure> {
             }
         }
     }
+    for w in policy
+        .streams
+        .iter()
+        .flat_map(crate::policy::Stream::warnings)
+    {
+        eprintln!("custos: warning: {}: {w}", file.display());
+    }
     let outputs: usize = policy.streams.iter().map(|s| s.outputs.len()).sum();
     println!(
         "{}: policy {} is valid: {} purpose{}, {} stream{}, {} output{}, {} invariant{}",

@@ -361,6 +361,28 @@ pub struct Stream {
     pub pos: Pos,
 }
 
+impl Stream {
+    /// Warnings about this stream that are not errors: a `subject` path that
+    /// no `fields` entry classifies is most likely a typo, and a typo makes
+    /// every event subject-less (no consent purpose, no erasure check).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(subject) = &self.subject {
+            let declared = self.fields.iter().any(|f| match (&f.path, subject) {
+                (FieldPath::Value(fp), FieldPath::Value(sp)) => sp.starts_with(fp),
+                (a, b) => a == b,
+            });
+            if !declared {
+                out.push(format!(
+                    "stream `{}`: the subject path `{subject}` is not in `fields`; if it is a typo, every event has no subject: it goes to no purpose with basis `consent` and erasure and objection cannot reach it",
+                    self.name
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// Where a named secret's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {

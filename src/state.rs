@@ -81,7 +81,9 @@ pub struct Unusable;
 /// record key, a header): invisible characters (Unicode default-ignorable
 /// code points such as zero-width spaces, soft hyphens and byte-order marks,
 /// and control characters) removed, Unicode NFKC (full-width `ｃ-４` is
-/// `c-4`), surrounding white space removed. Empty text is no subject. Case
+/// `c-4`), then digits of every script folded to ASCII and Unicode dashes
+/// and spaces to `-` and ` ` (`c‐٤` is `c-4`), surrounding white space
+/// removed. Empty text is no subject. Case
 /// is kept: ids are case-sensitive.
 pub fn canonical_subject_str(s: &str) -> Option<String> {
     let t = s.trim();
@@ -91,9 +93,12 @@ pub fn canonical_subject_str(s: &str) -> Option<String> {
     let folded: String = if t.is_ascii() && !t.bytes().any(|b| b.is_ascii_control()) {
         t.to_string()
     } else {
+        // Then the detectors' fold: digits of every script to ASCII,
+        // Unicode dashes to `-`, Unicode spaces to ` `.
         t.chars()
             .filter(|c| !invisible(*c))
             .nfkc()
+            .filter_map(crate::classify::fold_char)
             .collect::<String>()
             .trim()
             .to_string()
@@ -667,6 +672,26 @@ mod tests {
             canonical_subject_str("Jose\u{301}"),
             canonical_subject_str("Jos\u{e9}")
         );
+        // Unicode dashes and other scripts' digits do not make another
+        // subject either (red-team round 3: `c‐4` escaped the erasure of `c-4`).
+        for form in [
+            "c\u{2010}4",
+            "c\u{2013}4",
+            "c\u{2212}4",
+            "c-\u{664}",
+            "c\u{fe63}\u{966}4",
+        ] {
+            let want = if form.contains('\u{966}') {
+                "c-04"
+            } else {
+                "c-4"
+            };
+            assert_eq!(
+                canonical_subject_str(form).as_deref(),
+                Some(want),
+                "{form:?}"
+            );
+        }
         // Invisible characters and full-width forms do not make another subject.
         for form in [
             "c-4\u{200b}",

@@ -130,6 +130,28 @@ fn policy_check_valid_and_invalid() {
     assert!(err.contains("2 errors found"), "{err}");
 }
 
+/// A subject path that no field classifies is most likely a typo: `policy
+/// check` says so (red-team round 3: a mistyped path made every event
+/// subject-less, out of reach of erasure).
+#[test]
+fn policy_check_warns_on_unclassified_subject_path() {
+    let ok = custos(&["policy", "check", "examples/shop/policy.yaml"], None);
+    assert!(!stderr(&ok).contains("subject path"), "{}", stderr(&ok));
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.yaml");
+    let text = std::fs::read_to_string(shop("policy.yaml"))
+        .unwrap()
+        .replacen("subject: customer.id", "subject: customer.idd", 1);
+    std::fs::write(&typo, text).unwrap();
+    let out = custos(&["policy", "check", typo.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the subject path `customer.idd` is not in `fields`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn policy_check_missing_file() {
     let out = custos(&["policy", "check", "nope.yaml"], None);

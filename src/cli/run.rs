@@ -39,6 +39,14 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
     })?;
     init_tracing(cfg.log.format, "info");
     let compiled = Arc::new(load_compiled(&cfg.policy, super::ShortKeys::Refuse)?);
+    for w in compiled
+        .policy
+        .streams
+        .iter()
+        .flat_map(crate::policy::Stream::warnings)
+    {
+        tracing::warn!("{}: {w}", cfg.policy.display());
+    }
     let audit_key = super::audit::audit_key(&cfg)?;
     let metrics = Metrics::new();
     metrics

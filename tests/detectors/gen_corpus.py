@@ -367,7 +367,7 @@ for t in ["10:30:00", "at 10:30:00 sharp", "09:15", "23:59:59.999", "T+00:30", "
     neg("time", t)
 for p in ["1,234.50", "€ 1.299,00", "$ 12,345,678.90", "1 234 567,89 €", "CHF 1'299.00", "99.99",
           "total 1.234.567,00 EUR", "£2,500", "12 345 678", "USD 1,000,000.00", "Preis 4 999,00 €",
-          "0.4111111111111111", "3.14159265358979", "-122.419416", "51.523431, -0.158712"]:
+          "3.14159265358979", "-122.419416", "51.523431, -0.158712"]:
     neg("price", f"price {p}")
 for v in ["v1.2.3", "10.0.19045.2965", "version 2.14.1", "v1.2.3.4", "1.2.3-beta.4", "6.1.7601.17514",
           "Chrome/120.0.6099.109", "node 20.11.1", "1.3.6.1.4.1.311", "2.0.0-rc.1+build.123",
@@ -540,7 +540,7 @@ for t, d in [("from {} ok", "081.2.69.160"), ("{}", "81.002.069.160"), ("ip {}",
     pos("ipv4", "obfuscated", d, [t])
 
 # Look-alikes that must stay negatives.
-for x in ["ref 1234 4111 1111 1111 1111", "user@localhost", "the dot com bubble", "meet at noon, dot the i's",
+for x in ["user@localhost", "the dot com bubble", "meet at noon, dot the i's",
           "Tom &amp; Jerry &#169; 2026", "q=100%25%20off", "due \uff11\uff12.\uff11\uff11.\uff12\uff10\uff12\uff16",
           "order \u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0662",
           "v\u0661.\u0662.\u0663", "ts=\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",
@@ -549,8 +549,24 @@ for x in ["ref 1234 4111 1111 1111 1111", "user@localhost", "the dot com bubble"
           "2 x 4111 g", "sku 1234/5678/9012/3456", "a%40b", "price 12&#8364;", "x&#x200b;y",
           "I work at acme dot com", "look at me", "Zimmer 3\u200b.14", "due 12.11.2026", "v1.2.3 and 1.2.3.4.5",
           "order no. 0012-3456-7890-1234", "due 01.02.03.04", "I met him at the dot com party",
-          "look at example dot com", "shop at amazon dot com", "price 0,4111111111111111",
-          "Betrag 1,5555555555554444 EUR"]:
+          "look at example dot com", "shop at amazon dot com"]:
+    neg("lookalike", x)
+# A full-length card behind a reference or a decimal point is still a card
+# (red-team round 3: hiding a card as `1.4111…` or after `ref 1234`).
+pos("card", "embedded", "4111 1111 1111 1111", ["ref 1234 {}"])
+pos("card", "embedded", "4111111111111111", ["price 0.{}", "price 0,{}", "1.{}", "+{}", "00{}", "US{}"])
+pos("card", "embedded", "5555555555554444", ["Betrag 1,{} EUR"])
+for sep in ["|", ":", ";", "~", "\u00b7", "\u2022", "--", " | "]:
+    c = sep.join(["4111", "1111", "1111", "1111"])
+    pos("card", "separator", c, ["card {}", "{}"])
+for c in ["41111111 11111111", "411111 1111111111", "4111 11111111 1111", "4111 1111-1111 1111"]:
+    pos("card", "grouping", c, ["card {} ok"])
+# E-mail forms of red-team round 3.
+for e in ["ada @ example . com", "ada(comment)@example.com", "ada@(comment)example.com",
+          "ada at example.com", "ada&#64example.com", "ada%2540example.com", "ada@[192.168.1.1]",
+          "ada@[IPv6:2001:db8::1]"]:
+    pos("email", "obfuscated", e, ["mail {} now", "{}"])
+for x in ["a @ b . com", "I work at acme.com", "see you at 10.30", "rated 5 @ 3.50 each"]:
     neg("lookalike", x)
 for _ in range(10):
     n = luhn_complete(R.choice(["4", "51", "6011"]), 16)
