@@ -515,6 +515,43 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// One topic for two jobs (a dead-letter topic that is an input would feed
+/// raw records back in) stops the worker before it connects.
+#[test]
+fn run_refuses_a_topic_with_two_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(shop("policy.yaml")).unwrap();
+    write(dir.path(), "policy.yaml", &policy);
+    for (section, topic, fragment) in [
+        (
+            "dead_letter",
+            "shop.orders",
+            "is both the input of stream `orders` and `dead_letter.topic`",
+        ),
+        (
+            "audit",
+            "shop.orders.analytics",
+            "is both the `analytics` output of stream `orders` and `audit.topic`",
+        ),
+        ("lineage", "custos.dead-letter", "`lineage.topic`"),
+    ] {
+        let text = format!(
+            "policy = \"policy.yaml\"\n[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[{section}]\ntopic = \"{topic}\"\n"
+        );
+        let cfg = write(dir.path(), "custos.toml", &text);
+        let out = Command::new(env!("CARGO_BIN_EXE_custos"))
+            .args(["run", "--config", &cfg])
+            .env("CUSTOS_KEY_ANALYTICS", "analytics-secret-key-0001")
+            .env("CUSTOS_KEY_MARKETING", "marketing-secret-key-0001")
+            .env("CUSTOS_AUDIT_KEY", "audit-key-0123456789abcdef")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let err = stderr(&out);
+        assert!(err.contains(fragment), "expected {fragment:?} in {err}");
+    }
+}
+
 #[test]
 fn run_refuses_bad_config_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();

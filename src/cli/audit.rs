@@ -5,7 +5,7 @@
 //! Neither command prints raw personal data: records hold none, and the
 //! subject given to `trace` is only used to compute its HMAC.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -129,13 +129,16 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
             };
             let wanted = key.subject(&subject);
             let mut found = 0u64;
+            // A closed pipe (`… | head`) ends the output, never in a panic.
+            let mut out = std::io::stdout().lock();
+            let mut open = true;
             read_trail(&cfg, input.as_deref(), |_, bytes| {
                 let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
                     return;
                 };
                 if v["subject"].as_str() == Some(wanted.as_str()) {
                     found += 1;
-                    println!("{v}");
+                    open = open && writeln!(out, "{v}").is_ok();
                 }
             })?;
             eprintln!(

@@ -47,6 +47,7 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
     {
         tracing::warn!("{}: {w}", cfg.policy.display());
     }
+    check_topic_roles(&compiled.policy, &cfg)?;
     let audit_key = super::audit::audit_key(&cfg)?;
     let metrics = Metrics::new();
     metrics
@@ -54,10 +55,20 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
         .with_label_values(&[&compiled.policy.name, &compiled.policy.digest])
         .set(1);
 
-    // The embedded broker lives as long as this function.
+    // The embedded broker lives as long as this function. It starts empty,
+    // so its consent and erasure topics are created empty too: nothing can
+    // be forgotten on a broker that has never held anything.
     let (embedded, bootstrap) = if cfg.embedded() {
         let e = Embedded::start(1)
             .map_err(|e| Failure::new(format!("cannot start the embedded broker: {e}")))?;
+        let subject_topics = [
+            &compiled.policy.consent_topic,
+            &compiled.policy.erasure_topic,
+        ];
+        for t in subject_topics.into_iter().flatten() {
+            e.create_topic(t, 1)
+                .map_err(|e| Failure::new(e.to_string()))?;
+        }
         for s in &compiled.streams {
             e.create_topic(&s.topic, 3)
                 .map_err(|e| Failure::new(e.to_string()))?;
@@ -144,4 +155,54 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Refuses a config and policy that name one topic for two jobs where that
+/// would loop or mix data: a topic custos writes (outputs, audit, lineage,
+/// dead letters) must not be one it reads (inputs, consent, erasure), and
+/// the audit, lineage and dead-letter topics are each custos's alone (a
+/// dead-letter topic that is an input would feed raw records back in; an
+/// output that is the audit topic would break the chain). Two streams may
+/// share an output topic.
+fn check_topic_roles(policy: &crate::policy::Policy, cfg: &Config) -> Result<(), Failure> {
+    // (topic, role, written by custos, custos's own)
+    let mut roles: Vec<(&str, String, bool, bool)> = Vec::new();
+    for s in &policy.streams {
+        roles.push((
+            &s.topic,
+            format!("the input of stream `{}`", s.name),
+            false,
+            false,
+        ));
+        for (purpose, topic) in &s.outputs {
+            let role = format!("the `{purpose}` output of stream `{}`", s.name);
+            roles.push((topic, role, true, false));
+        }
+    }
+    if let Some(t) = &policy.consent_topic {
+        roles.push((t, "the consent topic".into(), false, false));
+    }
+    if let Some(t) = &policy.erasure_topic {
+        roles.push((t, "the erasure topic".into(), false, false));
+    }
+    for (t, key) in [
+        (&cfg.audit.topic, "audit.topic"),
+        (&cfg.lineage.topic, "lineage.topic"),
+        (&cfg.dead_letter.topic, "dead_letter.topic"),
+    ] {
+        roles.push((t, format!("`{key}`"), true, true));
+    }
+    for (i, (topic, role, written, own)) in roles.iter().enumerate() {
+        for (other, other_role, other_written, other_own) in &roles[..i] {
+            let clash = topic == other
+                && (*written || *other_written)
+                && (written != other_written || *own || *other_own);
+            if clash {
+                return Err(Failure::new(format!(
+                    "topic `{topic}` is both {other_role} and {role}: give each its own topic"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
