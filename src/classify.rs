@@ -70,7 +70,7 @@
 //! letters): it is then a slice of a longer reference, not a number of its
 //! own. An international phone (`+…`, or the digits of a `wa.me/` link) may
 //! be glued to letters (`tel+44…`, `…2671x`) and followed by more groups; the
-//! groups after it that continue it with the same separator are added to its
+//! groups after it in the same run (any separator: `+49 30/1234 5678`) are added to its
 //! span up to 20 digits in all (`+44 20 7946 0958 1234` is covered whole:
 //! the number may really end there, as in `+44 20 7946 0958` glued to `1234`
 //! by an invisible character).
@@ -96,10 +96,11 @@
 //!   `soc. sec` (any case) ends within 24 bytes before it.
 //! * IBAN: a scanner, not a pattern: a country code of the ISO 13616
 //!   registry (capitals, possibly glued to a word as in `ibanDE89…`; lower
-//!   case only when not glued, which keeps hex hashes out), two check
-//!   digits, then letters and digits with up to two of space, `-`, `.`
-//!   between any two characters (`DE 89 …`, `DE89.3704.…`, `DE89 370 400 …`,
-//!   two spaces), exactly the country's registered length, mod-97. What
+//!   or mixed case only when not glued, which keeps hex hashes out), two
+//!   check digits, then letters and digits with up to three of space, tab,
+//!   line break, `-`, `.`, `/`, `_`, `|`, `,`, `:` between any two
+//!   characters (`DE 89 …`, `DE89.3704.…`, `DE89 370 400 …`, a line break
+//!   where text was wrapped), exactly the country's registered length, mod-97. What
 //!   follows does not matter: `DE8937040044053201300012` yields the valid
 //!   IBAN, two glued IBANs yield two.
 //! * E-mail: Unicode local part and domain (`jürgen@müller.de`), apostrophes
@@ -290,8 +291,11 @@ struct Patterns {
     /// `ada @ example . com`, `ada(comment)@example.com`: spaces and
     /// RFC 5322 comments around `@` and the dots (ASCII, common TLDs only).
     email_spaced: Regex,
-    /// `ada@[192.0.2.1]`, `ada@[IPv6:2001:db8::1]`: a domain literal.
+    /// `ada@[192.0.2.1]`, `ada@[IPv6:2001:db8::1]`: a domain literal, and
+    /// a bare address as host (`ada@10.0.0.5`).
     email_literal: Regex,
+    /// `ip-203-0-113-45.ec2.internal`: an address in a cloud host name.
+    ipv4_dashed: Regex,
     ipv4: Regex,
     /// `ip 1361069472`: an address as one integer, after a keyword.
     ipv4_int: Regex,
@@ -300,10 +304,14 @@ struct Patterns {
 
 // Letters and digits of any script; lengths are checked after the match
 // (counted repetitions of Unicode classes make the automaton too big).
-const EMAIL_LOCAL: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’]*";
+// After the first character, the characters RFC 5322 allows unquoted
+// (`ada{x}@`, `ada|shop@`) except the URL delimiters `= & ? /`, so that
+// `?to=ada@example.com` yields the address, not `to=ada@…` (known risk: the
+// part of a local part before one of them, `ada.lovelace=shop@…`, stays).
+const EMAIL_LOCAL: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’!#$*^`{|}~]*";
 const EMAIL_DOMAIN: &str =
     r"[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*(?:\.[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*)*\.\p{L}[\p{L}\p{M}]+";
-const EMAIL_QUOTED_SRC: &str = r#""[^"\\\r\n@]+"@"#;
+const EMAIL_QUOTED_SRC: &str = r#""[^"\\\r\n]+"@"#;
 const EMAIL_ANGLE_SRC: &str =
     r"<([\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’]*@[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*)>";
 // Obfuscated addresses: ASCII only.
@@ -316,6 +324,8 @@ const IPV4_SRC: &str =
     r"(?i)(?-u:\b)(?:(?:0x[0-9a-f]{1,2}|[0-9]{1,3})\.){3}(?:0x[0-9a-f]{1,2}|[0-9]{1,3})(?-u:\b)";
 const IPV4_INT_SRC: &str =
     r"(?i)(?-u:\b)(?:ip|ipv4|ip address|addr|address)(?:\s*[:=#]\s*|\s+)([0-9]{8,10})(?-u:\b)";
+const IPV4_DASHED_SRC: &str =
+    r"(?i)(?-u:\b)ip-([0-9]{1,3}-[0-9]{1,3}-[0-9]{1,3}-[0-9]{1,3})(?-u:\b)";
 const IPV6_SRC: &str =
     r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?|::";
 
@@ -336,8 +346,9 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
             r"(?i)(?-u:\b){OB_LOCAL}(?:\s*\([^()@\n]{{0,64}}\))?\s*@\s*(?:\([^()@\n]{{0,64}}\)\s*)?{OB_LABEL}(?:\s*\.\s*{OB_LABEL})+(?-u:\b)"
         )),
         email_literal: re(&format!(
-            r"(?i){EMAIL_LOCAL}@\[(?:ipv6:)?[0-9a-f:.]{{2,45}}\]"
+            r"(?i){EMAIL_LOCAL}@(?:\[(?:ipv6:)?[0-9a-f:.]{{2,45}}\]|(?:[0-9]{{1,3}}\.){{3}}[0-9]{{1,3}}(?-u:\b))"
         )),
+        ipv4_dashed: re(IPV4_DASHED_SRC),
         ipv4: re(IPV4_SRC),
         ipv4_int: re(IPV4_INT_SRC),
         ipv6: re(IPV6_SRC),
@@ -516,6 +527,8 @@ struct Run<'a> {
     groups: &'a [Group],
     /// A `+` right before the first group.
     plus: bool,
+    /// Where the number starts with its `+` (the first group's start without one).
+    lead: usize,
     /// The run is an international number: after `+`, or in a `wa.me/` link.
     intl: bool,
     /// The first group is glued to a word (`DE89`, `a456`) or a decimal comma.
@@ -635,7 +648,7 @@ impl Run<'_> {
         let mut start = g.start;
         if kind == Kind::Phone {
             if f == 0 && self.plus {
-                start -= 1; // the `+`
+                start = self.lead; // the `+`
             }
             if l > f && self.parenthesized(f) {
                 start -= 1; // the `(`
@@ -657,7 +670,8 @@ impl Run<'_> {
         };
         if lens(&[3, 2, 4]) {
             let s = self.sep(f + 1);
-            return matches!(s, "-" | " " | "\u{a0}" | "." | "/") && self.sep(f + 2) == s;
+            return matches!(s, "-" | " " | "\u{a0}" | "." | "/" | "_" | " - ")
+                && self.sep(f + 2) == s;
         }
         l == f && !(f == 0 && self.intl) && ssn_keyword_before(self.text, self.groups[f].start)
     }
@@ -715,6 +729,11 @@ impl Run<'_> {
                 && !short_tail(2)
                 && (ds[0] != 1 || d == 11);
         }
+        // `00` then a country code, written without spaces (`00447700900123`).
+        if k == 1 && ds[0] == 0 && ds[1] == 0 && ds[2] != 0 {
+            let d = n - 2;
+            return (11..=15).contains(&d) && (ds[2] != 1 || d == 11);
+        }
         if k >= 2 && ds[0] == 0 && ds[1] == 0 {
             let d = n - 2 - trunk_zero;
             return (3..=5).contains(&groups[0].len())
@@ -747,6 +766,17 @@ impl Run<'_> {
                 && matches!(ds[4..6], [1, 9] | [2, 0]);
             // `01 23 45 67 89`: pairs only in the French shape.
             return !date && (!groups.iter().all(|g| g.len() == 2) || k == 5);
+        }
+        // RU / KZ national with trunk prefix 8: `8 (912) 345-67-89`,
+        // `8-800-555-35-35`, `8 912 345 67 89`; written compact only for
+        // mobiles (`89123456789`).
+        if ds[0] == 8 && n == 11 && matches!(ds[1], 3 | 4 | 8 | 9) && trunk_zero == 0 {
+            if k == 1 {
+                return ds[1] == 9;
+            }
+            if groups[0].len() == 1 && groups[1].len() == 3 && !short_tail(1) {
+                return true;
+            }
         }
         if k == 1 || trunk_zero > 0 {
             return false;
@@ -837,10 +867,8 @@ impl Run<'_> {
                     // by an invisible character): its last digits may be
                     // there, and covering more only redacts more.
                     if kind == Kind::Phone && f == 0 && self.intl {
-                        let sep = if w > 0 { self.sep(f + w) } else { " " };
                         let mut total = counts[w];
                         while f + w + 1 < n
-                            && self.sep(f + w + 1) == sep
                             && total + self.groups[f + w + 1].len() <= MAX_DIGITS + 1
                         {
                             w += 1;
@@ -1078,9 +1106,16 @@ fn scan_numbers(text: &str, cards: &[(usize, usize)], want_ssn: bool, cands: &mu
                 break;
             }
         }
-        let before = text[..run_start].chars().next_back();
-        let plus = before == Some('+');
-        let lead = if plus { run_start - 1 } else { run_start };
+        // `+44 …`, and `+ 44 …` with one space after the `+`.
+        let head_text = &text[..run_start];
+        let lead = if head_text.ends_with('+') {
+            run_start - 1
+        } else if head_text.ends_with("+ ") {
+            run_start - 2
+        } else {
+            run_start
+        };
+        let plus = lead < run_start;
         if plus && lead > 0 && bytes[lead - 1] == b'(' {
             groups[0].lp = true; // `(+49) 30 12345678`
         }
@@ -1100,6 +1135,7 @@ fn scan_numbers(text: &str, cards: &[(usize, usize)], want_ssn: bool, cands: &mu
             text,
             groups: &groups,
             plus,
+            lead,
             intl,
             glued_before,
             glued_after,
@@ -1129,7 +1165,7 @@ pub fn detect_into(text: &str, out: &mut Vec<Span>) {
     let bytes = text.as_bytes();
     // All-ASCII text without escapes is scanned as it is.
     let needs_fold = !text.is_ascii()
-        || memchr::memchr2(b'&', b'%', bytes).is_some()
+        || memchr::memchr3(b'&', b'%', b'\\', bytes).is_some()
         || bytes.iter().any(|&b| is_ascii_hidden(b));
     if needs_fold {
         if let Some(folded) = Folded::new(text) {
@@ -1200,6 +1236,19 @@ pub(crate) fn fold_char(c: char) -> Option<char> {
     Some(match c {
         '\u{ff01}'..='\u{ff5e}' => char::from_u32(u - 0xfee0).unwrap_or(c),
         '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' => '-',
+        // Marks typed for a dash: the Japanese long vowel mark (`090ー1234`),
+        // its half-width form, the spacing modifier letters (`ˑ`, `ʼ`, `ˇ`).
+        '\u{30fc}' | '\u{ff70}' | '\u{2b0}'..='\u{2ff}' => '-',
+        // Circled, parenthesized, full-stop and dingbat digits (`④①①①`).
+        '\u{24ea}' | '\u{24ff}' | '\u{1f100}' => '0',
+        '\u{2460}'..='\u{2468}' => char::from_digit(u - 0x245f, 10).unwrap_or(c),
+        '\u{2474}'..='\u{247c}' => char::from_digit(u - 0x2473, 10).unwrap_or(c),
+        '\u{2488}'..='\u{2490}' => char::from_digit(u - 0x2487, 10).unwrap_or(c),
+        '\u{24f5}'..='\u{24fd}' => char::from_digit(u - 0x24f4, 10).unwrap_or(c),
+        '\u{2776}'..='\u{277e}' => char::from_digit(u - 0x2775, 10).unwrap_or(c),
+        '\u{2780}'..='\u{2788}' => char::from_digit(u - 0x277f, 10).unwrap_or(c),
+        '\u{278a}'..='\u{2792}' => char::from_digit(u - 0x2789, 10).unwrap_or(c),
+        '\u{1f101}'..='\u{1f10a}' => char::from_digit(u - 0x1f101, 10).unwrap_or(c),
         '\u{a0}'
         | '\u{1680}'
         | '\u{2000}'..='\u{200a}'
@@ -1226,6 +1275,22 @@ pub(crate) fn fold_char(c: char) -> Option<char> {
 /// stands for, and its length; only the forms that can hide data.
 fn decode_escape(s: &str) -> Option<(char, usize)> {
     let b = s.as_bytes();
+    if b.first() == Some(&b'\\') {
+        // Escapes left in text by a careless producer: `\@` (Markdown),
+        // `\u0040` and `\x40` (a JSON or C escape written out twice).
+        return match b.get(1)? {
+            b'@' | b'.' | b'+' | b'-' => Some((char::from(b[1]), 2)),
+            b'u' | b'x' => {
+                let n = if b[1] == b'u' { 4 } else { 2 };
+                let hex = s.get(2..2 + n)?;
+                if !hex.bytes().all(|x| x.is_ascii_hexdigit()) {
+                    return None;
+                }
+                Some((char::from_u32(u32::from_str_radix(hex, 16).ok()?)?, 2 + n))
+            }
+            _ => None,
+        };
+    }
     if b.first() == Some(&b'%') {
         // `%40`, and encoded again as `%2540`, `%252540`, …
         let mut at = 1;
@@ -1303,7 +1368,7 @@ impl Folded {
         let mut i = 0;
         while let Some(c) = text[i..].chars().next() {
             let (c, len) = match c {
-                '&' | '%' => decode_escape(&text[i..]).unwrap_or((c, 1)),
+                '&' | '%' | '\\' => decode_escape(&text[i..]).unwrap_or((c, 1)),
                 _ => (c, c.len_utf8()),
             };
             let folded = fold_char(c);
@@ -1358,7 +1423,8 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
         match b {
             b'0'..=b'9' => {
                 ndigits += 1;
-                if p1 == b'.' && p2.is_ascii_digit() {
+                // (`0xCB.0x00…`: a hex octet ends in a letter)
+                if p1 == b'.' && p2.is_ascii_alphanumeric() {
                     dotted += 1;
                 }
                 // `DE89`, `DE 89`.
@@ -1409,7 +1475,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
             }
         }
-        if memchr::memmem::find(bytes, b"@[").is_some() {
+        {
             for m in p.email_literal.find_iter(text) {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
             }
@@ -1479,6 +1545,15 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             if !dotted_before && !dotted_after && ipv4_octets(m.as_str()).is_some_and(|o| o[0] != 0)
             {
                 cands.push(Span::new(m.start(), m.end(), Detector::Ipv4));
+            }
+        }
+    }
+    if ndigits >= 4 && bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"ip-")) {
+        for c in p.ipv4_dashed.captures_iter(text) {
+            if let Some(m) = c.get(1) {
+                if ipv4_octets(&m.as_str().replace('-', ".")).is_some() {
+                    cands.push(Span::new(m.start(), m.end(), Detector::Ipv4));
+                }
             }
         }
     }
@@ -1747,7 +1822,14 @@ const IBAN_LENGTHS: &[(&[u8; 2], u8)] = &[
 /// What follows does not matter (`DE89…3000` then `12`, or a second IBAN).
 fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
     let b = text.as_bytes();
-    let is_sep = |c: u8| matches!(c, b' ' | b'-' | b'.');
+    // Line breaks and tabs too (wrapped text), and the punctuation cards
+    // are written with (red-team round 3).
+    let is_sep = |c: u8| {
+        matches!(
+            c,
+            b' ' | b'-' | b'.' | b'\t' | b'\n' | b'\r' | b'/' | b'_' | b'|' | b',' | b':'
+        )
+    };
     let mut i = 0;
     while i + 15 <= b.len() {
         let (c0, c1) = (b[i], b[i + 1]);
@@ -1761,7 +1843,8 @@ fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
         }
         let upper = c0.is_ascii_uppercase() && c1.is_ascii_uppercase();
         let glued = i > 0 && b[i - 1].is_ascii_alphanumeric();
-        let lower = c0.is_ascii_lowercase() && c1.is_ascii_lowercase() && !glued;
+        // Lower or mixed case (`de89…`, `De89…`) only when not glued to a word.
+        let lower = !glued;
         let cc = [c0.to_ascii_uppercase(), c1.to_ascii_uppercase()];
         let len = (upper || lower)
             .then(|| IBAN_LENGTHS.iter().find(|(c, _)| **c == cc))
@@ -1784,7 +1867,7 @@ fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
                 }
             } else if n >= 2 && is_sep(b[j]) {
                 let k = j;
-                while j < b.len() && j - k < 2 && is_sep(b[j]) {
+                while j < b.len() && j - k < 3 && is_sep(b[j]) {
                     j += 1;
                 }
                 if !b.get(j).is_some_and(u8::is_ascii_alphanumeric) {
@@ -2397,6 +2480,77 @@ mod tests {
         check("I work at acme.com", &[]);
         check("see you at 10.30", &[]);
         check("rated 5 @ 3.50 each", &[]);
+    }
+
+    /// Red-team round 3, second pass: wrapped IBANs, RU national phones,
+    /// Japanese long vowel marks and modifier letters as dashes, circled
+    /// digits, escapes left in text, more e-mail and IPv4 forms.
+    #[test]
+    fn l3_wrapped_ibans_ru_phones_jp_dashes_circled_digits() {
+        for t in [
+            "DE89\n3704\n0044\n0532\n0130\n00",
+            "DE89\r\n3704\r\n0044\r\n0532\r\n0130\r\n00",
+            "DE89\t3704\t0044\t0532\t0130\t00",
+            "DE89 3704 0044\n0532 0130 00",
+            "De89370400440532013000",
+            "DE89/3704/0044/0532/0130/00",
+            "DE89 - 3704 - 0044 - 0532 - 0130 - 00",
+        ] {
+            covers(&format!("iban {t} ok"), t, Detector::Iban);
+        }
+        for t in [
+            "8 (912) 345-67-89",
+            "8 912 345 67 89",
+            "8-912-345-67-89",
+            "89123456789",
+            "8 (495) 123-45-67",
+            "8-800-555-35-35",
+            "090\u{30fc}1234\u{30fc}5678",
+            "+44\u{30fc}20\u{30fc}7946\u{30fc}0958",
+            "+49 (0)171/1234 567",
+            "+49 30/1234 5678",
+            "+ 44 20 7946 0958",
+            "00447700900123",
+        ] {
+            covers(&format!("tel {t} ok"), t, Detector::Phone);
+        }
+        for t in [
+            "4111\u{30fc}1111\u{30fc}1111\u{30fc}1111",
+            "4111\u{2d1}1111\u{2d1}1111\u{2d1}1111",
+            "\u{2463}\u{2460}\u{2460}\u{2460} \u{2460}\u{2460}\u{2460}\u{2460} \u{2460}\u{2460}\u{2460}\u{2460} \u{2460}\u{2460}\u{2460}\u{2460}",
+            "\u{2779}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}\u{2776}",
+        ] {
+            covers(&format!("card {t} ok"), t, Detector::Card);
+        }
+        for t in [
+            "078\u{30fc}05\u{30fc}1120",
+            "078 - 05 - 1120",
+            "078_05_1120",
+        ] {
+            covers(&format!("ssn {t} ok"), t, Detector::UsSsn);
+        }
+        for t in [
+            "ada{x}@example.com",
+            "\"ada@home\"@example.com",
+            "ada\\@example.com",
+            "ada\\u0040example.com",
+            "ada.lovelace@10.0.0.5",
+        ] {
+            covers(&format!("mail {t} ok"), t, Detector::Email);
+        }
+        for t in ["0xCB.0x00.0x71.0x2D", "0xCB.0.113.45"] {
+            covers(&format!("from {t} ok"), t, Detector::Ipv4);
+        }
+        covers(
+            "host ip-203-0-113-45.ec2.internal",
+            "203-0-113-45",
+            Detector::Ipv4,
+        );
+        // Query strings keep their parameter names.
+        check(
+            "?to=ada@example.com&x=1",
+            &[("ada@example.com", Detector::Email)],
+        );
     }
 
     #[test]

@@ -317,16 +317,28 @@ fn govern_tape(
     };
     // The key or a header classified like the subject names it too: an
     // erasure or objection for any of them counts (most protective). A key
-    // written by a JSON serializer (`"c-1"` with its quotes) names the same
-    // subject as its content.
+    // written by a JSON serializer names the same subject as its content:
+    // `"c-1"` with its quotes (white space around them ignored), and each
+    // string or number member of an object key (`{"id":"c-1"}`, as Debezium
+    // and Kafka Connect write keys).
     let mut aliases: Vec<String> = Vec::new();
     for p in &plan.subject_aliases {
         if let Found::Scalar(v) = read_path(p, rec, &doc) {
-            let unquoted = v
+            let inner: Vec<Value> = match v
                 .as_str()
-                .filter(|t| t.len() >= 2 && t.starts_with('"') && t.ends_with('"'))
-                .and_then(|t| serde_json::from_str::<Value>(t).ok());
-            for v in std::iter::once(v).chain(unquoted) {
+                .and_then(crate::state::canonical_subject_str)
+                .filter(|t| t.len() >= 2 && (t.starts_with('"') || t.starts_with('{')))
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            {
+                Some(Value::Object(m)) => m
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .filter(|v| v.is_string() || v.is_number())
+                    .collect(),
+                Some(v @ Value::String(_)) => vec![v],
+                _ => Vec::new(),
+            };
+            for v in std::iter::once(v).chain(inner) {
                 if let Ok(Some(a)) = canonical_subject(&v) {
                     if subject.as_ref() != Some(&a) && !aliases.contains(&a) {
                         aliases.push(a);

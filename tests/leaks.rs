@@ -570,4 +570,27 @@ fn an_erased_subject_reaches_no_dead_letter_and_quoted_keys_are_aliases() {
     r.key = Some(br#""c-1""#);
     let v = govern(&c, &r, &s);
     assert!(emitted(&c, &v).is_empty(), "{:?}", emitted(&c, &v));
+    // Red-team round 3: white space or invisible characters around the
+    // quotes, and object keys as Kafka Connect and Debezium write them.
+    let keys: [&[u8]; 6] = [
+        b"\"c-1\"\n",
+        b"\"c-1\"\r\n",
+        b"  \"c-1\" ",
+        "\"c-1\"\u{200b}".as_bytes(),
+        br#"{"id":"c-1"}"#,
+        br#" {"tenant":7,"id":"c-1"} "#,
+    ];
+    for key in keys {
+        let mut e = order();
+        e["customer"]["id"] = json!("zz-9");
+        let mut r = rec(e);
+        r.key = Some(key);
+        let v = govern(&c, &r, &s);
+        assert!(
+            emitted(&c, &v).is_empty(),
+            "key {:?}: {:?}",
+            String::from_utf8_lossy(key),
+            emitted(&c, &v)
+        );
+    }
 }

@@ -216,6 +216,20 @@ fn start_with_config(
     crash_on_stop: bool,
     config: Config,
 ) -> Running {
+    start_instance(broker, n, compiled, crash_on_stop, config, &n.group)
+}
+
+/// A worker with instance id `instance` (its static group membership and
+/// transactional id): a restarted worker reuses its predecessor's, two
+/// workers running side by side need two.
+fn start_instance(
+    broker: &Broker,
+    n: &Names,
+    compiled: &Arc<Compiled>,
+    crash_on_stop: bool,
+    config: Config,
+    instance: &str,
+) -> Running {
     if let Ok(level) = std::env::var("CUSTOS_TEST_LOG") {
         custos::cli::run::init_tracing(custos::config::LogFormat::Text, &level);
     }
@@ -229,7 +243,7 @@ fn start_with_config(
         options: Options {
             skip_topic_management: true,
             crash_on_stop,
-            instance_id: Some(n.group.clone()),
+            instance_id: Some(instance.to_string()),
         },
         control: control.clone(),
         audit_key: AuditKey::new(AUDIT_KEY),
@@ -709,7 +723,15 @@ fn two_workers_and_a_rebalance_lose_nothing() {
     produce(&p, &n.input, &(0..100).map(event).collect::<Vec<_>>());
     let one = start(&broker, &n, &compiled, false);
     wait_until("the first worker to start", || one.consumed() >= 20);
-    let two = start(&broker, &n, &compiled, false);
+    let second = format!("{}-2", n.group);
+    let two = start_instance(
+        &broker,
+        &n,
+        &compiled,
+        false,
+        config(&n, "at_least_once"),
+        &second,
+    );
     // Keep producing until the rebalance has given the second worker work.
     let mut next = 100;
     wait_until("the second worker to take part", || {

@@ -568,6 +568,23 @@ for e in ["ada @ example . com", "ada(comment)@example.com", "ada@(comment)examp
     pos("email", "obfuscated", e, ["mail {} now", "{}"])
 for x in ["a @ b . com", "I work at acme.com", "see you at 10.30", "rated 5 @ 3.50 each"]:
     neg("lookalike", x)
+# Red-team round 3, second pass.
+# (Line breaks and tabs cannot stand in this file: unit tests cover them.)
+for t in ["De89370400440532013000", "DE89/3704/0044/0532/0130/00", "DE89 | 3704 | 0044 | 0532 | 0130 | 00"]:
+    pos("iban", "wrapped", t, ["IBAN {} ok"])
+for t in ["8 (912) 345-67-89", "8 912 345 67 89", "8-912-345-67-89", "89123456789", "8 (495) 123-45-67",
+          "8-800-555-35-35", "+7 912 345-67-89"]:
+    pos("phone", "RU-nat", t, ["тел. {}", "call {} please"])
+for t in ["090\u30fc1234\u30fc5678", "\uff10\uff19\uff10\u30fc\uff11\uff12\uff13\uff14\u30fc\uff15\uff16\uff17\uff18"]:
+    pos("phone", "JP-dash", t, ["電話 {}", "{}"])
+pos("card", "jp-dash", "4111\u30fc1111\u30fc1111\u30fc1111", ["card {}"])
+pos("card", "circled", "\u2463\u2460\u2460\u2460 \u2460\u2460\u2460\u2460 \u2460\u2460\u2460\u2460 \u2460\u2460\u2460\u2460", ["card {}"])
+for t in ["ada{x}@example.com", '"ada@home"@example.com', "ada\\@example.com", "ada.lovelace@10.0.0.5"]:
+    pos("email", "rfc5322", t, ["mail {} ok"])
+for t in ["0xCB.0x00.0x71.0x2D", "0xCB.0.113.45"]:
+    pos("ipv4", "hex", t, ["from {} ok"])
+for x in ["8 items at 912 each", "call 8 (800) pts", "page 8 of 912", "build 8.912.345"]:
+    neg("lookalike", x)
 for _ in range(10):
     n = luhn_complete(R.choice(["4", "51", "6011"]), 16)
     bad = n[:-1] + str((int(n[-1]) + R.randint(1, 9)) % 10)
