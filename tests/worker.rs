@@ -216,7 +216,7 @@ fn start_with_config(
     crash_on_stop: bool,
     config: Config,
 ) -> Running {
-    start_instance(broker, n, compiled, crash_on_stop, config, &n.group)
+    start_instance(broker, compiled, crash_on_stop, config, &n.group)
 }
 
 /// A worker with instance id `instance` (its static group membership and
@@ -224,7 +224,6 @@ fn start_with_config(
 /// workers running side by side need two.
 fn start_instance(
     broker: &Broker,
-    n: &Names,
     compiled: &Arc<Compiled>,
     crash_on_stop: bool,
     config: Config,
