@@ -549,7 +549,7 @@ def check_helm(binary):
     def leaves(d, prefix=""):
         for k, v in d.items():
             p = f"{prefix}.{k}" if prefix else k
-            if isinstance(v, dict) and v and k not in ("properties",):
+            if isinstance(v, dict) and v and k not in ("properties", "resources", "podSecurityContext", "securityContext"):
                 yield from leaves(v, p)
             else:
                 yield p
