@@ -725,7 +725,6 @@ fn two_workers_and_a_rebalance_lose_nothing() {
     let second = format!("{}-2", n.group);
     let two = start_instance(
         &broker,
-        &n,
         &compiled,
         false,
         config(&n, "at_least_once"),
