@@ -35,6 +35,8 @@ pub struct Metrics {
     pub audit_records: IntCounterVec,
     pub produce_failures: IntCounterVec,
     pub policy_info: IntGaugeVec,
+    /// 1 when `/readyz` answers 200, else 0; set at each scrape.
+    pub ready: IntGauge,
     pub build_info: IntGaugeVec,
 }
 
@@ -171,6 +173,11 @@ impl Metrics {
                 "custos_policy_info",
                 "The loaded policy",
                 &["policy", "digest"],
+            ),
+            ready: gauge(
+                &r,
+                "custos_ready",
+                "1 when the worker is ready (what /readyz answers 200 for), else 0",
             ),
             build_info: gauge_vec(&r, "custos_build_info", "The custos build", &["version"]),
             registry: r,
