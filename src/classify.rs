@@ -294,7 +294,8 @@ struct Patterns {
     /// `ada@[192.0.2.1]`, `ada@[IPv6:2001:db8::1]`: a domain literal, and
     /// a bare address as host (`ada@10.0.0.5`).
     email_literal: Regex,
-    /// `ip-203-0-113-45.ec2.internal`: an address in a cloud host name.
+    /// `ip-203-0-113-45.ec2.internal`, `203-0-113-45.sslip.io`: an address
+    /// in a host name.
     ipv4_dashed: Regex,
     ipv4: Regex,
     /// `ip 1361069472`: an address as one integer, after a keyword.
@@ -324,8 +325,10 @@ const IPV4_SRC: &str =
     r"(?i)(?-u:\b)(?:(?:0x[0-9a-f]{1,2}|[0-9]{1,3})\.){3}(?:0x[0-9a-f]{1,2}|[0-9]{1,3})(?-u:\b)";
 const IPV4_INT_SRC: &str =
     r"(?i)(?-u:\b)(?:ip|ipv4|ip address|addr|address)(?:\s*[:=#]\s*|\s+)([0-9]{8,10})(?-u:\b)";
-const IPV4_DASHED_SRC: &str =
-    r"(?i)(?-u:\b)ip-([0-9]{1,3}-[0-9]{1,3}-[0-9]{1,3}-[0-9]{1,3})(?-u:\b)";
+// An address written with `-` or `_` in a host name: after a word and a
+// dash (`ip-203-0-113-45`, `ec2-…`, `pool-…`, `c-…`), or before `.` and a
+// letter (`203-0-113-45.sslip.io`).
+const IPV4_DASHED_SRC: &str = r"(?i)(?:((?-u:\b)[a-z][a-z0-9]{0,15}[-_])|(?-u:\b))([0-9]{1,3}[-_][0-9]{1,3}[-_][0-9]{1,3}[-_][0-9]{1,3})(\.[a-z])?";
 const IPV6_SRC: &str =
     r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?|::";
 
@@ -337,7 +340,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         email_quoted: re(&format!("{EMAIL_QUOTED_SRC}{EMAIL_DOMAIN}")),
         email_angle: re(EMAIL_ANGLE_SRC),
         email_bracketed: re(&format!(
-            r"(?i)(?-u:\b){OB_LOCAL}{OB_OPEN}at{OB_CLOSE}{OB_LABEL}(?:(?:{OB_OPEN}dot{OB_CLOSE}|\.){OB_LABEL})+(?-u:\b)"
+            r"(?i)(?-u:\b){OB_LOCAL}(?:{OB_OPEN}at{OB_CLOSE}|\s*@\s*|\s+at\s+){OB_LABEL}(?:(?:{OB_OPEN}(?:dot|\.){OB_CLOSE}|\s+dot\s+|\.){OB_LABEL})+(?-u:\b)"
         )),
         email_spelled: re(&format!(
             r"(?i)(?-u:\b)({OB_LOCAL})\s+at\s+{OB_LABEL}(?:(?:\s+dot\s+|\s*\.\s*){OB_LABEL})+(?-u:\b)"
@@ -736,7 +739,7 @@ impl Run<'_> {
         }
         if k >= 2 && ds[0] == 0 && ds[1] == 0 {
             let d = n - 2 - trunk_zero;
-            return (3..=5).contains(&groups[0].len())
+            return (2..=5).contains(&groups[0].len())
                 && (ds[2] != 1 || d == 11)
                 && matches!(self.sep(f + 1), " " | "\u{a0}" | "\u{202f}" | "-")
                 && ds[2] != 0
@@ -770,11 +773,18 @@ impl Run<'_> {
         // RU / KZ national with trunk prefix 8: `8 (912) 345-67-89`,
         // `8-800-555-35-35`, `8 912 345 67 89`; written compact only for
         // mobiles (`89123456789`).
-        if ds[0] == 8 && n == 11 && matches!(ds[1], 3 | 4 | 8 | 9) && trunk_zero == 0 {
+        if ds[0] == 8 && n == 11 && matches!(ds[1], 3 | 4 | 7 | 8 | 9) && trunk_zero == 0 {
             if k == 1 {
                 return ds[1] == 9;
             }
-            if groups[0].len() == 1 && groups[1].len() == 3 && !short_tail(1) {
+            // Area codes of 3-5 digits (`8 (3452) 12-34-56`), or the ten
+            // digits in one group (`8 9123456789`).
+            let tail_from = if groups[1].len() == 5 { 3 } else { 2 };
+            if groups[0].len() == 1 && (3..=5).contains(&groups[1].len()) && !short_tail(tail_from)
+            {
+                return true;
+            }
+            if k == 2 && groups[0].len() == 1 {
                 return true;
             }
         }
@@ -900,9 +910,9 @@ fn ssn_keyword_before(text: &str, at: usize) -> bool {
 }
 
 /// Most characters between two digit groups of one card number, and most of
-/// them that are not whitespace (`4111 - 1111`, `4111--1111`, `4111 | 1111`).
-const CARD_GAP_CHARS: usize = 8;
-const CARD_GAP_MARKS: usize = 3;
+/// them that are not whitespace (`4111 - 1111`, `4111----1111`, `4111 | 1111`).
+const CARD_GAP_CHARS: usize = 10;
+const CARD_GAP_MARKS: usize = 4;
 /// Fewest digits of a card that is a slice of a longer stream of digits, or
 /// follows `+` or leading zeros (12-14 digit cards must stand alone).
 const CARD_SLICE_MIN: usize = 15;
@@ -1002,7 +1012,9 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
 /// `plus`: the stream follows `+`.
 fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut Vec<Span>) {
     let mut buf = [0u8; MAX_DIGITS];
-    let last = groups.len() - 1;
+    // Where a short (12-14 digit) card may start: the stream's first group,
+    // or the group right after a card found before.
+    let mut anchor = 0;
     let mut g = 0;
     while g < groups.len() {
         let CardGroup {
@@ -1016,6 +1028,11 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
             let prefixed = start != gs || (g == 0 && plus);
             let (mut n, mut best) = (0, None);
             let (mut uniform, mut long_groups) = (true, true);
+            // Short groups must be of one length (`41 11 11 …`, `4 1 1 …`;
+            // the last may be shorter), not a list of small numbers
+            // (`19,50,83,6,9,68,…`).
+            let mut first_len = None;
+            let mut inner_same = true;
             for (l, group) in groups.iter().enumerate().skip(g) {
                 let from = if l == g { start } else { group.start };
                 if n + (group.end - from) > MAX_DIGITS {
@@ -1025,19 +1042,32 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
                     uniform = false;
                 }
                 long_groups &= group.end - from >= 3;
+                let len = group.end - from;
+                let first = *first_len.get_or_insert(len);
+                let same_lengths = inner_same && len <= first;
                 for &b in &bytes[from..group.end] {
                     buf[n] = b - b'0';
                     n += 1;
                 }
-                let whole = g == 0 && l == last && !prefixed;
+                // A short card starts at the anchor and ends the stream, or
+                // is followed by a short group (an expiry `12/28`, a CVC
+                // `123`) that does not continue its grouping (`6011,8474,
+                // 1325,2995` is a reference, not a card and a `2995`).
+                let next_short = groups.get(l + 1).is_none_or(|nx| {
+                    let nlen = nx.end - nx.start;
+                    let continues = l > g && nx.marks == groups[l].marks && nlen == first;
+                    nlen <= 4 && !continues
+                });
+                let short_ok = g == anchor && !prefixed && next_short;
                 if n >= 12
-                    && (whole || n >= CARD_SLICE_MIN)
-                    && (uniform || long_groups)
+                    && (short_ok || n >= CARD_SLICE_MIN)
+                    && (long_groups || (uniform && same_lengths) || l == g + 1)
                     && iin_fits(&buf[..n])
                     && luhn_digits(&buf[..n])
                 {
                     best = Some((l, group.end));
                 }
+                inner_same &= len == first;
             }
             if let Some((l, e)) = best {
                 found = Some((start, l, e));
@@ -1048,6 +1078,7 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
             Some((start, l, e)) => {
                 cands.push(Span::new(start, e, Detector::Card));
                 g = l + 1;
+                anchor = g;
             }
             None => g += 1,
         }
@@ -1110,7 +1141,8 @@ fn scan_numbers(text: &str, cards: &[(usize, usize)], want_ssn: bool, cands: &mu
         let head_text = &text[..run_start];
         let lead = if head_text.ends_with('+') {
             run_start - 1
-        } else if head_text.ends_with("+ ") {
+        } else if head_text.ends_with("+ ") && bytes[run_start] != b'0' {
+            // `+ 020 7946 0958` is a list bullet before a national number.
             run_start - 2
         } else {
             run_start
@@ -1240,7 +1272,7 @@ pub(crate) fn fold_char(c: char) -> Option<char> {
         // its half-width form, the spacing modifier letters (`ˑ`, `ʼ`, `ˇ`).
         '\u{30fc}' | '\u{ff70}' | '\u{2b0}'..='\u{2ff}' => '-',
         // Circled, parenthesized, full-stop and dingbat digits (`④①①①`).
-        '\u{24ea}' | '\u{24ff}' | '\u{1f100}' => '0',
+        '\u{24ea}' | '\u{24ff}' | '\u{1f100}' | '\u{1f10b}' | '\u{1f10c}' => '0',
         '\u{2460}'..='\u{2468}' => char::from_digit(u - 0x245f, 10).unwrap_or(c),
         '\u{2474}'..='\u{247c}' => char::from_digit(u - 0x2473, 10).unwrap_or(c),
         '\u{2488}'..='\u{2490}' => char::from_digit(u - 0x2487, 10).unwrap_or(c),
@@ -1280,6 +1312,8 @@ fn decode_escape(s: &str) -> Option<(char, usize)> {
         // `\u0040` and `\x40` (a JSON or C escape written out twice).
         return match b.get(1)? {
             b'@' | b'.' | b'+' | b'-' => Some((char::from(b[1]), 2)),
+            // `\n`, `\t`, `\r` written out (JSON encoded twice): separators.
+            b'n' | b't' | b'r' => Some((' ', 2)),
             b'u' | b'x' => {
                 let n = if b[1] == b'u' { 4 } else { 2 };
                 let hex = s.get(2..2 + n)?;
@@ -1427,8 +1461,8 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
                 if p1 == b'.' && p2.is_ascii_alphanumeric() {
                     dotted += 1;
                 }
-                // `DE89`, `DE 89`.
-                if (p1.is_ascii_digit() || p1 == b' ')
+                // `DE89`, `DE 89`, `DE-89`.
+                if (p1.is_ascii_digit() || p1.is_ascii_whitespace() || p1.is_ascii_punctuation())
                     && p2.is_ascii_alphabetic()
                     && p3.is_ascii_alphabetic()
                 {
@@ -1497,9 +1531,29 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             }
         }
     }
-    if obfuscated {
+    if obfuscated || at {
+        // `ada [at] example [dot] com`, and a defanged dot after a real `@`
+        // (`ada@gmail[.]com`, `ada@gmail dot com`); a plain address is the
+        // e-mail pattern's (this one needs a bracket or a spelled word).
         for m in p.email_bracketed.find_iter(text) {
-            cands.push(Span::new(m.start(), m.end(), Detector::Email));
+            let t = m.as_str();
+            let lower = t.to_ascii_lowercase();
+            let bracketed = t.contains(['[', '(', '{', '<']);
+            let defanged = bracketed || lower.contains(" dot ");
+            let tld = t
+                .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .next();
+            let ok = if t.contains('@') {
+                defanged
+            } else if let Some(at) = lower.find(" at ").filter(|_| !bracketed_at(&lower)) {
+                // Spelled-out ` at ` with a bracketed dot: as for `email_spelled`.
+                bracketed && !is_stop_word(t[..at].trim()) && tld.is_some_and(plausible_tld)
+            } else {
+                true
+            };
+            if ok {
+                cands.push(Span::new(m.start(), m.end(), Detector::Email));
+            }
         }
         for c in p.email_spelled.captures_iter(text) {
             let (Some(m), Some(local)) = (c.get(0), c.get(1)) else {
@@ -1548,12 +1602,25 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             }
         }
     }
-    if ndigits >= 4 && bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"ip-")) {
+    if ndigits >= 4 && memchr::memchr2(b'-', b'_', bytes).is_some() {
         for c in p.ipv4_dashed.captures_iter(text) {
-            if let Some(m) = c.get(1) {
-                if ipv4_octets(&m.as_str().replace('-', ".")).is_some() {
-                    cands.push(Span::new(m.start(), m.end(), Detector::Ipv4));
-                }
+            let Some(m) = c.get(2) else { continue };
+            let hosty = c.get(1).is_some() || c.get(3).is_some();
+            // Not a slice of a longer dashed number (`2026-11-30-12-00`).
+            let next = bytes.get(m.end()).copied();
+            let more = matches!(next, Some(b'-' | b'_'))
+                && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit);
+            let glued = next.is_some_and(|b| b.is_ascii_digit());
+            // Nor the tail of a dashed hex sequence (`MAC B2-E9-21-23-90-51`).
+            let start = c.get(0).map_or(m.start(), |w| w.start());
+            let in_seq = start > 0 && matches!(bytes[start - 1], b'-' | b'_' | b':');
+            let more = more || in_seq;
+            if hosty
+                && !more
+                && !glued
+                && ipv4_octets(&m.as_str().replace(['-', '_'], ".")).is_some()
+            {
+                cands.push(Span::new(m.start(), m.end(), Detector::Ipv4));
             }
         }
     }
@@ -1660,6 +1727,17 @@ fn obfuscation_hint(bytes: &[u8]) -> bool {
             || (b1 == Some(b'a')
                 && (matches!(after, Some(b']' | b')' | b'}' | b'>'))
                     || matches!(b2, Some(b'[' | b'(' | b'{' | b'<'))))
+    })
+}
+
+/// Does lower-cased `t` hold `at` inside brackets (`[at]`, `( at )`, `{at}`, `<at>`)?
+fn bracketed_at(t: &str) -> bool {
+    let b = t.as_bytes();
+    memchr::memmem::find_iter(b, b"at").any(|i| {
+        let before = b[..i].iter().rev().find(|c| !c.is_ascii_whitespace());
+        let after = b[i + 2..].iter().find(|c| !c.is_ascii_whitespace());
+        matches!(before, Some(b'[' | b'(' | b'{' | b'<'))
+            && matches!(after, Some(b']' | b')' | b'}' | b'>'))
     })
 }
 
@@ -1822,14 +1900,10 @@ const IBAN_LENGTHS: &[(&[u8; 2], u8)] = &[
 /// What follows does not matter (`DE89…3000` then `12`, or a second IBAN).
 fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
     let b = text.as_bytes();
-    // Line breaks and tabs too (wrapped text), and the punctuation cards
-    // are written with (red-team round 3).
-    let is_sep = |c: u8| {
-        matches!(
-            c,
-            b' ' | b'-' | b'.' | b'\t' | b'\n' | b'\r' | b'/' | b'_' | b'|' | b',' | b':'
-        )
-    };
+    // White space (line breaks in wrapped text too), any ASCII punctuation,
+    // and any other character that is neither a letter nor a digit (`·`,
+    // `•`): up to three of them between two characters of the IBAN.
+    let is_sep = |c: u8| c.is_ascii_whitespace() || c.is_ascii_punctuation() || c >= 0x80;
     let mut i = 0;
     while i + 15 <= b.len() {
         let (c0, c1) = (b[i], b[i + 1]);
@@ -1866,9 +1940,21 @@ fn scan_ibans(text: &str, cands: &mut Vec<Span>) {
                     break;
                 }
             } else if n >= 2 && is_sep(b[j]) {
-                let k = j;
-                while j < b.len() && j - k < 3 && is_sep(b[j]) {
-                    j += 1;
+                // Up to four separator characters (not bytes): ` -- `.
+                let mut chars = 0;
+                while chars < 4 {
+                    match text[j..].chars().next() {
+                        Some(c)
+                            if !c.is_alphanumeric()
+                                && (c.is_whitespace()
+                                    || is_sep(c as u32 as u8)
+                                    || !c.is_ascii()) =>
+                        {
+                            j += c.len_utf8();
+                            chars += 1;
+                        }
+                        _ => break,
+                    }
                 }
                 if !b.get(j).is_some_and(u8::is_ascii_alphanumeric) {
                     break;
@@ -2551,6 +2637,87 @@ mod tests {
             "?to=ada@example.com&x=1",
             &[("ada@example.com", Detector::Email)],
         );
+    }
+
+    /// Red-team round 4 (final): each of these reached analytics in clear.
+    #[test]
+    fn l4_bullets_short_cards_defanged_dots_gaps_and_hosts() {
+        // `+ ` as a list bullet before a national number.
+        for t in ["+ 020 7946 0958", "+ 06 12 34 56 78", "+ 090-1234-5678"] {
+            covers(&format!("list\n{t}\n"), &t[2..], Detector::Phone);
+        }
+        // 12-14 digit cards before an expiry or a CVC, and after a card.
+        for (t, c) in [
+            ("Diners 3056 9309 0259 04 12/28", "3056 9309 0259 04"),
+            ("card 30569309025904 123", "30569309025904"),
+            ("Diners 36000000000008, 12/28", "36000000000008"),
+            ("5018 0000 0009 12/28", "5018 0000 0009"),
+            ("4222222222222 123", "4222222222222"),
+            (
+                "cards 3056 9309 0259 04, 3852 0000 0232 37",
+                "3852 0000 0232 37",
+            ),
+            ("4111 1111 1111 1111 5018 0000 0009", "5018 0000 0009"),
+        ] {
+            covers(t, c, Detector::Card);
+        }
+        // A defanged dot after a real `@` or a bracketed/spelled `at`.
+        for t in [
+            "ada.lovelace@gmail[dot]com",
+            "ada.lovelace@gmail(dot)com",
+            "ada.lovelace@gmail dot com",
+            "ada.lovelace@gmail[.]com",
+            "ada.lovelace[at]gmail[.]com",
+            "ada.lovelace at gmail[.]com",
+        ] {
+            covers(&format!("mail {t} ok"), t, Detector::Email);
+        }
+        // Longer gaps and more separators.
+        for t in [
+            "4111----1111----1111----1111",
+            "4111 - - - - 1111 1111 1111",
+            "4111\\n1111\\n1111\\n1111",
+        ] {
+            covers(&format!("card {t} ok"), t, Detector::Card);
+        }
+        for t in [
+            "DE89;3704;0044;0532;0130;00",
+            "DE89 -- 3704 -- 0044 -- 0532 -- 0130 -- 00",
+            "DE-89-3704-0044-0532-0130-00",
+            "DE89\u{2022}3704\u{2022}0044\u{2022}0532\u{2022}0130\u{2022}00",
+            "DE89\\n3704\\n0044\\n0532\\n0130\\n00",
+        ] {
+            covers(&format!("iban {t} ok"), t, Detector::Iban);
+        }
+        // Addresses in host names.
+        for (t, ip) in [
+            ("ec2-203-0-113-45.compute-1.amazonaws.com", "203-0-113-45"),
+            ("pool-71-170-3-12.dllstx.fios.verizon.net", "71-170-3-12"),
+            ("203-0-113-45.sslip.io", "203-0-113-45"),
+            ("ip_203_0_113_45", "203_0_113_45"),
+        ] {
+            covers(t, ip, Detector::Ipv4);
+        }
+        // More national phones.
+        for t in [
+            "8 (3452) 12-34-56",
+            "8 (84431) 2-34-56",
+            "8 9123456789",
+            "8 (727) 123-45-67",
+            "00 44 20 7946 0958",
+        ] {
+            covers(&format!("tel {t} ok"), t, Detector::Phone);
+        }
+        covers(
+            "\u{2783}\u{1f10b}\u{1f10b}\u{1f10b} \u{1f10b}\u{1f10b}\u{1f10b}\u{1f10b} \u{1f10b}\u{1f10b}\u{1f10b}\u{1f10b} \u{1f10b}\u{1f10b}\u{1f10b}\u{2781}",
+            "\u{2783}",
+            Detector::Card,
+        );
+        // Not cards: lists of small numbers, counting, dates, MAC addresses.
+        check("19,50,83,6,9,68,12,46,74,7,64,27,4", &[]);
+        check("1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16", &[]);
+        check("MAC B2-E9-21-23-90-51", &[]);
+        check("I work at acme.com", &[]);
     }
 
     #[test]

@@ -317,27 +317,20 @@ fn govern_tape(
     };
     // The key or a header classified like the subject names it too: an
     // erasure or objection for any of them counts (most protective). A key
-    // written by a JSON serializer names the same subject as its content:
-    // `"c-1"` with its quotes (white space around them ignored), and each
-    // string or number member of an object key (`{"id":"c-1"}`, as Debezium
-    // and Kafka Connect write keys).
+    // written by a serializer names the same subject as what it holds:
+    // `"c-1"` or `'c-1'` with its quotes (white space around them ignored),
+    // and every string and number anywhere in an object or array key
+    // (`{"id":"c-1"}`, Kafka Connect's `{"schema":…,"payload":{"id":"c-1"}}`,
+    // `["c-1"]`, duplicate members included).
     let mut aliases: Vec<String> = Vec::new();
     for p in &plan.subject_aliases {
         if let Found::Scalar(v) = read_path(p, rec, &doc) {
-            let inner: Vec<Value> = match v
+            let inner: Vec<Value> = v
                 .as_str()
                 .and_then(crate::state::canonical_subject_str)
-                .filter(|t| t.len() >= 2 && (t.starts_with('"') || t.starts_with('{')))
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            {
-                Some(Value::Object(m)) => m
-                    .into_iter()
-                    .map(|(_, v)| v)
-                    .filter(|v| v.is_string() || v.is_number())
-                    .collect(),
-                Some(v @ Value::String(_)) => vec![v],
-                _ => Vec::new(),
-            };
+                .filter(|t| t.len() >= 2 && t.starts_with(['"', '\'', '{', '[']))
+                .map(|t| key_scalars(&t))
+                .unwrap_or_default();
             for v in std::iter::once(v).chain(inner) {
                 if let Ok(Some(a)) = canonical_subject(&v) {
                     if subject.as_ref() != Some(&a) && !aliases.contains(&a) {
@@ -1330,4 +1323,52 @@ impl Walker<'_> {
         }
         written
     }
+}
+
+/// Every JSON string and number in `text` (a record key that looks like
+/// JSON), in order, duplicates of object members included, without building
+/// a document: the candidates a key may name a subject by. A single-quoted
+/// key (`'c-1'`) gives its content. At most 64.
+fn key_scalars(text: &str) -> Vec<Value> {
+    const MAX: usize = 64;
+    let mut out = Vec::new();
+    if let Some(inner) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+        out.push(Value::String(inner.to_string()));
+        return out;
+    }
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() && out.len() < MAX {
+        match b[i] {
+            b'"' => {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                if j >= b.len() {
+                    break;
+                }
+                if let Ok(s) = serde_json::from_str::<String>(&text[i..=j]) {
+                    out.push(Value::String(s));
+                }
+                i = j + 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let j = i
+                    + 1
+                    + b[i + 1..]
+                        .iter()
+                        .take_while(|c| {
+                            c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')
+                        })
+                        .count();
+                if let Ok(n) = text[i..j].parse::<serde_json::Number>() {
+                    out.push(Value::Number(n));
+                }
+                i = j;
+            }
+            _ => i += 1,
+        }
+    }
+    out
 }

@@ -572,13 +572,21 @@ fn an_erased_subject_reaches_no_dead_letter_and_quoted_keys_are_aliases() {
     assert!(emitted(&c, &v).is_empty(), "{:?}", emitted(&c, &v));
     // Red-team round 3: white space or invisible characters around the
     // quotes, and object keys as Kafka Connect and Debezium write them.
-    let keys: [&[u8]; 6] = [
+    // Round 4: Kafka Connect's schema/payload envelope, nested members,
+    // duplicate members, arrays and single quotes.
+    let keys: [&[u8]; 12] = [
         b"\"c-1\"\n",
         b"\"c-1\"\r\n",
         b"  \"c-1\" ",
         "\"c-1\"\u{200b}".as_bytes(),
         br#"{"id":"c-1"}"#,
         br#" {"tenant":7,"id":"c-1"} "#,
+        br#"{"schema":{"type":"struct","fields":[{"field":"id","type":"string"}]},"payload":{"id":"c-1"}}"#,
+        br#"{"customer":{"id":"c-1"}}"#,
+        br#"{"id":"c-1","id":"zz-1"}"#,
+        br#"{"id":["c-1"]}"#,
+        br#"["c-1"]"#,
+        b"'c-1'",
     ];
     for key in keys {
         let mut e = order();

@@ -585,6 +585,20 @@ for t in ["0xCB.0x00.0x71.0x2D", "0xCB.0.113.45"]:
     pos("ipv4", "hex", t, ["from {} ok"])
 for x in ["8 items at 912 each", "call 8 (800) pts", "page 8 of 912", "build 8.912.345"]:
     neg("lookalike", x)
+# Red-team round 4 (final).
+for t in ["020 7946 0958", "06 12 34 56 78"]:
+    pos("phone", "bullet", t, ["Contacts: + {}", "+ {}"])
+for t, tail in [("3056 9309 0259 04", " 12/28"), ("30569309025904", " 123"), ("36000000000008", ", 12/28"),
+                ("5018 0000 0009", " 12/28"), ("4222222222222", " 123")]:
+    pos("card", "short+expiry", t, ["card {}" + tail])
+for t in ["ada.lovelace@gmail[dot]com", "ada.lovelace@gmail dot com", "ada.lovelace@gmail[.]com",
+          "ada.lovelace[at]gmail[.]com"]:
+    pos("email", "defanged", t, ["mail {} ok"])
+for t in ["ec2-203-0-113-45", "pool-71-170-3-12", "ip_203_0_113_45"]:
+    pos("ipv4", "hostname", t.split("-", 1)[-1].split("_", 1)[-1], [t.split("-", 1)[0] + "-{}.example.net" if "-" in t else "ip_{}"])
+for x in ["19,50,83,6,9,68,12,46,74,7,64,27,4", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16",
+          "version 2026-11-30-12-00", "meet at 10.30 at the office"]:
+    neg("lookalike", x)
 for _ in range(10):
     n = luhn_complete(R.choice(["4", "51", "6011"]), 16)
     bad = n[:-1] + str((int(n[-1]) + R.randint(1, 9)) % 10)
