@@ -340,10 +340,10 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         email_quoted: re(&format!("{EMAIL_QUOTED_SRC}{EMAIL_DOMAIN}")),
         email_angle: re(EMAIL_ANGLE_SRC),
         email_bracketed: re(&format!(
-            r"(?i)(?-u:\b){OB_LOCAL}(?:{OB_OPEN}at{OB_CLOSE}|\s*@\s*|\s+at\s+){OB_LABEL}(?:(?:{OB_OPEN}(?:dot|\.){OB_CLOSE}|\s+dot\s+|\.){OB_LABEL})+(?-u:\b)"
+            r"(?i)(?-u:\b){OB_LOCAL}(?:{OB_OPEN}at{OB_CLOSE}|\s*@\s*){OB_LABEL}(?:(?:{OB_OPEN}(?:dot|\.){OB_CLOSE}|\s+dot\s+|\.){OB_LABEL})+(?-u:\b)"
         )),
         email_spelled: re(&format!(
-            r"(?i)(?-u:\b)({OB_LOCAL})\s+at\s+{OB_LABEL}(?:(?:\s+dot\s+|\s*\.\s*){OB_LABEL})+(?-u:\b)"
+            r"(?i)(?-u:\b)({OB_LOCAL})\s+at\s+{OB_LABEL}(?:(?:\s+dot\s+|\s*\.\s*|{OB_OPEN}(?:dot|\.){OB_CLOSE}){OB_LABEL})+(?-u:\b)"
         )),
         email_spaced: re(&format!(
             r"(?i)(?-u:\b){OB_LOCAL}(?:\s*\([^()@\n]{{0,64}}\))?\s*@\s*(?:\([^()@\n]{{0,64}}\)\s*)?{OB_LABEL}(?:\s*\.\s*{OB_LABEL})+(?-u:\b)"
@@ -980,7 +980,9 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
                     break;
                 }
                 chars += 1;
-                if !c.is_whitespace() {
+                // A line break is a mark too: `5018 0000 0009` on one line
+                // and another card on the next are two cards.
+                if !c.is_whitespace() || c == '\n' {
                     nmarks += 1;
                     mark_from.get_or_insert(j);
                     mark_to = j + c.len_utf8();
@@ -1012,9 +1014,10 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
 /// `plus`: the stream follows `+`.
 fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut Vec<Span>) {
     let mut buf = [0u8; MAX_DIGITS];
-    // Where a short (12-14 digit) card may start: the stream's first group,
-    // or the group right after a card found before.
-    let mut anchor = 0;
+    let mut lens = [0usize; MAX_DIGITS];
+    // The group after the last card found: a card before it does not make
+    // a short card a slice of a longer grouping.
+    let mut after_card = usize::MAX;
     let mut g = 0;
     while g < groups.len() {
         let CardGroup {
@@ -1027,12 +1030,7 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
         for start in starts.into_iter().flatten() {
             let prefixed = start != gs || (g == 0 && plus);
             let (mut n, mut best) = (0, None);
-            let (mut uniform, mut long_groups) = (true, true);
-            // Short groups must be of one length (`41 11 11 …`, `4 1 1 …`;
-            // the last may be shorter), not a list of small numbers
-            // (`19,50,83,6,9,68,…`).
-            let mut first_len = None;
-            let mut inner_same = true;
+            let mut uniform = true;
             for (l, group) in groups.iter().enumerate().skip(g) {
                 let from = if l == g { start } else { group.start };
                 if n + (group.end - from) > MAX_DIGITS {
@@ -1041,33 +1039,21 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
                 if l > g + 1 && group.marks != groups[g + 1].marks {
                     uniform = false;
                 }
-                long_groups &= group.end - from >= 3;
-                let len = group.end - from;
-                let first = *first_len.get_or_insert(len);
-                let same_lengths = inner_same && len <= first;
+                lens[l - g] = group.end - from;
                 for &b in &bytes[from..group.end] {
                     buf[n] = b - b'0';
                     n += 1;
                 }
-                // A short card starts at the anchor and ends the stream, or
-                // is followed by a short group (an expiry `12/28`, a CVC
-                // `123`) that does not continue its grouping (`6011,8474,
-                // 1325,2995` is a reference, not a card and a `2995`).
-                let next_short = groups.get(l + 1).is_none_or(|nx| {
-                    let nlen = nx.end - nx.start;
-                    let continues = l > g && nx.marks == groups[l].marks && nlen == first;
-                    nlen <= 4 && !continues
-                });
-                let short_ok = g == anchor && !prefixed && next_short;
+                let w = &lens[..=l - g];
                 if n >= 12
-                    && (short_ok || n >= CARD_SLICE_MIN)
-                    && (long_groups || (uniform && same_lengths) || l == g + 1)
+                    && card_grouping(w, uniform)
+                    && (n >= CARD_SLICE_MIN
+                        || short_card_stands(groups, g, l, w, prefixed, g == after_card))
                     && iin_fits(&buf[..n])
                     && luhn_digits(&buf[..n])
                 {
                     best = Some((l, group.end));
                 }
-                inner_same &= len == first;
             }
             if let Some((l, e)) = best {
                 found = Some((start, l, e));
@@ -1078,10 +1064,60 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
             Some((start, l, e)) => {
                 cands.push(Span::new(start, e, Detector::Card));
                 g = l + 1;
-                anchor = g;
+                after_card = g;
             }
             None => g += 1,
         }
+    }
+}
+
+/// Are group lengths `w` (one separator mark throughout: `uniform`) a card's
+/// grouping? Groups of three digits or more (`4111 1111-1111 1111`,
+/// `41111111 11111111`), or two groups (`4.111111111111111`), or one mark
+/// throughout with the inner groups of one length, the first and last free
+/// (`41 11 11 …`, `4 111 111 …`, `55 5555 5555 5544 44`), or with lengths
+/// that never grow (`4111 1111 1111 11 11`): not a list of
+/// small numbers (`19,50,83,6,9,68,…`, `1, 2, 3, …`) nor a date and time
+/// (`2026-11-30 19:15:05.123456`).
+fn card_grouping(w: &[usize], uniform: bool) -> bool {
+    let k = w.len();
+    if k <= 2 || w.iter().all(|&x| x >= 3) {
+        return true;
+    }
+    // Or lengths that never grow (`4111 1111 1111 11 11`).
+    uniform && (w[1..k - 1].iter().all(|&x| x == w[1]) || w.windows(2).all(|p| p[1] <= p[0]))
+}
+
+/// May a 12-14 digit window `g..=l` of lengths `w` stand as a card? It is one
+/// group (`30569309025904`), or a card layout whose last group ends it
+/// (`4-4-4-2`, `4-6-4`, `4-4-5`, `4-4-4-1`: Diners, Maestro, old Visa), or
+/// `4-4-4` that is not part of a longer grouping of fours (`1234-5678-9012-
+/// 3456` holds no 12-digit card, `ref 6011,8474,1325,2995` neither; a card
+/// right before does not count: `4111 1111 1111 1111 5018 0000 0009`); never
+/// after `+` or leading zeros (`+49 151 12345678` is a phone).
+fn short_card_stands(
+    groups: &[CardGroup<'_>],
+    g: usize,
+    l: usize,
+    w: &[usize],
+    prefixed: bool,
+    after_card: bool,
+) -> bool {
+    if prefixed {
+        return false;
+    }
+    match w {
+        [_] | [4, 4, 4, 2] | [4, 6, 4] | [4, 4, 5] | [4, 4, 4, 1] => true,
+        [4, 4, 4] => {
+            let marks = groups[g + 1].marks;
+            let four = |i: usize| groups[i].end - groups[i].start == 4;
+            let before = g > 0 && !after_card && four(g - 1) && groups[g].marks == marks;
+            let after = groups
+                .get(l + 1)
+                .is_some_and(|_| four(l + 1) && groups[l + 1].marks == marks);
+            !before && !after
+        }
+        _ => false,
     }
 }
 
@@ -1544,27 +1580,31 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
                 .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '-')
                 .next();
             let ok = if t.contains('@') {
-                defanged
-            } else if let Some(at) = lower.find(" at ").filter(|_| !bracketed_at(&lower)) {
-                // Spelled-out ` at ` with a bracketed dot: as for `email_spelled`.
-                bracketed && !is_stop_word(t[..at].trim()) && tld.is_some_and(plausible_tld)
+                defanged && tld.is_some_and(plausible_tld)
             } else {
-                true
+                bracketed_at(&lower)
             };
             if ok {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
             }
         }
-        for c in p.email_spelled.captures_iter(text) {
+        // A refused match (`reach me at ada.lovelace at gmail dot com`: `me`
+        // is a prose word) is retried after its mailbox name, so it does not
+        // hide the address that follows.
+        let mut from = 0;
+        while let Some(c) = p.email_spelled.captures_at(text, from) {
             let (Some(m), Some(local)) = (c.get(0), c.get(1)) else {
-                continue;
+                break;
             };
             let tld = m
                 .as_str()
-                .rsplit(|ch: char| ch.is_ascii_whitespace() || ch == '.')
+                .rsplit(|ch: char| !ch.is_ascii_alphanumeric() && ch != '-')
                 .next();
             if tld.is_some_and(plausible_tld) && !is_stop_word(local.as_str()) {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
+                from = m.end();
+            } else {
+                from = local.end();
             }
         }
     }
@@ -2718,6 +2758,70 @@ mod tests {
         check("1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16", &[]);
         check("MAC B2-E9-21-23-90-51", &[]);
         check("I work at acme.com", &[]);
+    }
+
+    /// Red-team round 5: short first or last groups, short cards after other
+    /// numbers, and `[at]` or a defanged dot after prose with ` at `.
+    #[test]
+    fn l5_short_groups_short_cards_anywhere_and_at_after_prose() {
+        for t in [
+            "55 5555 5555 5544 44",
+            "4111 1111 1111 11 11",
+            "41 111 111 111 111 11",
+            "4 111 111 111 111 111",
+            "3 782 822 463 100 05",
+        ] {
+            covers(&format!("card: {t} ok"), t, Detector::Card);
+        }
+        for (t, c) in [
+            ("8, 3056 9309 0259 04 00", "3056 9309 0259 04"),
+            ("1) 3056 9309 0259 04", "3056 9309 0259 04"),
+            ("ref 1234 3056 9309 0259 04", "3056 9309 0259 04"),
+            ("3056 9309 0259 04\n3852 0000 0232 37", "3852 0000 0232 37"),
+            ("5018 0000 0009\n5018 0000 0009", "5018 0000 0009"),
+            ("3056 9309 0259 04 4111 1111 1111 1111", "3056 9309 0259 04"),
+            (
+                "DE89 3704 0044 0532 0130 00 3056 9309 0259 04",
+                "3056 9309 0259 04",
+            ),
+            ("3056 9309 0259 04 1228", "3056 9309 0259 04"),
+        ] {
+            covers(t, c, Detector::Card);
+        }
+        let both = "020 7946 0958 3056 9309 0259 04";
+        covers(both, "020 7946 0958", Detector::Phone);
+        covers(both, "3056 9309 0259 04", Detector::Card);
+        for (t, e) in [
+            (
+                "reach me at ada.lovelace(at)gmail(dot)com",
+                "ada.lovelace(at)gmail(dot)com",
+            ),
+            (
+                "hi at ada.lovelace [at] gmail.com",
+                "ada.lovelace [at] gmail.com",
+            ),
+            (
+                "reach me at ada.lovelace@gmail[.]com",
+                "ada.lovelace@gmail[.]com",
+            ),
+            (
+                "Contact Ada at ada.lovelace@gmail dot com",
+                "ada.lovelace@gmail dot com",
+            ),
+            (
+                "reach me at ada.lovelace at gmail dot com",
+                "ada.lovelace at gmail dot com",
+            ),
+            (
+                "reach me at\nada.lovelace@gmail[.]com",
+                "ada.lovelace@gmail[.]com",
+            ),
+        ] {
+            covers(t, e, Detector::Email);
+        }
+        check("meet @ 10 dot 30", &[]);
+        check("meet me at the park dot com", &[]);
+        check("tracking 7489 1234 5678 9012 3456", &[]);
     }
 
     #[test]

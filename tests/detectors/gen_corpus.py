@@ -599,6 +599,15 @@ for t in ["ec2-203-0-113-45", "pool-71-170-3-12", "ip_203_0_113_45"]:
 for x in ["19,50,83,6,9,68,12,46,74,7,64,27,4", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16",
           "version 2026-11-30-12-00", "meet at 10.30 at the office"]:
     neg("lookalike", x)
+# Red-team round 5.
+for t in ["55 5555 5555 5544 44", "4111 1111 1111 11 11", "41 111 111 111 111 11", "4 111 111 111 111 111"]:
+    pos("card", "short-edge-groups", t, ["card: {} ok"])
+for pre in ["1) ", "ref 1234 ", "qty 2 ", "020 7946 0958 "]:
+    pos("card", "short-after-number", "3056 9309 0259 04", [pre + "{}"])
+for t in ["ada.lovelace(at)gmail(dot)com", "ada.lovelace@gmail[.]com", "ada.lovelace at gmail dot com"]:
+    pos("email", "after-prose-at", t, ["reach me at {}"])
+for x in ["meet @ 10 dot 30", "buy 3 @ 4 dot 99", "meet me at the park dot com"]:
+    neg("lookalike", x)
 for _ in range(10):
     n = luhn_complete(R.choice(["4", "51", "6011"]), 16)
     bad = n[:-1] + str((int(n[-1]) + R.randint(1, 9)) % 10)
