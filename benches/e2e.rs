@@ -271,6 +271,8 @@ fn custos_run(
         metrics: metrics.clone(),
         options: Options {
             skip_topic_management: true,
+            // exactly_once needs a stable instance id (its transactional.id).
+            instance_id: Some(format!("bench-{tag}")),
             ..Options::default()
         },
         control: control.clone(),
