@@ -924,6 +924,9 @@ struct CardGroup<'a> {
     start: usize,
     end: usize,
     marks: &'a str,
+    /// The gap before it holds a line break (a card may be wrapped, but a
+    /// group on a new line does not continue the grouping before it).
+    line_break: bool,
 }
 
 /// Finds card numbers however their digits are grouped or separated: a
@@ -962,6 +965,7 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
         groups.clear();
         let plus = text[..i].ends_with('+');
         let mut marks = "";
+        let mut line_break = false;
         loop {
             let start = i;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -971,18 +975,19 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
                 start,
                 end: i,
                 marks,
+                line_break,
             });
             // The gap to the next group, if it is short and holds no letter.
             let (mut j, mut chars, mut nmarks) = (i, 0, 0);
             let (mut mark_from, mut mark_to) = (None, i);
+            let mut nl = false;
             while let Some(c) = text[j..].chars().next() {
                 if c.is_alphanumeric() {
                     break;
                 }
                 chars += 1;
-                // A line break is a mark too: `5018 0000 0009` on one line
-                // and another card on the next are two cards.
-                if !c.is_whitespace() || c == '\n' {
+                nl |= c == '\n';
+                if !c.is_whitespace() {
                     nmarks += 1;
                     mark_from.get_or_insert(j);
                     mark_to = j + c.len_utf8();
@@ -998,6 +1003,7 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
                 && bytes.get(j).is_some_and(u8::is_ascii_digit)
             {
                 marks = mark_from.map_or("", |f| &text[f..mark_to]);
+                line_break = nl;
                 i = j;
             } else {
                 break;
@@ -1088,13 +1094,16 @@ fn card_grouping(w: &[usize], uniform: bool) -> bool {
     uniform && (w[1..k - 1].iter().all(|&x| x == w[1]) || w.windows(2).all(|p| p[1] <= p[0]))
 }
 
-/// May a 12-14 digit window `g..=l` of lengths `w` stand as a card? It is one
-/// group (`30569309025904`), or a card layout whose last group ends it
-/// (`4-4-4-2`, `4-6-4`, `4-4-5`, `4-4-4-1`: Diners, Maestro, old Visa), or
-/// `4-4-4` that is not part of a longer grouping of fours (`1234-5678-9012-
-/// 3456` holds no 12-digit card, `ref 6011,8474,1325,2995` neither; a card
-/// right before does not count: `4111 1111 1111 1111 5018 0000 0009`); never
-/// after `+` or leading zeros (`+49 151 12345678` is a phone).
+/// May a 12-14 digit window `g..=l` of lengths `w` stand as a card? Never
+/// after `+` or leading zeros (`+49 151 12345678` is a phone). One group
+/// (`30569309025904`) always. A window that starts its stream of digits or
+/// follows a card found before, when it ends the stream or is followed by a
+/// short group that does not continue its grouping (an expiry `12/28`, a CVC
+/// `123`; a group on a new line never continues it): any grouping. Inside a
+/// stream, only a card layout whose last group ends it (`4-4-4-2`, `4-6-4`,
+/// `4-4-5`, `4-4-4-1`: Diners, Maestro, old Visa), or `4-4-4` that is not
+/// part of a longer grouping of fours (`1234-5678-9012-3456` holds no
+/// 12-digit card, `ref 6011,8474,1325,2995` neither).
 fn short_card_stands(
     groups: &[CardGroup<'_>],
     g: usize,
@@ -1106,15 +1115,31 @@ fn short_card_stands(
     if prefixed {
         return false;
     }
+    if w.len() == 1 {
+        return true;
+    }
+    let len = |i: usize| groups[i].end - groups[i].start;
+    let last = w[w.len() - 1];
+    let next_ok = groups.get(l + 1).is_none_or(|nx| {
+        let continues = !nx.line_break && nx.marks == groups[l].marks && len(l + 1) == last;
+        len(l + 1) <= 4 && !continues
+    });
+    if (g == 0 || after_card) && next_ok {
+        return true;
+    }
     match w {
-        [_] | [4, 4, 4, 2] | [4, 6, 4] | [4, 4, 5] | [4, 4, 4, 1] => true,
+        [4, 4, 4, 2] | [4, 6, 4] | [4, 4, 5] | [4, 4, 4, 1] => true,
         [4, 4, 4] => {
             let marks = groups[g + 1].marks;
-            let four = |i: usize| groups[i].end - groups[i].start == 4;
-            let before = g > 0 && !after_card && four(g - 1) && groups[g].marks == marks;
+            let four = |i: usize| len(i) == 4;
+            let before = g > 0
+                && !after_card
+                && !groups[g].line_break
+                && four(g - 1)
+                && groups[g].marks == marks;
             let after = groups
                 .get(l + 1)
-                .is_some_and(|_| four(l + 1) && groups[l + 1].marks == marks);
+                .is_some_and(|nx| !nx.line_break && four(l + 1) && nx.marks == marks);
             !before && !after
         }
         _ => false,
@@ -1371,6 +1396,10 @@ fn decode_escape(s: &str) -> Option<(char, usize)> {
                 at += 2;
                 continue;
             }
+            // Line breaks and tabs (`%0A`, `%09`) separate like a space.
+            if matches!(v, b'\n' | b'\r' | b'\t') {
+                return Some((' ', at + 2));
+            }
             return matches!(
                 v,
                 b'@' | b'+' | b'.' | b'-' | b' ' | b'(' | b')' | b'/' | b':'
@@ -1579,8 +1608,11 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             let tld = t
                 .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '-')
                 .next();
+            // After a real `@`: a bracketed dot is enough (`@example[.]ai`);
+            // a spelled ` dot ` needs a common top-level domain (`meet @ 10
+            // dot 30` is not an address).
             let ok = if t.contains('@') {
-                defanged && tld.is_some_and(plausible_tld)
+                bracketed || (defanged && tld.is_some_and(plausible_tld))
             } else {
                 bracketed_at(&lower)
             };
@@ -2822,6 +2854,40 @@ mod tests {
         check("meet @ 10 dot 30", &[]);
         check("meet me at the park dot com", &[]);
         check("tracking 7489 1234 5678 9012 3456", &[]);
+    }
+
+    /// Red-team round 6: short cards standing alone in any grouping, wrapped
+    /// over lines; a bracketed dot after `@` with any top-level domain;
+    /// percent-encoded line breaks.
+    #[test]
+    fn l6_short_cards_any_grouping_alone_and_wrapped() {
+        for t in [
+            "3056 9309 025904",
+            "305693 09025904",
+            "3056 93090 25904",
+            "3852 0000 023 237",
+            "4222 222 222 222",
+            "501 800 000 009",
+            "30 56 93 09 02 59 04",
+            "3056 9309\n0259 04",
+            "3056\n9309 0259 04",
+            "3056 9309\r\n0259 04",
+            "4111%0A1111%0A1111%0A1111",
+        ] {
+            covers(&format!("card: {t} exp 12/28"), t, Detector::Card);
+        }
+        covers(
+            "5018 0000 0009\n5018 0000 0009",
+            "5018 0000 0009",
+            Detector::Card,
+        );
+        covers(
+            "mail ada.lovelace@example[.]ai ok",
+            "ada.lovelace@example[.]ai",
+            Detector::Email,
+        );
+        check("1234-5678-9012-3456", &[]);
+        check("meet @ 10 dot 30", &[]);
     }
 
     #[test]
