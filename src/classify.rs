@@ -315,11 +315,12 @@ const EMAIL_DOMAIN: &str =
 const EMAIL_QUOTED_SRC: &str = r#""[^"\\\r\n]+"@"#;
 const EMAIL_ANGLE_SRC: &str =
     r"<([\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’]*@[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*)>";
-// Obfuscated addresses: ASCII only.
+// Obfuscated addresses: letters and digits of any script (`ada@münchen[.]de`,
+// `ada@пример[.]рф`); brackets of other scripts fold to these (`【.】`).
 const OB_OPEN: &str = r"\s*[\[({<]\s*";
 const OB_CLOSE: &str = r"\s*[\])}>]\s*";
-const OB_LOCAL: &str = r"[a-z0-9_%+\-][a-z0-9_.%+\-]*";
-const OB_LABEL: &str = r"[a-z0-9][a-z0-9\-]*";
+const OB_LOCAL: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-]*";
+const OB_LABEL: &str = r"[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*";
 // ASCII word boundaries ((?-u:\b)) keep the lazy DFA usable on any input.
 const IPV4_SRC: &str =
     r"(?i)(?-u:\b)(?:(?:0x[0-9a-f]{1,2}|[0-9]{1,3})\.){3}(?:0x[0-9a-f]{1,2}|[0-9]{1,3})(?-u:\b)";
@@ -340,13 +341,13 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         email_quoted: re(&format!("{EMAIL_QUOTED_SRC}{EMAIL_DOMAIN}")),
         email_angle: re(EMAIL_ANGLE_SRC),
         email_bracketed: re(&format!(
-            r"(?i)(?-u:\b){OB_LOCAL}(?:{OB_OPEN}at{OB_CLOSE}|\s*@\s*){OB_LABEL}(?:(?:{OB_OPEN}(?:dot|\.){OB_CLOSE}|\s+dot\s+|\.){OB_LABEL})+(?-u:\b)"
+            r"(?i)\b{OB_LOCAL}(?:{OB_OPEN}at{OB_CLOSE}|\s*@\s*){OB_LABEL}(?:(?:{OB_OPEN}(?:dot|\.){OB_CLOSE}|\s+dot\s+|\.){OB_LABEL})+\b"
         )),
         email_spelled: re(&format!(
-            r"(?i)(?-u:\b)({OB_LOCAL})\s+at\s+{OB_LABEL}(?:(?:\s+dot\s+|\s*\.\s*|{OB_OPEN}(?:dot|\.){OB_CLOSE}){OB_LABEL})+(?-u:\b)"
+            r"(?i)\b({OB_LOCAL})\s+at\s+{OB_LABEL}(?:(?:\s+dot\s+|\s*\.\s*|{OB_OPEN}(?:dot|\.){OB_CLOSE}){OB_LABEL})+\b"
         )),
         email_spaced: re(&format!(
-            r"(?i)(?-u:\b){OB_LOCAL}(?:\s*\([^()@\n]{{0,64}}\))?\s*@\s*(?:\([^()@\n]{{0,64}}\)\s*)?{OB_LABEL}(?:\s*\.\s*{OB_LABEL})+(?-u:\b)"
+            r"(?i)\b{OB_LOCAL}(?:\s*\([^()@\n]{{0,64}}\))?\s*@\s*(?:\([^()@\n]{{0,64}}\)\s*)?{OB_LABEL}(?:\s*\.\s*{OB_LABEL})+\b"
         )),
         email_literal: re(&format!(
             r"(?i){EMAIL_LOCAL}@(?:\[(?:ipv6:)?[0-9a-f:.]{{2,45}}\]|(?:[0-9]{{1,3}}\.){{3}}[0-9]{{1,3}}(?-u:\b))"
@@ -1036,6 +1037,10 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
         for start in starts.into_iter().flatten() {
             let prefixed = start != gs || (g == 0 && plus);
             let (mut n, mut best) = (0, None);
+            // The longest window on one line wins over a longer one that
+            // runs onto the next line (`6759 000 000 013⏎6759 …` is two
+            // cards, not a 17-digit one and a rest).
+            let (mut best_line, mut crossed) = (None, false);
             let mut uniform = true;
             for (l, group) in groups.iter().enumerate().skip(g) {
                 let from = if l == g { start } else { group.start };
@@ -1046,6 +1051,7 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
                     uniform = false;
                 }
                 lens[l - g] = group.end - from;
+                crossed |= l > g && group.line_break;
                 for &b in &bytes[from..group.end] {
                     buf[n] = b - b'0';
                     n += 1;
@@ -1059,9 +1065,12 @@ fn card_windows(bytes: &[u8], groups: &[CardGroup<'_>], plus: bool, cands: &mut 
                     && luhn_digits(&buf[..n])
                 {
                     best = Some((l, group.end));
+                    if !crossed {
+                        best_line = best;
+                    }
                 }
             }
-            if let Some((l, e)) = best {
+            if let Some((l, e)) = best_line.or(best) {
                 found = Some((start, l, e));
                 break;
             }
@@ -1120,9 +1129,13 @@ fn short_card_stands(
     }
     let len = |i: usize| groups[i].end - groups[i].start;
     let last = w[w.len() - 1];
+    // The group after continues the grouping when it has the length the
+    // window's last two groups share (`6011,8474,1325,2995`), not a last
+    // group that ended a layout (`4222 2222 222 22 12/28`).
+    let repeating = w.len() >= 2 && w[w.len() - 2] == last;
     let next_ok = groups.get(l + 1).is_none_or(|nx| {
-        let continues = !nx.line_break && nx.marks == groups[l].marks && len(l + 1) == last;
-        len(l + 1) <= 4 && !continues
+        let continues = repeating && nx.marks == groups[l].marks && len(l + 1) == last;
+        nx.line_break || (len(l + 1) <= 4 && !continues)
     });
     if (g == 0 || after_card) && next_ok {
         return true;
@@ -1360,6 +1373,9 @@ pub(crate) fn fold_char(c: char) -> Option<char> {
         '\u{207a}' | '\u{208a}' | '\u{fe62}' => '+',
         '\u{fe6b}' => '@',
         '\u{2024}' | '\u{3002}' | '\u{ff61}' | '\u{fe52}' => '.',
+        // CJK and mathematical brackets (`example【.】ai`).
+        '\u{3010}' | '\u{3014}' | '\u{300c}' | '\u{27e8}' | '\u{3008}' => '[',
+        '\u{3011}' | '\u{3015}' | '\u{300d}' | '\u{27e9}' | '\u{3009}' => ']',
         _ => c,
     })
 }
@@ -1402,7 +1418,7 @@ fn decode_escape(s: &str) -> Option<(char, usize)> {
             }
             return matches!(
                 v,
-                b'@' | b'+' | b'.' | b'-' | b' ' | b'(' | b')' | b'/' | b':'
+                b'@' | b'+' | b'.' | b'-' | b' ' | b'(' | b')' | b'/' | b':' | b'[' | b']'
             )
             .then_some((char::from(v), at + 2));
         }
@@ -1434,7 +1450,9 @@ fn decode_escape(s: &str) -> Option<(char, usize)> {
         let end = from + len + usize::from(b.get(from + len) == Some(&b';'));
         return Some((char::from_u32(v)?, end));
     }
-    const NAMED: [(&str, char); 11] = [
+    const NAMED: [(&str, char); 13] = [
+        ("&lbrack;", '['),
+        ("&rbrack;", ']'),
         ("&commat;", '@'),
         ("&plus;", '+'),
         ("&period;", '.'),
@@ -1766,7 +1784,7 @@ fn email_valid(text: &str, start: usize, end: usize) -> Option<usize> {
         && !text[end..]
             .chars()
             .next()
-            .is_some_and(|c| is_word_char(c) || c == '@');
+            .is_some_and(|c| (is_word_char(c) && c != '_') || c == '@');
     if !ok {
         return None;
     }
@@ -2888,6 +2906,43 @@ mod tests {
         );
         check("1234-5678-9012-3456", &[]);
         check("meet @ 10 dot 30", &[]);
+    }
+
+    /// Red-team round 7: internationalised addresses in obfuscated forms,
+    /// cards one per line, other brackets and escaped brackets.
+    #[test]
+    fn l7_idn_obfuscated_addresses_and_cards_per_line() {
+        for t in [
+            "ada@münchen[.]de",
+            "josé@example[.]ai",
+            "ada@bücher(.)ch",
+            "ada[at]bücher[.]ch",
+            "ada@пример[.]рф",
+            "ada@bücher dot com",
+            "ada@bücher . com",
+            "ada.lovelace@example%5B.%5Dai",
+            "ada.lovelace@example&lbrack;.&rbrack;ai",
+            "ada.lovelace@example\u{3010}.\u{3011}ai",
+        ] {
+            covers(&format!("Kontakt: {t} bitte"), t, Detector::Email);
+        }
+        covers(
+            "ada.lovelace@example.com_x",
+            "ada.lovelace@example.com",
+            Detector::Email,
+        );
+        for (t, c) in [
+            ("305693 09025904\n385200 00023237", "385200 00023237"),
+            ("305693 09025904\n385200 00023237", "305693 09025904"),
+            ("305693 09025904\n12345", "305693 09025904"),
+            ("6759 000 000 013\n6759 000 000 013", "6759 000 000 013\n"),
+            ("4222 2222 222 22 12/28", "4222 2222 222 22"),
+        ] {
+            covers(t, c.trim_end(), Detector::Card);
+        }
+        let two = "6759 000 000 013\n6759 000 000 013";
+        let spans = detect(two);
+        assert_eq!(spans.len(), 2, "{spans:?}");
     }
 
     #[test]
