@@ -33,10 +33,20 @@ pub struct Quiet;
 
 impl rdkafka::ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !is_end_of_partition(&error) {
             tracing::warn!(error = %error, reason, "consent/erasure reader");
         }
     }
+}
+
+/// End of partition, as a partition error or as a global one (librdkafka
+/// reports it both ways): how the catch-up knows it is done, not a problem.
+fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
+    )
 }
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
@@ -308,4 +318,21 @@ fn update_gauges(state: &SharedState, metrics: &Metrics) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     metrics.consent_subjects.set(s.consent_subjects() as i64);
     metrics.erased_subjects.set(s.erased_subjects() as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_of_partition_is_not_an_error_either_way() {
+        use rdkafka::error::RDKafkaErrorCode;
+        assert!(is_end_of_partition(&KafkaError::PartitionEOF(0)));
+        assert!(is_end_of_partition(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(!is_end_of_partition(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+    }
 }
