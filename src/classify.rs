@@ -341,13 +341,13 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         email_quoted: re(&format!("{EMAIL_QUOTED_SRC}{EMAIL_DOMAIN}")),
         email_angle: re(EMAIL_ANGLE_SRC),
         email_bracketed: re(&format!(
-            r"(?i)\b{OB_LOCAL}(?:{OB_OPEN}at{OB_CLOSE}|\s*@\s*){OB_LABEL}(?:(?:{OB_OPEN}(?:dot|\.){OB_CLOSE}|\s+dot\s+|\.){OB_LABEL})+\b"
+            r"(?i)\b{OB_LOCAL}(?:{OB_OPEN}at{OB_CLOSE}|\s*@\s*){OB_LABEL}(?:(?:{OB_OPEN}(?:dot|\.){OB_CLOSE}|\s+dot\s+|\.){OB_LABEL})+"
         )),
         email_spelled: re(&format!(
-            r"(?i)\b({OB_LOCAL})\s+at\s+{OB_LABEL}(?:(?:\s+dot\s+|\s*\.\s*|{OB_OPEN}(?:dot|\.){OB_CLOSE}){OB_LABEL})+\b"
+            r"(?i)\b({OB_LOCAL})\s+at\s+{OB_LABEL}(?:(?:\s+dot\s+|\s*\.\s*|{OB_OPEN}(?:dot|\.){OB_CLOSE}){OB_LABEL})+"
         )),
         email_spaced: re(&format!(
-            r"(?i)\b{OB_LOCAL}(?:\s*\([^()@\n]{{0,64}}\))?\s*@\s*(?:\([^()@\n]{{0,64}}\)\s*)?{OB_LABEL}(?:\s*\.\s*{OB_LABEL})+\b"
+            r"(?i)\b{OB_LOCAL}(?:\s*\([^()@\n]{{0,64}}\))?\s*@\s*(?:\([^()@\n]{{0,64}}\)\s*)?{OB_LABEL}(?:\s*\.\s*{OB_LABEL})+"
         )),
         email_literal: re(&format!(
             r"(?i){EMAIL_LOCAL}@(?:\[(?:ipv6:)?[0-9a-f:.]{{2,45}}\]|(?:[0-9]{{1,3}}\.){{3}}[0-9]{{1,3}}(?-u:\b))"
@@ -987,7 +987,7 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
                     break;
                 }
                 chars += 1;
-                nl |= c == '\n';
+                nl |= matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
                 if !c.is_whitespace() {
                     nmarks += 1;
                     mark_from.get_or_insert(j);
@@ -1330,6 +1330,10 @@ pub(crate) fn fold_char(c: char) -> Option<char> {
     if c.is_ascii() {
         return (!is_ascii_hidden(c as u8)).then_some(c);
     }
+    // Line breaks of other kinds (NEL, line and paragraph separators).
+    if matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') {
+        return Some('\n');
+    }
     if is_invisible(c) {
         return None;
     }
@@ -1355,14 +1359,9 @@ pub(crate) fn fold_char(c: char) -> Option<char> {
         '\u{2780}'..='\u{2788}' => char::from_digit(u - 0x277f, 10).unwrap_or(c),
         '\u{278a}'..='\u{2792}' => char::from_digit(u - 0x2789, 10).unwrap_or(c),
         '\u{1f101}'..='\u{1f10a}' => char::from_digit(u - 0x1f101, 10).unwrap_or(c),
-        '\u{a0}'
-        | '\u{1680}'
-        | '\u{2000}'..='\u{200a}'
-        | '\u{2028}'
-        | '\u{2029}'
-        | '\u{202f}'
-        | '\u{205f}'
-        | '\u{3000}' => ' ',
+        '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}' => {
+            ' '
+        }
         // Superscript and subscript digits and signs (NFKC folds them).
         '\u{2070}' | '\u{2080}' => '0',
         '\u{b9}' | '\u{2081}' => '1',
@@ -1374,8 +1373,12 @@ pub(crate) fn fold_char(c: char) -> Option<char> {
         '\u{fe6b}' => '@',
         '\u{2024}' | '\u{3002}' | '\u{ff61}' | '\u{fe52}' => '.',
         // CJK and mathematical brackets (`example【.】ai`).
-        '\u{3010}' | '\u{3014}' | '\u{300c}' | '\u{27e8}' | '\u{3008}' => '[',
-        '\u{3011}' | '\u{3015}' | '\u{300d}' | '\u{27e9}' | '\u{3009}' => ']',
+        '\u{3010}' | '\u{3014}' | '\u{300c}' | '\u{300e}' | '\u{300a}' | '\u{3008}'
+        | '\u{3018}' | '\u{301a}' | '\u{27e8}' | '\u{27e6}' | '\u{2045}' | '\u{2772}'
+        | '\u{2039}' | '\u{ab}' | '\u{fe5d}' | '\u{fe59}' | '\u{2985}' => '[',
+        '\u{3011}' | '\u{3015}' | '\u{300d}' | '\u{300f}' | '\u{300b}' | '\u{3009}'
+        | '\u{3019}' | '\u{301b}' | '\u{27e9}' | '\u{27e7}' | '\u{2046}' | '\u{2773}'
+        | '\u{203a}' | '\u{bb}' | '\u{fe5e}' | '\u{fe5a}' | '\u{2986}' => ']',
         _ => c,
     })
 }
@@ -1450,9 +1453,11 @@ fn decode_escape(s: &str) -> Option<(char, usize)> {
         let end = from + len + usize::from(b.get(from + len) == Some(&b';'));
         return Some((char::from_u32(v)?, end));
     }
-    const NAMED: [(&str, char); 13] = [
+    const NAMED: [(&str, char); 15] = [
         ("&lbrack;", '['),
         ("&rbrack;", ']'),
+        ("&lsqb;", '['),
+        ("&rsqb;", ']'),
         ("&commat;", '@'),
         ("&plus;", '+'),
         ("&period;", '.'),
@@ -2943,6 +2948,36 @@ mod tests {
         let two = "6759 000 000 013\n6759 000 000 013";
         let spans = detect(two);
         assert_eq!(spans.len(), 2, "{spans:?}");
+    }
+
+    /// Red-team round 8: other line breaks, `_` after an obfuscated
+    /// address, more brackets.
+    #[test]
+    fn l8_other_line_breaks_and_trailing_underscores() {
+        for brk in ["\r", "\u{2028}", "\u{85}"] {
+            let t = format!("305693 09025904{brk}385200 00023237");
+            covers(&t, "305693 09025904", Detector::Card);
+            covers(&t, "385200 00023237", Detector::Card);
+            let one = format!("305693 09025904{brk}12345");
+            covers(&one, "305693 09025904", Detector::Card);
+        }
+        for t in [
+            "ada@b\u{fc}cher[.]de",
+            "ada[at]example[.]com",
+            "ada@example dot com",
+            "ada @ example . com",
+            "ada@example%5B.%5Dcom",
+        ] {
+            covers(&format!("file {t}_x.pdf"), t, Detector::Email);
+        }
+        for (open, close) in [
+            ("\u{300e}", "\u{300f}"),
+            ("\u{ab}", "\u{bb}"),
+            ("&lsqb;", "&rsqb;"),
+        ] {
+            let t = format!("ada@example{open}.{close}com");
+            covers(&format!("mail {t} ok"), &t, Detector::Email);
+        }
     }
 
     #[test]
