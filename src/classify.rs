@@ -1569,6 +1569,26 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
     }
     let p = &*PATTERNS;
     let mut cands: Vec<Span> = Vec::new();
+    // What follows or precedes each `@`: the rarer address forms run only
+    // where they can match (most text with an `@` holds a plain address).
+    let (mut at_spaced, mut at_literal) = (false, false);
+    if at {
+        for i in memchr::memchr_iter(b'@', bytes) {
+            let next = bytes.get(i + 1).copied().unwrap_or(b'x');
+            let prev = if i > 0 { bytes[i - 1] } else { b'x' };
+            // Spaces or a comment at the `@`, or spaces at a dot after it.
+            let after = &bytes[i + 1..bytes.len().min(i + 80)];
+            at_spaced |= matches!(next, b' ' | b'\t' | b'\n' | b'\r' | b'(')
+                || matches!(prev, b' ' | b'\t' | b'\n' | b'\r' | b')')
+                || after.windows(2).any(|w| {
+                    (w[0].is_ascii_whitespace() && w[1] == b'.')
+                        || (w[0] == b'.' && w[1].is_ascii_whitespace())
+                });
+            at_literal |= next == b'[' || next.is_ascii_digit();
+        }
+    }
+    let brackets =
+        memchr::memchr3(b'[', b'(', b'{', bytes).is_some() || memchr::memchr(b'<', bytes).is_some();
     if at {
         for m in p.email.find_iter(text) {
             if let Some(start) = email_valid(text, m.start(), m.end()) {
@@ -1583,7 +1603,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
                 }
             }
         }
-        for m in p.email_spaced.find_iter(text) {
+        for m in p.email_spaced.find_iter(text).take_while(|_| at_spaced) {
             let tld = m.as_str().rsplit('.').next().unwrap_or("").trim();
             let spaced = m.as_str().contains(|c: char| c.is_whitespace() || c == '(');
             // `a @ b . com` reads as a placeholder, not a mailbox.
@@ -1597,7 +1617,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
             }
         }
-        {
+        if at_literal {
             for m in p.email_literal.find_iter(text) {
                 cands.push(Span::new(m.start(), m.end(), Detector::Email));
             }
@@ -1619,7 +1639,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             }
         }
     }
-    if obfuscated || at {
+    if obfuscated || (at && brackets) {
         // `ada [at] example [dot] com`, and a defanged dot after a real `@`
         // (`ada@gmail[.]com`, `ada@gmail dot com`); a plain address is the
         // e-mail pattern's (this one needs a bracket or a spelled word).
@@ -1646,7 +1666,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
         // A refused match (`reach me at ada.lovelace at gmail dot com`: `me`
         // is a prose word) is retried after its mailbox name, so it does not
         // hide the address that follows.
-        let mut from = 0;
+        let mut from = if obfuscated { 0 } else { text.len() };
         while let Some(c) = p.email_spelled.captures_at(text, from) {
             let (Some(m), Some(local)) = (c.get(0), c.get(1)) else {
                 break;
