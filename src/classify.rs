@@ -319,7 +319,7 @@ const EMAIL_ANGLE_SRC: &str =
 // `ada@пример[.]рф`); brackets of other scripts fold to these (`【.】`).
 const OB_OPEN: &str = r"\s*[\[({<]\s*";
 const OB_CLOSE: &str = r"\s*[\])}>]\s*";
-const OB_LOCAL: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-]*";
+const OB_LOCAL: &str = r"[\p{L}\p{N}_%+\-][\p{L}\p{M}\p{N}_.%+\-'’!#$*^`{|}~]*";
 const OB_LABEL: &str = r"[\p{L}\p{N}][\p{L}\p{M}\p{N}\-]*";
 // ASCII word boundaries ((?-u:\b)) keep the lazy DFA usable on any input.
 const IPV4_SRC: &str =
@@ -521,6 +521,16 @@ fn is_sep(c: char) -> bool {
     )
 }
 
+/// A separator of white space only (a space, a tab, a line break where the
+/// text was wrapped, NBSP) is a space: `06 12 34 56⏎78` is one phone.
+fn norm_sep(s: &str) -> &str {
+    if !s.is_empty() && s.chars().all(char::is_whitespace) {
+        " "
+    } else {
+        s
+    }
+}
+
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
@@ -673,9 +683,9 @@ impl Run<'_> {
             l - f + 1 == want.len() && (f..=l).zip(want).all(|(i, w)| self.groups[i].len() == *w)
         };
         if lens(&[3, 2, 4]) {
-            let s = self.sep(f + 1);
-            return matches!(s, "-" | " " | "\u{a0}" | "." | "/" | "_" | " - ")
-                && self.sep(f + 2) == s;
+            let s = norm_sep(self.sep(f + 1));
+            return matches!(s, "-" | " " | "." | "/" | "_" | " - ")
+                && norm_sep(self.sep(f + 2)) == s;
         }
         l == f && !(f == 0 && self.intl) && ssn_keyword_before(self.text, self.groups[f].start)
     }
@@ -695,7 +705,7 @@ impl Run<'_> {
         let mut plain = [""; MAX_WINDOW];
         let mut np = 0;
         for i in f + 2..=l {
-            let s = self.sep(i);
+            let s = norm_sep(self.sep(i));
             if !s.contains(['(', ')']) {
                 plain[np] = s;
                 np += 1;
@@ -742,7 +752,7 @@ impl Run<'_> {
             let d = n - 2 - trunk_zero;
             return (2..=5).contains(&groups[0].len())
                 && (ds[2] != 1 || d == 11)
-                && matches!(self.sep(f + 1), " " | "\u{a0}" | "\u{202f}" | "-")
+                && matches!(norm_sep(self.sep(f + 1)), " " | "-")
                 && ds[2] != 0
                 && (9..=15).contains(&d)
                 && !short_tail(2);
@@ -1577,7 +1587,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             let next = bytes.get(i + 1).copied().unwrap_or(b'x');
             let prev = if i > 0 { bytes[i - 1] } else { b'x' };
             // Spaces or a comment at the `@`, or spaces at a dot after it.
-            let after = &bytes[i + 1..bytes.len().min(i + 80)];
+            let after = &bytes[i + 1..bytes.len().min(i + 256)];
             at_spaced |= matches!(next, b' ' | b'\t' | b'\n' | b'\r' | b'(')
                 || matches!(prev, b' ' | b'\t' | b'\n' | b'\r' | b')')
                 || after.windows(2).any(|w| {
@@ -1604,17 +1614,25 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             }
         }
         for m in p.email_spaced.find_iter(text).take_while(|_| at_spaced) {
-            let tld = m.as_str().rsplit('.').next().unwrap_or("").trim();
-            let spaced = m.as_str().contains(|c: char| c.is_whitespace() || c == '(');
+            let t = m.as_str();
+            let at_end = t.find('@').map_or(0, |i| i + 1);
+            // The address may end before a sentence (`ada @ example.com. Bye`).
+            let end = if plausible_tld(t.rsplit('.').next().unwrap_or("").trim()) {
+                Some(t.len())
+            } else {
+                trim_to_tld(t, at_end)
+            };
+            let Some(end) = end else { continue };
+            let t = &t[..end];
+            let spaced = t.contains(|c: char| c.is_whitespace() || c == '(');
             // `a @ b . com` reads as a placeholder, not a mailbox.
-            let (local, domain) = m.as_str().split_once('@').unwrap_or_default();
+            let (local, domain) = t.split_once('@').unwrap_or_default();
             let named = |part: &str| part.chars().filter(|c| c.is_alphanumeric()).count() >= 2;
             if spaced
-                && plausible_tld(tld)
                 && named(local)
-                && named(domain.split('.').next().unwrap_or(""))
+                && named(domain.trim_start().split(['.', ' ']).next().unwrap_or(""))
             {
-                cands.push(Span::new(m.start(), m.end(), Detector::Email));
+                cands.push(Span::new(m.start(), m.start() + end, Detector::Email));
             }
         }
         if at_literal {
@@ -1654,13 +1672,19 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             // After a real `@`: a bracketed dot is enough (`@example[.]ai`);
             // a spelled ` dot ` needs a common top-level domain (`meet @ 10
             // dot 30` is not an address).
-            let ok = if t.contains('@') {
-                bracketed || (defanged && tld.is_some_and(plausible_tld))
+            let end = if let Some(at) = t.find('@') {
+                if bracketed || (defanged && tld.is_some_and(plausible_tld)) {
+                    Some(t.len())
+                } else if defanged {
+                    trim_to_tld(t, at + 1)
+                } else {
+                    None
+                }
             } else {
-                bracketed_at(&lower)
+                bracketed_at(&lower).then_some(t.len())
             };
-            if ok {
-                cands.push(Span::new(m.start(), m.end(), Detector::Email));
+            if let Some(end) = end {
+                cands.push(Span::new(m.start(), m.start() + end, Detector::Email));
             }
         }
         // A refused match (`reach me at ada.lovelace at gmail dot com`: `me`
@@ -1675,11 +1699,18 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
                 .as_str()
                 .rsplit(|ch: char| !ch.is_ascii_alphanumeric() && ch != '-')
                 .next();
-            if tld.is_some_and(plausible_tld) && !is_stop_word(local.as_str()) {
-                cands.push(Span::new(m.start(), m.end(), Detector::Email));
-                from = m.end();
+            let at_end = local.end() - m.start() + 1;
+            let end = if tld.is_some_and(plausible_tld) {
+                Some(m.end())
             } else {
-                from = local.end();
+                trim_to_tld(m.as_str(), at_end).map(|k| m.start() + k)
+            };
+            match end {
+                Some(end) if !is_stop_word(local.as_str()) => {
+                    cands.push(Span::new(m.start(), end, Detector::Email));
+                    from = end;
+                }
+                _ => from = local.end(),
             }
         }
     }
@@ -1843,6 +1874,47 @@ fn obfuscation_hint(bytes: &[u8]) -> bool {
                 && (matches!(after, Some(b']' | b')' | b'}' | b'>'))
                     || matches!(b2, Some(b'[' | b'(' | b'{' | b'<'))))
     })
+}
+
+/// The length of the longest prefix of the match `t`, past byte `min` (the
+/// end of its `@` or ` at `), that ends with a label that is a common
+/// top-level domain, with a dot before it: `ada at example dot com. Thanks`
+/// matched `. Thanks` as one more label, `ada at example dot com` is the
+/// address.
+fn trim_to_tld(t: &str, min: usize) -> Option<usize> {
+    let min = (min..=t.len()).find(|&i| t.is_char_boundary(i))?;
+    let bounds: Vec<usize> = t
+        .char_indices()
+        .map(|(i, _)| i)
+        .filter(|&i| i > min)
+        .collect();
+    let ends = bounds.into_iter().rev().filter(|&i| {
+        let c = t[..i]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric);
+        c && t[i..]
+            .chars()
+            .next()
+            .is_some_and(|n| !n.is_alphanumeric() && n != '-')
+    });
+    for end in ends {
+        let head = &t[..end];
+        let label_start = head
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !c.is_alphanumeric() && c != '-')
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let before = head[min..label_start].to_ascii_lowercase();
+        let dotted = before.trim_end().ends_with('.')
+            || before.trim_end().ends_with(" dot")
+            || before.contains(']')
+            || before.contains(')');
+        if label_start > min && dotted && plausible_tld(&head[label_start..]) {
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Does lower-cased `t` hold `at` inside brackets (`[at]`, `( at )`, `{at}`, `<at>`)?
@@ -2998,6 +3070,52 @@ mod tests {
             let t = format!("ada@example{open}.{close}com");
             covers(&format!("mail {t} ok"), &t, Detector::Email);
         }
+    }
+
+    /// Red-team round 9: an address before a sentence, punctuation in an
+    /// obfuscated local part, numbers wrapped over lines.
+    #[test]
+    fn l9_address_before_a_sentence_and_wrapped_numbers() {
+        for (t, e) in [
+            (
+                "Please email ada at example dot com. Thanks",
+                "ada at example dot com",
+            ),
+            ("ada at example.com. Thanks", "ada at example.com"),
+            ("ada @ example . com. Bye", "ada @ example . com"),
+            ("ada @ example.com. Bye", "ada @ example.com"),
+            (
+                "ada at example [dot] com. Thanks",
+                "ada at example [dot] com",
+            ),
+            (
+                "ada.lovelace'smith@example[.]com",
+                "ada.lovelace'smith@example[.]com",
+            ),
+            ("o'brien[at]example[.]com", "o'brien[at]example[.]com"),
+        ] {
+            covers(t, e, Detector::Email);
+        }
+        // The sentence after it stays.
+        let spans = detect("ada at example dot com. Thanks");
+        assert!(
+            spans
+                .iter()
+                .all(|s| s.end <= "ada at example dot com".len()),
+            "{spans:?}"
+        );
+        for t in [
+            "06 12 34 56\u{2028}78",
+            "+33 6 12 34\u{85}56 78",
+            "06 12 34 56\n78",
+        ] {
+            covers(&format!("tel {t} ok"), t, Detector::Phone);
+        }
+        for t in ["078 05\u{2028}1120", "078\t05\t1120", "078  05  1120"] {
+            covers(&format!("SSN: {t} ok"), t, Detector::UsSsn);
+        }
+        check("meet at 10.30. See you", &[]);
+        check("I work at acme.com. Thanks", &[]);
     }
 
     #[test]
