@@ -521,10 +521,11 @@ fn is_sep(c: char) -> bool {
     )
 }
 
-/// A separator of white space only (a space, a tab, a line break where the
-/// text was wrapped, NBSP) is a space: `06 12 34 56⏎78` is one phone.
+/// A separator of spaces only (one or more, NBSP, narrow NBSP) is a space:
+/// `078  05  1120` is one SSN. Tabs and line breaks stay themselves: they
+/// separate columns and lines (`0412 345 678⏎06 12 34 56 78` is two phones).
 fn norm_sep(s: &str) -> &str {
-    if !s.is_empty() && s.chars().all(char::is_whitespace) {
+    if !s.is_empty() && s.chars().all(|c| matches!(c, ' ' | '\u{a0}' | '\u{202f}')) {
         " "
     } else {
         s
@@ -891,6 +892,7 @@ impl Run<'_> {
                         let mut total = counts[w];
                         while f + w + 1 < n
                             && total + self.groups[f + w + 1].len() <= MAX_DIGITS + 1
+                            && !self.sep(f + w + 1).contains(['\n', '\r', '\t'])
                         {
                             w += 1;
                             total += self.groups[f + w].len();
@@ -1147,7 +1149,8 @@ fn short_card_stands(
         let continues = repeating && nx.marks == groups[l].marks && len(l + 1) == last;
         nx.line_break || (len(l + 1) <= 4 && !continues)
     });
-    if (g == 0 || after_card) && next_ok {
+    // A new line starts a stream as well (`+49 30 1234567⏎305693 09025904`).
+    if (g == 0 || after_card || groups[g].line_break) && next_ok {
         return true;
     }
     match w {
@@ -3104,16 +3107,48 @@ mod tests {
                 .all(|s| s.end <= "ada at example dot com".len()),
             "{spans:?}"
         );
-        for t in [
-            "06 12 34 56\u{2028}78",
-            "+33 6 12 34\u{85}56 78",
-            "06 12 34 56\n78",
+        covers("SSN: 078  05  1120 ok", "078  05  1120", Detector::UsSsn);
+        covers(
+            "tel 06  12  34  56  78 ok",
+            "06  12  34  56  78",
+            Detector::Phone,
+        );
+        // Round 10: numbers on separate lines or in separate columns stay
+        // separate, each covered whole (a line break or a tab is not a
+        // space inside one number).
+        for (t, parts) in [
+            (
+                "0412 345 678\n06 12 34 56 78",
+                ["0412 345 678", "06 12 34 56 78"],
+            ),
+            (
+                "Ada\t078 05 1120\t06 12 34 56 78",
+                ["078 05 1120", "06 12 34 56 78"],
+            ),
+            (
+                "Ada\t025 81 6542\r\n020 7946 0958",
+                ["025 81 6542", "020 7946 0958"],
+            ),
         ] {
-            covers(&format!("tel {t} ok"), t, Detector::Phone);
+            for p in parts {
+                let at = t.find(p).expect("part");
+                let spans = detect(t);
+                assert!(
+                    spans.iter().any(|s| s.start <= at && s.end >= at + p.len()),
+                    "{p:?} not covered whole in {t:?}: {spans:?}"
+                );
+            }
         }
-        for t in ["078 05\u{2028}1120", "078\t05\t1120", "078  05  1120"] {
-            covers(&format!("SSN: {t} ok"), t, Detector::UsSsn);
-        }
+        covers(
+            "+1 415 555 2671\n0033 6 12 34 56 78",
+            "0033 6 12 34 56 78",
+            Detector::Phone,
+        );
+        covers(
+            "+49 30 1234567\n305693 09025904",
+            "305693 09025904",
+            Detector::Card,
+        );
         check("meet at 10.30. See you", &[]);
         check("I work at acme.com. Thanks", &[]);
     }
