@@ -521,11 +521,13 @@ fn is_sep(c: char) -> bool {
     )
 }
 
-/// A separator of spaces only (one or more, NBSP, narrow NBSP) is a space:
-/// `078  05  1120` is one SSN. Tabs and line breaks stay themselves: they
-/// separate columns and lines (`0412 345 678⏎06 12 34 56 78` is two phones).
+/// One no-break space (NBSP, narrow NBSP) is a space. A double space, a tab
+/// or a line break stays itself: it separates columns and lines
+/// (`0412 345 678  06 12 34 56 78` and `0412 345 678⏎06 12 34 56 78` are two
+/// phones), though a number written with it throughout is one
+/// (`078  05  1120`).
 fn norm_sep(s: &str) -> &str {
-    if !s.is_empty() && s.chars().all(|c| matches!(c, ' ' | '\u{a0}' | '\u{202f}')) {
+    if matches!(s, "\u{a0}" | "\u{202f}") {
         " "
     } else {
         s
@@ -685,7 +687,7 @@ impl Run<'_> {
         };
         if lens(&[3, 2, 4]) {
             let s = norm_sep(self.sep(f + 1));
-            return matches!(s, "-" | " " | "." | "/" | "_" | " - ")
+            return matches!(s, "-" | " " | "  " | "." | "/" | "_" | " - ")
                 && norm_sep(self.sep(f + 2)) == s;
         }
         l == f && !(f == 0 && self.intl) && ssn_keyword_before(self.text, self.groups[f].start)
@@ -940,6 +942,8 @@ struct CardGroup<'a> {
     /// The gap before it holds a line break (a card may be wrapped, but a
     /// group on a new line does not continue the grouping before it).
     line_break: bool,
+    /// The gap before it holds a tab: a new column.
+    tab: bool,
 }
 
 /// Finds card numbers however their digits are grouped or separated: a
@@ -978,7 +982,7 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
         groups.clear();
         let plus = text[..i].ends_with('+');
         let mut marks = "";
-        let mut line_break = false;
+        let (mut line_break, mut tab) = (false, false);
         loop {
             let start = i;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -989,17 +993,19 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
                 end: i,
                 marks,
                 line_break,
+                tab,
             });
             // The gap to the next group, if it is short and holds no letter.
             let (mut j, mut chars, mut nmarks) = (i, 0, 0);
             let (mut mark_from, mut mark_to) = (None, i);
-            let mut nl = false;
+            let (mut nl, mut tb) = (false, false);
             while let Some(c) = text[j..].chars().next() {
                 if c.is_alphanumeric() {
                     break;
                 }
                 chars += 1;
                 nl |= matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
+                tb |= c == '\t';
                 if !c.is_whitespace() {
                     nmarks += 1;
                     mark_from.get_or_insert(j);
@@ -1017,6 +1023,7 @@ fn scan_cards(text: &str, cands: &mut Vec<Span>) {
             {
                 marks = mark_from.map_or("", |f| &text[f..mark_to]);
                 line_break = nl;
+                tab = tb;
                 i = j;
             } else {
                 break;
@@ -1150,7 +1157,7 @@ fn short_card_stands(
         nx.line_break || (len(l + 1) <= 4 && !continues)
     });
     // A new line starts a stream as well (`+49 30 1234567⏎305693 09025904`).
-    if (g == 0 || after_card || groups[g].line_break) && next_ok {
+    if (g == 0 || after_card || groups[g].line_break || groups[g].tab) && next_ok {
         return true;
     }
     match w {
@@ -1341,6 +1348,12 @@ const DIGIT_ZEROS: [u32; 26] = [
 pub(crate) fn fold_char(c: char) -> Option<char> {
     let u = c as u32;
     if c.is_ascii() {
+        // Vertical tab and form feed (a manual line break and a page break
+        // in word processors) and the information separators break lines;
+        // other controls are removed.
+        if matches!(c, '\u{b}' | '\u{c}' | '\u{1c}'..='\u{1f}') {
+            return Some('\n');
+        }
         return (!is_ascii_hidden(c as u8)).then_some(c);
     }
     // Line breaks of other kinds (NEL, line and paragraph separators).
@@ -3151,6 +3164,44 @@ mod tests {
         );
         check("meet at 10.30. See you", &[]);
         check("I work at acme.com. Thanks", &[]);
+    }
+
+    /// Red-team round 11: two spaces between two numbers, vertical tabs and
+    /// form feeds as line breaks, a tab column before a short card.
+    #[test]
+    fn l11_double_spaces_vertical_tabs_and_columns() {
+        for (t, parts) in [
+            (
+                "0412 345 678  06 12 34 56 78",
+                ["0412 345 678", "06 12 34 56 78"],
+            ),
+            (
+                "06 12 34 5678  01 23 45 67 89",
+                ["06 12 34 5678", "01 23 45 67 89"],
+            ),
+            (
+                "Ada Lovelace\u{b}020 7946 0958\u{b}London",
+                ["020 7946 0958", "020 7946 0958"],
+            ),
+            (
+                "Ada\u{c}078-05-1120\u{c}Paris",
+                ["078-05-1120", "078-05-1120"],
+            ),
+            (
+                "+49 30 1234567\t305693 09025904",
+                ["+49 30 1234567", "305693 09025904"],
+            ),
+        ] {
+            for p in parts {
+                let at = t.find(p).expect("part");
+                let spans = detect(t);
+                assert!(
+                    spans.iter().any(|s| s.start <= at && s.end >= at + p.len()),
+                    "{p:?} not covered whole in {t:?}: {spans:?}"
+                );
+            }
+        }
+        covers("Ada\u{b}203.0.113.45\u{b}x", "203.0.113.45", Detector::Ipv4);
     }
 
     #[test]
