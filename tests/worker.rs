@@ -919,8 +919,16 @@ fn exactly_once_a_commit_reported_retriable_is_retried_not_redone() {
         a.poll();
         a.ns() == expect
     });
+    // More input, so that a transaction commits after the retried one
+    // whatever the timing (the retried commit may be done by now).
     let at = committed(&w);
+    produce(&p, &n.input, &(400..410).map(event).collect::<Vec<_>>());
     wait_until("a later commit", || committed(&w) > at);
+    let expect: BTreeSet<u64> = (0..410).collect();
+    wait_until("the last inputs in analytics", || {
+        a.poll();
+        a.ns() == expect
+    });
     std::thread::sleep(Duration::from_millis(500));
     a.poll();
     assert_eq!(
@@ -929,8 +937,8 @@ fn exactly_once_a_commit_reported_retriable_is_retried_not_redone() {
         0,
         "nothing aborted"
     );
-    assert_eq!(w.consumed(), 400, "no input consumed twice");
-    assert_eq!(a.seen.len(), 400, "each input written once");
+    assert_eq!(w.consumed(), 410, "no input consumed twice");
+    assert_eq!(a.seen.len(), 410, "each input written once");
     assert!(!w.handle.is_finished(), "the worker goes on");
     w.stop();
 }
