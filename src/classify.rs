@@ -2666,6 +2666,18 @@ mod tests {
     // Red-team findings (second round): each reproducer must yield a span of
     // the right detector covering the data.
 
+    /// Some span covers `data` (found in `text`) entirely, whatever its detector.
+    fn covered_whole(text: &str, data: &str) {
+        let at = text.find(data).expect("data in text");
+        let spans = detect(text);
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.start <= at && s.end >= at + data.len()),
+            "{data:?} not covered whole in {text:?}: {spans:?}"
+        );
+    }
+
     /// A span of `d` covers `data` (found in `text`) entirely.
     fn covers(text: &str, data: &str, d: Detector) {
         let at = text
@@ -3144,12 +3156,7 @@ mod tests {
             ),
         ] {
             for p in parts {
-                let at = t.find(p).expect("part");
-                let spans = detect(t);
-                assert!(
-                    spans.iter().any(|s| s.start <= at && s.end >= at + p.len()),
-                    "{p:?} not covered whole in {t:?}: {spans:?}"
-                );
+                covered_whole(t, p);
             }
         }
         covers(
@@ -3193,12 +3200,7 @@ mod tests {
             ),
         ] {
             for p in parts {
-                let at = t.find(p).expect("part");
-                let spans = detect(t);
-                assert!(
-                    spans.iter().any(|s| s.start <= at && s.end >= at + p.len()),
-                    "{p:?} not covered whole in {t:?}: {spans:?}"
-                );
+                covered_whole(t, p);
             }
         }
         covers("Ada\u{b}203.0.113.45\u{b}x", "203.0.113.45", Detector::Ipv4);
