@@ -256,6 +256,60 @@ proptest! {
         }
     }
 
+    /// The red-team rounds as a property: a full-length card (15-16 digits,
+    /// Luhn-valid, a real issuer prefix) written in any covered grouping and
+    /// separator, between any of the neighbours the rounds used (numbers,
+    /// letters, `+`, `00`, a decimal point, an expiry, a CVC, line breaks),
+    /// never keeps a digit outside a span.
+    #[test]
+    fn a_card_in_any_covered_layout_and_neighbourhood_keeps_no_digit(
+        body in prop::collection::vec(0u8..10, 14),
+        brand in prop_oneof![Just("4"), Just("51"), Just("55"), Just("2221"), Just("6011"), Just("37")],
+        layout in 0usize..5,
+        sep in prop_oneof![Just(" "), Just("-"), Just("."), Just("  "), Just("|"), Just(" - "), Just("/"), Just("_"), Just("\u{a0}"), Just("\n"), Just("\t"), Just("--"), Just(":")],
+        before in prop_oneof![Just(""), Just("card "), Just("ref 1234 "), Just("x"), Just("US"), Just("+"), Just("00"), Just("1."), Just("tel 020 7946 0958 "), Just("\n"), Just("Ada\t")],
+        after in prop_oneof![Just(""), Just(" 12/28"), Just(" 123"), Just("."), Just("x"), Just(" 1227"), Just("\n06 12 34 56 78"), Just(" 5018 0000 0009")],
+    ) {
+        // Digits: the brand, the body, then the Luhn check digit.
+        let len = if brand == "37" { 15 } else { 16 };
+        let mut ds: Vec<u8> = brand.bytes().map(|b| b - b'0').collect();
+        ds.extend(body.iter().copied().take(len - 1 - ds.len()));
+        let sum: u32 = ds
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, &d)| {
+                let d = u32::from(d);
+                if i % 2 == 0 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            })
+            .sum();
+        ds.push(((10 - sum % 10) % 10) as u8);
+        let digits: String = ds.iter().map(|d| char::from(b'0' + d)).collect();
+        let groups: Vec<&str> = match (layout, len) {
+            (0, _) => vec![&digits[..]],
+            (1, 16) => vec![&digits[..4], &digits[4..8], &digits[8..12], &digits[12..]],
+            (1, _) => vec![&digits[..4], &digits[4..10], &digits[10..]],
+            (2, _) => vec![&digits[..8], &digits[8..]],
+            (3, _) => digits.as_bytes().chunks(3).map(|c| std::str::from_utf8(c).unwrap()).collect(),
+            _ => digits.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect(),
+        };
+        let card = groups.join(sep);
+        let text = format!("{before}{card}{after}");
+        let at = before.len();
+        let spans = classify::detect(&text);
+        for (i, b) in card.bytes().enumerate() {
+            if b.is_ascii_digit() {
+                let pos = at + i;
+                prop_assert!(
+                    spans.iter().any(|s| s.start <= pos && pos < s.end),
+                    "digit {} of {card:?} in clear in {text:?}: {:?}",
+                    i,
+                    spans.iter().map(|s| &text[s.start..s.end]).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
     /// Every part of a record a producer controls, garbage: the engine never
     /// panics, and whatever it emits is valid JSON without the raw secret.
     #[test]
