@@ -811,6 +811,27 @@ fn exactly_once_outputs_appear_once_for_read_committed_readers() {
             .contains(&("outcome", "committed")))
             > 0
     );
+    // Consumer lag is reported under exactly_once too (offsets committed in
+    // transactions are invisible to librdkafka's committed-offset lag).
+    wait_until("a consumer lag of 0 on each input partition", || {
+        use prometheus::core::Collector;
+        let lags: Vec<(String, i64)> = w
+            .metrics
+            .lag
+            .collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric().to_vec())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == n.input))
+            .map(|m| {
+                let p = m.get_label().iter().find(|l| l.name() == "partition");
+                (
+                    p.map(|l| l.value().to_string()).unwrap_or_default(),
+                    m.get_gauge().get_value() as i64,
+                )
+            })
+            .collect();
+        lags.len() == 3 && lags.iter().all(|(_, v)| *v == 0)
+    });
     w.stop();
     a.poll();
     assert_eq!(a.seen.len(), 150, "each input exactly once");

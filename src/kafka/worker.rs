@@ -450,13 +450,21 @@ impl ClientContext for WorkerContext {
                     p.fetch_state.as_str(),
                     "active" | "offset-query" | "offset-wait"
                 );
-                if *partition >= 0 && p.consumer_lag >= 0 && assigned {
+                // exactly_once commits offsets in transactions, which
+                // librdkafka's committed-offset lag does not see: the lag of
+                // the offsets stored after each commit stands in.
+                let lag = if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else {
+                    p.consumer_lag_stored
+                };
+                if *partition >= 0 && lag >= 0 && assigned {
                     let key = (topic.clone(), partition.to_string());
                     self.shared
                         .metrics
                         .lag
                         .with_label_values(&[&key.0, &key.1])
-                        .set(p.consumer_lag);
+                        .set(lag);
                     now.insert(key);
                 }
             }
@@ -1243,6 +1251,13 @@ fn finish(
             }
             let done: i64 = t.offsets.values().map(|p| p.next - p.first).sum();
             shared.finished.fetch_add(done as u64, Ordering::Relaxed);
+            // Offsets committed in a transaction are not the consumer's own
+            // commits: librdkafka's consumer lag stays unknown. Stored here
+            // (auto-commit is off, nothing else commits them), they give the
+            // statistics a stored-offset lag to report instead.
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                tracing::debug!(error = %e, "store offsets after a commit");
+            }
             *t = Txn::default();
             return Ok(());
         }
