@@ -377,6 +377,13 @@ pub struct ChainReport {
     /// one: records before the restart may have been deleted (or the input
     /// has a gap there, such as a transaction marker). Reported, not a break.
     pub suspicious_restarts: Vec<Position>,
+    /// The input offsets each suspicious restart skipped: `(position, last
+    /// offset before it, its offset)`. `custos audit verify` asks the input
+    /// topic whether records were really there.
+    pub gaps: Vec<(Position, i64, i64)>,
+    /// The highest input offset any record of the chain covers: the chain's
+    /// end, which `custos audit verify` compares with the committed offset.
+    pub last_offset: Option<i64>,
     pub breaks: Vec<Break>,
 }
 
@@ -509,6 +516,9 @@ impl Verifier {
                 st.report.restarts += 1;
                 if offset > last_offset.saturating_add(1) {
                     st.report.suspicious_restarts.push(position.to_string());
+                    st.report
+                        .gaps
+                        .push((position.to_string(), last_offset, offset));
                 }
             }
             Some(_) if p.is_some_and(|p| st.seen.contains_key(&p)) => st.report.replays += 1,
@@ -523,6 +533,9 @@ impl Verifier {
                     "record follows a record of a later input offset (records moved)",
                 ));
             }
+        }
+        if offset >= 0 {
+            st.report.last_offset = Some(st.report.last_offset.map_or(offset, |l| l.max(offset)));
         }
         if let Some(h) = h {
             st.seen.insert(h, offset);
@@ -783,11 +796,15 @@ mod tests {
         let r = one(&out);
         assert_eq!(r.restarts, 1);
         assert_eq!(r.suspicious_restarts, vec!["0/2".to_string()]);
+        assert_eq!(r.gaps, vec![("0/2".to_string(), 1, 5)]);
+        assert_eq!(r.last_offset, Some(5));
         // A legitimate restart (from the committed offset) is not.
         let mut out = chain(3);
         let mut fresh = Chains::default();
         out.push(fresh.append(&k, "t/0", &rec_at(3, 7)).0.into_bytes());
-        assert!(one(&out).suspicious_restarts.is_empty());
+        let r = one(&out);
+        assert!(r.suspicious_restarts.is_empty() && r.gaps.is_empty());
+        assert_eq!(r.last_offset, Some(3));
     }
 
     #[test]

@@ -576,8 +576,8 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
     std::fs::write(
         &cfg,
         format!(
-            "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"{b}\"\n[audit]\ntopic = \"{}\"\n",
-            n.audit
+            "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"{b}\"\ngroup_id = \"{}\"\n[audit]\ntopic = \"{}\"\n",
+            n.group, n.audit
         ),
     )
     .unwrap();
@@ -604,6 +604,56 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
     let out = cli(&["audit", "trace", "--config", &cfg, "--subject", "s-4"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    // The newest audit records removed: an input record the group committed
+    // past has no audit record. (Simulated the other way round: a record the
+    // worker never saw, committed by hand, as a truncated tail looks.)
+    let extra = BaseRecord::<str, [u8]>::to(&n.input)
+        .partition(0)
+        .payload(&b"{}"[..]);
+    p.send(extra).map_err(|(e, _)| e).unwrap();
+    p.flush(Duration::from_secs(30)).unwrap();
+    // The worker's static member still holds its group, so the committed
+    // offsets are those of a group of the same name in a second config.
+    let group = unique("trunc");
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&n.input, 0);
+    // The partition's end, read (tansu's ListOffsets is wrong after batches).
+    let end: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("group.id", unique("end"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut from = TopicPartitionList::new();
+    from.add_partition_offset(&n.input, 0, Offset::Beginning)
+        .unwrap();
+    end.assign(&from).unwrap();
+    let mut high = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match end.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => high = high.max(m.offset() + 1),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) if high > 0 => break,
+            _ => assert!(Instant::now() < deadline, "cannot read {}/0", n.input),
+        }
+    }
+    tpl.set_partition_offset(&n.input, 0, Offset::Offset(high))
+        .unwrap();
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace(&n.group, &group)).unwrap();
+    let out = cli(&["audit", "verify", "--config", &cfg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("end of {}/0", n.input)) && text.contains("no audit record"),
+        "{text}"
+    );
     // Lineage: START when the worker started, COMPLETE at the graceful stop,
     // one run, the job named after policy and stream.
     let mut li = Reader::new(&b, &n.lineage);
@@ -1309,4 +1359,65 @@ fn a_stop_with_the_broker_down_is_bounded_and_reports_an_unfinished_drain() {
     let err = result.expect_err("an unfinished drain is an error (non-zero exit)");
     assert!(matches!(err, WorkerError::DrainIncomplete { .. }), "{err}");
     mock.cluster().broker_up(1).unwrap();
+}
+
+/// `audit verify` asks the input whether a restart's skipped offsets held
+/// records: records removed before a restart are a break, not a remark.
+#[test]
+fn audit_verify_holds_a_restart_gap_against_the_input() {
+    use custos::audit::{self, Chains, Context, Source};
+    let broker = Broker::from_env();
+    let n = Names::new();
+    let b = broker.bootstrap();
+    broker.create_topic(&n.input, 1, false);
+    broker.create_topic(&n.audit, 1, false);
+    let p = producer(&b);
+    produce(&p, &n.input, &(0..6).map(event).collect::<Vec<_>>());
+    let key = AuditKey::new(AUDIT_KEY);
+    let ctx = Context {
+        policy: "p@0",
+        worker: "w",
+        processed_at_ms: 1_795_392_000_123,
+    };
+    let chain = audit::chain_name(&n.input, 0);
+    let rec = |chains: &mut Chains, offset: i64| {
+        let src = Source {
+            topic: &n.input,
+            partition: 0,
+            offset,
+            timestamp: Some(1),
+        };
+        let r = audit::dead_letter("s", &src, "decode", &ctx);
+        (None, chains.append(&key, &chain, &r).0.into_bytes())
+    };
+    // Offsets 0 and 1, then a chain restart at 4: the records of 2 and 3
+    // are gone, though the input holds both.
+    let mut first = Chains::default();
+    let mut trail = vec![rec(&mut first, 0), rec(&mut first, 1)];
+    let mut second = Chains::default();
+    trail.push(rec(&mut second, 4));
+    trail.push(rec(&mut second, 5));
+    produce(&p, &n.audit, &trail);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("custos.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"{b}\"\ngroup_id = \"{}\"\n[audit]\ntopic = \"{}\"\n",
+            n.group, n.audit
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["audit", "verify", "--config", &cfg.display().to_string()])
+        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("input record 2 lies between"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -16,7 +16,9 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::Failure;
-use crate::audit::{AuditKey, Verifier};
+use std::collections::BTreeSet;
+
+use crate::audit::{AuditKey, Break, ChainReport, Verifier};
 use crate::config::{env_overrides, Config};
 use crate::kafka::base_config;
 use crate::kafka::subjects::Quiet;
@@ -58,7 +60,12 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
             let (cfg, key) = load(config)?;
             let mut v = Verifier::new(key);
             read_trail(&cfg, input.as_deref(), |pos, bytes| v.check(pos, bytes))?;
-            let reports = v.finish();
+            let mut reports = v.finish();
+            if input.is_none() {
+                for note in anchor(&cfg, &mut reports)? {
+                    eprintln!("custos: {note}");
+                }
+            }
             let (mut records, mut breaks, mut replays, mut restarts) = (0, 0, 0, 0);
             for r in &reports {
                 records += r.checked;
@@ -146,6 +153,164 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
                 plural(found as usize)
             );
             Ok(())
+        }
+    }
+}
+
+/// Holds the trail against its input. Every input record below the worker
+/// group's committed offset was processed, and every processed record has an
+/// audit record (`record` or `dead_letter`), so a chain that ends below the
+/// committed offset while the input holds a record there lost its newest
+/// records; and a restart that skipped input offsets the input holds records
+/// at lost the records before it. Gaps the input explains (transaction
+/// markers, compaction) are cleared.
+///
+/// # Errors
+/// The broker cannot be read.
+fn anchor(cfg: &Config, reports: &mut Vec<ChainReport>) -> Result<Vec<String>, Failure> {
+    let group = &cfg.kafka.group_id;
+    let mut notes = Vec::new();
+    let mut topics: BTreeSet<String> = reports
+        .iter()
+        .filter_map(|r| r.chain.rsplit_once('/').map(|(t, _)| t.to_string()))
+        .collect();
+    match super::load_policy(&cfg.policy) {
+        Ok(p) => topics.extend(p.streams.iter().map(|s| s.topic.clone())),
+        Err(_) => notes.push(format!(
+            "policy {} unreadable: only input partitions with records in the trail are held against group `{group}`'s committed offsets",
+            cfg.policy.display()
+        )),
+    }
+    let consumer = input_reader(cfg, group)?;
+    let timeout = Duration::from_secs(30);
+    let mut committed: Vec<(String, i32, i64)> = Vec::new();
+    for topic in &topics {
+        let md = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| Failure::new(format!("cannot read metadata of `{topic}`: {e}")))?;
+        let mut tpl = TopicPartitionList::new();
+        for t in md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+        {
+            for p in t.partitions() {
+                tpl.add_partition(topic, p.id());
+            }
+        }
+        if tpl.count() == 0 {
+            notes.push(format!("input topic `{topic}` does not exist: its chains are not held against committed offsets"));
+            continue;
+        }
+        let got = consumer.committed_offsets(tpl, timeout).map_err(|e| {
+            Failure::new(format!(
+                "cannot read group `{group}`'s committed offsets: {e}"
+            ))
+        })?;
+        for e in got.elements() {
+            if let Some(c) = e.offset().to_raw().filter(|c| *c > 0) {
+                committed.push((topic.clone(), e.partition(), c));
+            }
+        }
+    }
+    let mut cleared = 0usize;
+    for (topic, partition, c) in committed {
+        let chain = crate::audit::chain_name(&topic, partition);
+        let found = reports.iter().position(|r| r.chain == chain);
+        let last = found.and_then(|i| reports[i].last_offset).unwrap_or(-1);
+        if c <= last + 1 {
+            continue;
+        }
+        let Some(o) = first_record(cfg, &topic, partition, last + 1)?.filter(|o| *o < c) else {
+            continue;
+        };
+        let i = found.unwrap_or_else(|| {
+            reports.push(ChainReport {
+                chain: chain.clone(),
+                ..ChainReport::default()
+            });
+            reports.len() - 1
+        });
+        reports[i].breaks.push(Break {
+            position: format!("end of {chain}"),
+            reason: format!(
+                "group `{group}` committed input offset {c} but the chain ends at input offset {last}: input record {o} was processed and has no audit record (the newest records of this chain were removed)"
+            ),
+        });
+    }
+    for r in reports.iter_mut() {
+        let (topic, partition) = match r.chain.rsplit_once('/') {
+            Some((t, p)) => match p.parse::<i32>() {
+                Ok(p) => (t.to_string(), p),
+                Err(_) => continue,
+            },
+            None => continue,
+        };
+        for (position, after, at) in std::mem::take(&mut r.gaps) {
+            match first_record(cfg, &topic, partition, after + 1)?.filter(|o| *o < at) {
+                Some(o) => r.breaks.push(Break {
+                    position: position.clone(),
+                    reason: format!(
+                        "restart at input offset {at} after input offset {after}, but input record {o} lies between and has no audit record (records before the restart were removed)"
+                    ),
+                }),
+                None => cleared += 1,
+            }
+            r.suspicious_restarts.retain(|p| *p != position);
+        }
+    }
+    if cleared > 0 {
+        notes.push(format!(
+            "{cleared} restart{} skipped input offsets that hold no record (transaction markers or compaction): not suspicious",
+            plural(cleared)
+        ));
+    }
+    Ok(notes)
+}
+
+/// A consumer of the governed inputs as the worker reads them.
+fn input_reader(cfg: &Config, group: &str) -> Result<BaseConsumer<Quiet>, Failure> {
+    let mut base = base_config(&cfg.kafka.bootstrap_servers, &cfg.kafka.properties);
+    base.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    base.create_with_context(Quiet)
+        .map_err(|e| Failure::new(format!("cannot create a Kafka consumer: {e}")))
+}
+
+/// The offset of the first record at or after `from` in one input partition,
+/// or `None` when there is none (a fresh consumer each time, so nothing of an
+/// earlier read can answer).
+fn first_record(
+    cfg: &Config,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> Result<Option<i64>, Failure> {
+    let consumer = input_reader(cfg, &format!("{}-audit-probe", cfg.kafka.group_id))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from.max(0)))
+        .map_err(|e| Failure::new(e.to_string()))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Failure::new(format!("cannot read `{topic}`: {e}")))?;
+    let start = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.partition() == partition && m.offset() >= from => {
+                return Ok(Some(m.offset()))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => return Ok(None),
+            Some(Err(e)) => return Err(Failure::new(format!("cannot read `{topic}`: {e}"))),
+            None if start.elapsed() > Duration::from_secs(30) => {
+                return Err(Failure::new(format!(
+                    "reading `{topic}/{partition}` from offset {from} stalled for 30 s"
+                )))
+            }
+            None => {}
         }
     }
 }
