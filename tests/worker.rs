@@ -1421,3 +1421,53 @@ fn audit_verify_holds_a_restart_gap_against_the_input() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A record the broker (here: the producer's own `message.max.bytes`)
+/// refuses for good is reported on the dead-letter topic with the topic that
+/// refused it, and its partition moves on (retrying would stall it forever).
+#[test]
+fn a_record_the_broker_refuses_is_reported_and_the_partition_moves_on() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 1);
+    let p = producer(&broker.bootstrap());
+    let mut big = event(0);
+    let mut v: Value = serde_json::from_slice(&big.1).unwrap();
+    v["n"] = Value::String("x".repeat(3000)); // `internal`: analytics keeps it
+    big.1 = serde_json::to_vec(&v).unwrap();
+    let mut inputs = vec![big];
+    inputs.extend((1..4).map(event));
+    produce(&p, &n.input, &inputs);
+    let mut cfg = config(&n, "at_least_once");
+    cfg.kafka
+        .properties
+        .insert("message.max.bytes".into(), "2000".into());
+    let w = start_with_config(&broker, &n, &compiled, false, cfg);
+    let mut a = Reader::new(&broker.bootstrap(), &n.analytics);
+    let mut dl = Reader::new(&broker.bootstrap(), &n.dead_letter);
+    // No consent or erasure state: events 1..3 all reach analytics, after
+    // the refused one.
+    wait_until("the later events and the report", || {
+        a.poll();
+        dl.poll();
+        a.seen.len() >= 3 && !dl.seen.is_empty()
+    });
+    assert_eq!(a.ns(), (1..4).collect::<BTreeSet<u64>>());
+    assert_eq!(dl.seen.len(), 1);
+    let get = |name: &str| {
+        dl.seen[0]
+            .2
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, x)| x.clone())
+    };
+    assert_eq!(get("custos-error").as_deref(), Some("too_large"));
+    assert_eq!(get("custos-refused-by"), Some(n.analytics.clone()));
+    assert_eq!(get("custos-source"), Some(format!("{}/0/0", n.input)));
+    assert!(
+        total(&w.metrics.produce_failures, |l| l
+            .contains(&("topic", n.analytics.as_str())))
+            >= 1
+    );
+    w.stop();
+}
