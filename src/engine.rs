@@ -60,6 +60,12 @@ pub struct Record<'a> {
     pub headers: &'a [(String, Vec<u8>)],
 }
 
+/// `topic/partition/offset`: the `custos-source` header of everything
+/// custos writes for an input record (outputs, dead letters, refusals).
+pub fn source_of(topic: &str, partition: i32, offset: i64) -> String {
+    format!("{topic}/{partition}/{offset}")
+}
+
 /// True for a header name custos writes itself (`custos-*`, any case): never
 /// copied from an input record.
 pub fn is_custos_header(name: &str) -> bool {
@@ -474,7 +480,7 @@ fn govern_tape(
             texts.push(ScannedText::new(s, leaf, &field, &mut detections));
         }
     }
-    let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
+    let source = source_of(rec.topic, rec.partition, rec.offset);
     let mut outcomes = Vec::with_capacity(n);
     for (i, out) in plan.outputs.iter().enumerate() {
         if let Some(s) = suppressed[i] {

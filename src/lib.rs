@@ -29,6 +29,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod lineage;
+pub mod pipeline;
 pub mod policy;
 pub mod state;
 pub mod telemetry;

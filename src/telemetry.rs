@@ -259,6 +259,29 @@ fn slot<T: PartialEq>(all: &[T], x: &T) -> usize {
 }
 
 impl StreamMetrics {
+    /// Counts one processed record (`source`: its coordinates, for the log line
+    /// of a dead letter).
+    pub fn observe(&self, d: &crate::pipeline::Deltas<'_>, source: &str) {
+        self.consumed.inc();
+        if let Some(reason) = d.dead_letter {
+            self.dead_letter(reason, source);
+            return;
+        }
+        if d.unclassified_fields > 0 {
+            self.unclassified.inc_by(u64::from(d.unclassified_fields));
+        }
+        for x in d.detections {
+            self.detected(x.detector, u64::from(x.count));
+        }
+        self.fields(d.field_actions, d.class_occurrences);
+        for (i, o) in d.outcomes.iter().enumerate() {
+            match o {
+                None => self.emitted(i),
+                Some(s) => self.suppression(i, *s),
+            }
+        }
+    }
+
     /// Field actions per purpose and class occurrences of one governed event.
     pub fn fields(&self, field_actions: &[[u32; 7]], class_occurrences: &[u32]) {
         for (o, counts) in self.outputs.iter().zip(field_actions) {

@@ -786,6 +786,7 @@ fn apply_dead_letter_file_is_private_and_envelopes_are_strict() {
         "\u{feff}{\"value\":{\"order_id\":\"o-1\",\"created_at\":\"2026-11-22T00:00:00Z\"}}\n",
         "{\"value\":{\"order_id\":\"o-2\",\"order_id\":\"o-3\",\"created_at\":\"2026-11-22T00:00:00Z\"}}\n",
         "{\"value\":{\"order_id\":\"o-4\",\"created_at\":\"2026-11-22T00:00:00Z\"},\"headers\":{\"custos-error\":\"forged\",\"custos-source\":\"x/0/0\"}}\n",
+        "{\"key\":\"o-5\",\"value\":null,\"headers\":{\"trace\":null,\"custos-source\":\"x/0/0\"}}\n",
     );
     let policy = shop("policy.yaml");
     let out = custos(
@@ -818,8 +819,18 @@ fn apply_dead_letter_file_is_private_and_envelopes_are_strict() {
         assert_eq!(mode, 0o600, "dead letters hold raw personal data");
     }
     let text = std::fs::read_to_string(&dl).unwrap();
-    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.contains("duplicate object key"), "{text}");
+    // A tombstone is dead-lettered as the worker does it: null stays null,
+    // the input's custos-* headers are not copied.
+    let tomb: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(tomb["detail"], "tombstone (null value) on an input topic");
+    assert_eq!(tomb["key"], "o-5");
+    assert!(tomb["value"].is_null());
+    assert_eq!(
+        tomb["headers"],
+        serde_json::json!({"trace": null, "custos-error": "decode", "custos-source": "shop.orders/0/3"})
+    );
     // Output headers never carry the input's custos-* headers.
     assert!(!stdout(&out).contains("forged"));
 }

@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 use super::{load_compiled, Failure};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use crate::codec::{self, Kind, Tape};
-use crate::engine::{self, DeadLetterReason, Outcome, Record, Scratch, Suppression, Verdict};
+use crate::engine::{self, DeadLetterReason, Outcome, Scratch, Suppression};
+use crate::pipeline;
 use crate::policy::keys::{read_secret, KeyError};
 use crate::policy::Format;
 use crate::policy::KeySource;
@@ -156,8 +157,9 @@ fn private_file(path: &std::path::Path) -> io::Result<File> {
 /// One input record decoded from an envelope line.
 struct Envelope {
     key: Option<Vec<u8>>,
+    /// `None`: a tombstone (dead-lettered as the worker does).
     value: Option<Vec<u8>>,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: crate::pipeline::RawHeaders,
     timestamp: Option<i64>,
 }
 
@@ -191,11 +193,9 @@ fn decode_envelope(line: &[u8], tape: &mut Tape) -> Result<Envelope, String> {
                 Kind::Null => {}
                 Kind::Object => {
                     for (hk, hv) in tape.members(v) {
-                        if tape.toks[hv].kind == Kind::Null {
-                            continue;
-                        }
                         let name = codec::string(line, &tape.toks[hk]).into_owned();
-                        env.headers.push((name, text(hv)));
+                        let value = (tape.toks[hv].kind != Kind::Null).then(|| text(hv));
+                        env.headers.push((name.into_bytes(), value));
                     }
                 }
                 _ => return Err("envelope headers must be an object of strings".into()),
@@ -221,9 +221,6 @@ fn decode_envelope(line: &[u8], tape: &mut Tape) -> Result<Envelope, String> {
                 )
             }
         }
-    }
-    if env.value.is_none() {
-        return Err("envelope has no value (tombstones are not events)".into());
     }
     Ok(env)
 }
@@ -402,82 +399,71 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         counts.records += 1;
         let this_offset = offset;
         offset += 1;
-        let source = format!("{}/0/{this_offset}", plan.topic);
+        let source = engine::source_of(&plan.topic, 0, this_offset);
 
-        let mut timestamp = Some(now_ms);
-        let govern = |rec: &Record<'_>, scratch: &mut Scratch| {
-            engine::govern_with_limits(plan, &policy_id, rec, &state, now_ms, scratch, limits)
+        let cx = pipeline::Context {
+            policy: &policy_id,
+            worker: "custos-apply",
+            now_ms,
+            limits,
         };
-        let record = |timestamp, key, value, headers| Record {
-            topic: &plan.topic,
-            partition: 0,
-            offset: this_offset,
-            timestamp,
-            key,
-            value,
-            headers,
-        };
-        let (envelope, verdict) = if !fits {
-            (
-                None,
-                Verdict::DeadLetter(engine::DeadLetter {
-                    reason: DeadLetterReason::TooLarge,
-                    detail: format!("line longer than {max_line} bytes (not read into memory)"),
-                }),
+        // A plain line is a record produced at `--now`; so is a line that is
+        // not an envelope (it is dead-lettered as it is).
+        let plain = |value| plain_input(&plan.topic, this_offset, now_ms, value);
+        let audited = audit_out.is_some();
+        let audit_with = audit_out.as_ref().map(|(_, key, sa, _)| (sa, key));
+        let processed = if !fits {
+            let detail = format!("line longer than {max_line} bytes (not read into memory)");
+            pipeline::refuse(
+                plan,
+                &plain(raw),
+                DeadLetterReason::TooLarge,
+                detail,
+                &cx,
+                audited,
             )
         } else if args.envelope {
             match decode_envelope(raw, &mut env_tape) {
                 Ok(env) => {
-                    timestamp = env.timestamp;
-                    let rec = record(
-                        env.timestamp,
-                        env.key.as_deref(),
-                        env.value.as_deref().unwrap_or_default(),
-                        &env.headers,
-                    );
-                    let v = govern(&rec, &mut scratch);
-                    (Some(env), v)
+                    let input = pipeline::Input {
+                        timestamp: env.timestamp,
+                        key: env.key.as_deref(),
+                        value: env.value.as_deref(),
+                        headers: &env.headers,
+                        ..plain(raw)
+                    };
+                    pipeline::process(plan, audit_with, &input, &state, &cx, &mut scratch)
                 }
-                Err(detail) => (
-                    None,
-                    Verdict::DeadLetter(engine::DeadLetter {
-                        reason: DeadLetterReason::Decode,
-                        detail,
-                    }),
+                Err(detail) => pipeline::refuse(
+                    plan,
+                    &plain(raw),
+                    DeadLetterReason::Decode,
+                    detail,
+                    &cx,
+                    audited,
                 ),
             }
         } else {
-            // A plain line is a record produced at `--now`.
-            (
-                None,
-                govern(&record(Some(now_ms), None, raw, &[]), &mut scratch),
-            )
+            pipeline::process(plan, audit_with, &plain(raw), &state, &cx, &mut scratch)
         };
 
-        if let Some((w, key, sa, chains)) = audit_out.as_mut() {
-            let src = audit::Source {
-                topic: &plan.topic,
-                partition: 0,
-                offset: this_offset,
-                timestamp,
-            };
-            let ctx = audit::Context {
-                policy: &policy_id,
-                worker: "custos-apply",
-                processed_at_ms: now_ms,
-            };
-            let record = match &verdict {
-                Verdict::DeadLetter(d) => {
-                    audit::dead_letter(&plan.name, &src, d.reason.code(), &ctx)
-                }
-                Verdict::Governed(g) => audit::governed(sa, key, &src, g, &ctx),
-            };
-            let (text, _) = chains.append(key, &src.chain(), &record);
+        if let (Some((w, key, _, chains)), Some(record)) = (audit_out.as_mut(), &processed.audit) {
+            let chain = audit::chain_name(&plan.topic, 0);
+            let (text, _) = chains.append(key, &chain, record);
             w.write_all(text.as_bytes()).map_err(io_err)?;
             w.write_all(b"\n").map_err(io_err)?;
         }
-        match verdict {
-            Verdict::DeadLetter(d) => {
+        for (i, o) in processed.deltas().outcomes.iter().enumerate() {
+            match o {
+                None => counts.emitted[i] += 1,
+                Some(s) => {
+                    let si = Suppression::ALL.iter().position(|x| x == s).unwrap_or(0);
+                    counts.suppressed[i][si] += 1;
+                }
+            }
+        }
+        match processed.written {
+            pipeline::Written::DeadLetter(d) => {
                 counts.dead += 1;
                 eprintln!(
                     "custos: line {line_no} ({source}) dead-lettered: {} ({})",
@@ -485,73 +471,17 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                     d.detail
                 );
                 if let Some(w) = dl_out.as_mut() {
-                    let mut rec = Map::new();
-                    rec.insert("reason".into(), Value::String(d.reason.code().into()));
-                    rec.insert("detail".into(), Value::String(d.detail.clone()));
-                    rec.insert("source".into(), Value::String(source.clone()));
-                    let mut headers = Map::new();
-                    match &envelope {
-                        Some(env) => {
-                            rec.insert(
-                                "key".into(),
-                                env.key.as_deref().map_or(Value::Null, |k| {
-                                    Value::String(String::from_utf8_lossy(k).into_owned())
-                                }),
-                            );
-                            let (name, v) = text_or_b64(env.value.as_deref().unwrap_or_default());
-                            rec.insert(name.into(), v);
-                            // Input headers named `custos-*` are never copied:
-                            // they could pass for custos's own.
-                            for (k, v) in env
-                                .headers
-                                .iter()
-                                .filter(|(k, _)| !engine::is_custos_header(k))
-                            {
-                                headers.insert(
-                                    k.clone(),
-                                    Value::String(String::from_utf8_lossy(v).into_owned()),
-                                );
-                            }
-                        }
-                        None if args.envelope => {
-                            rec.insert("key".into(), Value::Null);
-                            let (name, v) = text_or_b64(raw);
-                            rec.insert(name.into(), v);
-                        }
-                        None => {
-                            rec.insert("key".into(), Value::Null);
-                            let (name, v) = text_or_b64(raw);
-                            rec.insert(name.into(), v);
-                        }
-                    }
-                    headers.insert("custos-error".into(), Value::String(d.reason.code().into()));
-                    headers.insert("custos-source".into(), Value::String(source.clone()));
-                    rec.insert("headers".into(), Value::Object(headers));
-                    serde_json::to_writer(&mut *w, &Value::Object(rec))
-                        .map_err(|e| Failure::new(e.to_string()))?;
-                    w.write_all(b"\n").map_err(io_err)?;
+                    write_dead_letter(w, &d, &source).map_err(io_err)?;
                 }
             }
-            Verdict::Governed(g) => {
-                for (i, outcome) in g.outcomes.into_iter().enumerate() {
-                    match outcome {
-                        Outcome::Suppressed(s) => {
-                            let si = Suppression::ALL.iter().position(|x| *x == s).unwrap_or(0);
-                            counts.suppressed[i][si] += 1;
+            pipeline::Written::Governed { governed, .. } => {
+                for (i, outcome) in governed.outcomes.into_iter().enumerate() {
+                    if let Outcome::Emitted(o) = outcome {
+                        if only.is_some_and(|p| p != i) {
+                            continue;
                         }
-                        Outcome::Emitted(o) => {
-                            counts.emitted[i] += 1;
-                            if only.is_some_and(|p| p != i) {
-                                continue;
-                            }
-                            write_output(
-                                &mut out,
-                                &plan.outputs[i].name,
-                                &plan.outputs[i].topic,
-                                &o,
-                            )
+                        write_output(&mut out, &plan.outputs[i].name, &plan.outputs[i].topic, &o)
                             .map_err(io_err)?;
-                        }
                     }
                 }
             }
@@ -591,6 +521,56 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         per.join("; ")
     );
     Ok(())
+}
+
+/// A line read as a record produced at `now_ms`, without key or headers.
+fn plain_input<'a>(
+    topic: &'a str,
+    offset: i64,
+    now_ms: i64,
+    value: &'a [u8],
+) -> pipeline::Input<'a> {
+    pipeline::Input {
+        topic,
+        partition: 0,
+        offset,
+        timestamp: Some(now_ms),
+        key: None,
+        value: Some(value),
+        headers: &[],
+    }
+}
+
+/// `{"reason":…,"detail":…,"source":…,"key":…,"value"|"value_base64":…,"headers":{…}}`
+/// on one line: the dead-letter record as the worker would produce it.
+fn write_dead_letter(
+    w: &mut impl Write,
+    d: &pipeline::DeadLetterRecord,
+    source: &str,
+) -> io::Result<()> {
+    let text = |b: &[u8]| Value::String(String::from_utf8_lossy(b).into_owned());
+    let mut rec = Map::new();
+    rec.insert("reason".into(), Value::String(d.reason.code().into()));
+    rec.insert("detail".into(), Value::String(d.detail.clone()));
+    rec.insert("source".into(), Value::String(source.into()));
+    rec.insert("key".into(), d.key.as_deref().map_or(Value::Null, text));
+    match d.value.as_deref() {
+        Some(v) => {
+            let (name, v) = text_or_b64(v);
+            rec.insert(name.into(), v);
+        }
+        None => {
+            rec.insert("value".into(), Value::Null);
+        }
+    }
+    let headers: Map<String, Value> = d
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_deref().map_or(Value::Null, text)))
+        .collect();
+    rec.insert("headers".into(), Value::Object(headers));
+    serde_json::to_writer(&mut *w, &Value::Object(rec))?;
+    w.write_all(b"\n")
 }
 
 /// `{"purpose":…,"topic":…,"key":…,"value":…,"headers":{…}}` on one line.

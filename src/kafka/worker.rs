@@ -28,8 +28,9 @@ use super::topics::{self, TopicSpec};
 use super::{base_config, now_ms, WorkerError};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use crate::config::{AuditLevel, Config, Guarantee};
-use crate::engine::{self, Outcome, Record, Scratch, Verdict};
+use crate::engine::{self, Outcome, Scratch};
 use crate::lineage::{self, EventType};
+use crate::pipeline;
 use crate::policy::plan::Compiled;
 use crate::policy::Format;
 use crate::state::MemoryState;
@@ -158,7 +159,7 @@ fn refused_record(
             ),
             (
                 Cow::Borrowed("custos-source"),
-                Some(format!("{}/{}/{}", origin.tp.0, origin.tp.1, origin.offset).into_bytes()),
+                Some(engine::source_of(&origin.tp.0, origin.tp.1, origin.offset).into_bytes()),
             ),
             (
                 Cow::Borrowed("custos-refused-by"),
@@ -1368,14 +1369,9 @@ fn consumer_config(base: &ClientConfig, cfg: &Config, static_id: Option<&str>) -
     c
 }
 
-/// A consumed record's headers: names as bytes (a producer may send names
-/// that are not UTF-8; rdkafka's `Headers::iter` panics on them), values
-/// `None` where the header has no value.
-pub(crate) type RawHeaders = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
 /// Reads a message's headers without trusting their encoding.
 #[allow(unsafe_code)]
-pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> RawHeaders {
+pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> pipeline::RawHeaders {
     let Some(h) = msg.headers() else {
         return Vec::new();
     };
@@ -1407,18 +1403,6 @@ pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> RawHeaders {
         }
     }
     out
-}
-
-/// Headers the engine can read: UTF-8 names, missing values as empty bytes.
-/// `None` when a name is not UTF-8 (the record is dead-lettered, `decode`).
-fn text_headers(raw: &RawHeaders) -> Option<Vec<(String, Vec<u8>)>> {
-    raw.iter()
-        .map(|(n, v)| {
-            String::from_utf8(n.clone())
-                .ok()
-                .map(|n| (n, v.clone().unwrap_or_default()))
-        })
-        .collect()
 }
 
 /// A message's headers as owned pairs, for resending our own records
@@ -1583,106 +1567,63 @@ fn govern_message(
     let plan = &compiled.streams[si];
     let sm = &ctx.metrics;
     let timer = sm.processing.start_timer();
-    sm.consumed.inc();
     let raw = raw_headers(msg);
-    let text = text_headers(&raw);
-    let names_not_utf8 = text.is_none();
-    let headers = text.unwrap_or_default();
-    let timestamp = msg.timestamp().to_millis();
-    let now = now_ms();
-    let rec = Record {
+    let input = pipeline::Input {
         topic: msg.topic(),
         partition: msg.partition(),
         offset: msg.offset(),
-        timestamp,
+        timestamp: msg.timestamp().to_millis(),
         key: msg.key(),
-        value: msg.payload().unwrap_or_default(),
-        headers: &headers,
+        value: msg.payload(),
+        headers: &raw,
     };
-    let src = audit::Source {
-        topic: rec.topic,
-        partition: rec.partition,
-        offset: rec.offset,
-        timestamp,
-    };
-    let audit_ctx = audit::Context {
+    let cx = pipeline::Context {
         policy: actx.policy,
         worker: actx.worker,
-        processed_at_ms: now,
+        now_ms: now_ms(),
+        limits,
     };
-    let verdict = if msg.payload().is_none() {
-        Verdict::DeadLetter(engine::DeadLetter {
-            reason: engine::DeadLetterReason::Decode,
-            detail: "tombstone (null value) on an input topic".into(),
-        })
-    } else if names_not_utf8 {
-        Verdict::DeadLetter(engine::DeadLetter {
-            reason: engine::DeadLetterReason::Decode,
-            detail: "a header name is not UTF-8".into(),
-        })
-    } else {
-        engine::govern_with_limits(plan, actx.policy, &rec, state, now, scratch, limits)
-    };
-    let result = match verdict {
-        Verdict::DeadLetter(d) => {
-            let source = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
-            sm.dead_letter(d.reason, &source);
-            let record = audit::dead_letter(&plan.name, &src, d.reason.code(), &audit_ctx);
-            // The input record unchanged (a null value stays null, a header
-            // without value stays without), except that input headers named
-            // `custos-*` are not copied: they could pass for custos's own.
-            // Names that are not UTF-8 are written with U+FFFD (librdkafka's
-            // API takes text names); the raw record stays at custos-source.
-            let mut h: Vec<(Cow<'static, str>, Option<Vec<u8>>)> = raw
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(String::from_utf8_lossy(&k).into_owned()), v))
-                .filter(|(k, _)| !engine::is_custos_header(k))
-                .collect();
-            h.push((
-                Cow::Borrowed("custos-error"),
-                Some(d.reason.code().as_bytes().to_vec()),
-            ));
-            h.push((Cow::Borrowed("custos-source"), Some(source.into_bytes())));
+    let processed = pipeline::process(
+        plan,
+        Some((&ctx.audit, actx.key)),
+        &input,
+        state,
+        &cx,
+        scratch,
+    );
+    sm.observe(&processed.deltas(), &input.source());
+    let pipeline::Processed { written, audit } = processed;
+    let audit = audit.expect("asked for an audit record");
+    let result = match written {
+        pipeline::Written::DeadLetter(d) => {
             let dl = OutRecord {
                 audit: false,
                 topic: dead_letter_topic.clone(),
-                key: msg.key().map(<[u8]>::to_vec),
-                payload: msg.payload().map(<[u8]>::to_vec),
-                headers: h,
-                timestamp,
+                key: d.key,
+                payload: d.value,
+                headers: d.headers,
+                timestamp: input.timestamp,
             };
-            (vec![dl], record, true)
+            (vec![dl], audit, true)
         }
-        Verdict::Governed(g) => {
-            if g.unclassified_fields > 0 {
-                sm.unclassified.inc_by(u64::from(g.unclassified_fields));
-            }
-            for d in &g.detections {
-                sm.detected(d.detector, u64::from(d.count));
-            }
-            sm.fields(&g.field_actions, &g.class_occurrences);
-            let record = audit::governed(&ctx.audit, actx.key, &src, &g, &audit_ctx);
-            let mut outs = Vec::with_capacity(g.outcomes.len() + 1);
-            for (i, o) in g.outcomes.into_iter().enumerate() {
-                match o {
-                    Outcome::Suppressed(s) => sm.suppression(i, s),
-                    Outcome::Emitted(out) => {
-                        sm.emitted(i);
-                        outs.push(OutRecord {
-                            audit: false,
-                            topic: ctx.topics[i].clone(),
-                            key: out.key,
-                            payload: Some(out.value),
-                            headers: out.headers.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-                            // The record's own time; without a usable one,
-                            // the event time (never "now": that would restart
-                            // downstream retention).
-                            timestamp: timestamp.filter(|t| *t >= 0).or(Some(g.event_time_ms)),
-                        });
-                    }
+        pipeline::Written::Governed {
+            governed,
+            timestamp,
+        } => {
+            let mut outs = Vec::with_capacity(governed.outcomes.len() + 1);
+            for (i, o) in governed.outcomes.into_iter().enumerate() {
+                if let Outcome::Emitted(out) = o {
+                    outs.push(OutRecord {
+                        audit: false,
+                        topic: ctx.topics[i].clone(),
+                        key: out.key,
+                        payload: Some(out.value),
+                        headers: out.headers.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                        timestamp,
+                    });
                 }
             }
-            (outs, record, false)
+            (outs, audit, false)
         }
     };
     timer.observe_duration();
