@@ -1,13 +1,29 @@
 //! The worker loop: consume every stream's topic in one group, govern each
-//! record with the pure engine, produce each entitled output and dead letter,
-//! and store an input offset only when it and everything before it in its
-//! partition is acknowledged (at-least-once).
+//! record through [`crate::pipeline`], produce each entitled output and dead
+//! letter, and store an input offset only when it and everything before it
+//! in its partition is acknowledged (at-least-once), or commit it in the
+//! transaction that holds its outputs (exactly_once).
+//!
+//! This file is orchestration: start-up (clients, topics, chain seeding,
+//! state catch-up) and the consumer loop in [`Worker::run`]. Its parts:
+//! `client` (consumer configuration, raw headers), `delivery` (send, retry,
+//! delivery reports, refused records), `rebalance` (statistics and the
+//! revoke drain), `txn` (ending a transaction), `lineage_out` (the lineage
+//! producer), `specs` (the topics a policy writes). It is over 600 lines
+//! because `run` is one loop whose steps share a dozen locals (consumer,
+//! producer, transaction timer, health clocks); splitting it further would
+//! pass them all around for no reader's benefit.
 //!
 //! Threads: the consumer loop runs on the caller's thread (librdkafka's
 //! rebalance callbacks run inside its `poll`); delivery reports arrive on the
 //! threaded producer's poll thread and only touch the offset tracker; the
 //! consent/erasure reader has its own thread. Record content is never logged.
-
+//!
+//! Lock order of [`Shared`]: `txn` before `chains` (ending a transaction
+//! rolls chain heads back while it holds the transaction); every other lock
+//! (`tracker`, `retries`, `unseeded`, `lag_series`, `stop_deadline`, the
+//! subject state's read lock) is taken alone and released before another is
+//! taken. The delivery thread takes only `tracker` and `retries`.
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +51,21 @@ use crate::policy::plan::Compiled;
 use crate::policy::Format;
 use crate::state::MemoryState;
 use crate::telemetry::{Metrics, StreamMetrics};
+
+mod client;
+mod delivery;
+mod lineage_out;
+mod rebalance;
+mod specs;
+mod txn;
+
+pub(crate) use self::client::raw_headers;
+use self::client::*;
+use self::delivery::*;
+use self::lineage_out::*;
+use self::rebalance::*;
+pub use self::specs::topic_specs;
+use self::txn::*;
 
 /// How the worker is run (not user configuration).
 #[derive(Debug, Clone, Default)]
@@ -122,54 +153,6 @@ struct Shared {
     stop_deadline: Mutex<Option<Instant>>,
 }
 
-/// librdkafka errors that no retry can fix: the record itself is refused.
-fn permanent(e: &KafkaError) -> Option<&'static str> {
-    match e {
-        KafkaError::MessageProduction(
-            RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::MessageBatchTooLarge,
-        ) => Some("too_large"),
-        KafkaError::MessageProduction(
-            RDKafkaErrorCode::InvalidRecord | RDKafkaErrorCode::InvalidMessage,
-        ) => Some("refused"),
-        _ => None,
-    }
-}
-
-/// What is sent to the dead-letter topic instead of a record the broker
-/// refuses for good: no value (the raw input stays at `custos-source`), the
-/// reason and the topic that refused it. Sending it acknowledges the
-/// refused record's place, so its partition moves on.
-fn refused_record(
-    shared: &Shared,
-    topic: &str,
-    origin: &Origin,
-    reason: &'static str,
-) -> OutRecord {
-    OutRecord {
-        audit: false,
-        topic: shared.dead_letter_topic.clone(),
-        key: None,
-        payload: None,
-        headers: vec![
-            (
-                Cow::Borrowed("custos-error"),
-                Some(reason.as_bytes().to_vec()),
-            ),
-            (
-                Cow::Borrowed("custos-source"),
-                Some(engine::source_of(&origin.tp.0, origin.tp.1, origin.offset).into_bytes()),
-            ),
-            (
-                Cow::Borrowed("custos-refused-by"),
-                Some(topic.as_bytes().to_vec()),
-            ),
-        ],
-        timestamp: None,
-    }
-}
-
 /// The open transaction of an exactly_once worker.
 #[derive(Debug, Default)]
 struct Txn {
@@ -222,73 +205,6 @@ fn seed_chain(
     }
 }
 
-/// Sends the OpenLineage events of every stream to `lineage.topic`.
-struct Lineage {
-    producer: BaseProducer,
-    topic: String,
-    namespace: String,
-    /// One run per stream (each stream is its own job).
-    run_ids: Vec<String>,
-}
-
-impl Lineage {
-    fn new(
-        base: &ClientConfig,
-        bootstrap: &str,
-        cfg: &Config,
-        compiled: &Compiled,
-    ) -> Result<Lineage, WorkerError> {
-        let run_ids = (0..compiled.streams.len())
-            .map(|i| {
-                let mut random = [0u8; 16];
-                // Without OS randomness the run id is still unique enough.
-                if getrandom::fill(&mut random).is_err() {
-                    random[..8].copy_from_slice(&now_ms().to_be_bytes());
-                    random[8..12].copy_from_slice(&std::process::id().to_be_bytes());
-                    random[12..].copy_from_slice(&(i as u32).to_be_bytes());
-                }
-                lineage::run_id(random)
-            })
-            .collect();
-        let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
-        let mut pconf = base.clone();
-        // Lineage is best effort: it must not hold up a start or a stop.
-        pconf
-            .set("message.timeout.ms", "5000")
-            .set("statistics.interval.ms", "0");
-        Ok(Lineage {
-            producer: pconf.create()?,
-            topic: cfg.lineage.topic.clone(),
-            namespace: format!("kafka://{first}"),
-            run_ids,
-        })
-    }
-
-    /// Best effort: lineage describes the plan, it carries no record, so a
-    /// failure to send it is logged and processing goes on.
-    fn emit(&self, compiled: &Compiled, kind: EventType, timeout: Duration) {
-        let time = audit::rfc3339_ms(now_ms());
-        for (plan, run_id) in compiled.streams.iter().zip(&self.run_ids) {
-            let run = lineage::Run {
-                policy: &compiled.policy.name,
-                namespace: &self.namespace,
-                run_id,
-            };
-            let event = lineage::run_event(plan, &run, kind, &time).to_string();
-            let job = lineage::job_name(&compiled.policy.name, plan);
-            let record = BaseRecord::<str, str>::to(&self.topic)
-                .key(&job)
-                .payload(&event);
-            if let Err((e, _)) = self.producer.send(record) {
-                tracing::warn!(error = %e, job, "lineage event not sent");
-            }
-        }
-        if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, event = kind.name(), "lineage events not delivered");
-        }
-    }
-}
-
 /// `topic/partition`: an audit chain's name and the audit records' key.
 fn chain_of(tp: &Tp) -> String {
     audit::chain_name(&tp.0, tp.1)
@@ -300,95 +216,6 @@ fn add_offset(tpl: &mut TopicPartitionList, tp: &Tp, offset: i64, head: Option<&
     let _ = e.set_offset(Offset::Offset(offset));
     if let Some(h) = head {
         e.set_metadata(h);
-    }
-}
-
-struct DeliveryContext {
-    shared: Arc<Shared>,
-    audit_topic: String,
-}
-
-impl ClientContext for DeliveryContext {}
-
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Arc<Origin>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, origin: Arc<Origin>) {
-        if result.is_ok() {
-            self.shared.acks.fetch_add(1, Ordering::Relaxed);
-        }
-        match result {
-            Ok(_) => self
-                .shared
-                .tracker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .ack(&origin.tp, origin.offset, origin.generation),
-            Err((
-                KafkaError::MessageProduction(
-                    RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight,
-                ),
-                _,
-            )) => {
-                // Our own abort purged it: the transaction is already being redone.
-            }
-            Err((e, msg)) if self.shared.txn.is_some() => {
-                // The transaction will abort and its input be consumed again.
-                tracing::warn!(topic = msg.topic(), error = %e, "produce failed inside a transaction; it will abort");
-                self.shared.txn_failed.store(true, Ordering::SeqCst);
-            }
-            Err((e, _)) if !self.shared.current(&origin) => {
-                // Revoked since: the partition's next owner reprocesses it.
-                tracing::debug!(error = %e, "produce failed for a revoked partition");
-            }
-            Err((e, msg)) if msg.topic() == self.audit_topic => {
-                // Sent again later it would stand after newer records of its
-                // chain. Stop instead: the offset never moved past it, so the
-                // next start redoes it from the committed chain head (a replay).
-                if !self.shared.audit_failed.swap(true, Ordering::SeqCst) {
-                    tracing::error!(error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "audit record not delivered after librdkafka's retries: stopping");
-                }
-            }
-            Err((e, msg)) => {
-                self.shared
-                    .metrics
-                    .produce_failures
-                    .with_label_values(&[msg.topic()])
-                    .inc();
-                let stub =
-                    msg.payload().is_some() || msg.topic() != &*self.shared.dead_letter_topic;
-                if let (Some(reason), true) = (permanent(e), stub) {
-                    // Refused for good: retrying would stall the partition forever.
-                    tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "record refused by the broker; reported on the dead-letter topic instead");
-                    let rec = refused_record(&self.shared, msg.topic(), &origin, reason);
-                    self.shared
-                        .retries
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push((rec, origin));
-                    return;
-                }
-                // librdkafka has already retried for delivery.timeout.ms: keep
-                // the record and send it again; its offset stays uncommitted.
-                tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "produce failed; will retry");
-                let rec = OutRecord {
-                    audit: false,
-                    topic: Arc::from(msg.topic()),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec),
-                    headers: owned_headers(msg)
-                        .into_iter()
-                        .map(|(k, v)| (Cow::Owned(k), v))
-                        .collect(),
-                    timestamp: msg.timestamp().to_millis(),
-                };
-                self.shared
-                    .retries
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((rec, origin));
-            }
-        }
     }
 }
 
@@ -426,165 +253,6 @@ impl Shared {
 
 type Prod = ThreadedProducer<DeliveryContext>;
 
-struct WorkerContext {
-    shared: Arc<Shared>,
-    producer: Arc<Prod>,
-    drain: Duration,
-}
-
-impl ClientContext for WorkerContext {
-    /// librdkafka statistics (every `statistics.interval.ms`): per-partition lag.
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let up = statistics.brokers.values().any(|b| b.state == "UP");
-        self.shared.health.brokers_up(up, now_ms());
-        let mut seen = self
-            .shared
-            .lag_series
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut now: std::collections::HashSet<(String, String)> = Default::default();
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                // -1 is librdkafka's internal UA partition and unknown lags;
-                // partitions no longer assigned are "none"/"stopped".
-                let assigned = matches!(
-                    p.fetch_state.as_str(),
-                    "active" | "offset-query" | "offset-wait"
-                );
-                // exactly_once commits offsets in transactions, which
-                // librdkafka's committed-offset lag does not see: the lag of
-                // the offsets stored after each commit stands in.
-                let lag = if p.consumer_lag >= 0 {
-                    p.consumer_lag
-                } else {
-                    p.consumer_lag_stored
-                };
-                if *partition >= 0 && lag >= 0 && assigned {
-                    let key = (topic.clone(), partition.to_string());
-                    self.shared
-                        .metrics
-                        .lag
-                        .with_label_values(&[&key.0, &key.1])
-                        .set(lag);
-                    now.insert(key);
-                }
-            }
-        }
-        // Lag of partitions this worker no longer reads disappears.
-        for (t, p) in seen.difference(&now) {
-            let _ = self.shared.metrics.lag.remove_label_values(&[t, p]);
-        }
-        *seen = now;
-    }
-}
-
-impl ConsumerContext for WorkerContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else {
-            return;
-        };
-        if let Some(txn) = &self.shared.txn {
-            // Finish the open transaction before the partitions move.
-            let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
-            let left = self.shared.remaining(self.drain);
-            if let Err(e) = finish(&self.producer, consumer, &mut t, &self.shared, left) {
-                tracing::warn!(error = %e, "transaction on revoke not committed; its records are redone by whoever owns the partitions next, or settled by the next start");
-            }
-            let mut chains = self
-                .shared
-                .chains
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for e in tpl.elements() {
-                chains.forget(&audit::chain_name(e.topic(), e.partition()));
-            }
-            return;
-        }
-        // Drain what is in flight, then commit the revoked partitions before
-        // another worker may start on them.
-        let revoked: Vec<Tp> = tpl
-            .elements()
-            .iter()
-            .map(|e| (Arc::from(e.topic()), e.partition()))
-            .collect();
-        let left = self.shared.remaining(self.drain);
-        let deadline = Instant::now() + left;
-        flush(&self.producer, left);
-        while self.inflight(&revoked) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut commit = TopicPartitionList::new();
-        {
-            let mut t = self
-                .shared
-                .tracker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for tp in &revoked {
-                // Without a head nothing was finished since the assignment:
-                // the committed offset (and its chain head) stand as they are.
-                if let Some((off, Some(head))) = t.remove(tp) {
-                    add_offset(&mut commit, tp, off, Some(&head));
-                }
-            }
-        }
-        {
-            let mut chains = self
-                .shared
-                .chains
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for tp in &revoked {
-                chains.forget(&chain_of(tp));
-            }
-        }
-        self.shared
-            .retries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(_, o)| !revoked.contains(&o.tp));
-        if commit.count() > 0 {
-            match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => tracing::info!(
-                    partitions = commit.count(),
-                    "revoked partitions drained and committed"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "commit on revoke failed; the next owner may reprocess")
-                }
-            }
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            tracing::info!(partitions = tpl.count(), "partitions assigned");
-            // Each partition's audit chain continues from the head committed
-            // with its offset; it is looked up when the partition's first
-            // record arrives (by then librdkafka has its stable committed
-            // offset, even right after another instance's open transaction).
-            let mut unseeded = self
-                .shared
-                .unseeded
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for e in tpl.elements() {
-                unseeded.insert((Arc::from(e.topic()), e.partition()));
-            }
-        }
-    }
-}
-
-impl WorkerContext {
-    fn inflight(&self, tps: &[Tp]) -> usize {
-        self.shared
-            .tracker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .inflight(|tp| tps.contains(tp))
-    }
-}
-
 /// Everything `run` needs.
 pub struct Worker {
     pub config: Config,
@@ -595,62 +263,6 @@ pub struct Worker {
     pub control: Control,
     /// Signs the audit chain and hides subject ids (`audit.key`).
     pub audit_key: AuditKey,
-}
-
-/// The topics a policy writes, with what they must look like.
-pub fn topic_specs(
-    compiled: &Compiled,
-    config: &Config,
-    partitions: impl Fn(&str) -> i32,
-) -> Vec<TopicSpec> {
-    let mut specs = Vec::new();
-    for s in &compiled.streams {
-        for o in &s.outputs {
-            specs.push(TopicSpec {
-                name: o.topic.clone(),
-                retention: Some((o.name.clone(), o.retention_ms)),
-                compacted: false,
-                partitions: partitions(&s.topic),
-                optional: false,
-                no_compaction: false,
-            });
-        }
-    }
-    specs.push(TopicSpec {
-        name: config.dead_letter.topic.clone(),
-        retention: None,
-        compacted: false,
-        partitions: 1,
-        optional: false,
-        no_compaction: false,
-    });
-    specs.push(TopicSpec {
-        name: config.lineage.topic.clone(),
-        retention: None,
-        compacted: false,
-        partitions: 1,
-        optional: true,
-        no_compaction: false,
-    });
-    // Audit records are keyed by input partition: as many partitions as the
-    // widest input spreads the chains without splitting any.
-    specs.push(TopicSpec {
-        name: config.audit.topic.clone(),
-        retention: None,
-        compacted: false,
-        partitions: compiled
-            .streams
-            .iter()
-            .map(|s| partitions(&s.topic))
-            .max()
-            .unwrap_or(1),
-        optional: false,
-        no_compaction: true,
-    });
-    // The consent and erasure topics are inputs owned by the privacy team:
-    // never created here. A missing one (a typo, a deleted topic) refuses the
-    // start instead of silently forgetting every erasure.
-    specs
 }
 
 impl Worker {
@@ -1110,9 +722,6 @@ impl Worker {
     }
 }
 
-/// How long lineage events may take to be delivered (they are best effort).
-const LINEAGE_FLUSH: Duration = Duration::from_secs(6);
-
 /// Leaves without the clients' graceful close, which waits for the broker
 /// (leave group, final requests) as long as librdkafka's own timeouts say:
 /// the shutdown deadline has passed and the process is about to exit.
@@ -1124,415 +733,6 @@ fn abandon(
     std::mem::forget(consumer);
     std::mem::forget(producer);
     drop(follower); // detached: it watches the stop flag
-}
-
-/// How a transaction ended, as far as this worker can tell.
-enum TxnEnd {
-    Committed,
-    /// Never committed (a delivery failed, the offsets were not accepted, or
-    /// librdkafka says the commit failed and requires an abort): abort and redo.
-    Abort(KafkaError),
-    /// The commit was sent and its outcome is unknown (still retriable when
-    /// time ran out, or an error that is neither abortable nor fatal): it may
-    /// complete on the broker, so the records must not be redone here.
-    Unresolved(KafkaError),
-    /// Fenced by another instance, or a broker without transactions.
-    Fatal(KafkaError),
-}
-
-fn txn_fatal(e: &KafkaError) -> bool {
-    matches!(e, KafkaError::Transaction(r) if r.is_fatal() || r.code() == RDKafkaErrorCode::UnsupportedFeature)
-}
-
-fn txn_retriable(e: &KafkaError) -> bool {
-    matches!(e, KafkaError::Transaction(r) if r.is_retriable() && !r.is_fatal() && !r.txn_requires_abort())
-}
-
-fn txn_requires_abort(e: &KafkaError) -> bool {
-    matches!(e, KafkaError::Transaction(r) if r.txn_requires_abort())
-}
-
-/// Sends the offsets and commits, following librdkafka's rules: a
-/// retriable error of `commit_transaction` means "call it again" (the commit
-/// may already be under way on the broker, so aborting and redoing the
-/// records would write them twice); only an error that requires an abort
-/// means the transaction did not commit.
-fn end_transaction(
-    producer: &Prod,
-    consumer: &BaseConsumer<WorkerContext>,
-    tpl: &TopicPartitionList,
-    timeout: Duration,
-    txn_timeout: Duration,
-) -> TxnEnd {
-    // The transaction can be committed until the coordinator aborts it
-    // (transaction.timeout.ms): retry until then, each call bounded by `timeout`.
-    let deadline = Instant::now() + timeout.max(txn_timeout);
-    let Some(cgm) = consumer.group_metadata() else {
-        return TxnEnd::Abort(KafkaError::MessageProduction(
-            RDKafkaErrorCode::InvalidTransactionalState,
-        ));
-    };
-    loop {
-        match producer.send_offsets_to_transaction(tpl, &cgm, timeout) {
-            Ok(()) => break,
-            Err(e) if txn_fatal(&e) => return TxnEnd::Fatal(e),
-            // Nothing is committed before EndTxn: an abort is always safe here.
-            Err(e) if txn_retriable(&e) && Instant::now() < deadline => {
-                tracing::debug!(error = %e, "sending the offsets to the transaction: retrying");
-            }
-            Err(e) => return TxnEnd::Abort(e),
-        }
-    }
-    // rdkafka's commit flushes first, polling in 100 ms steps while our poll
-    // thread takes the delivery reports: flush here.
-    flush(producer, timeout);
-    loop {
-        match producer.commit_transaction(timeout) {
-            Ok(()) => return TxnEnd::Committed,
-            Err(e) if txn_fatal(&e) => return TxnEnd::Fatal(e),
-            Err(e) if txn_requires_abort(&e) => return TxnEnd::Abort(e),
-            Err(e) if txn_retriable(&e) && Instant::now() < deadline => {
-                tracing::warn!(error = %e, "transaction commit not confirmed yet: retrying the commit");
-            }
-            Err(e) => return TxnEnd::Unresolved(e),
-        }
-    }
-}
-
-/// Commits the open transaction with the consumed offsets; when it did not
-/// commit (a failed delivery, or an error that requires an abort), aborts
-/// and rewinds the partitions to the transaction's first offsets so the
-/// records are processed again. A commit whose outcome stays unknown, and a
-/// fatal error (another instance with our transactional id fenced us), stop
-/// the worker: the next start's `init_transactions` settles the transaction
-/// and the consumer resumes from the offsets it committed, if it did.
-fn finish(
-    producer: &Prod,
-    consumer: &BaseConsumer<WorkerContext>,
-    t: &mut Txn,
-    shared: &Shared,
-    timeout: Duration,
-) -> Result<(), WorkerError> {
-    if !t.open {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (tp, part) in &t.offsets {
-        add_offset(&mut tpl, tp, part.next, Some(&part.head));
-    }
-    let failed = shared.txn_failed.swap(false, Ordering::SeqCst);
-    // While stopping, retries end with the shutdown deadline (an unresolved
-    // commit is then settled by the next start's init_transactions).
-    let txn_timeout = match shared.deadline() {
-        Some(d) => d.saturating_duration_since(Instant::now()),
-        None => shared.txn_timeout,
-    };
-    let end = if failed {
-        TxnEnd::Abort(KafkaError::MessageProduction(
-            RDKafkaErrorCode::InvalidTransactionalState,
-        ))
-    } else {
-        end_transaction(producer, consumer, &tpl, timeout, txn_timeout)
-    };
-    let e = match end {
-        TxnEnd::Committed => {
-            shared
-                .metrics
-                .transactions
-                .with_label_values(&["committed"])
-                .inc();
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                let mut parts: Vec<String> = t
-                    .offsets
-                    .iter()
-                    .map(|(tp, p)| format!("{}/{}:{}..{}", tp.0, tp.1, p.first, p.next))
-                    .collect();
-                parts.sort();
-                tracing::debug!(records = t.records, offsets = %parts.join(" "), "transaction committed");
-            }
-            let done: i64 = t.offsets.values().map(|p| p.next - p.first).sum();
-            shared.finished.fetch_add(done as u64, Ordering::Relaxed);
-            // Offsets committed in a transaction are not the consumer's own
-            // commits: librdkafka's consumer lag stays unknown. Stored here
-            // (auto-commit is off, nothing else commits them), they give the
-            // statistics a stored-offset lag to report instead.
-            if let Err(e) = consumer.store_offsets(&tpl) {
-                tracing::debug!(error = %e, "store offsets after a commit");
-            }
-            *t = Txn::default();
-            return Ok(());
-        }
-        TxnEnd::Fatal(e) => {
-            tracing::error!(error = %e, "fenced or fatal transaction error: stepping down");
-            return Err(WorkerError::Client(e));
-        }
-        TxnEnd::Unresolved(e) => {
-            // Redoing the records could write them a second time; stopping
-            // cannot: the restart settles the transaction either way.
-            tracing::error!(error = %e, records = t.records, "transaction commit unconfirmed: stopping without redoing its records (the next start settles it)");
-            shared.txn_unresolved.store(true, Ordering::SeqCst);
-            return Err(WorkerError::Timeout {
-                what: "a transaction commit".into(),
-                secs: timeout.max(txn_timeout).as_secs(),
-                reason: format!("{e}; its outcome is unknown, so its records are not redone: the next start settles it"),
-            });
-        }
-        TxnEnd::Abort(e) => e,
-    };
-    tracing::warn!(error = %e, records = t.records, "transaction failed: aborting and reprocessing");
-    shared
-        .metrics
-        .transactions
-        .with_label_values(&["aborted"])
-        .inc();
-    let deadline = Instant::now() + timeout.max(txn_timeout);
-    loop {
-        match producer.abort_transaction(timeout) {
-            Ok(()) => break,
-            Err(a) if txn_retriable(&a) && Instant::now() < deadline => {
-                tracing::warn!(error = %a, "transaction abort not confirmed yet: retrying the abort");
-            }
-            Err(a) => {
-                // Not aborted for sure: redoing the records now could write
-                // them twice; the next start's init_transactions aborts it.
-                tracing::error!(error = %a, "transaction abort failed: stopping");
-                shared.txn_unresolved.store(true, Ordering::SeqCst);
-                return Err(WorkerError::Client(a));
-            }
-        }
-    }
-    // Failures reported for the aborted records belong to it, not to the next one.
-    shared.txn_failed.store(false, Ordering::SeqCst);
-    let mut chains = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
-    for (tp, part) in &t.offsets {
-        if let Err(se) = consumer.seek(&tp.0, tp.1, Offset::Offset(part.first), timeout) {
-            tracing::warn!(error = %se, partition = tp.1, "rewind after abort failed");
-        }
-        // The aborted audit records never become visible: the chain
-        // goes on from where the transaction started.
-        match &part.start_head {
-            Some(h) => chains.set_head(chain_of(tp), h.clone()),
-            None => chains.forget(&chain_of(tp)),
-        }
-    }
-    *t = Txn::default();
-    Ok(())
-}
-
-/// Waits until every produced record is acknowledged (or `timeout`); true when all are.
-///
-/// rdkafka's `flush` polls the delivery-report queue itself in 100 ms steps,
-/// racing the threaded producer's own poll thread for the reports, so each
-/// call took a full 100 ms; this asks librdkafka without blocking (which
-/// also makes it send lingering batches now) and sleeps briefly instead.
-fn flush(producer: &Prod, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if producer.flush(Duration::ZERO).is_ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_micros(250));
-    }
-}
-
-fn consumer_config(base: &ClientConfig, cfg: &Config, static_id: Option<&str>) -> ClientConfig {
-    let eos = cfg.delivery.guarantee == Guarantee::ExactlyOnce;
-    let mut c = base.clone();
-    // Defaults the user's `[kafka.properties]` may change.
-    for (k, v) in [
-        ("statistics.interval.ms", "5000"),
-        ("auto.offset.reset", "earliest"),
-    ] {
-        if c.get(k).is_none() {
-            c.set(k, v);
-        }
-    }
-    if let Some(id) = static_id {
-        if c.get("group.instance.id").is_none() {
-            c.set("group.instance.id", id);
-        }
-    }
-    c.set("group.id", &cfg.kafka.group_id)
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
-    if eos {
-        // Offsets travel in the transaction; inputs written transactionally are read committed.
-        c.set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-    } else {
-        c.set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000");
-    }
-    c
-}
-
-/// Reads a message's headers without trusting their encoding.
-#[allow(unsafe_code)]
-pub(crate) fn raw_headers(msg: &BorrowedMessage<'_>) -> pipeline::RawHeaders {
-    let Some(h) = msg.headers() else {
-        return Vec::new();
-    };
-    let ptr =
-        h as *const rdkafka::message::BorrowedHeaders as *const rdkafka::types::RDKafkaHeaders;
-    let mut out = Vec::with_capacity(h.count());
-    for idx in 0..h.count() {
-        let mut name: *const std::ffi::c_char = std::ptr::null();
-        let mut value: *const std::ffi::c_void = std::ptr::null();
-        let mut size: usize = 0;
-        // SAFETY: `ptr` is the librdkafka headers object that `BorrowedHeaders`
-        // wraps (rdkafka builds the reference from that very pointer), valid
-        // for the lifetime of `msg`; `idx` is below its count; librdkafka
-        // returns a NUL-terminated name and a value of `size` bytes or null.
-        // The bytes are copied before `msg` can go away.
-        unsafe {
-            let err = rdkafka::bindings::rd_kafka_header_get_all(
-                ptr, idx, &mut name, &mut value, &mut size,
-            );
-            if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                || name.is_null()
-            {
-                continue;
-            }
-            let n = std::ffi::CStr::from_ptr(name).to_bytes().to_vec();
-            let v = (!value.is_null())
-                .then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
-            out.push((n, v));
-        }
-    }
-    out
-}
-
-/// A message's headers as owned pairs, for resending our own records
-/// (custos writes only UTF-8 header names).
-fn owned_headers(msg: &impl Message) -> Vec<(String, Option<Vec<u8>>)> {
-    let Some(h) = msg.headers() else {
-        return Vec::new();
-    };
-    (0..h.count())
-        .filter_map(|i| h.try_get(i))
-        .map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec)))
-        .collect()
-}
-
-/// Stores every offset that became safe (auto-commit then commits it).
-fn store(consumer: &BaseConsumer<WorkerContext>, shared: &Shared) {
-    let ready = shared
-        .tracker
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .committable();
-    if ready.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for c in &ready {
-        // The chain head travels with the offset (commit metadata).
-        add_offset(&mut tpl, &c.tp, c.offset, c.head.as_deref());
-        shared.finished.fetch_add(c.advanced, Ordering::Relaxed);
-    }
-    if let Err(e) = consumer.store_offsets(&tpl) {
-        // A partition revoked a moment ago: its offsets were committed on revoke.
-        tracing::debug!(error = %e, "store offsets");
-    }
-}
-
-fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc<Origin>) {
-    let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
-    for (k, v) in &out.headers {
-        headers = headers.insert(Header {
-            key: k,
-            value: v.as_deref(),
-        });
-    }
-    let mut record: BaseRecord<'_, [u8], [u8], Arc<Origin>> =
-        BaseRecord::with_opaque_to(&out.topic, origin.clone()).headers(headers);
-    if let Some(p) = &out.payload {
-        record = record.payload(&p[..]);
-    }
-    if let Some(k) = &out.key {
-        record = record.key(&k[..]);
-    }
-    if let Some(ts) = out.timestamp {
-        record = record.timestamp(ts);
-    }
-    let mut record = record;
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                if shared.deadline().is_some_and(|d| Instant::now() >= d) {
-                    // Shutting down and out of time: the record is not sent,
-                    // its input offset never committed (reprocessed later).
-                    tracing::warn!(topic = %out.topic, "shutdown deadline reached with the producer queue full: record not sent, its input will be reprocessed");
-                    if shared.txn.is_some() {
-                        shared.txn_failed.store(true, Ordering::SeqCst);
-                    }
-                    return;
-                }
-                record = r;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, _)) => {
-                // Not accepted at all (e.g. larger than message.max.bytes):
-                // keep it for retry so the partition never moves past it.
-                if shared.txn.is_some() {
-                    // exactly_once: the transaction must not commit without it.
-                    tracing::error!(topic = %out.topic, error = %e, "produce refused; the transaction will abort");
-                    shared.txn_failed.store(true, Ordering::SeqCst);
-                    return;
-                }
-                if out.audit || matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::Fatal))
-                {
-                    // Resent later, an audit record would stand after newer
-                    // records of its chain; a fatal producer never recovers.
-                    if !shared.audit_failed.swap(true, Ordering::SeqCst) {
-                        tracing::error!(topic = %out.topic, error = %e, "produce refused: stopping");
-                    }
-                    return;
-                }
-                shared
-                    .metrics
-                    .produce_failures
-                    .with_label_values(&[&out.topic])
-                    .inc();
-                let is_stub = out.payload.is_none() && out.topic == shared.dead_letter_topic;
-                let retry = match permanent(&e) {
-                    Some(reason) if !is_stub => {
-                        tracing::error!(topic = %out.topic, error = %e, "record refused; reported on the dead-letter topic instead");
-                        refused_record(shared, &out.topic, &origin, reason)
-                    }
-                    _ => {
-                        tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
-                        out.clone()
-                    }
-                };
-                shared
-                    .retries
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((retry, origin.clone()));
-                return;
-            }
-        }
-    }
-}
-
-fn resend(producer: &Prod, shared: &Shared) {
-    let pending: Vec<(OutRecord, Arc<Origin>)> = std::mem::take(
-        &mut *shared
-            .retries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
-    for (rec, origin) in pending {
-        // A revoked partition's records are reprocessed by its next owner.
-        if shared.current(&origin) {
-            send(producer, shared, rec, origin);
-        }
-    }
 }
 
 /// One stream's per-record context, resolved at start.
