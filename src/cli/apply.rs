@@ -580,13 +580,6 @@ fn write_output(
     topic: &str,
     o: &engine::Output,
 ) -> io::Result<()> {
-    let mut headers = Map::new();
-    for (k, v) in &o.headers {
-        headers.insert(
-            k.to_string(),
-            Value::String(String::from_utf8_lossy(v).into_owned()),
-        );
-    }
     out.write_all(b"{\"purpose\":")?;
     serde_json::to_writer(&mut *out, purpose)?;
     out.write_all(b",\"topic\":")?;
@@ -599,6 +592,34 @@ fn write_output(
     out.write_all(b",\"value\":")?;
     out.write_all(&o.value)?;
     out.write_all(b",\"headers\":")?;
-    serde_json::to_writer(&mut *out, &Value::Object(headers))?;
+    let names_unique = o
+        .headers
+        .iter()
+        .enumerate()
+        .all(|(i, (k, _))| o.headers[..i].iter().all(|(j, _)| j != k));
+    if names_unique {
+        // Written straight out: no map is built per output line.
+        out.write_all(b"{")?;
+        for (i, (k, v)) in o.headers.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, k.as_ref())?;
+            out.write_all(b":")?;
+            serde_json::to_writer(&mut *out, &String::from_utf8_lossy(v))?;
+        }
+        out.write_all(b"}")?;
+    } else {
+        // A name twice (an input with repeated headers): one JSON member
+        // per name, the last value, as a map keeps it.
+        let mut headers = Map::new();
+        for (k, v) in &o.headers {
+            headers.insert(
+                k.to_string(),
+                Value::String(String::from_utf8_lossy(v).into_owned()),
+            );
+        }
+        serde_json::to_writer(&mut *out, &Value::Object(headers))?;
+    }
     out.write_all(b"}\n")
 }
