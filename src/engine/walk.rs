@@ -1,0 +1,565 @@
+//! The walk: one pass over the decoded value, writing every active
+//! purpose's output side by side, with the detectors and the guard of kept values.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Values with fewer digits cannot hold a card, IBAN or SSN.
+pub(super) const GUARD_MIN_DIGITS: usize = 9;
+
+/// The findings the guard of kept values acts on.
+pub(super) fn guarded_span(s: &Span) -> bool {
+    s.detectors
+        .iter()
+        .any(|d| matches!(d, Detector::Card | Detector::Iban | Detector::UsSsn))
+}
+
+/// Counts spans found in `field` by detector.
+pub(super) fn count_detections(detections: &mut Vec<Detection>, field: &str, spans: &[Span]) {
+    for span in spans {
+        match detections
+            .iter_mut()
+            .find(|d| &*d.field == field && d.detector == span.detector)
+        {
+            Some(d) => d.count += 1,
+            None => detections.push(Detection {
+                field: Arc::from(field),
+                detector: span.detector,
+                count: 1,
+            }),
+        }
+    }
+}
+
+/// The decision of output `out` for a span: the most restrictive of the
+/// decisions for every detector whose finding was merged into the span.
+pub(super) fn span_decision<'p>(out: &'p OutputPlan, span: &Span) -> &'p SpanDecision {
+    let mut best = &out.spans[span.detector.index()];
+    for d in span.detectors.iter() {
+        let c = &out.spans[d.index()];
+        if c.kind < best.kind {
+            best = c;
+        }
+    }
+    best
+}
+
+/// Appends `s` to `text` with every span transformed in place by the
+/// purpose's span decision; `mark` gets the `custos-classes` pair of each.
+pub(super) fn rewrite_spans(
+    s: &str,
+    spans: &[Span],
+    out: &OutputPlan,
+    text: &mut String,
+    mut mark: impl FnMut(u16),
+) {
+    let mut last = 0;
+    for span in spans {
+        text.push_str(&s[last..span.start]);
+        let sd = span_decision(out, span);
+        let class = span
+            .detectors
+            .iter()
+            .find(|d| out.spans[d.index()].kind == sd.kind)
+            .unwrap_or(span.detector)
+            .class();
+        transform::apply_span(&sd.op, &s[span.start..span.end], class, text);
+        last = span.end;
+        if let Some(id) = sd.pair {
+            mark(id);
+        }
+    }
+    text.push_str(&s[last..]);
+}
+
+/// Walks one event once, writing every active purpose's output side by side.
+pub(super) struct Walker<'a> {
+    pub(super) doc: &'a Doc<'a>,
+    pub(super) actions: Vec<[u32; 7]>,
+    pub(super) classes: Vec<u32>,
+    pub(super) outputs: &'a [OutputPlan],
+    pub(super) bufs: &'a mut [Vec<u8>],
+    pub(super) bits: &'a mut [u64],
+    pub(super) words: usize,
+    pub(super) unclassified: u32,
+    pub(super) detections: &'a mut Vec<Detection>,
+    pub(super) spans: &'a mut Vec<Span>,
+    pub(super) text: &'a mut String,
+}
+
+#[inline]
+pub(super) fn each_bit(mask: u64) -> impl Iterator<Item = usize> {
+    let mut m = mask;
+    std::iter::from_fn(move || {
+        if m == 0 {
+            None
+        } else {
+            let b = m.trailing_zeros() as usize;
+            m &= m - 1;
+            Some(b)
+        }
+    })
+}
+
+/// Writes a JSON string (with quotes and escapes).
+pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(buf, s);
+}
+
+/// Writes the governed form of a scalar token; false when it is dropped.
+pub(super) fn write_scalar(op: &Op, doc: &Doc<'_>, i: usize, buf: &mut Vec<u8>) -> bool {
+    let t = doc.tok(i);
+    match (op, t.kind) {
+        (Op::Drop, _) => false,
+        (_, Kind::Null) => {
+            buf.extend_from_slice(b"null");
+            true
+        }
+        (Op::Keep, _) => {
+            buf.extend_from_slice(codec::raw_json(doc.src, t));
+            true
+        }
+        (Op::Redact, Kind::Str | Kind::StrEsc) => {
+            buf.extend_from_slice(b"\"[REDACTED]\"");
+            true
+        }
+        (Op::Redact, _) => {
+            buf.extend_from_slice(b"null");
+            true
+        }
+        (Op::Pseudonymize(mac), kind) => {
+            let p = if matches!(kind, Kind::Str | Kind::StrEsc) {
+                transform::pseudonym(mac, codec::string(doc.src, t).as_bytes())
+            } else {
+                transform::pseudonym(mac, codec::raw(doc.src, t))
+            };
+            buf.push(b'"');
+            buf.extend_from_slice(p.as_bytes());
+            buf.push(b'"');
+            true
+        }
+        _ => {
+            let v = doc.scalar_value(i);
+            match transform::apply(op, &v) {
+                Some(out) => {
+                    let _ = serde_json::to_writer(buf, &*out);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+}
+
+/// The purposes in `active` whose action for `leaf` is keep.
+pub(super) fn keep_mask(leaf: &Leaf, active: u64) -> u64 {
+    each_bit(active)
+        .filter(|&p| matches!(leaf.decisions[p].op, Op::Keep))
+        .fold(0, |m, p| m | (1 << p))
+}
+
+impl Walker<'_> {
+    /// Counts `n` classified values of `leaf` (for the metrics): once per
+    /// class, and for `purposes` once by their winning action.
+    pub(super) fn count(&mut self, leaf: &Leaf, n: u32, classes: bool, purposes: u64) {
+        if classes {
+            for &c in &leaf.class_ids {
+                if let Some(x) = self.classes.get_mut(c as usize) {
+                    *x += n;
+                }
+            }
+        }
+        for p in each_bit(purposes) {
+            self.actions[p][leaf.decisions[p].kind as usize] += n;
+        }
+    }
+
+    pub(super) fn mark_pairs(&mut self, p: usize, pairs: &[u16]) {
+        for &id in pairs {
+            let id = id as usize;
+            self.bits[p * self.words + id / 64] |= 1 << (id % 64);
+        }
+    }
+
+    /// Scalars (and empty containers) below token `i`, for unclassified counts.
+    pub(super) fn count_leaves(&self, i: usize) -> u32 {
+        self.doc.tok(i).leaves
+    }
+
+    /// Writes token `i` under `leaf`/`node` for every purpose in `active`;
+    /// returns the purposes for which something was written.
+    pub(super) fn value(
+        &mut self,
+        i: usize,
+        leaf: &Leaf,
+        node: Option<&Node>,
+        path: &str,
+        active: u64,
+    ) -> u64 {
+        let kind = self.doc.tok(i).kind;
+        let container = matches!(kind, Kind::Object | Kind::Array);
+        let structured = node.is_some_and(Node::has_structure);
+        if !structured && !leaf.scan {
+            if !leaf.is_classified() {
+                self.unclassified += self.count_leaves(i);
+                return 0;
+            }
+            if container {
+                // Uniform subtree: copy it verbatim where the action is keep,
+                // unless it holds an empty container (structure does not
+                // leak: those are walked and the empty parts removed).
+                let tok = self.doc.tok(i);
+                let digits = codec::raw_json(self.doc.src, tok)
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .count();
+                let keep = if tok.hollow || digits >= GUARD_MIN_DIGITS {
+                    0
+                } else {
+                    keep_mask(leaf, active)
+                };
+                let raw = codec::raw_json(self.doc.src, self.doc.tok(i));
+                for p in each_bit(keep) {
+                    self.bufs[p].extend_from_slice(raw);
+                    self.mark_pairs(p, &leaf.decisions[p].pairs);
+                }
+                let rest = active & !keep;
+                // The values inside count as fields; where other purposes
+                // walk the subtree below, the classes are counted there.
+                let n = self.count_leaves(i);
+                self.count(leaf, n, rest == 0, keep);
+                let mut written = keep;
+                if rest != 0 {
+                    written |= if kind == Kind::Object {
+                        self.object(i, leaf, None, path, rest)
+                    } else {
+                        self.array(i, leaf, None, path, rest)
+                    };
+                }
+                return written;
+            }
+        }
+        match kind {
+            Kind::Object => self.object(i, leaf, node, path, active),
+            Kind::Array => self.array(i, leaf, node, path, active),
+            _ => self.scalar(i, leaf, path, active),
+        }
+    }
+
+    pub(super) fn object(
+        &mut self,
+        i: usize,
+        leaf: &Leaf,
+        node: Option<&Node>,
+        path: &str,
+        active: u64,
+    ) -> u64 {
+        let doc = self.doc;
+        let marks = self.open(active, b'{');
+        let mut nonempty = 0u64;
+        let mut emarks = [0usize; 64];
+        // Purposes that may see members the policy does not name (see below).
+        let unnamed = keep_mask(leaf, active);
+        for (k, v) in doc.tape.members(i) {
+            let child = node.and_then(|n| {
+                if n.children.len() <= Node::LINEAR_CHILDREN {
+                    n.children
+                        .iter()
+                        .find(|(name, _)| doc.key_is(k, name))
+                        .map(|(_, c)| c)
+                } else {
+                    n.child(&codec::string(doc.src, doc.tok(k)))
+                }
+            });
+            // A member the policy does not name: its key may itself be data
+            // (a map keyed by card numbers), so it is emitted only where its
+            // inherited class is kept. Data shaped as an object where the
+            // policy expects an array keeps the element rules (`each`).
+            let (cleaf, cnode, cpath, member_active) = match child {
+                Some(c) => (&*c.leaf, Some(c), c.path.as_str(), active),
+                None => match node.and_then(|n| n.each.as_deref()) {
+                    Some(e) => (&*e.leaf, Some(e), e.path.as_str(), unnamed),
+                    None => (leaf, None, path, unnamed),
+                },
+            };
+            if !cleaf.is_classified() && !cnode.is_some_and(|n| n.has_classified) {
+                self.unclassified += self.count_leaves(v);
+                continue;
+            }
+            // Inside a scanned field a member's key is text too: one with
+            // personal data in it cannot be transformed without breaking the
+            // object, so the member goes only where that data is kept.
+            let member_active = if child.is_none() && member_active != 0 {
+                self.scan_key(k, cpath, member_active, !cleaf.scan)
+            } else {
+                member_active
+            };
+            if child.is_none() && cleaf.is_classified() {
+                // Purposes that may not see an unnamed member drop it.
+                let n = self.count_leaves(v);
+                for p in each_bit(active & !member_active) {
+                    self.actions[p][ActionKind::Drop as usize] += n;
+                }
+            }
+            let key_json = codec::raw_json(doc.src, doc.tok(k));
+            self.separate(member_active, nonempty, &mut emarks, key_json);
+            let w = self.value(v, cleaf, cnode, cpath, member_active);
+            self.unwind(member_active & !w, &emarks);
+            nonempty |= w;
+        }
+        self.close(active, nonempty, &marks, b'}');
+        nonempty
+    }
+
+    pub(super) fn array(
+        &mut self,
+        i: usize,
+        leaf: &Leaf,
+        node: Option<&Node>,
+        path: &str,
+        active: u64,
+    ) -> u64 {
+        let doc = self.doc;
+        // Data shaped as an array where the policy expects an object: the
+        // object's rules apply to every element (never the parent's alone).
+        let (eleaf, enode, epath) = match node.and_then(|n| n.each.as_deref()) {
+            Some(e) => (&*e.leaf, Some(e), e.path.as_str()),
+            None => match node.filter(|n| !n.children.is_empty()) {
+                Some(n) => (leaf, Some(n), path),
+                None => (leaf, None, path),
+            },
+        };
+        if !eleaf.is_classified() && !enode.is_some_and(|n| n.has_classified) {
+            self.unclassified += self.count_leaves(i);
+            return 0;
+        }
+        let marks = self.open(active, b'[');
+        let mut nonempty = 0u64;
+        let mut emarks = [0usize; 64];
+        for item in doc.tape.elements(i) {
+            self.separate(active, nonempty, &mut emarks, b"");
+            let w = self.value(item, eleaf, enode, epath, active);
+            self.unwind(active & !w, &emarks);
+            nonempty |= w;
+        }
+        self.close(active, nonempty, &marks, b']');
+        nonempty
+    }
+
+    /// Opens a container in every active buffer; returns where each began.
+    #[inline]
+    pub(super) fn open(&mut self, active: u64, bracket: u8) -> [usize; 64] {
+        let mut marks = [0usize; 64];
+        for p in each_bit(active) {
+            marks[p] = self.bufs[p].len();
+            self.bufs[p].push(bracket);
+        }
+        marks
+    }
+
+    /// Starts a member or element: remembers where it began, writes the comma
+    /// (when something came before) and, for objects, `"key":`.
+    #[inline]
+    pub(super) fn separate(
+        &mut self,
+        active: u64,
+        nonempty: u64,
+        emarks: &mut [usize; 64],
+        key_json: &[u8],
+    ) {
+        for p in each_bit(active) {
+            let buf = &mut self.bufs[p];
+            emarks[p] = buf.len();
+            if nonempty & (1 << p) != 0 {
+                buf.push(b',');
+            }
+            if !key_json.is_empty() {
+                buf.extend_from_slice(key_json);
+                buf.push(b':');
+            }
+        }
+    }
+
+    /// Takes back a member or element that governance left empty.
+    #[inline]
+    pub(super) fn unwind(&mut self, purposes: u64, emarks: &[usize; 64]) {
+        for p in each_bit(purposes) {
+            self.bufs[p].truncate(emarks[p]);
+        }
+    }
+
+    /// Closes a container, or removes it where nothing was written into it
+    /// (structure does not leak).
+    #[inline]
+    pub(super) fn close(&mut self, active: u64, nonempty: u64, marks: &[usize; 64], bracket: u8) {
+        for p in each_bit(active) {
+            if nonempty & (1 << p) != 0 {
+                self.bufs[p].push(bracket);
+            } else {
+                self.bufs[p].truncate(marks[p]);
+            }
+        }
+    }
+
+    pub(super) fn scalar(&mut self, i: usize, leaf: &Leaf, path: &str, active: u64) -> u64 {
+        if !leaf.is_classified() {
+            self.unclassified += 1;
+            return 0;
+        }
+        self.count(leaf, 1, true, active);
+        let doc = self.doc;
+        if leaf.scan && matches!(doc.tok(i).kind, Kind::Str | Kind::StrEsc) {
+            let s = codec::string(doc.src, doc.tok(i));
+            return self.scanned(&s, leaf, path, active);
+        }
+        if leaf.scan && doc.tok(i).kind == Kind::Number {
+            // A number in a scanned field can be a card or phone number too:
+            // with findings it is governed as text.
+            let raw = std::str::from_utf8(codec::raw(doc.src, doc.tok(i))).unwrap_or_default();
+            classify::detect_number(raw, self.spans);
+            if !self.spans.is_empty() {
+                return self.govern_scanned(raw, leaf, path, active);
+            }
+        }
+        let mut written = 0;
+        let mut rest = active;
+        if !leaf.scan {
+            let keep = keep_mask(leaf, active);
+            if keep != 0 {
+                let w = self.guard(i, leaf, path, keep);
+                if w != 0 {
+                    written |= w;
+                    rest &= !keep;
+                }
+            }
+        }
+        for p in each_bit(rest) {
+            let d = &leaf.decisions[p];
+            if write_scalar(&d.op, doc, i, &mut self.bufs[p]) {
+                written |= 1 << p;
+                self.mark_pairs(p, &d.pairs);
+            }
+        }
+        written
+    }
+
+    /// Defence in depth for kept values of fields that are not scanned: a
+    /// card number, IBAN or US SSN (the detectors with checksums or strict
+    /// rules, so ordinary values are not flagged) inside a value the policy
+    /// classified as something else still gets the purpose's action for its
+    /// own class. Returns the purposes written (0 when nothing was found and
+    /// the value is written as usual). Only values with at least 9 digits
+    /// are looked at.
+    pub(super) fn guard(&mut self, i: usize, leaf: &Leaf, path: &str, keep: u64) -> u64 {
+        let doc = self.doc;
+        let tok = doc.tok(i);
+        let raw = codec::raw(doc.src, tok);
+        if raw.iter().filter(|b| b.is_ascii_digit()).count() < GUARD_MIN_DIGITS {
+            return 0;
+        }
+        let text: std::borrow::Cow<'_, str> = match tok.kind {
+            Kind::Str | Kind::StrEsc => codec::string(doc.src, tok),
+            Kind::Number => {
+                let raw = std::str::from_utf8(raw).unwrap_or_default();
+                classify::detect_number(raw, self.spans);
+                self.spans.retain(guarded_span);
+                if self.spans.is_empty() {
+                    return 0;
+                }
+                std::borrow::Cow::Borrowed(raw)
+            }
+            _ => return 0,
+        };
+        if matches!(tok.kind, Kind::Str | Kind::StrEsc) {
+            classify::detect_into(&text, self.spans);
+            self.spans.retain(guarded_span);
+            if self.spans.is_empty() {
+                return 0;
+            }
+        }
+        self.govern_scanned(&text, leaf, path, keep)
+    }
+
+    /// The purposes of `active` that keep every detection in object key `k`.
+    /// `guard_only`: the field is not scanned, so only the guarded kinds
+    /// (card, IBAN, SSN) count, as for kept values.
+    pub(super) fn scan_key(&mut self, k: usize, path: &str, active: u64, guard_only: bool) -> u64 {
+        let doc = self.doc;
+        let raw = codec::raw(doc.src, doc.tok(k));
+        if guard_only
+            && raw.iter().filter(|b| b.is_ascii_digit()).count() < GUARD_MIN_DIGITS
+            && raw.is_ascii()
+        {
+            return active;
+        }
+        let key = codec::string(doc.src, doc.tok(k));
+        classify::detect_into(&key, self.spans);
+        if guard_only {
+            self.spans.retain(guarded_span);
+        }
+        if self.spans.is_empty() {
+            return active;
+        }
+        count_detections(self.detections, path, self.spans);
+        let spans = &*self.spans;
+        each_bit(active)
+            .filter(|&p| {
+                spans
+                    .iter()
+                    .all(|sp| matches!(span_decision(&self.outputs[p], sp).op, Op::Keep))
+            })
+            .fold(0, |m, p| m | (1 << p))
+    }
+
+    pub(super) fn scanned(&mut self, s: &str, leaf: &Leaf, path: &str, active: u64) -> u64 {
+        classify::detect_into(s, self.spans);
+        self.govern_scanned(s, leaf, path, active)
+    }
+
+    /// Governs scanned text whose spans are in `self.spans`.
+    pub(super) fn govern_scanned(&mut self, s: &str, leaf: &Leaf, path: &str, active: u64) -> u64 {
+        count_detections(self.detections, path, self.spans);
+        let mut written = 0;
+        for p in each_bit(active) {
+            let d = &leaf.decisions[p];
+            match d.op {
+                Op::Drop => continue,
+                Op::Redact => {
+                    write_str(&mut self.bufs[p], transform::REDACTED);
+                    written |= 1 << p;
+                    self.mark_pairs(p, &d.pairs);
+                    continue;
+                }
+                Op::Keep if self.spans.is_empty() => {
+                    write_str(&mut self.bufs[p], s);
+                    written |= 1 << p;
+                    self.mark_pairs(p, &d.pairs);
+                    continue;
+                }
+                _ => {}
+            }
+            // Spans first, in place; then the field's own action on the result.
+            self.text.clear();
+            let (bits, words) = (&mut *self.bits, self.words);
+            rewrite_spans(s, self.spans, &self.outputs[p], self.text, |id| {
+                let id = id as usize;
+                bits[p * words + id / 64] |= 1 << (id % 64);
+            });
+            if matches!(d.op, Op::Keep) {
+                write_str(&mut self.bufs[p], self.text);
+            } else {
+                let text = Value::String(std::mem::take(self.text));
+                if let Some(out) = transform::apply(&d.op, &text) {
+                    let _ = serde_json::to_writer(&mut self.bufs[p], &*out);
+                }
+                if let Value::String(t) = text {
+                    *self.text = t;
+                }
+            }
+            written |= 1 << p;
+            self.mark_pairs(p, &d.pairs);
+        }
+        written
+    }
+}
