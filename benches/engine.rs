@@ -17,7 +17,7 @@ use custos::classify;
 use custos::engine::{self, Outcome, Record, Scratch, Verdict};
 use custos::policy::{self, keys::Keys, Action, FieldPath, Policy, Segment};
 use custos::state::MemoryState;
-use custos::transform::{self, Op};
+use custos::transform;
 use serde_json::{Map, Value};
 
 #[path = "bench_event.rs"]
@@ -142,7 +142,7 @@ fn naive_walk(
                     action = a;
                 }
             }
-            let op = Op::new(&action, |k| keys.get(k)).unwrap();
+            let op = policy::plan::lower(&action, |k| keys.get(k)).unwrap();
             if spec.scan {
                 if let Value::String(s) = scalar {
                     let mut text = String::new();
@@ -154,7 +154,7 @@ fn naive_walk(
                             .map(|(r, _)| r.action.clone())
                             .unwrap_or(Action::Drop);
                         transform::apply_span(
-                            &Op::new(&a, |k| keys.get(k)).unwrap(),
+                            &policy::plan::lower(&a, |k| keys.get(k)).unwrap(),
                             &s[span.start..span.end],
                             span.detector.class(),
                             &mut text,

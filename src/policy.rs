@@ -120,27 +120,9 @@ impl ActionKind {
     }
 }
 
-/// How a `generalize` action coarsens a value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Generalize {
-    Date(DateUnit),
-    Round(u32),
-    /// Bucket width, in exact decimal arithmetic.
-    Bucket(rust_decimal::Decimal),
-    Prefix(usize),
-    /// Prefix lengths per address family (IPv4 below 32, IPv6 below 128).
-    Network {
-        v4: u8,
-        v6: u8,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DateUnit {
-    Year,
-    Month,
-    Day,
-}
+// `generalize`'s parameters are the transform's own types: `transform`
+// depends on nothing in `policy`.
+pub use crate::transform::{DateUnit, Generalize};
 
 /// An action with its parameters.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,7 +16,27 @@ use serde_json::{Number, Value};
 use sha2::Sha256;
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::policy::{Action, DateUnit, Generalize};
+/// How a `generalize` action coarsens a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Generalize {
+    Date(DateUnit),
+    Round(u32),
+    /// Bucket width, in exact decimal arithmetic.
+    Bucket(rust_decimal::Decimal),
+    Prefix(usize),
+    /// Prefix lengths per address family (IPv4 below 32, IPv6 below 128).
+    Network {
+        v4: u8,
+        v6: u8,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateUnit {
+    Year,
+    Month,
+    Day,
+}
 
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -55,29 +75,11 @@ impl fmt::Debug for Op {
 }
 
 impl Op {
-    /// Compiles an action; `key` looks up a named secret. `None` when a key is
-    /// missing or the action is not supported (encrypt).
-    pub fn new<'k>(action: &Action, key: impl Fn(&str) -> Option<&'k [u8]>) -> Option<Op> {
-        Some(match action {
-            Action::Drop => Op::Drop,
-            Action::Redact => Op::Redact,
-            Action::Keep => Op::Keep,
-            Action::Pseudonymize { key: k } => {
-                let mac = HmacSha256::new_from_slice(key(k)?).ok()?;
-                Op::Pseudonymize(Arc::new(mac))
-            }
-            Action::Encrypt { .. } => return None,
-            Action::Mask {
-                keep_first,
-                keep_last,
-                ch,
-            } => Op::Mask {
-                keep_first: *keep_first,
-                keep_last: *keep_last,
-                ch: *ch,
-            },
-            Action::Generalize(g) => Op::Generalize(g.clone()),
-        })
+    /// Pseudonymization under `key` (`None` only if the MAC refuses the key).
+    pub fn pseudonymize(key: &[u8]) -> Option<Op> {
+        Some(Op::Pseudonymize(Arc::new(
+            HmacSha256::new_from_slice(key).ok()?,
+        )))
     }
 }
 

@@ -223,7 +223,7 @@ pub fn compile(policy: Arc<Policy>, keys: &Keys) -> Result<Compiled, CompileErro
 }
 
 fn op_for(action: &Action, keys: &Keys) -> Result<Op, CompileError> {
-    Op::new(action, |k| keys.get(k)).ok_or_else(|| match action {
+    lower(action, |k| keys.get(k)).ok_or_else(|| match action {
         Action::Pseudonymize { key } | Action::Encrypt { key } => {
             CompileError::MissingKey(key.clone())
         }
@@ -583,4 +583,27 @@ impl Node {
 /// True when `class` is covered by any of `classes`.
 pub fn covered_by(class: &str, classes: &[String]) -> bool {
     classes.iter().any(|c| is_within(class, c))
+}
+
+/// Lowers an action into the operation the engine applies; `key` looks up a
+/// named secret. `None` when a key is missing or the action is not
+/// supported (encrypt).
+pub fn lower<'k>(action: &Action, key: impl Fn(&str) -> Option<&'k [u8]>) -> Option<Op> {
+    Some(match action {
+        Action::Drop => Op::Drop,
+        Action::Redact => Op::Redact,
+        Action::Keep => Op::Keep,
+        Action::Pseudonymize { key: k } => Op::pseudonymize(key(k)?)?,
+        Action::Encrypt { .. } => return None,
+        Action::Mask {
+            keep_first,
+            keep_last,
+            ch,
+        } => Op::Mask {
+            keep_first: *keep_first,
+            keep_last: *keep_last,
+            ch: *ch,
+        },
+        Action::Generalize(g) => Op::Generalize(g.clone()),
+    })
 }
