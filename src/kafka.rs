@@ -40,10 +40,6 @@ pub enum WorkerError {
     },
     #[error("stream `{0}` is avro; this version of the worker reads JSON streams only")]
     AvroUnsupported(String),
-    #[error("audit.level = \"summary\" is not supported yet; use \"record\" (one audit record per input record)")]
-    AuditSummaryUnsupported,
-    #[error("lineage.openlineage_url is not supported yet; remove it (lineage events go to lineage.topic, from where a connector can forward them)")]
-    LineageHttpUnsupported,
     #[error("an audit record could not be delivered to the audit topic, or the producer failed for good (see the log); custos stopped without committing past it and redoes it on the next start")]
     AuditUndeliverable,
     #[error("exactly_once needs a stable instance id per worker (the transactional.id that fences a dead predecessor): set CUSTOS_INSTANCE_ID (on Kubernetes: the StatefulSet pod name) or export HOSTNAME")]

@@ -43,7 +43,7 @@ use super::subjects::{self, SharedState};
 use super::topics::{self, TopicSpec};
 use super::{base_config, now_ms, WorkerError};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
-use crate::config::{AuditLevel, Config, Guarantee};
+use crate::config::{Config, Guarantee};
 use crate::engine::{self, Outcome, Scratch};
 use crate::lineage::{self, EventType};
 use crate::pipeline;
@@ -282,12 +282,6 @@ impl Worker {
             .find(|s| s.format == Format::Avro)
         {
             return Err(WorkerError::AvroUnsupported(s.name.clone()));
-        }
-        if cfg.audit.level == AuditLevel::Summary {
-            return Err(WorkerError::AuditSummaryUnsupported);
-        }
-        if cfg.lineage.openlineage_url.is_some() {
-            return Err(WorkerError::LineageHttpUnsupported);
         }
         let base = base_config(&self.bootstrap, &cfg.kafka.properties);
         let drain = Duration::from_millis(cfg.delivery.drain_timeout_ms);
