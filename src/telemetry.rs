@@ -5,6 +5,8 @@
 //! Notable events are functions that both log (key/value, no personal data)
 //! and count, so logs and metrics never disagree.
 
+pub mod events;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -34,6 +36,8 @@ pub struct Metrics {
     pub transactions: IntCounterVec,
     pub audit_records: IntCounterVec,
     pub produce_failures: IntCounterVec,
+    pub rebalances: IntCounterVec,
+    pub chain_restarts: IntCounter,
     pub policy_info: IntGaugeVec,
     /// 1 when `/readyz` answers 200, else 0; set at each scrape.
     pub ready: IntGauge,
@@ -168,6 +172,22 @@ impl Metrics {
                 "Produce attempts that failed after librdkafka's own retries (retried by custos)",
                 &["topic"],
             ),
+            rebalances: counter(
+                &r,
+                "custos_rebalances_total",
+                "Consumer group rebalances seen by this worker, by kind (assign, revoke)",
+                &["kind"],
+            ),
+            chain_restarts: {
+                let c = IntCounter::new(
+                    "custos_audit_chain_restarts_total",
+                    "Input partitions whose audit chain restarted (no chain head with the committed offset)",
+                )
+                .expect("metric definition is valid");
+                r.register(Box::new(c.clone()))
+                    .expect("metric names are unique");
+                c
+            },
             policy_info: gauge_vec(
                 &r,
                 "custos_policy_info",

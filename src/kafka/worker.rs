@@ -50,6 +50,7 @@ use crate::pipeline;
 use crate::policy::plan::Compiled;
 use crate::policy::Format;
 use crate::state::MemoryState;
+use crate::telemetry::events::{ChainRestarted, Event, RestartCause};
 use crate::telemetry::{Metrics, StreamMetrics};
 
 mod client;
@@ -194,13 +195,25 @@ fn seed_chain(
                 } else {
                     chains.forget(chain);
                     if matches!(e.offset(), Offset::Offset(o) if o > 0) {
-                        tracing::warn!(topic = e.topic(), partition = e.partition(), "committed offset without audit chain head (the broker keeps no commit metadata): the partition's audit chain restarts");
+                        ChainRestarted {
+                            topic: e.topic(),
+                            partition: e.partition(),
+                            cause: RestartCause::NoCommitMetadata,
+                            error: None,
+                        }
+                        .emit(&shared.metrics);
                     }
                 }
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot read the committed offset: the partition's audit chain restarts");
+            ChainRestarted {
+                topic: &tp.0,
+                partition: tp.1,
+                cause: RestartCause::CommittedUnreadable,
+                error: Some(&e),
+            }
+            .emit(&shared.metrics);
         }
     }
 }

@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::telemetry::events::{Event, ProduceFailed, ProduceOutcome};
 
 /// librdkafka errors that no retry can fix: the record itself is refused.
 pub(super) fn permanent(e: &KafkaError) -> Option<&'static str> {
@@ -99,16 +100,22 @@ impl ProducerContext for DeliveryContext {
                 }
             }
             Err((e, msg)) => {
-                self.shared
-                    .metrics
-                    .produce_failures
-                    .with_label_values(&[msg.topic()])
-                    .inc();
                 let stub =
                     msg.payload().is_some() || msg.topic() != &*self.shared.dead_letter_topic;
-                if let (Some(reason), true) = (permanent(e), stub) {
+                let refused = permanent(e).filter(|_| stub);
+                ProduceFailed {
+                    topic: msg.topic(),
+                    error: e,
+                    source: Some((&origin.tp.0, origin.tp.1, origin.offset)),
+                    outcome: if refused.is_some() {
+                        ProduceOutcome::Refused
+                    } else {
+                        ProduceOutcome::Retried
+                    },
+                }
+                .emit(&self.shared.metrics);
+                if let Some(reason) = refused {
                     // Refused for good: retrying would stall the partition forever.
-                    tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "record refused by the broker; reported on the dead-letter topic instead");
                     let rec = refused_record(&self.shared, msg.topic(), &origin, reason);
                     self.shared
                         .retries
@@ -119,7 +126,6 @@ impl ProducerContext for DeliveryContext {
                 }
                 // librdkafka has already retried for delivery.timeout.ms: keep
                 // the record and send it again; its offset stays uncommitted.
-                tracing::error!(topic = msg.topic(), error = %e, source_partition = origin.tp.1, source_offset = origin.offset, "produce failed; will retry");
                 let rec = OutRecord {
                     audit: false,
                     topic: Arc::from(msg.topic()),
@@ -248,21 +254,22 @@ pub(super) fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc
                     }
                     return;
                 }
-                shared
-                    .metrics
-                    .produce_failures
-                    .with_label_values(&[&out.topic])
-                    .inc();
                 let is_stub = out.payload.is_none() && out.topic == shared.dead_letter_topic;
-                let retry = match permanent(&e) {
-                    Some(reason) if !is_stub => {
-                        tracing::error!(topic = %out.topic, error = %e, "record refused; reported on the dead-letter topic instead");
-                        refused_record(shared, &out.topic, &origin, reason)
-                    }
-                    _ => {
-                        tracing::error!(topic = %out.topic, error = %e, "produce refused; will retry");
-                        out.clone()
-                    }
+                let refused = permanent(&e).filter(|_| !is_stub);
+                ProduceFailed {
+                    topic: &out.topic,
+                    error: &e,
+                    source: Some((&origin.tp.0, origin.tp.1, origin.offset)),
+                    outcome: if refused.is_some() {
+                        ProduceOutcome::Refused
+                    } else {
+                        ProduceOutcome::Retried
+                    },
+                }
+                .emit(&shared.metrics);
+                let retry = match refused {
+                    Some(reason) => refused_record(shared, &out.topic, &origin, reason),
+                    None => out.clone(),
                 };
                 shared
                     .retries

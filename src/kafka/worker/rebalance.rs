@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::telemetry::events::{Event, Rebalanced};
 
 pub(super) struct WorkerContext {
     pub(super) shared: Arc<Shared>,
@@ -61,6 +62,11 @@ impl ConsumerContext for WorkerContext {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
         };
+        Rebalanced {
+            assigned: false,
+            partitions: tpl.count(),
+        }
+        .emit(&self.shared.metrics);
         if let Some(txn) = &self.shared.txn {
             // Finish the open transaction before the partitions move.
             let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
@@ -136,7 +142,11 @@ impl ConsumerContext for WorkerContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            tracing::info!(partitions = tpl.count(), "partitions assigned");
+            Rebalanced {
+                assigned: true,
+                partitions: tpl.count(),
+            }
+            .emit(&self.shared.metrics);
             // Each partition's audit chain continues from the head committed
             // with its offset; it is looked up when the partition's first
             // record arrives (by then librdkafka has its stable committed

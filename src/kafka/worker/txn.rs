@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::telemetry::events::{Event, TransactionAborted, TransactionCommitted};
 
 /// How a transaction ended, as far as this worker can tell.
 pub(super) enum TxnEnd {
@@ -114,11 +115,7 @@ pub(super) fn finish(
     };
     let e = match end {
         TxnEnd::Committed => {
-            shared
-                .metrics
-                .transactions
-                .with_label_values(&["committed"])
-                .inc();
+            TransactionCommitted { records: t.records }.emit(&shared.metrics);
             if tracing::enabled!(tracing::Level::DEBUG) {
                 let mut parts: Vec<String> = t
                     .offsets
@@ -157,12 +154,11 @@ pub(super) fn finish(
         }
         TxnEnd::Abort(e) => e,
     };
-    tracing::warn!(error = %e, records = t.records, "transaction failed: aborting and reprocessing");
-    shared
-        .metrics
-        .transactions
-        .with_label_values(&["aborted"])
-        .inc();
+    TransactionAborted {
+        records: t.records,
+        error: &e,
+    }
+    .emit(&shared.metrics);
     let deadline = Instant::now() + timeout.max(txn_timeout);
     loop {
         match producer.abort_transaction(timeout) {
