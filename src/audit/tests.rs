@@ -1,0 +1,292 @@
+use super::*;
+
+fn key() -> AuditKey {
+    AuditKey::new(b"audit-key")
+}
+
+fn ctx() -> Context<'static> {
+    Context {
+        policy: "p@0",
+        worker: "w",
+        processed_at_ms: 1_795_392_000_123,
+    }
+}
+
+fn rec(offset: i64) -> Unsealed {
+    rec_at(offset, ctx().processed_at_ms)
+}
+
+/// A record processed at another time (a redo after a crash).
+fn rec_at(offset: i64, processed_at_ms: i64) -> Unsealed {
+    let src = Source {
+        topic: "t",
+        partition: 0,
+        offset,
+        timestamp: None,
+    };
+    let cx = Context {
+        processed_at_ms,
+        ..ctx()
+    };
+    dead_letter("s", &src, "decode", &cx)
+}
+
+fn chain(n: i64) -> Vec<Vec<u8>> {
+    let mut c = Chains::default();
+    (0..n)
+        .map(|i| c.append(&key(), "t/0", &rec(i)).0.into_bytes())
+        .collect()
+}
+
+fn verify(records: &[Vec<u8>]) -> Vec<ChainReport> {
+    let mut v = Verifier::new(key());
+    for (i, r) in records.iter().enumerate() {
+        v.check(&format!("0/{i}"), r);
+    }
+    v.finish()
+}
+
+/// The record without `hash`, as the verifier sees it.
+fn without_hash(text: &str) -> Value {
+    let mut v: Value = serde_json::from_str(text).unwrap();
+    v.as_object_mut().unwrap().remove("hash");
+    v
+}
+
+#[test]
+fn canonical_sorts_keys_without_whitespace() {
+    assert_eq!(
+        canonical(&json!({"b": [1, {"d": "x", "c": null}], "a": "é\n"})),
+        r#"{"a":"é\n","b":[1,{"c":null,"d":"x"}]}"#
+    );
+}
+
+#[test]
+fn records_are_written_in_canonical_form_and_the_hash_is_the_spec_formula() {
+    let (text, h) = seal(&key(), "abc", &rec(7));
+    let v = without_hash(&text);
+    let body = canonical(&v);
+    assert_eq!(
+        format!("{},\"hash\":\"{h}\"}}", &body[..body.len() - 1]),
+        text
+    );
+    let mut m = HmacSha256::new_from_slice(b"audit-key").unwrap();
+    m.update(format!("abc\n{body}").as_bytes());
+    assert_eq!(h, hex::encode(m.finalize().into_bytes()));
+    assert_eq!(v["prev"], json!("abc"));
+    assert_eq!(v["type"], json!("dead_letter"));
+    assert_eq!(v["source"]["offset"], json!(7));
+    assert_eq!(v["processed_at"], json!("2026-11-23T00:00:00.123Z"));
+}
+
+#[test]
+fn governed_records_are_canonical_too() {
+    use crate::classify::Detector;
+    use crate::engine::{Detection, Output};
+    let text = "version: 1\nname: t\nkeys: { k: { env: K } }\npurposes:\n  a:\n    basis: contract\n    retention: 1d\n    rules:\n      - { classes: [pii.contact.email], action: keep }\n      - { classes: [pii.identifier], action: { pseudonymize: { key: k } } }\n  b:\n    basis: consent\n    retention: 1d\n    rules: []\nstreams:\n  s:\n    topic: \"in \\\"q\\\"\"\n    subject: id\n    fields: { id: pii.identifier.customer_id, email: pii.contact.email, note: { classes: [internal], scan: true } }\n    outputs: { a: out.a, b: out.b }\nconsent: { topic: c }\n";
+    let p = crate::policy::load(text, "t.yaml").unwrap();
+    let keys = crate::policy::keys::Keys::from_pairs([("k", b"x".to_vec())]);
+    let c = crate::policy::plan::compile(std::sync::Arc::new(p), &keys).unwrap();
+    let sa = StreamAudit::new(&c.streams[0]);
+    let g = Governed {
+        subject: Some("c-\"1".into()),
+        event_time_ms: 0,
+        outcomes: vec![
+            Outcome::Emitted(Output {
+                output: 0,
+                key: None,
+                value: vec![],
+                headers: vec![],
+            }),
+            Outcome::Suppressed(Suppression::Consent),
+        ],
+        detections: vec![Detection {
+            field: "note".into(),
+            detector: Detector::Email,
+            count: 2,
+        }],
+        unclassified_fields: 0,
+        field_actions: vec![],
+        class_occurrences: vec![],
+    };
+    let src = Source {
+        topic: "in \"q\"",
+        partition: 3,
+        offset: 9,
+        timestamp: Some(5),
+    };
+    let (text, _) = seal(&key(), "", &governed(&sa, &key(), &src, &g, &ctx()));
+    let v = without_hash(&text);
+    let body = canonical(&v);
+    assert!(text.starts_with(&body[..body.len() - 1]), "{text}\n{body}");
+    assert_eq!(v["outcomes"][0]["status"], json!("emitted"));
+    assert_eq!(v["outcomes"][0]["dropped"], json!(["note"]));
+    assert_eq!(
+        v["outcomes"][0]["transformed"],
+        json!({"id": "pseudonymize"})
+    );
+    assert_eq!(
+        v["outcomes"][1],
+        json!({"purpose": "b", "status": "suppressed", "reason": "consent"})
+    );
+    assert_eq!(
+        v["detections"][0],
+        json!({"field": "note", "class": "pii.contact.email", "count": 2})
+    );
+    assert_eq!(v["subject"], json!(key().subject("c-\"1")));
+    assert_eq!(v["source"]["topic"], json!("in \"q\""));
+    let mut ver = Verifier::new(key());
+    ver.check("x", text.as_bytes());
+    assert!(ver.finish()[0].breaks.is_empty());
+}
+
+#[test]
+fn an_intact_chain_verifies() {
+    let r = verify(&chain(5));
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].checked, r[0].replays), (5, 0));
+    assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+}
+
+#[test]
+fn altered_removed_and_reordered_records_are_breaks() {
+    let mut altered = chain(4);
+    altered[2] = String::from_utf8(altered[2].clone())
+        .unwrap()
+        .replace("decode", "schema")
+        .into_bytes();
+    let r = verify(&altered);
+    assert_eq!(r[0].breaks.len(), 1);
+    assert_eq!(r[0].breaks[0].position, "0/2");
+    assert!(r[0].breaks[0].reason.contains("altered"));
+
+    let mut removed = chain(4);
+    removed.remove(1);
+    let r = verify(&removed);
+    assert_eq!(r[0].breaks.len(), 1);
+    assert_eq!(r[0].breaks[0].position, "0/1");
+    assert!(r[0].breaks[0].reason.contains("missing"));
+
+    let mut swapped = chain(4);
+    swapped.swap(1, 2);
+    assert!(!verify(&swapped)[0].breaks.is_empty());
+
+    // Signed with another key: every record fails.
+    let mut v = Verifier::new(AuditKey::new(b"other"));
+    for (i, r) in chain(3).iter().enumerate() {
+        v.check(&i.to_string(), r);
+    }
+    assert_eq!(v.finish()[0].breaks.len(), 3);
+}
+
+#[test]
+fn a_replay_from_a_committed_head_is_not_a_break() {
+    // Records 0..3 written; the worker dies after committing offset 1
+    // (head = hash of record 1); the next owner redoes 2 and 3.
+    let k = key();
+    let mut c = Chains::default();
+    let mut out = Vec::new();
+    let mut heads = Vec::new();
+    for i in 0..4 {
+        let (text, h) = c.append(&k, "t/0", &rec(i));
+        heads.push(h);
+        out.push(text.into_bytes());
+    }
+    let mut next = Chains::default();
+    next.set_head("t/0".into(), heads[1].clone());
+    for i in 2..4 {
+        let redo = rec_at(i, ctx().processed_at_ms + 5_000);
+        out.push(next.append(&k, "t/0", &redo).0.into_bytes());
+    }
+    let r = verify(&out);
+    assert_eq!((r[0].checked, r[0].replays), (6, 1));
+    assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+}
+
+#[test]
+fn forged_trails_that_used_to_verify_are_caught() {
+    let one = |records: &[Vec<u8>]| verify(records).remove(0);
+    // A duplicated record.
+    let mut dup = chain(4);
+    dup.insert(2, dup[1].clone());
+    assert!(!one(&dup).breaks.is_empty());
+    // A duplicate key (here "stream"; "subject" alike): serde keeps the
+    // last, a first-wins reader sees the forged one; the hash still
+    // matches but the bytes are not canonical.
+    let k = key();
+    let mut c = Chains::default();
+    let (text, _) = c.append(&k, "t/0", &rec(0));
+    assert!(text.contains("\"stream\":\"s\""), "{text}");
+    let forged = text.replacen("{", "{\"stream\":\"forged\",", 1);
+    let r = one(&[forged.into_bytes()]);
+    assert!(
+        r.breaks.iter().any(|b| b.reason.contains("canonical")),
+        "{:?}",
+        r.breaks
+    );
+    // Whitespace or reordering of an intact record: not what custos wrote.
+    let spaced = String::from_utf8(chain(1).remove(0))
+        .unwrap()
+        .replacen(",", ", ", 1);
+    assert!(!one(&[spaced.into_bytes()]).breaks.is_empty());
+    // Records deleted just before a restart: the restart is suspicious.
+    let mut out = chain(5);
+    out.truncate(2); // records of offsets 2..4 deleted
+    let mut fresh = Chains::default();
+    out.push(fresh.append(&k, "t/0", &rec(5)).0.into_bytes());
+    let r = one(&out);
+    assert_eq!(r.restarts, 1);
+    assert_eq!(r.suspicious_restarts, vec!["0/2".to_string()]);
+    assert_eq!(r.gaps, vec![("0/2".to_string(), 1, 5)]);
+    assert_eq!(r.last_offset, Some(5));
+    // A legitimate restart (from the committed offset) is not.
+    let mut out = chain(3);
+    let mut fresh = Chains::default();
+    out.push(fresh.append(&k, "t/0", &rec_at(3, 7)).0.into_bytes());
+    let r = one(&out);
+    assert!(r.suspicious_restarts.is_empty() && r.gaps.is_empty());
+    assert_eq!(r.last_offset, Some(3));
+}
+
+#[test]
+fn a_restart_without_a_known_head_is_counted_not_hidden() {
+    let mut out = chain(3);
+    let mut fresh = Chains::default(); // head unknown: prev = ""
+    out.push(fresh.append(&key(), "t/0", &rec(3)).0.into_bytes());
+    let rep = verify(&out);
+    assert_eq!((rep[0].checked, rep[0].restarts), (4, 1));
+    assert!(rep[0].breaks.is_empty());
+}
+
+#[test]
+fn a_subject_with_a_newline_cannot_sign_a_chain_record() {
+    let k = key();
+    let (text, h) = seal(&k, "", &rec(0));
+    let forged_body = text.replace("decode", "schema");
+    // What an attacker would put in an event's subject field.
+    let subject = format!("{h}\n{forged_body}");
+    let mut m = HmacSha256::new_from_slice(b"audit-key").unwrap();
+    m.update(subject.as_bytes());
+    assert_ne!(k.subject(&subject), hex::encode(m.finalize().into_bytes()));
+    // Ordinary ids keep the spec's formula.
+    let mut m = HmacSha256::new_from_slice(b"audit-key").unwrap();
+    m.update(b"c-1");
+    assert_eq!(k.subject("c-1"), hex::encode(m.finalize().into_bytes()));
+}
+
+#[test]
+fn a_trail_that_starts_mid_chain_says_so() {
+    let r = verify(&chain(4)[2..]);
+    assert!(r[0].starts_mid_chain && r[0].breaks.is_empty());
+    assert!(!verify(&chain(2))[0].starts_mid_chain);
+}
+
+#[test]
+fn garbage_is_reported_not_fatal() {
+    let mut records = chain(2);
+    records.insert(1, b"{oops".to_vec());
+    let r = verify(&records);
+    let broken: u64 = r.iter().map(|c| c.breaks.len() as u64).sum();
+    assert_eq!(broken, 1);
+    assert!(r.iter().any(|c| c.chain == "t/0" && c.breaks.is_empty()));
+}

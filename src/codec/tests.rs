@@ -1,0 +1,99 @@
+use super::*;
+
+fn ok(s: &str) -> Tape {
+    let mut t = Tape::default();
+    t.parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"));
+    t
+}
+
+fn bad(s: &[u8]) -> JsonError {
+    let mut t = Tape::default();
+    t.parse(s).expect_err(&String::from_utf8_lossy(s))
+}
+
+#[test]
+fn structure_and_members() {
+    let src = r#" {"a": [1, {"b": null}], "c": "x\ny", "d": -1.5e3} "#;
+    let t = ok(src);
+    let m: Vec<String> = t
+        .members(0)
+        .map(|(k, _)| string(src.as_bytes(), &t.toks[k]).into_owned())
+        .collect();
+    assert_eq!(m, ["a", "c", "d"]);
+    let (_, a) = t.members(0).next().unwrap();
+    assert_eq!(t.elements(a).count(), 2);
+    let (_, c) = t.members(0).nth(1).unwrap();
+    assert_eq!(string(src.as_bytes(), &t.toks[c]), "x\ny");
+    let (_, d) = t.members(0).nth(2).unwrap();
+    assert_eq!(raw(src.as_bytes(), &t.toks[d]), b"-1.5e3");
+    assert_eq!(raw_json(src.as_bytes(), &t.toks[0]), src.trim().as_bytes());
+}
+
+#[test]
+fn escapes_decode() {
+    let src = r#"["\u00e9\ud83d\ude00\/\\\""]"#;
+    let t = ok(src);
+    assert_eq!(string(src.as_bytes(), &t.toks[1]), "é😀/\\\"");
+}
+
+#[test]
+fn rejects_what_rfc_8259_rejects() {
+    for s in [
+        &b""[..],
+        b"{",
+        b"[1,]",
+        b"{\"a\":1,}",
+        b"01",
+        b"1.",
+        b".5",
+        b"+1",
+        b"tru",
+        b"nul",
+        b"\"a",
+        b"{\"a\" 1}",
+        b"{a:1}",
+        b"[1 2]",
+        b"\"\\x\"",
+        b"\"\\ud800\"",
+        b"\"\\udc00\"",
+        b"\"\x01\"",
+        b"1 2",
+        b"\xff",
+        b"// c\n1",
+        b"NaN",
+    ] {
+        bad(s);
+    }
+    assert!(matches!(
+        bad(b"{\"a\":1,\"a\":2}"),
+        JsonError::DuplicateKey(_)
+    ));
+    assert!(matches!(
+        bad(b"{\"a\":1,\"\\u0061\":2}"),
+        JsonError::DuplicateKey(_)
+    ));
+    assert_eq!(bad(&[b'['; 200]), JsonError::TooDeep);
+    ok(&"["
+        .repeat(MAX_DEPTH)
+        .to_string()
+        .chars()
+        .chain("]".repeat(MAX_DEPTH).chars())
+        .collect::<String>());
+}
+
+#[test]
+fn agrees_with_serde_json_on_valid_documents() {
+    for s in [
+        r#"{"a":[1,2,{"b":[true,false,null]}],"c":{"d":"e"}}"#,
+        "[]",
+        "{}",
+        "0",
+        "-0.0e-0",
+        r#""é""#,
+    ] {
+        let t = ok(s);
+        let v: serde_json::Value = serde_json::from_str(s).unwrap();
+        assert_eq!(t.toks[0].next as usize, t.toks.len(), "{s}");
+        assert_eq!(v.is_object(), t.toks[0].kind == Kind::Object);
+    }
+}
