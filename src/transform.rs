@@ -141,11 +141,29 @@ pub fn apply<'v>(op: &Op, v: &'v Value) -> Option<Cow<'v, Value>> {
     })
 }
 
+/// True when every byte of `s` is a grapheme cluster of its own: ASCII
+/// without a CR LF pair (the only ASCII sequence that forms one cluster).
+fn one_byte_graphemes(s: &str) -> bool {
+    s.is_ascii() && !s.as_bytes().windows(2).any(|w| w == b"\r\n")
+}
+
 /// Keeps the first and last characters (user-perceived characters: grapheme
 /// clusters, so `e` + combining accent or an emoji sequence is one), replaces
 /// the rest. A string no longer than what would be kept is masked whole
 /// (keeping it would reveal it all).
 pub fn mask(s: &str, keep_first: usize, keep_last: usize, ch: char) -> String {
+    if one_byte_graphemes(s) {
+        // Every byte is a grapheme cluster: no segmentation needed.
+        let n = s.len();
+        if n <= keep_first + keep_last {
+            return std::iter::repeat_n(ch, n).collect();
+        }
+        let mut out = String::with_capacity(n);
+        out.push_str(&s[..keep_first]);
+        out.extend(std::iter::repeat_n(ch, n - keep_first - keep_last));
+        out.push_str(&s[n - keep_last..]);
+        return out;
+    }
     let n = s.graphemes(true).count();
     if n <= keep_first + keep_last {
         return std::iter::repeat_n(ch, n).collect();
@@ -209,6 +227,9 @@ pub fn generalize(g: &Generalize, v: &Value) -> Option<Value> {
             decimal_number(q.checked_mul(*w)?)
         }
         Generalize::Prefix(len) => match v {
+            Value::String(s) if one_byte_graphemes(s) => {
+                Some(Value::String(s[..(*len).min(s.len())].to_string()))
+            }
             Value::String(s) => Some(Value::String(s.graphemes(true).take(*len).collect())),
             _ => None,
         },
@@ -363,6 +384,32 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The byte fast path of mask and prefix is the grapheme path.
+        #[test]
+        fn ascii_fast_paths_agree_with_grapheme_segmentation(
+            s in "[ -~\r\n\t]{0,24}",
+            kf in 0usize..6,
+            kl in 0usize..6,
+        ) {
+            let n = s.graphemes(true).count();
+            let slow: String = if n <= kf + kl {
+                std::iter::repeat_n('*', n).collect()
+            } else {
+                s.graphemes(true)
+                    .enumerate()
+                    .map(|(i, g)| if i < kf || i >= n - kl { g.to_string() } else { "*".into() })
+                    .collect()
+            };
+            proptest::prop_assert_eq!(mask(&s, kf, kl, '*'), slow);
+            let prefix: String = s.graphemes(true).take(kf).collect();
+            proptest::prop_assert_eq!(
+                generalize(&Generalize::Prefix(kf), &Value::String(s.clone())),
+                Some(Value::String(prefix))
+            );
+        }
+    }
+
     #[test]
     fn masking() {
         let m = |kf, kl| Op::Mask {
@@ -376,6 +423,8 @@ mod tests {
             Some(json!("************1111")),
         );
         check(m(1, 0), json!("Jane"), Some(json!("J***")));
+        // CR LF is one character (grapheme cluster), ASCII or not.
+        assert_eq!(mask("ab\r\ncd", 1, 1, '*'), "a***d");
         check(m(0, 4), json!("123"), Some(json!("***")));
         check(m(0, 4), json!(1234), Some(Value::Null));
         check(
