@@ -10,6 +10,10 @@
 //! `CUSTOS_BENCH_PROPS="k=v,k=v"` adds librdkafka settings to both sides;
 //! `CUSTOS_BENCH_TXN_MS` sets `transaction_interval_ms` (default 100).
 
+/// The shipped binary's allocator (src/main.rs), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

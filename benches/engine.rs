@@ -9,6 +9,10 @@
 //!
 //! Run: `cargo bench --bench engine`
 
+/// The shipped binary's allocator (src/main.rs), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
