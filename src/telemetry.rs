@@ -280,11 +280,11 @@ fn slot<T: PartialEq>(all: &[T], x: &T) -> usize {
 
 impl StreamMetrics {
     /// Counts one processed record (`source`: its coordinates, for the log line
-    /// of a dead letter).
-    pub fn observe(&self, d: &crate::pipeline::Deltas<'_>, source: &str) {
+    /// of a dead letter; built only then).
+    pub fn observe(&self, d: &crate::pipeline::Deltas<'_>, source: impl FnOnce() -> String) {
         self.consumed.inc();
         if let Some(reason) = d.dead_letter {
-            self.dead_letter(reason, source);
+            self.dead_letter(reason, &source());
             return;
         }
         if d.unclassified_fields > 0 {

@@ -115,6 +115,11 @@ struct Origin {
     offset: i64,
     /// The partition's generation in the offset tracker (0 in exactly_once).
     generation: u64,
+    /// at_least_once: this record's outputs not yet acknowledged; the last
+    /// acknowledgement acknowledges the record in the tracker (one lock per
+    /// record instead of one per output). A failed output is sent again
+    /// with the same origin, so it is counted once, when it lands.
+    pending: std::sync::atomic::AtomicU32,
 }
 
 struct Shared {
@@ -599,12 +604,13 @@ impl Worker {
                         .tracker
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .begin(&tp, msg.offset(), outs.len() as u32, Some(hash));
+                        .begin(&tp, msg.offset(), 1, Some(hash));
                 }
                 let origin = Arc::new(Origin {
                     tp: tp.clone(),
                     offset: msg.offset(),
                     generation,
+                    pending: std::sync::atomic::AtomicU32::new(outs.len() as u32),
                 });
                 for out in outs {
                     send(&producer, &shared, out, origin.clone());
@@ -798,7 +804,7 @@ fn govern_message(
         &cx,
         scratch,
     );
-    sm.observe(&processed.deltas(), &input.source());
+    sm.observe(&processed.deltas(), || input.source());
     let pipeline::Processed { written, audit } = processed;
     let audit = audit.expect("asked for an audit record");
     let result = match written {

@@ -68,12 +68,16 @@ impl ProducerContext for DeliveryContext {
             self.shared.acks.fetch_add(1, Ordering::Relaxed);
         }
         match result {
-            Ok(_) => self
-                .shared
-                .tracker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .ack(&origin.tp, origin.offset, origin.generation),
+            Ok(_) => {
+                // The record's last output landed: the record is done.
+                if origin.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    self.shared
+                        .tracker
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .ack(&origin.tp, origin.offset, origin.generation);
+                }
+            }
             Err((
                 KafkaError::MessageProduction(
                     RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight,
