@@ -787,6 +787,7 @@ fn apply_dead_letter_file_is_private_and_envelopes_are_strict() {
         "{\"value\":{\"order_id\":\"o-2\",\"order_id\":\"o-3\",\"created_at\":\"2026-11-22T00:00:00Z\"}}\n",
         "{\"value\":{\"order_id\":\"o-4\",\"created_at\":\"2026-11-22T00:00:00Z\"},\"headers\":{\"custos-error\":\"forged\",\"custos-source\":\"x/0/0\"}}\n",
         "{\"key\":\"o-5\",\"value\":null,\"headers\":{\"trace\":null,\"custos-source\":\"x/0/0\"}}\n",
+        "{\"key\":\"o-6\"}\n",
     );
     let policy = shop("policy.yaml");
     let out = custos(
@@ -819,7 +820,12 @@ fn apply_dead_letter_file_is_private_and_envelopes_are_strict() {
         assert_eq!(mode, 0o600, "dead letters hold raw personal data");
     }
     let text = std::fs::read_to_string(&dl).unwrap();
-    assert_eq!(text.lines().count(), 2, "{text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
+    // An envelope without a value is not a tombstone: a decode error.
+    assert!(
+        text.lines().nth(2).unwrap().contains("no `value` member"),
+        "{text}"
+    );
     assert!(text.contains("duplicate object key"), "{text}");
     // A tombstone is dead-lettered as the worker does it: null stays null,
     // the input's custos-* headers are not copied.

@@ -184,11 +184,15 @@ fn decode_envelope(line: &[u8], tape: &mut Tape) -> Result<Envelope, String> {
         headers: Vec::new(),
         timestamp: None,
     };
+    let mut has_value = false;
     for (k, v) in tape.members(0) {
         let kind = tape.toks[v].kind;
         match &*codec::string(line, &tape.toks[k]) {
             "key" => env.key = (kind != Kind::Null).then(|| text(v)),
-            "value" => env.value = (kind != Kind::Null).then(|| text(v)),
+            "value" => {
+                has_value = true;
+                env.value = (kind != Kind::Null).then(|| text(v));
+            }
             "headers" => match kind {
                 Kind::Null => {}
                 Kind::Object => {
@@ -221,6 +225,9 @@ fn decode_envelope(line: &[u8], tape: &mut Tape) -> Result<Envelope, String> {
                 )
             }
         }
+    }
+    if !has_value {
+        return Err("envelope has no `value` member (a tombstone is `\"value\": null`)".into());
     }
     Ok(env)
 }

@@ -20,6 +20,9 @@ pub(super) fn permanent(e: &KafkaError) -> Option<&'static str> {
     }
 }
 
+/// The header that marks a refused record's stub on the dead-letter topic.
+const REFUSED_BY: &str = "custos-refused-by";
+
 /// What is sent to the dead-letter topic instead of a record the broker
 /// refuses for good: no value (the raw input stays at `custos-source`), the
 /// reason and the topic that refused it. Sending it acknowledges the
@@ -44,10 +47,7 @@ pub(super) fn refused_record(
                 Cow::Borrowed("custos-source"),
                 Some(engine::source_of(&origin.tp.0, origin.tp.1, origin.offset).into_bytes()),
             ),
-            (
-                Cow::Borrowed("custos-refused-by"),
-                Some(topic.as_bytes().to_vec()),
-            ),
+            (Cow::Borrowed(REFUSED_BY), Some(topic.as_bytes().to_vec())),
         ],
         timestamp: None,
     }
@@ -104,9 +104,16 @@ impl ProducerContext for DeliveryContext {
                 }
             }
             Err((e, msg)) => {
-                let stub =
-                    msg.payload().is_some() || msg.topic() != &*self.shared.dead_letter_topic;
-                let refused = permanent(e).filter(|_| stub);
+                // A refused record's stub refused in turn is retried, never
+                // replaced by a stub of itself (a tombstone's dead letter is
+                // not a stub: it is replaced like any record).
+                let is_stub = msg.topic() == &*self.shared.dead_letter_topic
+                    && msg.headers().is_some_and(|h| {
+                        (0..h.count())
+                            .filter_map(|i| h.try_get(i))
+                            .any(|x| x.key == REFUSED_BY)
+                    });
+                let refused = permanent(e).filter(|_| !is_stub);
                 ProduceFailed {
                     topic: msg.topic(),
                     error: e,
@@ -258,7 +265,8 @@ pub(super) fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc
                     }
                     return;
                 }
-                let is_stub = out.payload.is_none() && out.topic == shared.dead_letter_topic;
+                let is_stub = out.topic == shared.dead_letter_topic
+                    && out.headers.iter().any(|(k, _)| k == REFUSED_BY);
                 let refused = permanent(&e).filter(|_| !is_stub);
                 ProduceFailed {
                     topic: &out.topic,
