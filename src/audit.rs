@@ -377,13 +377,10 @@ pub struct ChainReport {
     /// one: records before the restart may have been deleted (or the input
     /// has a gap there, such as a transaction marker). Reported, not a break.
     pub suspicious_restarts: Vec<Position>,
-    /// The input offsets each suspicious restart skipped: `(position, last
-    /// offset before it, its offset)`. `custos audit verify` asks the input
-    /// topic whether records were really there.
-    pub gaps: Vec<(Position, i64, i64)>,
-    /// The highest input offset any record of the chain covers: the chain's
-    /// end, which `custos audit verify` compares with the committed offset.
-    pub last_offset: Option<i64>,
+    /// The input offsets the chain's records cover (`source.offset`):
+    /// `custos audit verify` checks that every input record in the chain's
+    /// range, and below the committed offset, is among them.
+    pub covered: std::collections::BTreeSet<i64>,
     pub breaks: Vec<Break>,
 }
 
@@ -516,9 +513,6 @@ impl Verifier {
                 st.report.restarts += 1;
                 if offset > last_offset.saturating_add(1) {
                     st.report.suspicious_restarts.push(position.to_string());
-                    st.report
-                        .gaps
-                        .push((position.to_string(), last_offset, offset));
                 }
             }
             Some(_) if p.is_some_and(|p| st.seen.contains_key(&p)) => st.report.replays += 1,
@@ -535,7 +529,7 @@ impl Verifier {
             }
         }
         if offset >= 0 {
-            st.report.last_offset = Some(st.report.last_offset.map_or(offset, |l| l.max(offset)));
+            st.report.covered.insert(offset);
         }
         if let Some(h) = h {
             st.seen.insert(h, offset);

@@ -118,6 +118,18 @@ fn compile(n: &Names) -> Arc<Compiled> {
 }
 
 fn compile_with_retention(n: &Names, retention: &str) -> Arc<Compiled> {
+    let text = policy_text(n, retention);
+    let p = policy::load(&text, "wtest.yaml").unwrap();
+    Arc::new(
+        policy::plan::compile(
+            Arc::new(p),
+            &Keys::from_pairs([("k", b"test-key".to_vec())]),
+        )
+        .unwrap(),
+    )
+}
+
+fn policy_text(n: &Names, retention: &str) -> String {
     let text = format!(
         r#"
 version: 1
@@ -150,15 +162,7 @@ erasure: {{ topic: {} }}
 "#,
         n.input, n.analytics, n.marketing, n.consent, n.erasure
     );
-    let text = text.replace("RETENTION", retention);
-    let p = policy::load(&text, "wtest.yaml").unwrap();
-    Arc::new(
-        policy::plan::compile(
-            Arc::new(p),
-            &Keys::from_pairs([("k", b"test-key".to_vec())]),
-        )
-        .unwrap(),
-    )
+    text.replace("RETENTION", retention)
 }
 
 fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
@@ -576,11 +580,13 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
     std::fs::write(
         &cfg,
         format!(
-            "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"{b}\"\ngroup_id = \"{}\"\n[audit]\ntopic = \"{}\"\n",
+            "policy = \"policy.yaml\"\n[kafka]\nbootstrap_servers = \"{b}\"\ngroup_id = \"{}\"\n[audit]\ntopic = \"{}\"\n",
             n.group, n.audit
         ),
     )
     .unwrap();
+    // The policy names the input topics whose committed offsets anchor the trail.
+    std::fs::write(dir.path().join("policy.yaml"), policy_text(&n, "30d")).unwrap();
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
             .args(args)
@@ -1416,10 +1422,28 @@ fn audit_verify_holds_a_restart_gap_against_the_input() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("input record 2 lies between"),
+        text.contains(
+            "2 input records between offsets 0 and 5 have no audit record, the first at offset 2"
+        ),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Without the anchor (an old audit topic) the chain alone cannot tell:
+    // the restart is only suspicious.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args([
+            "audit",
+            "verify",
+            "--no-anchor",
+            "--config",
+            &cfg.display().to_string(),
+        ])
+        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("suspicious restart"), "{text}");
 }
 
 /// A record the broker (here: the producer's own `message.max.bytes`)

@@ -35,6 +35,10 @@ pub enum AuditCommand {
         /// Read NDJSON audit records from this file (`custos apply --audit`) instead of the audit topic
         #[arg(long)]
         input: Option<PathBuf>,
+        /// Do not hold the trail against the input topics and the group's
+        /// committed offsets (for an audit topic no longer written, e.g. after a rotation)
+        #[arg(long)]
+        no_anchor: bool,
     },
     /// List every audit record of a data subject: where its data went, and where not and why
     Trace {
@@ -56,15 +60,31 @@ pub enum AuditCommand {
 /// Unreadable config, key or trail; for `verify`, any break in a chain.
 pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
     match cmd {
-        AuditCommand::Verify { config, input } => {
+        AuditCommand::Verify {
+            config,
+            input,
+            no_anchor,
+        } => {
             let (cfg, key) = load(config)?;
+            let anchoring = input.is_none() && !no_anchor;
+            let mut notes = Vec::new();
+            // The committed offsets first: an offset is committed only after
+            // its audit record was acknowledged (or in the same transaction),
+            // so the trail read after this snapshot holds a record for every
+            // input record below it, even while workers keep running.
+            let committed = if anchoring {
+                committed_snapshot(&cfg, &mut notes)?
+            } else {
+                None
+            };
             let mut v = Verifier::new(key);
             read_trail(&cfg, input.as_deref(), |pos, bytes| v.check(pos, bytes))?;
             let mut reports = v.finish();
-            if input.is_none() {
-                for note in anchor(&cfg, &mut reports)? {
-                    eprintln!("custos: {note}");
-                }
+            if anchoring {
+                anchor(&cfg, &mut reports, committed.as_ref(), &mut notes)?;
+            }
+            for note in notes {
+                eprintln!("custos: {note}");
             }
             let (mut records, mut breaks, mut replays, mut restarts) = (0, 0, 0, 0);
             for r in &reports {
@@ -157,33 +177,30 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
     }
 }
 
-/// Holds the trail against its input. Every input record below the worker
-/// group's committed offset was processed, and every processed record has an
-/// audit record (`record` or `dead_letter`), so a chain that ends below the
-/// committed offset while the input holds a record there lost its newest
-/// records; and a restart that skipped input offsets the input holds records
-/// at lost the records before it. Gaps the input explains (transaction
-/// markers, compaction) are cleared.
+/// Input partition → the worker group's committed offset (next to read).
+type Committed = std::collections::HashMap<(String, i32), i64>;
+
+/// The committed offsets of the worker group (`kafka.group_id`, read only)
+/// on the policy's input topics; `None` when the policy cannot be read
+/// (then only the chains' own ranges are checked, not their ends).
 ///
 /// # Errors
 /// The broker cannot be read.
-fn anchor(cfg: &Config, reports: &mut Vec<ChainReport>) -> Result<Vec<String>, Failure> {
+fn committed_snapshot(cfg: &Config, notes: &mut Vec<String>) -> Result<Option<Committed>, Failure> {
     let group = &cfg.kafka.group_id;
-    let mut notes = Vec::new();
-    let mut topics: BTreeSet<String> = reports
-        .iter()
-        .filter_map(|r| r.chain.rsplit_once('/').map(|(t, _)| t.to_string()))
-        .collect();
-    match super::load_policy(&cfg.policy) {
-        Ok(p) => topics.extend(p.streams.iter().map(|s| s.topic.clone())),
-        Err(_) => notes.push(format!(
-            "policy {} unreadable: only input partitions with records in the trail are held against group `{group}`'s committed offsets",
-            cfg.policy.display()
-        )),
-    }
+    let topics: BTreeSet<String> = match super::load_policy(&cfg.policy) {
+        Ok(p) => p.streams.iter().map(|s| s.topic.clone()).collect(),
+        Err(_) => {
+            notes.push(format!(
+                "policy {} unreadable: chain ends are not held against group `{group}`'s committed offsets (only each chain's own range against the input)",
+                cfg.policy.display()
+            ));
+            return Ok(None);
+        }
+    };
     let consumer = input_reader(cfg, group)?;
     let timeout = Duration::from_secs(30);
-    let mut committed: Vec<(String, i32, i64)> = Vec::new();
+    let mut out = Committed::new();
     for topic in &topics {
         let md = consumer
             .fetch_metadata(Some(topic), timeout)
@@ -199,7 +216,9 @@ fn anchor(cfg: &Config, reports: &mut Vec<ChainReport>) -> Result<Vec<String>, F
             }
         }
         if tpl.count() == 0 {
-            notes.push(format!("input topic `{topic}` does not exist: its chains are not held against committed offsets"));
+            notes.push(format!(
+                "input topic `{topic}` does not exist: nothing to hold its chains against"
+            ));
             continue;
         }
         let got = consumer.committed_offsets(tpl, timeout).map_err(|e| {
@@ -209,66 +228,96 @@ fn anchor(cfg: &Config, reports: &mut Vec<ChainReport>) -> Result<Vec<String>, F
         })?;
         for e in got.elements() {
             if let Some(c) = e.offset().to_raw().filter(|c| *c > 0) {
-                committed.push((topic.clone(), e.partition(), c));
+                out.insert((topic.clone(), e.partition()), c);
             }
         }
     }
+    Ok(Some(out))
+}
+
+/// Holds each chain against its input: every input record from the chain's
+/// first covered offset up to its last one, and up to the group's committed
+/// offset (every record below it was processed), must have an audit record
+/// (`record` or `dead_letter`). An input record without one is a break:
+/// records removed from the trail (at the chain's end: its newest records),
+/// or input skipped by an offset reset. Offsets the input holds no record at
+/// (transaction markers, compaction, retention) need none, so the restarts
+/// over such gaps are cleared.
+///
+/// # Errors
+/// The broker cannot be read.
+fn anchor(
+    cfg: &Config,
+    reports: &mut [ChainReport],
+    committed: Option<&Committed>,
+    notes: &mut Vec<String>,
+) -> Result<(), Failure> {
+    let group = &cfg.kafka.group_id;
     let mut cleared = 0usize;
-    for (topic, partition, c) in committed {
-        let chain = crate::audit::chain_name(&topic, partition);
-        let found = reports.iter().position(|r| r.chain == chain);
-        let last = found.and_then(|i| reports[i].last_offset).unwrap_or(-1);
-        if c <= last + 1 {
-            continue;
-        }
-        let Some(o) = first_record(cfg, &topic, partition, last + 1)?.filter(|o| *o < c) else {
-            continue;
-        };
-        let i = found.unwrap_or_else(|| {
-            reports.push(ChainReport {
-                chain: chain.clone(),
-                ..ChainReport::default()
-            });
-            reports.len() - 1
-        });
-        reports[i].breaks.push(Break {
-            position: format!("end of {chain}"),
-            reason: format!(
-                "group `{group}` committed input offset {c} but the chain ends at input offset {last}: input record {o} was processed and has no audit record (the newest records of this chain were removed)"
-            ),
-        });
-    }
     for r in reports.iter_mut() {
-        let (topic, partition) = match r.chain.rsplit_once('/') {
-            Some((t, p)) => match p.parse::<i32>() {
-                Ok(p) => (t.to_string(), p),
-                Err(_) => continue,
-            },
-            None => continue,
+        let Some((topic, partition)) = r
+            .chain
+            .rsplit_once('/')
+            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)))
+        else {
+            continue;
         };
-        for (position, after, at) in std::mem::take(&mut r.gaps) {
-            match first_record(cfg, &topic, partition, after + 1)?.filter(|o| *o < at) {
-                Some(o) => r.breaks.push(Break {
-                    position: position.clone(),
-                    reason: format!(
-                        "restart at input offset {at} after input offset {after}, but input record {o} lies between and has no audit record (records before the restart were removed)"
-                    ),
-                }),
-                None => cleared += 1,
+        let (Some(&first), Some(&last)) = (r.covered.first(), r.covered.last()) else {
+            continue;
+        };
+        let c = committed.and_then(|m| m.get(&(topic.clone(), partition)).copied());
+        let end = c.map_or(last + 1, |c| c.max(last + 1));
+        let (missing, first_missing) =
+            scan_missing(cfg, &topic, partition, first, end, &r.covered)?;
+        match first_missing {
+            Some(o) if o > last => r.breaks.push(Break {
+                position: format!("end of {}", r.chain),
+                reason: format!(
+                    "group `{group}` committed input offset {} but the chain ends at input offset {last}: {missing} input record{} from offset {o} were processed and have no audit record (the newest records of this chain were removed, or an offset reset skipped them)",
+                    c.unwrap_or(end),
+                    plural(missing as usize)
+                ),
+            }),
+            Some(o) => r.breaks.push(Break {
+                position: format!("{} input offset {o}", r.chain),
+                reason: format!(
+                    "{missing} input record{} between offsets {first} and {} have no audit record, the first at offset {o} (records removed from the trail, or skipped by an offset reset)",
+                    plural(missing as usize),
+                    end - 1
+                ),
+            }),
+            None => {
+                // Every input record is covered: restarts over gaps are explained.
+                cleared += r.suspicious_restarts.len();
+                r.suspicious_restarts.clear();
             }
-            r.suspicious_restarts.retain(|p| *p != position);
+        }
+    }
+    if let Some(m) = committed {
+        let absent = m
+            .keys()
+            .filter(|(t, p)| {
+                let name = crate::audit::chain_name(t, p);
+                !reports.iter().any(|r| r.chain == name)
+            })
+            .count();
+        if absent > 0 {
+            notes.push(format!(
+                "{absent} input partition{} with committed offsets of group `{group}` have no chain in this trail and are not held (a new audit topic since their last record, or their whole chain is gone)",
+                plural(absent)
+            ));
         }
     }
     if cleared > 0 {
         notes.push(format!(
-            "{cleared} restart{} skipped input offsets that hold no record (transaction markers or compaction): not suspicious",
+            "{cleared} restart{} skipped input offsets that hold no record (transaction markers, compaction): not suspicious",
             plural(cleared)
         ));
     }
-    Ok(notes)
+    Ok(())
 }
 
-/// A consumer of the governed inputs as the worker reads them.
+/// A consumer of the governed inputs as the worker reads them (it commits nothing).
 fn input_reader(cfg: &Config, group: &str) -> Result<BaseConsumer<Quiet>, Failure> {
     let mut base = base_config(&cfg.kafka.bootstrap_servers, &cfg.kafka.properties);
     base.set("group.id", group)
@@ -280,39 +329,57 @@ fn input_reader(cfg: &Config, group: &str) -> Result<BaseConsumer<Quiet>, Failur
         .map_err(|e| Failure::new(format!("cannot create a Kafka consumer: {e}")))
 }
 
-/// The offset of the first record at or after `from` in one input partition,
-/// or `None` when there is none (a fresh consumer each time, so nothing of an
-/// earlier read can answer).
-fn first_record(
+/// Reads one input partition from `from` up to `end` (exclusive) and counts
+/// the records whose offset is not in `covered`, with the first of them.
+/// Only offsets are looked at, never content.
+fn scan_missing(
     cfg: &Config,
     topic: &str,
     partition: i32,
     from: i64,
-) -> Result<Option<i64>, Failure> {
-    let consumer = input_reader(cfg, &format!("{}-audit-probe", cfg.kafka.group_id))?;
+    end: i64,
+    covered: &std::collections::BTreeSet<i64>,
+) -> Result<(u64, Option<i64>), Failure> {
+    if from >= end {
+        return Ok((0, None));
+    }
+    let consumer = input_reader(cfg, &format!("{}-audit-verify", cfg.kafka.group_id))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from.max(0)))
         .map_err(|e| Failure::new(e.to_string()))?;
     consumer
         .assign(&tpl)
         .map_err(|e| Failure::new(format!("cannot read `{topic}`: {e}")))?;
-    let start = Instant::now();
+    let (mut missing, mut first) = (0u64, None);
+    let mut last_progress = Instant::now();
     loop {
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) if m.partition() == partition && m.offset() >= from => {
-                return Ok(Some(m.offset()))
+            Some(Ok(m)) if m.partition() == partition => {
+                last_progress = Instant::now();
+                let o = m.offset();
+                if o >= end {
+                    break;
+                }
+                if o >= from && !covered.contains(&o) {
+                    missing += 1;
+                    first.get_or_insert(o);
+                }
+                if o + 1 >= end {
+                    break;
+                }
             }
             Some(Ok(_)) => {}
-            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => return Ok(None),
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
             Some(Err(e)) => return Err(Failure::new(format!("cannot read `{topic}`: {e}"))),
-            None if start.elapsed() > Duration::from_secs(30) => {
+            None if last_progress.elapsed() > Duration::from_secs(30) => {
                 return Err(Failure::new(format!(
-                    "reading `{topic}/{partition}` from offset {from} stalled for 30 s"
+                    "reading `{topic}/{partition}` stalled for 30 s at offsets {from}..{end}"
                 )))
             }
             None => {}
         }
     }
+    Ok((missing, first))
 }
 
 fn plural(n: usize) -> &'static str {
