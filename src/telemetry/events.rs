@@ -59,14 +59,19 @@ impl Event for ProduceFailed<'_> {
 }
 
 /// An exactly_once transaction committed.
-pub struct TransactionCommitted {
+pub struct TransactionCommitted<'a> {
     pub records: u64,
+    /// `topic/partition:first..next` of each input partition, built only
+    /// when debug logging is on (tests/broker/eos_kill_test.py reads it).
+    pub offsets: &'a dyn Fn() -> String,
 }
 
-impl Event for TransactionCommitted {
+impl Event for TransactionCommitted<'_> {
     fn emit(self, metrics: &Metrics) {
         metrics.transactions.with_label_values(&["committed"]).inc();
-        tracing::debug!(records = self.records, "transaction committed");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(records = self.records, offsets = %(self.offsets)(), "transaction committed");
+        }
     }
 }
 
@@ -161,7 +166,11 @@ mod tests {
             error: &e,
         }
         .emit(&m);
-        TransactionCommitted { records: 3 }.emit(&m);
+        TransactionCommitted {
+            records: 3,
+            offsets: &|| "in/0:0..3".into(),
+        }
+        .emit(&m);
         Rebalanced {
             assigned: true,
             partitions: 2,

@@ -115,16 +115,19 @@ pub(super) fn finish(
     };
     let e = match end {
         TxnEnd::Committed => {
-            TransactionCommitted { records: t.records }.emit(&shared.metrics);
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                let mut parts: Vec<String> = t
-                    .offsets
-                    .iter()
-                    .map(|(tp, p)| format!("{}/{}:{}..{}", tp.0, tp.1, p.first, p.next))
-                    .collect();
-                parts.sort();
-                tracing::debug!(records = t.records, offsets = %parts.join(" "), "transaction committed");
+            TransactionCommitted {
+                records: t.records,
+                offsets: &|| {
+                    let mut parts: Vec<String> = t
+                        .offsets
+                        .iter()
+                        .map(|(tp, p)| format!("{}/{}:{}..{}", tp.0, tp.1, p.first, p.next))
+                        .collect();
+                    parts.sort();
+                    parts.join(" ")
+                },
             }
+            .emit(&shared.metrics);
             let done: i64 = t.offsets.values().map(|p| p.next - p.first).sum();
             shared.finished.fetch_add(done as u64, Ordering::Relaxed);
             // Offsets committed in a transaction are not the consumer's own
