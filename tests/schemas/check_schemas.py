@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Checks the JSON Schemas in schemas/ against what custos reads and writes.
+
+- every schema is a valid draft 2020-12 schema;
+- the example and test policies, the example configs, the example consent
+  and erasure records validate, and so does every audit record that
+  `custos apply --audit` writes for the example;
+- the schemas are not vacuous: mutated policies and configs that custos
+  refuses are refused by the schemas too (and custos still refuses them);
+- the example Avro schema parses and classifies only with known classes or
+  the policy's tags.
+
+Usage: python3 tests/schemas/check_schemas.py --bin target/debug/custos
+Needs: PyYAML, jsonschema (pip).
+"""
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+try:
+    import jsonschema
+    import yaml
+except ImportError:  # pragma: no cover
+    print("check_schemas: needs PyYAML and jsonschema (pip install PyYAML jsonschema)", file=sys.stderr)
+    sys.exit(2)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCHEMAS = os.path.join(ROOT, "schemas")
+ENV = {
+    "CUSTOS_KEY_ANALYTICS": "analytics-secret-0123456789",
+    "CUSTOS_KEY_MARKETING": "marketing-secret-0123456789",
+    "CUSTOS_AUDIT_KEY": "audit-secret-0123456789abcdef",
+}
+
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"  ok   {what}", flush=True)
+    else:
+        failed += 1
+        print(f"  FAIL {what}", flush=True)
+
+
+def validator(name):
+    with open(os.path.join(SCHEMAS, name)) as f:
+        schema = json.load(f)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def errors(v, doc):
+    return [f"{e.json_path}: {e.message[:160]}" for e in v.iter_errors(doc)]
+
+
+def path(*p):
+    return os.path.join(ROOT, *p)
+
+
+def custos(binary, *args, stdin=None):
+    env = dict(os.environ, **ENV)
+    return subprocess.run([binary, *args], input=stdin, capture_output=True, env=env, text=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True, help="the custos binary")
+    args = ap.parse_args()
+
+    print("== schemas are valid JSON Schema (draft 2020-12)")
+    v = {}
+    for name in sorted(os.listdir(SCHEMAS)):
+        if name.endswith(".schema.json"):
+            try:
+                v[name] = validator(name)
+                check(True, name)
+            except Exception as e:  # noqa: BLE001
+                check(False, f"{name}: {e}")
+
+    print("== policies")
+    pv = v["policy.schema.json"]
+    policies = [path("examples", "shop", "policy.yaml"), path("tests", "diff", "shop-pr.yaml")]
+    for p in policies:
+        with open(p) as f:
+            doc = yaml.safe_load(f)
+        errs = errors(pv, doc)
+        check(not errs, f"{os.path.relpath(p, ROOT)} validates {errs[:3]}")
+    with open(policies[0]) as f:
+        base = yaml.safe_load(f)
+    mutations = {
+        "unknown top-level key": lambda d: d.__setitem__("purpose", {}),
+        "unknown basis": lambda d: d["purposes"]["analytics"].__setitem__("basis", "because"),
+        "retention without unit": lambda d: d["purposes"]["analytics"].__setitem__("retention", "30"),
+        "unknown action": lambda d: d["purposes"]["analytics"]["rules"][0].__setitem__("action", "publish"),
+        "inline secret": lambda d: d["keys"].__setitem__("analytics", {"value": "s3cret"}),
+        "unknown stream key": lambda d: d["streams"]["orders"].__setitem__("topics", "x"),
+        "bad unclassified": lambda d: d["streams"]["orders"].__setitem__("unclassified", "keep"),
+        "generalize with two options": lambda d: d["purposes"]["analytics"]["rules"][2].__setitem__(
+            "action", {"generalize": {"round": 1, "prefix": 2}}),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, mutate in mutations.items():
+            doc = copy.deepcopy(base)
+            mutate(doc)
+            check(bool(errors(pv, doc)), f"schema refuses a policy with {label}")
+            f = os.path.join(tmp, "policy.yaml")
+            with open(f, "w") as out:
+                yaml.safe_dump(doc, out, sort_keys=False)
+            r = custos(args.bin, "policy", "check", f)
+            check(r.returncode == 1, f"custos policy check refuses it too (exit {r.returncode})")
+
+    print("== configs")
+    cv = v["config.schema.json"]
+    for p in [path("examples", "custos.toml"), path("examples", "compose", "custos.toml")]:
+        with open(p, "rb") as f:
+            doc = tomllib.load(f)
+        errs = errors(cv, doc)
+        check(not errs, f"{os.path.relpath(p, ROOT)} validates {errs[:3]}")
+    with open(path("examples", "custos.toml"), "rb") as f:
+        cbase = tomllib.load(f)
+    for label, mutate in {
+        "unknown section": lambda d: d.__setitem__("kafkaa", {}),
+        "unknown guarantee": lambda d: d.setdefault("delivery", {}).__setitem__("guarantee", "maybe_once"),
+        "a managed librdkafka property": lambda d: d.setdefault("kafka", {}).setdefault("properties", {}).__setitem__(
+            "enable.auto.commit", "true"),
+    }.items():
+        doc = copy.deepcopy(cbase)
+        mutate(doc)
+        check(bool(errors(cv, doc)), f"schema refuses a config with {label}")
+
+    print("== consent and erasure records")
+    for name, file in [("consent-record.schema.json", "consent.ndjson"), ("erasure-record.schema.json", "erasure.ndjson")]:
+        with open(path("examples", "shop", file)) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        errs = [e for doc in lines for e in errors(v[name], doc)]
+        check(lines and not errs, f"examples/shop/{file}: {len(lines)} records validate {errs[:3]}")
+    check(bool(errors(v["consent-record.schema.json"], {"subject": "c-1", "purposes": {"marketing": "yes"}})),
+          "consent schema refuses a purpose that is not true or false")
+
+    print("== audit records written by custos apply --audit")
+    av = v["audit-record.schema.json"]
+    with tempfile.TemporaryDirectory() as tmp:
+        trail = os.path.join(tmp, "audit.ndjson")
+        r = custos(args.bin, "apply", path("examples", "shop", "policy.yaml"), "--stream", "orders",
+                   "--input", path("examples", "shop", "orders.ndjson"),
+                   "--consent", path("examples", "shop", "consent.ndjson"),
+                   "--erasure", path("examples", "shop", "erasure.ndjson"),
+                   "--now", "2026-11-23T00:00:00Z", "--audit", trail)
+        check(r.returncode == 0, f"custos apply --audit runs ({r.stderr.strip()[-200:]})")
+        with open(trail) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        kinds = sorted({rec["type"] for rec in records})
+        errs = [e for rec in records for e in errors(av, rec)]
+        check(len(records) > 0 and not errs, f"{len(records)} audit records ({', '.join(kinds)}) validate {errs[:3]}")
+        check(kinds == ["dead_letter", "record"], f"the example trail holds both record types ({kinds})")
+        bad = dict(records[0], subject="c-1")
+        check(bool(errors(av, bad)), "audit schema refuses a raw subject id")
+
+    print("== the example Avro schema")
+    with open(path("schemas", "avro", "shop-order.avsc")) as f:
+        avsc = json.load(f)
+    classes, tags = [], []
+
+    def walk(t):
+        if isinstance(t, dict):
+            for fld in t.get("fields", []):
+                classes.extend(fld.get("classes", []))
+                tags.extend(fld.get("confluent:tags", []))
+                walk(fld["type"])
+            if "items" in t:
+                walk(t["items"])
+            if "values" in t:
+                walk(t["values"])
+        elif isinstance(t, list):
+            for x in t:
+                walk(x)
+
+    walk(avsc)
+    taxonomy_roots = {"pii", "sensitive", "behavioral", "internal", "public"}
+    policy_tags = set(base.get("tags", {}))
+    check(avsc.get("type") == "record" and classes and tags, f"{len(classes)} classes and {len(tags)} tags found")
+    check(all(c.split(".")[0] in taxonomy_roots for c in classes), "every `classes` value is under the taxonomy")
+    check(set(tags) <= policy_tags, f"every `confluent:tags` value is mapped by the example policy's tags ({sorted(set(tags))})")
+
+    print(f"schemas: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
