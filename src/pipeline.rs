@@ -93,12 +93,22 @@ pub struct Processed {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deltas<'a> {
     pub dead_letter: Option<DeadLetterReason>,
-    /// Per output of the plan: emitted (`None`) or why suppressed.
-    pub outcomes: Vec<Option<Suppression>>,
+    /// Per output of the plan: emitted or why suppressed (see [`Deltas::suppressions`]).
+    pub outcomes: &'a [Outcome],
     pub unclassified_fields: u32,
     pub detections: &'a [engine::Detection],
     pub field_actions: &'a [[u32; 7]],
     pub class_occurrences: &'a [u32],
+}
+
+impl Deltas<'_> {
+    /// Per output of the plan: `None` when emitted, else why suppressed.
+    pub fn suppressions(&self) -> impl Iterator<Item = Option<Suppression>> + '_ {
+        self.outcomes.iter().map(|o| match o {
+            Outcome::Emitted(_) => None,
+            Outcome::Suppressed(s) => Some(*s),
+        })
+    }
 }
 
 impl Processed {
@@ -107,7 +117,7 @@ impl Processed {
         match &self.written {
             Written::DeadLetter(d) => Deltas {
                 dead_letter: Some(d.reason),
-                outcomes: Vec::new(),
+                outcomes: &[],
                 unclassified_fields: 0,
                 detections: &[],
                 field_actions: &[],
@@ -115,14 +125,7 @@ impl Processed {
             },
             Written::Governed { governed: g, .. } => Deltas {
                 dead_letter: None,
-                outcomes: g
-                    .outcomes
-                    .iter()
-                    .map(|o| match o {
-                        Outcome::Emitted(_) => None,
-                        Outcome::Suppressed(s) => Some(*s),
-                    })
-                    .collect(),
+                outcomes: &g.outcomes,
                 unclassified_fields: g.unclassified_fields,
                 detections: &g.detections,
                 field_actions: &g.field_actions,
@@ -380,7 +383,7 @@ streams:
         };
         assert_eq!(*timestamp, Some(1_795_391_000_000));
         assert_eq!(governed.outcomes.len(), 1);
-        assert_eq!(p.deltas().outcomes, vec![None]);
+        assert_eq!(p.deltas().suppressions().collect::<Vec<_>>(), vec![None]);
         assert_eq!(p.deltas().class_occurrences.iter().sum::<u32>(), 2);
         // A negative broker timestamp is no time at all: without an event
         // time the record's age is unknown.

@@ -294,10 +294,10 @@ impl StreamMetrics {
             self.detected(x.detector, u64::from(x.count));
         }
         self.fields(d.field_actions, d.class_occurrences);
-        for (i, o) in d.outcomes.iter().enumerate() {
+        for (i, o) in d.suppressions().enumerate() {
             match o {
                 None => self.emitted(i),
-                Some(s) => self.suppression(i, *s),
+                Some(s) => self.suppression(i, s),
             }
         }
     }

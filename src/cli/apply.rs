@@ -460,11 +460,11 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
             w.write_all(text.as_bytes()).map_err(io_err)?;
             w.write_all(b"\n").map_err(io_err)?;
         }
-        for (i, o) in processed.deltas().outcomes.iter().enumerate() {
+        for (i, o) in processed.deltas().suppressions().enumerate() {
             match o {
                 None => counts.emitted[i] += 1,
                 Some(s) => {
-                    let si = Suppression::ALL.iter().position(|x| x == s).unwrap_or(0);
+                    let si = Suppression::ALL.iter().position(|x| *x == s).unwrap_or(0);
                     counts.suppressed[i][si] += 1;
                 }
             }

@@ -317,7 +317,8 @@ fn anchor(
     Ok(())
 }
 
-/// A consumer of the governed inputs as the worker reads them (it commits nothing).
+/// A reader that commits nothing, sees only committed transactions and
+/// reports each partition's end (the audit topic, the governed inputs).
 fn input_reader(cfg: &Config, group: &str) -> Result<BaseConsumer<Quiet>, Failure> {
     let mut base = base_config(&cfg.kafka.bootstrap_servers, &cfg.kafka.properties);
     base.set("group.id", group)
@@ -448,14 +449,7 @@ fn read_trail(
     }
     let topic = &cfg.audit.topic;
     let timeout = Duration::from_secs(30);
-    let mut base = base_config(&cfg.kafka.bootstrap_servers, &cfg.kafka.properties);
-    base.set("group.id", "custos-audit-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer<Quiet> = base
-        .create_with_context(Quiet)
-        .map_err(|e| Failure::new(format!("cannot create a Kafka consumer: {e}")))?;
+    let consumer = input_reader(cfg, "custos-audit-reader")?;
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| Failure::new(format!("cannot read metadata of `{topic}`: {e}")))?;

@@ -113,46 +113,20 @@ impl ProducerContext for DeliveryContext {
                             .filter_map(|i| h.try_get(i))
                             .any(|x| x.key == REFUSED_BY)
                     });
-                let refused = permanent(e).filter(|_| !is_stub);
-                ProduceFailed {
-                    topic: msg.topic(),
-                    error: e,
-                    source: Some((&origin.tp.0, origin.tp.1, origin.offset)),
-                    outcome: if refused.is_some() {
-                        ProduceOutcome::Refused
-                    } else {
-                        ProduceOutcome::Retried
-                    },
-                }
-                .emit(&self.shared.metrics);
-                if let Some(reason) = refused {
-                    // Refused for good: retrying would stall the partition forever.
-                    let rec = refused_record(&self.shared, msg.topic(), &origin, reason);
-                    self.shared
-                        .retries
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push((rec, origin));
-                    return;
-                }
-                // librdkafka has already retried for delivery.timeout.ms: keep
-                // the record and send it again; its offset stays uncommitted.
-                let rec = OutRecord {
-                    audit: false,
-                    topic: Arc::from(msg.topic()),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec),
-                    headers: owned_headers(msg)
-                        .into_iter()
-                        .map(|(k, v)| (Cow::Owned(k), v))
-                        .collect(),
-                    timestamp: msg.timestamp().to_millis(),
-                };
-                self.shared
-                    .retries
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((rec, origin));
+                // librdkafka has already retried for delivery.timeout.ms.
+                requeue(&self.shared, e, msg.topic(), is_stub, origin, || {
+                    OutRecord {
+                        audit: false,
+                        topic: Arc::from(msg.topic()),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        payload: msg.payload().map(<[u8]>::to_vec),
+                        headers: owned_headers(msg)
+                            .into_iter()
+                            .map(|(k, v)| (Cow::Owned(k), v))
+                            .collect(),
+                        timestamp: msg.timestamp().to_millis(),
+                    }
+                });
             }
         }
     }
@@ -267,31 +241,49 @@ pub(super) fn send(producer: &Prod, shared: &Shared, out: OutRecord, origin: Arc
                 }
                 let is_stub = out.topic == shared.dead_letter_topic
                     && out.headers.iter().any(|(k, _)| k == REFUSED_BY);
-                let refused = permanent(&e).filter(|_| !is_stub);
-                ProduceFailed {
-                    topic: &out.topic,
-                    error: &e,
-                    source: Some((&origin.tp.0, origin.tp.1, origin.offset)),
-                    outcome: if refused.is_some() {
-                        ProduceOutcome::Refused
-                    } else {
-                        ProduceOutcome::Retried
-                    },
-                }
-                .emit(&shared.metrics);
-                let retry = match refused {
-                    Some(reason) => refused_record(shared, &out.topic, &origin, reason),
-                    None => out.clone(),
-                };
-                shared
-                    .retries
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((retry, origin.clone()));
+                requeue(shared, &e, &out.topic, is_stub, origin.clone(), || {
+                    out.clone()
+                });
                 return;
             }
         }
     }
+}
+
+/// A record that could not be produced: counted and logged, then queued for
+/// [`resend`]: as it is (`as_is`; its input offset stays uncommitted), or,
+/// when the broker refuses it for good, replaced by its stub on the
+/// dead-letter topic so the partition moves on (a stub refused in turn is
+/// retried as it is, never replaced by a stub of itself).
+fn requeue(
+    shared: &Shared,
+    e: &KafkaError,
+    topic: &str,
+    is_stub: bool,
+    origin: Arc<Origin>,
+    as_is: impl FnOnce() -> OutRecord,
+) {
+    let refused = permanent(e).filter(|_| !is_stub);
+    ProduceFailed {
+        topic,
+        error: e,
+        source: Some((&origin.tp.0, origin.tp.1, origin.offset)),
+        outcome: if refused.is_some() {
+            ProduceOutcome::Refused
+        } else {
+            ProduceOutcome::Retried
+        },
+    }
+    .emit(&shared.metrics);
+    let rec = match refused {
+        Some(reason) => refused_record(shared, topic, &origin, reason),
+        None => as_is(),
+    };
+    shared
+        .retries
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((rec, origin));
 }
 
 pub(super) fn resend(producer: &Prod, shared: &Shared) {
