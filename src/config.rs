@@ -194,10 +194,42 @@ impl Default for DeadLetterSection {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaRegistrySection {
+    /// `http(s)://host:port` of a Confluent-compatible Schema Registry;
+    /// required when the policy has an Avro stream.
     pub url: Option<String>,
+    /// Basic authentication user name.
+    pub username: Option<String>,
+    /// Basic authentication password (`{ env = … }` or `{ file = … }`).
+    pub password: Option<SecretRef>,
+    /// PEM file of the CA certificates to trust (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (mutual TLS), with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Timeout of one request to the registry.
+    #[serde(default = "default_registry_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_registry_timeout() -> u64 {
+    10_000
+}
+
+impl Default for SchemaRegistrySection {
+    fn default() -> Self {
+        SchemaRegistrySection {
+            url: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            timeout_ms: default_registry_timeout(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -422,6 +454,33 @@ impl Config {
                 "audit.level",
                 "= \"summary\" is not supported yet; use \"record\" (one audit record per input record)",
             );
+        }
+        let sr = &self.schema_registry;
+        if let Some(url) = &sr.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bad("schema_registry.url", "must start with http:// or https://");
+            }
+        }
+        if sr.password.is_some() && sr.username.is_none() {
+            bad(
+                "schema_registry.password",
+                "is set without schema_registry.username",
+            );
+        }
+        if sr.password.as_ref().is_some_and(|p| p.source().is_none()) {
+            bad(
+                "schema_registry.password",
+                "needs exactly one of env or file",
+            );
+        }
+        if sr.cert_file.is_some() != sr.key_file.is_some() {
+            bad(
+                "schema_registry.cert_file",
+                "and schema_registry.key_file go together",
+            );
+        }
+        if sr.timeout_ms == 0 {
+            bad("schema_registry.timeout_ms", "must be greater than 0");
         }
         if self.lineage.openlineage_url.is_some() {
             bad(

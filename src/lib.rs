@@ -13,6 +13,7 @@
 //! - [`health`]: what `/readyz` reports
 //! - [`audit`]: audit records, their hash chain and its verification (pure)
 //! - [`lineage`]: OpenLineage run events with column lineage (pure)
+//! - [`avro`]: Avro streams: wire format, derived schemas, the registry
 //! - [`cli`]: the command line and the offline commands
 
 // One audited exception (`kafka::worker::raw_headers`: header names as bytes
@@ -20,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
+pub mod avro;
 pub mod classify;
 pub mod cli;
 pub mod codec;

@@ -193,6 +193,73 @@ pub fn process(
     }
 }
 
+/// Re-encodes one output's governed JSON (output index, JSON) into the
+/// stream's format.
+pub type Encoder<'a> = dyn FnMut(usize, &[u8]) -> Result<Vec<u8>, String> + 'a;
+
+/// Governs a record whose value was decoded from another format (Avro)
+/// into the JSON the engine governs: `decoded` is that JSON, or why the
+/// value did not decode (a `schema` dead letter). Each emitted output's
+/// JSON is then re-encoded by `encode(output index, json)`; an output that
+/// does not fit makes the whole record a `schema` dead letter (nothing is
+/// written half). Dead letters carry the input value as it arrived.
+#[allow(clippy::too_many_arguments)]
+pub fn process_decoded(
+    plan: &StreamPlan,
+    audit_with: Option<(&StreamAudit, &AuditKey)>,
+    input: &Input<'_>,
+    decoded: Result<&[u8], String>,
+    state: &dyn SubjectState,
+    cx: &Context<'_>,
+    scratch: &mut Scratch,
+    encode: &mut Encoder<'_>,
+) -> Processed {
+    let json = match (input.value, decoded) {
+        (None, _) => return process(plan, audit_with, input, state, cx, scratch),
+        (Some(_), Err(why)) => {
+            return refuse(
+                plan,
+                input,
+                DeadLetterReason::Schema,
+                why,
+                cx,
+                audit_with.is_some(),
+            )
+        }
+        (Some(_), Ok(json)) => json,
+    };
+    let as_json = Input {
+        value: Some(json),
+        ..*input
+    };
+    let mut processed = process(plan, audit_with, &as_json, state, cx, scratch);
+    match &mut processed.written {
+        Written::DeadLetter(d) => d.value = input.value.map(<[u8]>::to_vec),
+        Written::Governed { governed, .. } => {
+            for o in &mut governed.outcomes {
+                if let Outcome::Emitted(out) = o {
+                    match encode(out.output, &out.value) {
+                        Ok(v) => out.value = v,
+                        Err(why) => {
+                            let purpose =
+                                plan.outputs.get(out.output).map_or("", |p| p.name.as_str());
+                            return refuse(
+                                plan,
+                                input,
+                                DeadLetterReason::Schema,
+                                format!("the output for purpose `{purpose}` does not fit its derived schema: {why}"),
+                                cx,
+                                audit_with.is_some(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    processed
+}
+
 /// Dead-letters a record without governing it: what [`process`] does for a
 /// record the engine refuses, and what `apply` does for a line that is not
 /// a record at all (not an envelope, too long to read).

@@ -195,6 +195,8 @@ impl StreamPlan {
 pub struct Compiled {
     pub policy: Arc<Policy>,
     pub streams: Vec<StreamPlan>,
+    /// The resolved secrets, for plans compiled later (one per Avro writer schema).
+    pub keys: Keys,
 }
 
 impl Compiled {
@@ -219,7 +221,11 @@ pub fn compile(policy: Arc<Policy>, keys: &Keys) -> Result<Compiled, CompileErro
     for s in &policy.streams {
         streams.push(compile_stream(&policy, s, keys)?);
     }
-    Ok(Compiled { policy, streams })
+    Ok(Compiled {
+        policy,
+        streams,
+        keys: keys.clone(),
+    })
 }
 
 fn op_for(action: &Action, keys: &Keys) -> Result<Op, CompileError> {
@@ -282,7 +288,12 @@ fn pair_name(class: &str, kind: ActionKind) -> String {
     format!("{class}={}", kind.name())
 }
 
-fn compile_stream(
+/// Compiles one stream (an Avro stream once per writer schema, with the
+/// classes the schema adds in its `fields`).
+///
+/// # Errors
+/// Fails when a key the policy uses is missing from `keys`.
+pub fn compile_stream(
     policy: &Policy,
     stream: &super::Stream,
     keys: &Keys,

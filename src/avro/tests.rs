@@ -1,0 +1,635 @@
+//! Avro unit tests. apache-avro (an implementation nobody here wrote)
+//! writes the inputs and reads the outputs, so custos's decoder and encoder
+//! are held against it, not against themselves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apache_avro::types::Value as AV;
+use serde_json::{json, Value};
+
+use super::schema::{Schema, Ty};
+use super::*;
+use crate::engine::{DeadLetterReason, Outcome, Scratch};
+use crate::pipeline::{self, Context, Input, Written};
+use crate::policy::{self, keys::Keys, plan};
+use crate::state::MemoryState;
+
+const ALL_TYPES: &str = r#"{
+  "type": "record", "name": "All", "namespace": "t",
+  "fields": [
+    {"name": "n", "type": "null"},
+    {"name": "b", "type": "boolean"},
+    {"name": "i", "type": "int"},
+    {"name": "l", "type": "long"},
+    {"name": "f", "type": "float"},
+    {"name": "d", "type": "double"},
+    {"name": "by", "type": "bytes"},
+    {"name": "s", "type": "string"},
+    {"name": "u", "type": {"type": "string", "logicalType": "uuid"}},
+    {"name": "e", "type": {"type": "enum", "name": "Color", "symbols": ["RED", "GREEN"]}},
+    {"name": "fx", "type": {"type": "fixed", "name": "Four", "size": 4}},
+    {"name": "dec", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+    {"name": "fdec", "type": {"type": "fixed", "name": "Money", "size": 8, "logicalType": "decimal", "precision": 12, "scale": 3}},
+    {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+    {"name": "tsm", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "tsu", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+    {"name": "arr", "type": {"type": "array", "items": {"type": "record", "name": "Inner",
+        "fields": [{"name": "x", "type": "long"}, {"name": "y", "type": ["null", "string"], "default": null}]}}},
+    {"name": "m", "type": {"type": "map", "values": "long"}},
+    {"name": "un", "type": ["null", "string", "long"]},
+    {"name": "un2", "type": ["null", "Inner"], "default": null}
+  ]
+}"#;
+
+fn inner(x: i64, y: Option<&str>) -> AV {
+    AV::Record(vec![
+        ("x".into(), AV::Long(x)),
+        (
+            "y".into(),
+            match y {
+                None => AV::Union(0, Box::new(AV::Null)),
+                Some(s) => AV::Union(1, Box::new(AV::String(s.into()))),
+            },
+        ),
+    ])
+}
+
+fn all_value(un: AV) -> AV {
+    AV::Record(vec![
+        ("n".into(), AV::Null),
+        ("b".into(), AV::Boolean(true)),
+        ("i".into(), AV::Int(-42)),
+        ("l".into(), AV::Long(1 << 40)),
+        ("f".into(), AV::Float(1.5)),
+        ("d".into(), AV::Double(-2.25)),
+        ("by".into(), AV::Bytes(vec![0, 1, 0xff, b'a'])),
+        ("s".into(), AV::String("héllo \"q\"".into())),
+        (
+            "u".into(),
+            AV::String("0b7e0ad0-6a63-4f2c-9c1d-3b0e3e8f0a11".into()),
+        ),
+        ("e".into(), AV::Enum(1, "GREEN".into())),
+        ("fx".into(), AV::Fixed(4, vec![1, 2, 3, 4])),
+        (
+            "dec".into(),
+            AV::Decimal(apache_avro::Decimal::from(vec![0xfe, 0x0c])),
+        ), // -500 → -5.00
+        (
+            "fdec".into(),
+            AV::Decimal(apache_avro::Decimal::from(vec![
+                0, 0, 0, 0, 0, 0, 0x30, 0x39,
+            ])),
+        ), // 12345 → 12.345
+        ("day".into(), AV::Date(20_000)),
+        ("tsm".into(), AV::TimestampMillis(1_795_392_000_123)),
+        ("tsu".into(), AV::TimestampMicros(1_795_392_000_123_456)),
+        (
+            "arr".into(),
+            AV::Array(vec![inner(1, None), inner(2, Some("two"))]),
+        ),
+        (
+            "m".into(),
+            AV::Map(HashMap::from([("k".to_string(), AV::Long(7))])),
+        ),
+        ("un".into(), un),
+        (
+            "un2".into(),
+            AV::Union(1, Box::new(inner(3, Some("three")))),
+        ),
+    ])
+}
+
+fn apache(text: &str) -> apache_avro::Schema {
+    apache_avro::Schema::parse_str(text).unwrap()
+}
+
+#[allow(deprecated)]
+fn written(text: &str, v: AV) -> Vec<u8> {
+    apache_avro::to_avro_datum(&apache(text), v).unwrap()
+}
+
+#[allow(deprecated)]
+fn read_back(schema_text: &str, bytes: &[u8]) -> AV {
+    let s = apache(schema_text);
+    let mut r = bytes;
+    let v = apache_avro::from_avro_datum(&s, &mut r, None).unwrap();
+    assert!(r.is_empty(), "bytes left over");
+    v
+}
+
+#[test]
+fn every_type_decodes_to_the_documented_json_and_encodes_back_byte_for_byte() {
+    let schema = Schema::parse(ALL_TYPES).unwrap();
+    for un in [
+        AV::Union(0, Box::new(AV::Null)),
+        AV::Union(1, Box::new(AV::String("s".into()))),
+        AV::Union(2, Box::new(AV::Long(9))),
+    ] {
+        let bytes = written(ALL_TYPES, all_value(un));
+        let mut json = Vec::new();
+        value::decode(&schema.root, &bytes, &mut json).unwrap();
+        let v: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["b"], json!(true));
+        assert_eq!(v["i"], json!(-42));
+        assert_eq!(v["l"], json!(1_i64 << 40));
+        assert_eq!(v["f"], json!(1.5));
+        assert_eq!(v["by"], json!("\u{0}\u{1}\u{ff}a"));
+        assert_eq!(v["s"], json!("héllo \"q\""));
+        assert_eq!(v["e"], json!("GREEN"));
+        assert_eq!(v["dec"].to_string(), "-5.00");
+        assert_eq!(v["fdec"].to_string(), "12.345");
+        assert_eq!(v["day"], json!("2024-10-04"));
+        assert_eq!(v["tsm"], json!(1_795_392_000_123_i64));
+        assert_eq!(v["tsu"], json!("2026-11-23T00:00:00.123456Z"));
+        assert_eq!(v["arr"], json!([{"x": 1, "y": null}, {"x": 2, "y": "two"}]));
+        assert_eq!(v["m"], json!({"k": 7}));
+        assert_eq!(v["un2"], json!({"x": 3, "y": "three"}));
+        // Back: the same bytes as apache-avro wrote.
+        let mut out = Vec::new();
+        value::encode(&schema.root, &v, &mut out).unwrap();
+        assert_eq!(out, bytes, "re-encoded {v}");
+        // Avro's JSON encoding, there and back.
+        let aj = value::to_avro_json(&schema.root, &v).unwrap();
+        assert_eq!(value::from_avro_json(&schema.root, &aj).unwrap(), v);
+    }
+}
+
+#[test]
+fn corrupt_data_is_an_error_not_a_panic() {
+    let schema = Schema::parse(ALL_TYPES).unwrap();
+    let bytes = written(ALL_TYPES, all_value(AV::Union(0, Box::new(AV::Null))));
+    for cut in 0..bytes.len() {
+        let mut out = Vec::new();
+        assert!(
+            value::decode(&schema.root, &bytes[..cut], &mut out).is_err(),
+            "cut at {cut}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(value::decode(&schema.root, &longer, &mut Vec::new())
+        .unwrap_err()
+        .contains("left over"));
+    // A huge array count with no data behind it.
+    let s = Schema::parse(r#"{"type":"record","name":"A","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}"#).unwrap();
+    assert!(value::decode(&s.root, &[0xfe, 0xff, 0xff, 0xff, 0x0f], &mut Vec::new()).is_err());
+}
+
+#[test]
+fn wire_format_header() {
+    assert_eq!(split_wire(&[0, 0, 0, 1, 2, 9]).unwrap(), (258, &[9u8][..]));
+    assert!(split_wire(b"{\"a\":1}").unwrap_err().contains("magic byte"));
+    assert!(split_wire(&[0, 0, 1]).unwrap_err().contains("shorter"));
+    let mut h = Vec::new();
+    wire_header(258, &mut h);
+    assert_eq!(h, [0, 0, 0, 1, 2]);
+}
+
+#[test]
+fn recursive_and_non_record_schemas_are_refused() {
+    let e = Schema::parse(
+        r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#,
+    )
+    .unwrap_err();
+    assert!(e.contains("recursive"), "{e}");
+    assert!(Schema::parse(r#""string""#)
+        .unwrap_err()
+        .contains("not a record"));
+    assert!(Schema::parse(r#"{"type":"record","name":"X"}"#)
+        .unwrap_err()
+        .contains("not a valid Avro schema"));
+}
+
+pub(crate) const POLICY: &str = r#"
+version: 1
+name: avro-shop
+tags:
+  PII: pii.contact.email
+  SENSITIVE: sensitive
+keys:
+  a: { env: KA }
+purposes:
+  analytics:
+    basis: legitimate_interest
+    retention: 3650d
+    rules:
+      - { classes: [internal, public, behavioral], action: keep }
+      - { classes: [pii.identifier], action: { pseudonymize: { key: a } } }
+      - { classes: [pii.date_of_birth], action: { generalize: { date: year } } }
+      - { classes: [pii.name], action: redact }
+  support:
+    basis: contract
+    retention: 3650d
+    rules:
+      - { classes: [pii, behavioral, public, internal], action: keep }
+      - { classes: [pii.financial.card], action: { mask: { keep_last: 4 } } }
+streams:
+  orders:
+    topic: shop.orders.avro
+    format: avro
+    subject: customer.id
+    event_time: created_at
+    fields:
+      notes: { classes: [internal], scan: true }
+    outputs:
+      analytics: out.analytics
+      support: out.support
+"#;
+
+pub(crate) fn compiled() -> plan::Compiled {
+    let p = policy::load(POLICY, "p.yaml").unwrap();
+    plan::compile(
+        Arc::new(p),
+        &Keys::from_pairs([("a", b"0123456789abcdef0123".to_vec())]),
+    )
+    .unwrap()
+}
+
+pub(crate) fn order_schema() -> &'static str {
+    include_str!("../../schemas/avro/shop-order.avsc")
+}
+
+fn field<'a>(schema: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut cur = schema;
+    for (i, name) in path.iter().enumerate() {
+        let fields = cur.get("fields")?.as_array()?;
+        let f = fields.iter().find(|f| f["name"] == *name)?;
+        if i + 1 == path.len() {
+            return Some(f);
+        }
+        cur = &f["type"];
+        if let Some(bs) = cur.as_array() {
+            cur = bs.iter().find(|b| b.is_object())?;
+        }
+    }
+    None
+}
+
+#[test]
+fn derived_schemas_follow_the_plan() {
+    let c = compiled();
+    let sp = compile_for_schema(&c, 0, Schema::parse(order_schema()).unwrap()).unwrap();
+    let a: Value = serde_json::from_str(&sp.derived[0].text).unwrap();
+    let s: Value = serde_json::from_str(&sp.derived[1].text).unwrap();
+    // Nothing classifies `channel`, `attributes`, `payment.currency`: gone for both.
+    for d in [&a, &s] {
+        assert!(field(d, &["channel"]).is_none());
+        assert!(field(d, &["attributes"]).is_none());
+        assert!(field(d, &["payment", "currency"]).is_none());
+    }
+    // analytics: the id is pseudonymized (a string, annotated), the name
+    // redacted (still a string), the birth date generalized to a year
+    // (text, nullable as before), email and health notes and the card dropped.
+    let id = field(&a, &["customer", "id"]).unwrap();
+    assert_eq!(id["type"], json!("string"));
+    assert_eq!(id["custos.action"], json!("pseudonymize"));
+    assert_eq!(
+        field(&a, &["customer", "name"]).unwrap()["type"],
+        json!("string")
+    );
+    assert_eq!(
+        field(&a, &["customer", "birth_date"]).unwrap()["type"],
+        json!(["null", "string"])
+    );
+    assert!(field(&a, &["customer", "email"]).is_none());
+    assert!(field(&a, &["customer", "health_notes"]).is_none());
+    assert!(field(&a, &["payment", "card_number"]).is_none());
+    assert_eq!(
+        field(&a, &["payment", "amount"]).unwrap()["type"]["logicalType"],
+        json!("decimal")
+    );
+    // support keeps the customer (email through the PII tag) and masks the card.
+    assert_eq!(
+        field(&s, &["customer", "email"]).unwrap()["type"],
+        json!(["null", "string"])
+    );
+    assert_eq!(
+        field(&s, &["customer", "birth_date"]).unwrap()["type"],
+        json!(["null", {"type": "int", "logicalType": "date"}])
+    );
+    assert_eq!(
+        field(&s, &["payment", "card_number"]).unwrap()["custos.action"],
+        json!("mask")
+    );
+    // `sensitive` has no rule anywhere: dropped for both.
+    assert!(field(&s, &["customer", "health_notes"]).is_none());
+    // Docs stay.
+    assert!(a["doc"].as_str().is_some());
+}
+
+#[test]
+fn a_class_the_taxonomy_lacks_makes_the_schema_unusable() {
+    let c = compiled();
+    let text = r#"{"type":"record","name":"O","fields":[{"name":"x","type":"string","classes":["pii.nonsense"]}]}"#;
+    let e = compile_for_schema(&c, 0, Schema::parse(text).unwrap()).unwrap_err();
+    assert!(e.contains("pii.nonsense") && e.contains("`x`"), "{e}");
+}
+
+fn order_value(card: &str, notes: Option<&str>) -> AV {
+    AV::Record(vec![
+        ("order_id".into(), AV::String("o-1".into())),
+        ("created_at".into(), AV::TimestampMillis(1_795_391_000_000)),
+        ("channel".into(), AV::Enum(0, "web".into())),
+        (
+            "customer".into(),
+            AV::Record(vec![
+                ("id".into(), AV::String("c-1".into())),
+                (
+                    "email".into(),
+                    AV::Union(1, Box::new(AV::String("ana@example.com".into()))),
+                ),
+                ("name".into(), AV::String("Ana".into())),
+                ("birth_date".into(), AV::Union(1, Box::new(AV::Date(3000)))),
+                (
+                    "health_notes".into(),
+                    AV::Union(1, Box::new(AV::String("asthma".into()))),
+                ),
+            ]),
+        ),
+        (
+            "payment".into(),
+            AV::Record(vec![
+                ("card_number".into(), AV::String(card.into())),
+                (
+                    "amount".into(),
+                    AV::Decimal(apache_avro::Decimal::from(vec![0x30, 0x39])),
+                ),
+                ("currency".into(), AV::Fixed(3, b"EUR".to_vec())),
+            ]),
+        ),
+        (
+            "items".into(),
+            AV::Array(vec![AV::Record(vec![
+                ("sku".into(), AV::String("sku-1".into())),
+                ("qty".into(), AV::Int(2)),
+            ])]),
+        ),
+        (
+            "attributes".into(),
+            AV::Map(HashMap::from([(
+                "gift".to_string(),
+                AV::String("yes".into()),
+            )])),
+        ),
+        (
+            "notes".into(),
+            match notes {
+                None => AV::Union(0, Box::new(AV::Null)),
+                Some(n) => AV::Union(1, Box::new(AV::String(n.into()))),
+            },
+        ),
+    ])
+}
+
+fn govern(sp: &SchemaPlan, value: &[u8]) -> pipeline::Processed {
+    let mut json = Vec::new();
+    let decoded = value::decode(&sp.writer.root, value, &mut json).map(|()| json.as_slice());
+    let input = Input {
+        topic: "shop.orders.avro",
+        partition: 0,
+        offset: 1,
+        timestamp: Some(1_795_391_000_000),
+        key: None,
+        value: Some(value),
+        headers: &[],
+    };
+    let cx = Context {
+        policy: "avro-shop@0",
+        worker: "w",
+        now_ms: 1_795_392_000_000,
+        limits: crate::engine::Limits::default(),
+    };
+    let mut encode = |i: usize, json: &[u8]| -> Result<Vec<u8>, String> {
+        let v: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        value::encode(&sp.derived[i].ty, &v, &mut out)?;
+        Ok(out)
+    };
+    pipeline::process_decoded(
+        &sp.plan,
+        None,
+        &input,
+        decoded,
+        &MemoryState::default(),
+        &cx,
+        &mut Scratch::default(),
+        &mut encode,
+    )
+}
+
+fn field_of<'a>(v: &'a AV, name: &str) -> &'a AV {
+    match v {
+        AV::Record(fs) => {
+            &fs.iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no {name} in {v:?}"))
+                .1
+        }
+        AV::Union(_, b) => field_of(b, name),
+        other => panic!("{other:?} is not a record"),
+    }
+}
+
+#[test]
+fn an_avro_order_is_governed_and_every_output_reads_with_its_derived_schema() {
+    let c = compiled();
+    let sp = compile_for_schema(&c, 0, Schema::parse(order_schema()).unwrap()).unwrap();
+    let bytes = written(
+        order_schema(),
+        order_value("4111 1111 1111 1111", Some("call ana@example.com")),
+    );
+    let p = govern(&sp, &bytes);
+    let Written::Governed { governed, .. } = &p.written else {
+        panic!("{:?}", p.written)
+    };
+    let outs: Vec<&crate::engine::Output> = governed
+        .outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Emitted(o) => Some(o),
+            Outcome::Suppressed(_) => None,
+        })
+        .collect();
+    assert_eq!(outs.len(), 2);
+    let a = read_back(&sp.derived[0].text, &outs[0].value);
+    let s = read_back(&sp.derived[1].text, &outs[1].value);
+    let pseudonym = crate::transform::pseudonym_with_key(b"0123456789abcdef0123", b"c-1");
+    assert_eq!(
+        *field_of(field_of(&a, "customer"), "id"),
+        AV::String(pseudonym)
+    );
+    assert_eq!(
+        *field_of(field_of(&a, "customer"), "name"),
+        AV::String("[REDACTED]".into())
+    );
+    assert_eq!(
+        *field_of(field_of(&a, "customer"), "birth_date"),
+        AV::Union(1, Box::new(AV::String("1978".into())))
+    );
+    // The scanned note: the e-mail address inside is redacted for analytics (no rule).
+    assert_eq!(
+        *field_of(&a, "notes"),
+        AV::Union(
+            1,
+            Box::new(AV::String("call [REDACTED:pii.contact.email]".into()))
+        )
+    );
+    assert_eq!(
+        *field_of(field_of(&s, "payment"), "card_number"),
+        AV::String("***************1111".into())
+    );
+    assert_eq!(
+        *field_of(field_of(&s, "customer"), "email"),
+        AV::Union(1, Box::new(AV::String("ana@example.com".into())))
+    );
+    // Nothing unclassified, nothing dropped leaks: compare the text of everything.
+    for out in [format!("{a:?}"), format!("{s:?}")] {
+        assert!(
+            !out.contains("asthma") && !out.contains("EUR") && !out.contains("gift"),
+            "{out}"
+        );
+    }
+    assert!(!format!("{a:?}").contains("ana@example.com") && !format!("{a:?}").contains("4111"));
+}
+
+#[test]
+fn bad_bytes_dead_letter_with_reason_schema_and_the_original_value() {
+    let c = compiled();
+    let sp = compile_for_schema(&c, 0, Schema::parse(order_schema()).unwrap()).unwrap();
+    let mut bytes = written(order_schema(), order_value("4111 1111 1111 1111", None));
+    bytes.truncate(bytes.len() - 3);
+    let p = govern(&sp, &bytes);
+    let Written::DeadLetter(d) = &p.written else {
+        panic!("{:?}", p.written)
+    };
+    assert_eq!(d.reason, DeadLetterReason::Schema);
+    assert_eq!(d.value.as_deref(), Some(&bytes[..]));
+}
+
+#[test]
+fn a_kept_number_that_turns_out_to_be_a_card_dead_letters_rather_than_break_the_schema() {
+    // `qty` is kept for support; a card number in it is caught by the guard
+    // of kept values and rewritten as text, which an `int` cannot hold: the
+    // record is dead-lettered (fail closed), never written half.
+    let text = r#"{"type":"record","name":"O","fields":[
+        {"name":"created_at","type":"long","classes":["public"]},
+        {"name":"customer","type":{"type":"record","name":"C","fields":[{"name":"id","type":"string","classes":["pii.identifier.customer_id"]}]}},
+        {"name":"ref","type":"long","classes":["internal"]}]}"#;
+    let c = compiled();
+    let sp = compile_for_schema(&c, 0, Schema::parse(text).unwrap()).unwrap();
+    let v = |r: i64| {
+        AV::Record(vec![
+            ("created_at".into(), AV::Long(1_795_391_000_000)),
+            (
+                "customer".into(),
+                AV::Record(vec![("id".into(), AV::String("c".into()))]),
+            ),
+            ("ref".into(), AV::Long(r)),
+        ])
+    };
+    let ok = govern(&sp, &written(text, v(12)));
+    assert!(
+        matches!(ok.written, Written::Governed { .. }),
+        "{:?}",
+        ok.written
+    );
+    let card = govern(&sp, &written(text, v(4_111_111_111_111_111)));
+    let Written::DeadLetter(d) = &card.written else {
+        panic!("{:?}", card.written)
+    };
+    assert_eq!(d.reason, DeadLetterReason::Schema);
+    assert!(d.detail.contains("derived schema"), "{}", d.detail);
+}
+
+#[test]
+fn the_stand_in_registry_speaks_confluents_api() {
+    let r = standin::StandIn::start("127.0.0.1:0").unwrap();
+    let c = registry::Registry::plain(&r.url());
+    let v1 = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;
+    let v2 = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long","default":0}]}"#;
+    let bad = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"c","type":"long"}]}"#;
+    let id1 = c.register("t-value", v1).unwrap();
+    assert_eq!(
+        c.register("t-value", v1).unwrap(),
+        id1,
+        "registering again finds it"
+    );
+    assert_eq!(c.schema_by_id(id1).unwrap(), v1);
+    assert!(c.compatible("t-value", "latest", v2).unwrap());
+    assert!(!c.compatible("t-value", "latest", bad).unwrap());
+    let id2 = c.register("t-value", v2).unwrap();
+    assert_ne!(id1, id2);
+    match c.register("t-value", bad) {
+        Err(registry::RegistryError::Incompatible {
+            subject, version, ..
+        }) => {
+            assert_eq!(
+                (subject.as_str(), version.as_str()),
+                ("t-value", " (version 2)")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.schema_by_id(999),
+        Err(registry::RegistryError::NotFound(_))
+    ));
+    r.set_down(true);
+    assert!(matches!(
+        c.schema_by_id(id1),
+        Err(registry::RegistryError::Unavailable(_))
+    ));
+    r.set_down(false);
+    assert_eq!(r.subjects()["t-value"].len(), 2);
+    drop(r);
+    assert!(matches!(
+        c.schema_by_id(id1),
+        Err(registry::RegistryError::Unavailable(_))
+    ));
+}
+
+#[test]
+fn a_compatible_writer_evolution_gives_compatible_derived_schemas() {
+    // v2 adds an optional classified field and an unclassified one: every
+    // purpose's derived schema stays BACKWARD compatible by the registry's check.
+    let c = compiled();
+    let v1 = order_schema().to_string();
+    let mut j: Value = serde_json::from_str(&v1).unwrap();
+    j["fields"].as_array_mut().unwrap().push(json!({"name": "coupon", "type": ["null", "string"], "default": null, "classes": ["internal"]}));
+    j["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "tracking", "type": ["null", "string"], "default": null}));
+    let v2 = j.to_string();
+    let r = standin::StandIn::start("127.0.0.1:0").unwrap();
+    let reg = registry::Registry::plain(&r.url());
+    let d1 = compile_for_schema(&c, 0, Schema::parse(&v1).unwrap()).unwrap();
+    let d2 = compile_for_schema(&c, 0, Schema::parse(&v2).unwrap()).unwrap();
+    for (i, o) in d1.plan.outputs.iter().enumerate() {
+        let subject = format!("{}-value", o.topic);
+        reg.register(&subject, &d1.derived[i].text).unwrap();
+        assert!(
+            reg.compatible(&subject, "latest", &d2.derived[i].text)
+                .unwrap(),
+            "{}",
+            o.name
+        );
+        assert!(d2.derived[i].text.contains("coupon") && !d2.derived[i].text.contains("tracking"));
+    }
+}
+
+#[test]
+fn schema_classes_come_from_attributes_and_mapped_tags_only() {
+    let s = Schema::parse(order_schema()).unwrap();
+    let tags = vec![("PII".to_string(), "pii.contact.email".to_string())];
+    let found: Vec<(String, String)> = schema::schema_classes(&s, &tags)
+        .into_iter()
+        .map(|(p, c, _)| (p.to_string(), c))
+        .collect();
+    assert!(found.contains(&("customer.email".into(), "pii.contact.email".into())));
+    assert!(found.contains(&("items[].sku".into(), "behavioral.purchase".into())));
+    // SENSITIVE is not mapped here: health_notes gets no class from it.
+    assert!(!found.iter().any(|(p, _)| p == "customer.health_notes"));
+    assert!(matches!(s.root, Ty::Record(_)));
+}
