@@ -24,6 +24,9 @@ pub struct Health {
     /// When the oldest record still waiting for an acknowledgement was
     /// seen waiting without any acknowledgement since (0 = none waiting).
     produce_waiting_since_ms: AtomicI64,
+    /// The schema registry cannot be reached: partitions that need a new
+    /// schema are paused until it answers.
+    registry_down: AtomicBool,
 }
 
 impl Health {
@@ -37,6 +40,11 @@ impl Health {
 
     pub fn set_state_lost(&self) {
         self.state_lost.store(true, Ordering::SeqCst);
+    }
+
+    /// From the consumer loop: whether the schema registry answers.
+    pub fn registry_up(&self, up: bool) {
+        self.registry_down.store(!up, Ordering::SeqCst);
     }
 
     pub fn state_lost(&self) -> bool {
@@ -94,6 +102,9 @@ impl Health {
         }
         if self.brokers_down_since_ms.load(Ordering::SeqCst) > 0 {
             out.push("no broker connection is up");
+        }
+        if self.registry_down.load(Ordering::SeqCst) {
+            out.push("schema registry unreachable: partitions that need a new schema are paused");
         }
         if self.produce_stalled(now_ms) {
             out.push("producer stalled: records in flight and no acknowledgement for 30 s");

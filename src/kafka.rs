@@ -38,8 +38,8 @@ pub enum WorkerError {
         secs: u64,
         reason: String,
     },
-    #[error("stream `{0}` is avro; this version of the worker reads JSON streams only")]
-    AvroUnsupported(String),
+    #[error("schema registry: {0}")]
+    Registry(String),
     #[error("an audit record could not be delivered to the audit topic, or the producer failed for good (see the log); custos stopped without committing past it and redoes it on the next start")]
     AuditUndeliverable,
     #[error("exactly_once needs a stable instance id per worker (the transactional.id that fences a dead predecessor): set CUSTOS_INSTANCE_ID (on Kubernetes: the StatefulSet pod name) or export HOSTNAME")]

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub produce_failures: IntCounterVec,
     pub rebalances: IntCounterVec,
     pub chain_restarts: IntCounter,
+    /// Schema registry requests that failed, by kind (`unavailable`, `not_found`, `refused`).
+    pub registry_errors: IntCounterVec,
     pub policy_info: IntGaugeVec,
     /// 1 when `/readyz` answers 200, else 0; set at each scrape.
     pub ready: IntGauge,
@@ -171,6 +173,12 @@ impl Metrics {
                 "custos_produce_failures_total",
                 "Produce attempts that failed after librdkafka's own retries (retried by custos)",
                 &["topic"],
+            ),
+            registry_errors: counter(
+                &r,
+                "custos_schema_registry_errors_total",
+                "Schema registry requests that failed, by kind (unavailable: retried with backoff; not_found and refused: the records dead-lettered)",
+                &["kind"],
             ),
             rebalances: counter(
                 &r,

@@ -318,6 +318,8 @@ type Seen = (Option<String>, Value, Vec<(String, String)>);
 struct Reader {
     consumer: BaseConsumer,
     seen: Vec<Seen>,
+    /// The values as they arrived (binary formats).
+    raw: Vec<Vec<u8>>,
 }
 
 impl Reader {
@@ -351,6 +353,7 @@ impl Reader {
         Reader {
             consumer,
             seen: Vec::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -376,6 +379,7 @@ impl Reader {
                         String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
                     )
                 });
+            self.raw.push(m.payload().unwrap_or_default().to_vec());
             self.seen.push((
                 m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 value,
@@ -1493,5 +1497,254 @@ fn a_record_the_broker_refuses_is_reported_and_the_partition_moves_on() {
             .contains(&("topic", n.analytics.as_str())))
             >= 1
     );
+    w.stop();
+}
+
+// ---------------------------------------------------------------- Avro
+
+const EVENT_SCHEMA: &str = r#"{"type": "record", "name": "Event", "namespace": "wtest", "fields": [
+  {"name": "user", "type": "string"},
+  {"name": "n", "type": "long", "classes": ["internal"]},
+  {"name": "email", "type": ["null", "string"], "default": null, "confluent:tags": ["PII"]},
+  {"name": "secret", "type": "string"}]}"#;
+
+fn avro_compiled(n: &Names) -> Arc<Compiled> {
+    let text = format!(
+        r#"
+version: 1
+name: wtest
+tags: {{ PII: pii.contact.email }}
+keys: {{ k: {{ env: CUSTOS_TEST_KEY }} }}
+purposes:
+  analytics:
+    basis: legitimate_interest
+    retention: 30d
+    rules:
+      - {{ classes: [internal], action: keep }}
+      - {{ classes: [pii.identifier], action: {{ pseudonymize: {{ key: k }} }} }}
+  marketing:
+    basis: consent
+    retention: 30d
+    rules:
+      - {{ classes: [internal, pii.contact.email], action: keep }}
+streams:
+  events:
+    topic: {}
+    format: avro
+    subject: user
+    fields:
+      $key: pii.identifier.customer_id
+      user: pii.identifier.customer_id
+    outputs: {{ analytics: {}, marketing: {} }}
+consent: {{ topic: {} }}
+erasure: {{ topic: {} }}
+"#,
+        n.input, n.analytics, n.marketing, n.consent, n.erasure
+    );
+    let p = policy::load(&text, "wtest.yaml").unwrap();
+    Arc::new(
+        policy::plan::compile(
+            Arc::new(p),
+            &Keys::from_pairs([("k", b"test-key".to_vec())]),
+        )
+        .unwrap(),
+    )
+}
+
+#[allow(deprecated)]
+fn avro_event(id: u32, i: u64) -> (Option<String>, Vec<u8>) {
+    use apache_avro::types::Value as AV;
+    let user = format!("s-{}", i % 5);
+    let v = AV::Record(vec![
+        ("user".into(), AV::String(user.clone())),
+        ("n".into(), AV::Long(i as i64)),
+        (
+            "email".into(),
+            AV::Union(1, Box::new(AV::String(format!("{user}@example.com")))),
+        ),
+        ("secret".into(), AV::String("zzz".into())),
+    ]);
+    let mut out = vec![0];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend(
+        apache_avro::to_avro_datum(&apache_avro::Schema::parse_str(EVENT_SCHEMA).unwrap(), v)
+            .unwrap(),
+    );
+    (Some(user), out)
+}
+
+/// Decodes a wire-format output with the schema its id names in the registry.
+#[allow(deprecated)]
+fn read_wire(reg: &custos::avro::registry::Registry, bytes: &[u8]) -> apache_avro::types::Value {
+    let (id, mut body) = custos::avro::split_wire(bytes).unwrap();
+    let schema = apache_avro::Schema::parse_str(&reg.schema_by_id(id).unwrap()).unwrap();
+    let v = apache_avro::from_avro_datum(&schema, &mut body, None).unwrap();
+    assert!(body.is_empty());
+    v
+}
+
+fn avro_config(n: &Names, url: &str) -> Config {
+    let mut c = config(n, "at_least_once");
+    c.schema_registry.url = Some(url.to_string());
+    c
+}
+
+#[test]
+fn avro_records_are_governed_into_derived_schemas_and_bad_ones_dead_lettered() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    setup(&broker, &n, 2);
+    let compiled = avro_compiled(&n);
+    let registry = custos::avro::standin::StandIn::start("127.0.0.1:0").unwrap();
+    let id = registry
+        .register(&format!("{}-value", n.input), EVENT_SCHEMA)
+        .unwrap();
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    let mut records: Vec<(Option<String>, Vec<u8>)> = (0..20).map(|i| avro_event(id, i)).collect();
+    let mut truncated = avro_event(id, 99).1;
+    truncated.truncate(truncated.len() - 2);
+    records.push((None, b"{\"user\":\"json\"}".to_vec()));
+    records.push((None, avro_event(id + 1000, 98).1));
+    records.push((None, truncated));
+    produce(&p, &n.input, &records);
+    let w = start_with_config(
+        &broker,
+        &n,
+        &compiled,
+        false,
+        avro_config(&n, &registry.url()),
+    );
+    let reg = custos::avro::registry::Registry::plain(&registry.url());
+    let mut a = Reader::new(&b, &n.analytics);
+    let mut dl = Reader::new(&b, &n.dead_letter);
+    wait_until(
+        "every Avro input to reach analytics and 3 dead letters",
+        || {
+            a.poll();
+            dl.poll();
+            a.raw.len() >= 20 && dl.raw.len() >= 3
+        },
+    );
+    let mut ns = BTreeSet::new();
+    for raw in &a.raw {
+        let v = read_wire(&reg, raw);
+        let text = format!("{v:?}");
+        assert!(
+            !text.contains("example.com") && !text.contains("zzz") && !text.contains("\"s-"),
+            "{text}"
+        );
+        let apache_avro::types::Value::Record(fields) = v else {
+            panic!()
+        };
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["user", "n"],
+            "analytics gets the pseudonym and n only"
+        );
+        if let apache_avro::types::Value::Long(x) = fields[1].1 {
+            ns.insert(x as u64);
+        }
+        assert!(
+            matches!(&fields[0].1, apache_avro::types::Value::String(s) if s.starts_with("ps_"))
+        );
+    }
+    assert_eq!(ns, (0..20).collect());
+    // The derived schema is registered under the output topic's subject.
+    let subjects = registry.subjects();
+    let derived = &subjects[&format!("{}-value", n.analytics)];
+    assert_eq!(derived.len(), 1);
+    assert!(!derived[0].contains("secret") && derived[0].contains("pseudonymize"));
+    // Dead letters: the input unchanged, reason `schema`, for all three.
+    let errors: Vec<&str> = dl
+        .seen
+        .iter()
+        .map(|(_, _, h)| {
+            h.iter()
+                .find(|(k, _)| k == "custos-error")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        })
+        .collect();
+    assert_eq!(errors, ["schema", "schema", "schema"]);
+    assert!(dl.raw.contains(&b"{\"user\":\"json\"}".to_vec()));
+    assert_eq!(
+        total(&w.metrics.dead_lettered, |l| l
+            .contains(&("reason", "schema"))),
+        3
+    );
+    w.stop();
+}
+
+#[test]
+fn avro_a_registry_outage_pauses_and_loses_nothing() {
+    let broker = Broker::mock();
+    let n = Names::new();
+    setup(&broker, &n, 1);
+    let compiled = avro_compiled(&n);
+    let registry = custos::avro::standin::StandIn::start("127.0.0.1:0").unwrap();
+    let id = registry
+        .register(&format!("{}-value", n.input), EVENT_SCHEMA)
+        .unwrap();
+    registry.set_down(true);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(
+        &p,
+        &n.input,
+        &(0..30).map(|i| avro_event(id, i)).collect::<Vec<_>>(),
+    );
+    let w = start_with_config(
+        &broker,
+        &n,
+        &compiled,
+        false,
+        avro_config(&n, &registry.url()),
+    );
+    wait_until("the worker to hit the registry outage", || {
+        total(&w.metrics.registry_errors, |_| true) >= 2
+    });
+    assert!(w
+        .control
+        .health
+        .problems(0)
+        .iter()
+        .any(|p| p.contains("schema registry")));
+    let mut a = Reader::new(&b, &n.analytics);
+    let mut dl = Reader::new(&b, &n.dead_letter);
+    a.poll();
+    dl.poll();
+    assert!(
+        a.raw.is_empty() && dl.raw.is_empty(),
+        "nothing governed or dead-lettered while down"
+    );
+    registry.set_down(false);
+    wait_until("every record after the registry is back", || {
+        a.poll();
+        a.raw.len() >= 30
+    });
+    let reg = custos::avro::registry::Registry::plain(&registry.url());
+    let ns: BTreeSet<i64> = a
+        .raw
+        .iter()
+        .filter_map(|r| match read_wire(&reg, r) {
+            apache_avro::types::Value::Record(f) => match f[1].1 {
+                apache_avro::types::Value::Long(x) => Some(x),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ns, (0..30).collect(), "each record once, none skipped");
+    assert_eq!(a.raw.len(), 30, "none twice");
+    dl.poll();
+    assert!(dl.raw.is_empty());
+    assert!(w
+        .control
+        .health
+        .problems(0)
+        .iter()
+        .all(|p| !p.contains("schema registry")));
     w.stop();
 }

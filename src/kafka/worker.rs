@@ -53,6 +53,7 @@ use crate::state::MemoryState;
 use crate::telemetry::events::{ChainRestarted, Event, RestartCause};
 use crate::telemetry::{Metrics, StreamMetrics};
 
+mod avro_in;
 mod client;
 mod delivery;
 mod lineage_out;
@@ -292,15 +293,7 @@ impl Worker {
     pub fn run(self) -> Result<(), WorkerError> {
         let cfg = &self.config;
         let eos = cfg.delivery.guarantee == Guarantee::ExactlyOnce;
-        if let Some(s) = self
-            .compiled
-            .policy
-            .streams
-            .iter()
-            .find(|s| s.format == Format::Avro)
-        {
-            return Err(WorkerError::AvroUnsupported(s.name.clone()));
-        }
+        let mut avro = avro_in::open(cfg, &self.compiled)?;
         let base = base_config(&self.bootstrap, &cfg.kafka.properties);
         let drain = Duration::from_millis(cfg.delivery.drain_timeout_ms);
         let startup = Duration::from_secs(30);
@@ -524,6 +517,19 @@ impl Worker {
                     store(&consumer, &shared);
                     last_store = Instant::now();
                 }
+                if let Some(a) = avro.as_mut() {
+                    let due = a.due();
+                    if !due.is_empty() {
+                        let mut tpl = TopicPartitionList::new();
+                        for tp in &due {
+                            tpl.add_partition(&tp.0, tp.1);
+                        }
+                        // A partition revoked meanwhile is not ours to resume.
+                        if let Err(e) = consumer.resume(&tpl) {
+                            tracing::debug!(error = %e, "resume after the registry backoff");
+                        }
+                    }
+                }
                 let msg = match consumer.poll(Duration::from_millis(100)) {
                     None => continue,
                     Some(Err(e)) => {
@@ -541,6 +547,42 @@ impl Worker {
                     (tp, chain)
                 });
                 let tp = tp.clone();
+                // Avro: the record's schema, compiled once per id. While the
+                // registry is down, its partition waits (paused, rewound).
+                let avro_in = match (avro.as_mut(), self.compiled.policy.streams[si].format) {
+                    (Some(a), Format::Avro) => {
+                        if a.is_paused(&tp) || a.stale(&tp, msg.offset()) {
+                            continue;
+                        }
+                        match msg.payload() {
+                            None => Some(AvroIn::Dead(String::new())),
+                            Some(v) => match a.lookup(
+                                &self.compiled,
+                                si,
+                                v,
+                                &self.metrics,
+                                &self.control.health,
+                            )? {
+                                avro_in::Lookup::Ready(c) => Some(AvroIn::Ready(c)),
+                                avro_in::Lookup::Dead(why) => Some(AvroIn::Dead(why)),
+                                avro_in::Lookup::Retry => {
+                                    let mut tpl = TopicPartitionList::new();
+                                    tpl.add_partition(&tp.0, tp.1);
+                                    consumer.pause(&tpl)?;
+                                    consumer.seek(
+                                        &tp.0,
+                                        tp.1,
+                                        Offset::Offset(msg.offset()),
+                                        Duration::from_secs(10),
+                                    )?;
+                                    a.paused(tp.clone(), msg.offset());
+                                    continue;
+                                }
+                            },
+                        }
+                    }
+                    _ => None,
+                };
                 let seed = shared
                     .unseeded
                     .lock()
@@ -556,6 +598,7 @@ impl Worker {
                         &self.compiled,
                         si,
                         &ctxs[si],
+                        avro_in.as_ref(),
                         &actx,
                         &msg,
                         &state,
@@ -749,6 +792,12 @@ fn abandon(
 }
 
 /// One stream's per-record context, resolved at start.
+/// How an Avro record is read: its compiled schema, or why it cannot be.
+enum AvroIn {
+    Ready(Arc<avro_in::AvroCtx>),
+    Dead(String),
+}
+
 struct StreamCtx {
     metrics: StreamMetrics,
     /// Output topic per plan output.
@@ -770,6 +819,7 @@ fn govern_message(
     compiled: &Compiled,
     si: usize,
     ctx: &StreamCtx,
+    avro: Option<&AvroIn>,
     actx: &AuditCtx<'_>,
     msg: &BorrowedMessage<'_>,
     state: &MemoryState,
@@ -777,7 +827,10 @@ fn govern_message(
     dead_letter_topic: &Arc<str>,
     limits: engine::Limits,
 ) -> (Vec<OutRecord>, audit::Unsealed, bool) {
-    let plan = &compiled.streams[si];
+    let (plan, ctx) = match avro {
+        Some(AvroIn::Ready(c)) => (&c.sp.plan, &c.ctx),
+        _ => (&compiled.streams[si], ctx),
+    };
     let sm = &ctx.metrics;
     let timer = sm.processing.start_timer();
     let raw = raw_headers(msg);
@@ -796,14 +849,46 @@ fn govern_message(
         now_ms: now_ms(),
         limits,
     };
-    let processed = pipeline::process(
-        plan,
-        Some((&ctx.audit, actx.key)),
-        &input,
-        state,
-        &cx,
-        scratch,
-    );
+    let audit_with = Some((&ctx.audit, actx.key));
+    let processed = match avro {
+        None => pipeline::process(plan, audit_with, &input, state, &cx, scratch),
+        Some(AvroIn::Dead(why)) => {
+            let none = |_: usize, _: &[u8]| -> Result<Vec<u8>, String> { Err(String::new()) };
+            pipeline::process_decoded(
+                plan,
+                audit_with,
+                &input,
+                Err(why.clone()),
+                state,
+                &cx,
+                scratch,
+                &mut { none },
+            )
+        }
+        Some(AvroIn::Ready(c)) => {
+            let mut json = Vec::new();
+            let decoded = match msg.payload().map(crate::avro::split_wire) {
+                Some(Ok((id, body))) => {
+                    crate::avro::value::decode(&c.sp.writer.root, body, &mut json)
+                        .map(|()| json.as_slice())
+                        .map_err(|e| format!("the value does not decode with schema id {id}: {e}"))
+                }
+                Some(Err(why)) => Err(why),
+                None => Ok(&[][..]),
+            };
+            let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j);
+            pipeline::process_decoded(
+                plan,
+                audit_with,
+                &input,
+                decoded,
+                state,
+                &cx,
+                scratch,
+                &mut encode,
+            )
+        }
+    };
     sm.observe(&processed.deltas(), || input.source());
     let pipeline::Processed { written, audit } = processed;
     let audit = audit.expect("asked for an audit record");
