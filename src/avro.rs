@@ -20,7 +20,7 @@ mod tests;
 use std::sync::Arc;
 
 use crate::policy::plan::{compile_stream, Compiled, StreamPlan};
-use crate::policy::{FieldSpec, Stream};
+use crate::policy::{FieldSpec, Policy, Stream};
 
 pub use self::derive::Derived;
 pub use self::schema::Schema;
@@ -66,11 +66,10 @@ pub struct SchemaPlan {
 /// # Errors
 /// A class the schema names that the policy's taxonomy does not have.
 pub fn with_schema_classes(
-    compiled: &Compiled,
+    policy: &Policy,
     stream: &Stream,
     schema: &Schema,
 ) -> Result<Stream, String> {
-    let policy = &compiled.policy;
     let mut out = stream.clone();
     for (path, class, source) in schema::schema_classes(schema, &policy.tags) {
         if !policy.taxonomy.contains(&class) {
@@ -111,7 +110,7 @@ pub fn compile_for_schema(
     schema: Schema,
 ) -> Result<SchemaPlan, String> {
     let stream = &compiled.policy.streams[si];
-    let augmented = with_schema_classes(compiled, stream, &schema)?;
+    let augmented = with_schema_classes(&compiled.policy, stream, &schema)?;
     let plan =
         compile_stream(&compiled.policy, &augmented, &compiled.keys).map_err(|e| e.to_string())?;
     let derived = (0..plan.outputs.len())

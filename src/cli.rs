@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod policy_test;
 pub mod report;
 pub mod run;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub enum Command {
         purpose: Option<String>,
         #[arg(long, value_enum, default_value_t = ExplainFormat::Table)]
         format: ExplainFormat,
+        /// An Avro writer schema (.avsc) for the stream: every path of the
+        /// schema, with where each class came from (needs --stream)
+        #[arg(long)]
+        schema: Option<PathBuf>,
     },
     /// Govern NDJSON events offline, exactly as the worker would, and print one line per emitted output
     Apply(apply::ApplyArgs),
@@ -68,6 +73,19 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Avro: the schema of each purpose's output, derived from a writer schema
+    Schema {
+        #[command(subcommand)]
+        command: schema::SchemaCommand,
+    },
+    /// A Confluent-compatible Schema Registry in memory (the REST subset
+    /// custos and Confluent's clients use), to try Avro streams without
+    /// one; keeps nothing on disk: for tests and demos, not production
+    Registry {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
     },
     /// Record of processing activities (GDPR Art. 30) from the policy
     Report {
@@ -218,12 +236,31 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             stream,
             purpose,
             format,
+            schema: None,
         } => {
             let policy = load_policy(&file)?;
             let text = explain::explain(&policy, stream.as_deref(), purpose.as_deref(), format)?;
             print!("{text}");
             Ok(())
         }
+        Command::Explain {
+            file,
+            stream,
+            purpose,
+            format,
+            schema: Some(schema),
+        } => {
+            let policy = load_policy(&file)?;
+            let stream = stream
+                .ok_or_else(|| Failure::new("--schema explains one stream: give --stream too"))?;
+            let writer = schema::read_schema(&schema)?;
+            let text =
+                explain::explain_schema(&policy, &stream, purpose.as_deref(), format, &writer)?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Schema { command } => schema::run(&command),
+        Command::Registry { listen } => schema::serve_registry(&listen),
         Command::Apply(args) => apply::run(&args),
         Command::Run { config } => run::run(&config),
         Command::Demo => demo::run(),

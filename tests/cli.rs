@@ -625,8 +625,28 @@ fn demo_runs_the_whole_flow() {
         "{text}"
     );
     assert!(
-        text.contains("DEAD LETTERS custos.dead-letter: 2 records"),
+        text.contains("DEAD LETTERS custos.dead-letter: 3 records"),
         "{text}"
+    );
+    // The Avro stream: governed into derived schemas registered in the
+    // stand-in; the JSON record on the Avro topic is a `schema` dead letter.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("shop.orders.avro/") && l.ends_with("(schema)")),
+        "{text}"
+    );
+    let avro = text
+        .split("PURPOSE analytics → shop.orders.avro.analytics")
+        .nth(1)
+        .and_then(|t| t.split("\n\n").next())
+        .unwrap_or_default();
+    assert!(
+        avro.contains("1 records") && avro.contains("\"birth_date\":\"1985\""),
+        "{avro}"
+    );
+    assert!(
+        !avro.contains("ada@example.com") && !avro.contains("4111"),
+        "{avro}"
     );
     // The erased subject's data is nowhere in the outputs.
     assert!(
@@ -932,7 +952,7 @@ fn policy_diff_golden_in_every_format() {
         );
         assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains("9 widening changes"),
+            stderr(&out).contains("13 widening changes"),
             "{}",
             stderr(&out)
         );
@@ -1018,7 +1038,7 @@ fn policy_diff_exit_codes() {
     allowed.push("--allow-widening");
     let out = custos(&allowed, None);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("9 widening"));
+    assert!(stdout(&out).contains("13 widening"));
 
     // Unreadable or invalid policy, either side: exit 2.
     let bad = write(
@@ -1072,7 +1092,7 @@ fn policy_diff_reads_git_revisions() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).contains("old: git:HEAD:policy.yaml (acme-shop@"));
-    assert!(stdout(&out).contains("9 widening, 1 narrowing, 3 neutral"));
+    assert!(stdout(&out).contains("13 widening, 1 narrowing, 3 neutral"));
 }
 
 #[test]
@@ -1201,4 +1221,180 @@ fn an_envelope_without_timestamp_or_event_time_has_no_age() {
         "{}",
         stderr(&out)
     );
+}
+
+fn apply_avro(extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "apply",
+        "examples/shop/policy.yaml",
+        "--stream",
+        "orders_avro",
+        "--input",
+        "examples/shop/orders-avro.ndjson",
+        "--now",
+        "2026-11-25T00:00:00Z",
+    ];
+    args.extend_from_slice(extra);
+    custos(&args, None)
+}
+
+#[test]
+fn apply_governs_avro_in_its_json_encoding_with_derived_schemas() {
+    // Without the writer schema, an Avro stream is refused with what to do.
+    let out = apply_avro(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--schema FILE.avsc"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = apply_avro(&["--schema", "schemas/avro/shop-order.avsc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first_analytics = lines.iter().find(|l| l["purpose"] == "analytics").unwrap();
+    let v = &first_analytics["value"];
+    // Avro's JSON encoding: the union branch is named; the date generalized
+    // to a year changed the field's type to string.
+    assert_eq!(
+        v["customer"]["birth_date"],
+        serde_json::json!({"string": "1985"})
+    );
+    assert!(v["customer"]["id"].as_str().unwrap().starts_with("ps_"));
+    assert!(v["customer"].get("email").is_none() && v["payment"].get("card_number").is_none());
+    assert!(
+        v.get("attributes").is_none() && v.get("channel").is_none(),
+        "unclassified: dropped"
+    );
+    // The fingerprint is the derived schema's, the one `schema derive` prints.
+    let fp = first_analytics["schema"].as_str().unwrap().to_string();
+    let derive = custos(
+        &[
+            "schema",
+            "derive",
+            "examples/shop/policy.yaml",
+            "--stream",
+            "orders_avro",
+            "--purpose",
+            "analytics",
+            "--schema",
+            "schemas/avro/shop-order.avsc",
+        ],
+        None,
+    );
+    assert!(derive.status.success(), "{}", stderr(&derive));
+    assert!(stderr(&derive).contains(&fp), "{} vs {fp}", stderr(&derive));
+    let derived: Value = serde_json::from_str(&stdout(&derive)).unwrap();
+    let text = derived.to_string();
+    assert!(
+        !text.contains("card_number")
+            && !text.contains("health_notes")
+            && text.contains("custos.action")
+    );
+    // support keeps the card masked and the email (classified by the PII tag).
+    let support = lines.iter().find(|l| l["purpose"] == "support").unwrap();
+    assert_eq!(
+        support["value"]["payment"]["card_number"],
+        "***************1111"
+    );
+    assert_eq!(
+        support["value"]["customer"]["email"],
+        serde_json::json!({"string": "ada@example.com"})
+    );
+    assert_ne!(support["schema"], first_analytics["schema"]);
+
+    // A value that does not fit the writer schema: a `schema` dead letter, and the rest flows.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let good = std::fs::read_to_string("examples/shop/orders-avro.ndjson").unwrap();
+    let first = good.lines().next().unwrap();
+    std::fs::write(&input, format!("{{\"order_id\": 5}}\n{first}\n")).unwrap();
+    let dl = dir.path().join("dl.ndjson");
+    let out = custos(
+        &[
+            "apply",
+            "examples/shop/policy.yaml",
+            "--stream",
+            "orders_avro",
+            "--schema",
+            "schemas/avro/shop-order.avsc",
+            "--input",
+            input.to_str().unwrap(),
+            "--now",
+            "2026-11-25T00:00:00Z",
+            "--dead-letter",
+            dl.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().count(),
+        2,
+        "the good order to both purposes"
+    );
+    let dead: Value = serde_json::from_str(std::fs::read_to_string(&dl).unwrap().trim()).unwrap();
+    assert_eq!(dead["reason"], "schema");
+}
+
+#[test]
+fn explain_with_a_schema_names_where_each_class_came_from() {
+    let out = custos(
+        &[
+            "explain",
+            "examples/shop/policy.yaml",
+            "--stream",
+            "orders_avro",
+            "--schema",
+            "schemas/avro/shop-order.avsc",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let field = |p: &str| {
+        v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == p)
+            .unwrap_or_else(|| panic!("no {p}"))
+            .clone()
+    };
+    assert_eq!(
+        field("customer.email")["classes"],
+        serde_json::json!([{"class": "pii", "from": "tag PII"}])
+    );
+    assert_eq!(
+        field("customer.name")["classes"][0]["from"],
+        "schema `classes`"
+    );
+    assert!(field("customer.id")["classes"][0]["from"]
+        .as_str()
+        .unwrap()
+        .starts_with("policy line"));
+    assert_eq!(
+        field("channel")["purposes"][0]["action"],
+        "drop (unclassified)"
+    );
+    assert_eq!(
+        field("payment.card_number")["purposes"][1]["action"],
+        "mask(keep_first=0, keep_last=4, char=*)"
+    );
+    // --schema needs --stream.
+    let out = custos(
+        &[
+            "explain",
+            "examples/shop/policy.yaml",
+            "--schema",
+            "schemas/avro/shop-order.avsc",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
 }

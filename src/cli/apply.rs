@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{load_compiled, Failure};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
+use crate::avro;
 use crate::codec::{self, Kind, Tape};
 use crate::engine::{self, DeadLetterReason, Outcome, Scratch, Suppression};
 use crate::pipeline;
@@ -23,6 +24,12 @@ use crate::policy::keys::{read_secret, KeyError};
 use crate::policy::Format;
 use crate::policy::KeySource;
 use crate::state::MemoryState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    Json,
+    Avro,
+}
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -52,6 +59,14 @@ pub struct ApplyArgs {
     /// Write dead-lettered records here (NDJSON; holds raw input: protect it like the input)
     #[arg(long = "dead-letter")]
     pub dead_letter: Option<PathBuf>,
+    /// Avro streams: the writer schema (.avsc) the input values follow, in
+    /// Avro's JSON encoding; outputs are printed in the same encoding with
+    /// `"schema"`, the fingerprint of the purpose's derived schema
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// The input's format; default: the stream's (`avro` needs `--schema`)
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
     /// Write the audit records (one per input line, hash-chained) here as NDJSON.
     /// Signed with CUSTOS_AUDIT_KEY; without it, with a one-time random key (a warning says so)
     #[arg(long)]
@@ -303,16 +318,8 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 .join(", ")
         ))
     })?;
-    if compiled
-        .policy
-        .stream(&args.stream)
-        .is_some_and(|s| s.format == Format::Avro)
-    {
-        return Err(Failure::new(format!(
-            "stream `{}` is avro; `custos apply` reads JSON events only",
-            args.stream
-        )));
-    }
+    let avro = avro_plan(&compiled, args)?;
+    let plan = avro.as_ref().map_or(plan, |sp| &sp.plan);
     let only = match &args.purpose {
         None => None,
         Some(p) => Some(plan.output_index(p).map_err(Failure::new)?),
@@ -439,7 +446,15 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                         headers: &env.headers,
                         ..plain(raw)
                     };
-                    pipeline::process(plan, audit_with, &input, &state, &cx, &mut scratch)
+                    govern(
+                        plan,
+                        avro.as_ref(),
+                        audit_with,
+                        &input,
+                        &state,
+                        &cx,
+                        &mut scratch,
+                    )
                 }
                 Err(detail) => pipeline::refuse(
                     plan,
@@ -451,7 +466,15 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 ),
             }
         } else {
-            pipeline::process(plan, audit_with, &plain(raw), &state, &cx, &mut scratch)
+            govern(
+                plan,
+                avro.as_ref(),
+                audit_with,
+                &plain(raw),
+                &state,
+                &cx,
+                &mut scratch,
+            )
         };
 
         if let (Some((w, key, _, chains)), Some(record)) = (audit_out.as_mut(), &processed.audit) {
@@ -487,8 +510,15 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                         if only.is_some_and(|p| p != i) {
                             continue;
                         }
-                        write_output(&mut out, &plan.outputs[i].name, &plan.outputs[i].topic, &o)
-                            .map_err(io_err)?;
+                        let fingerprint = avro.as_ref().map(|sp| sp.derived[i].fingerprint());
+                        write_output(
+                            &mut out,
+                            &plan.outputs[i].name,
+                            &plan.outputs[i].topic,
+                            &o,
+                            fingerprint.as_deref(),
+                        )
+                        .map_err(io_err)?;
                     }
                 }
             }
@@ -528,6 +558,90 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         per.join("; ")
     );
     Ok(())
+}
+
+/// The Avro plan for `--schema`, when the input is Avro.
+fn avro_plan(
+    compiled: &crate::policy::plan::Compiled,
+    args: &ApplyArgs,
+) -> Result<Option<avro::SchemaPlan>, Failure> {
+    let si = compiled
+        .policy
+        .streams
+        .iter()
+        .position(|s| s.name == args.stream)
+        .unwrap_or(0);
+    let stream_avro = compiled.policy.streams[si].format == Format::Avro;
+    let is_avro = match args.format {
+        Some(f) => f == InputFormat::Avro,
+        None => stream_avro,
+    };
+    if !is_avro {
+        if stream_avro {
+            return Err(Failure::new(format!(
+                "stream `{}` is avro; `--format json` governs it as JSON only if you mean it: drop `--format json` and give `--schema FILE.avsc`",
+                args.stream
+            )));
+        }
+        return Ok(None);
+    }
+    let path = args.schema.as_ref().ok_or_else(|| {
+        Failure::new(format!(
+            "stream `{}` is avro: give its writer schema with `--schema FILE.avsc` (input values in Avro's JSON encoding)",
+            args.stream
+        ))
+    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(format!("cannot read schema {}: {e}", path.display())))?;
+    let schema =
+        avro::Schema::parse(&text).map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+    avro::compile_for_schema(compiled, si, schema)
+        .map(Some)
+        .map_err(|e| Failure::new(format!("{}: {e}", path.display())))
+}
+
+/// Governs one input: as JSON, or (Avro) its value read in Avro's JSON
+/// encoding with the writer schema and each output written in it with the
+/// purpose's derived schema.
+fn govern(
+    plan: &crate::policy::plan::StreamPlan,
+    avro: Option<&avro::SchemaPlan>,
+    audit_with: Option<(&StreamAudit, &AuditKey)>,
+    input: &pipeline::Input<'_>,
+    state: &MemoryState,
+    cx: &pipeline::Context<'_>,
+    scratch: &mut Scratch,
+) -> pipeline::Processed {
+    let Some(sp) = avro else {
+        return pipeline::process(plan, audit_with, input, state, cx, scratch);
+    };
+    let json = input.value.map(|v| {
+        serde_json::from_slice::<Value>(v)
+            .map_err(|e| format!("not valid JSON: {e}"))
+            .and_then(|j| avro::value::from_avro_json(&sp.writer.root, &j))
+            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+            .map_err(|e| format!("the value does not fit the writer schema: {e}"))
+    });
+    let decoded = match &json {
+        None => Ok(&[][..]),
+        Some(Ok(b)) => Ok(b.as_slice()),
+        Some(Err(e)) => Err(e.clone()),
+    };
+    let mut encode = |o: usize, j: &[u8]| -> Result<Vec<u8>, String> {
+        let v: Value = serde_json::from_slice(j).map_err(|e| e.to_string())?;
+        let aj = avro::value::to_avro_json(&sp.derived[o].ty, &v)?;
+        serde_json::to_vec(&aj).map_err(|e| e.to_string())
+    };
+    pipeline::process_decoded(
+        plan,
+        audit_with,
+        input,
+        decoded,
+        state,
+        cx,
+        scratch,
+        &mut encode,
+    )
 }
 
 /// A line read as a record produced at `now_ms`, without key or headers.
@@ -586,6 +700,7 @@ fn write_output(
     purpose: &str,
     topic: &str,
     o: &engine::Output,
+    schema: Option<&str>,
 ) -> io::Result<()> {
     out.write_all(b"{\"purpose\":")?;
     serde_json::to_writer(&mut *out, purpose)?;
@@ -598,6 +713,10 @@ fn write_output(
     }
     out.write_all(b",\"value\":")?;
     out.write_all(&o.value)?;
+    if let Some(fp) = schema {
+        out.write_all(b",\"schema\":")?;
+        serde_json::to_writer(&mut *out, fp)?;
+    }
     out.write_all(b",\"headers\":")?;
     let names_unique = o
         .headers

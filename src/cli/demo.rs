@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use super::run::init_tracing;
 use super::Failure;
 use crate::audit::{AuditKey, Verifier};
+use crate::avro::{self, registry::Registry, standin::StandIn};
 use crate::config::{Config, LogFormat};
 use crate::kafka::embedded::Embedded;
 use crate::kafka::worker::{topic_specs, Control, Options, Worker};
@@ -24,6 +25,7 @@ use crate::policy::{self, keys::Keys, plan};
 use crate::telemetry::{total, Metrics};
 
 const POLICY: &str = include_str!("../../examples/shop/policy.yaml");
+const ORDER_SCHEMA: &str = include_str!("../../schemas/avro/shop-order.avsc");
 const DAY: i64 = 86_400_000;
 
 fn fail(what: &str) -> impl Fn(crate::kafka::WorkerError) -> Failure + '_ {
@@ -114,6 +116,53 @@ fn orders(now: i64) -> Vec<(Option<String>, Vec<u8>)> {
     ]
 }
 
+/// The demo's Avro input (Confluent wire format, schema id `id`): three
+/// orders, and one record a JSON producer wrote to the Avro topic by mistake.
+fn avro_orders(now: i64, id: u32, schema: &avro::Schema) -> Vec<(Option<String>, Vec<u8>)> {
+    let order = |oid: &str,
+                 days_ago: i64,
+                 subject: &str,
+                 name: &str,
+                 email: &str,
+                 notes: Option<&str>| {
+        let v = json!({
+            "order_id": oid,
+            "created_at": now - days_ago * DAY,
+            "channel": "web",
+            "customer": {"id": subject, "email": email, "name": name, "birth_date": "1985-12-10", "health_notes": null},
+            "payment": {"card_number": "4111 1111 1111 1111", "amount": 129.90, "currency": "EUR"},
+            "items": [{"sku": "BK-101", "qty": 2}],
+            "attributes": {"gift_wrap": "yes"},
+            "notes": notes,
+        });
+        let mut out = Vec::new();
+        avro::wire_header(id, &mut out);
+        // The example values fit the example schema.
+        let _ = avro::value::encode(&schema.root, &v, &mut out);
+        (Some(subject.to_string()), out)
+    };
+    vec![
+        order(
+            "o-2001",
+            1,
+            "c-1",
+            "Ada Lovelace",
+            "ada@example.com",
+            Some("Call +44 20 7946 0958 before delivery"),
+        ),
+        order(
+            "o-2002",
+            1,
+            "c-2",
+            "Grace Hopper",
+            "grace@example.org",
+            None,
+        ),
+        order("o-2003", 1, "c-4", "Linus T", "linus@example.com", None),
+        (Some("c-3".into()), br#"{"order_id":"o-2004"}"#.to_vec()),
+    ]
+}
+
 /// (key, value) records of one topic.
 type Keyed = Vec<(String, Vec<u8>)>;
 
@@ -135,6 +184,14 @@ fn subject_records() -> (Keyed, Keyed) {
 
 /// Every record of a topic from the beginning to its end.
 fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadBack> {
+    read_raw(bootstrap, topic)
+        .into_iter()
+        .map(|(k, v, h)| (k, String::from_utf8_lossy(&v).into_owned(), h))
+        .collect()
+}
+
+/// [`read_all`] with the values as bytes.
+fn read_raw(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>, Vec<(String, String)>)> {
     let Ok(c) = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "custos-demo-reader")
@@ -180,12 +237,31 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadBack> {
                 .unwrap_or_default();
             out.push((
                 m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
                 headers,
             ));
         }
     }
     out
+}
+
+/// A wire-format value as JSON, decoded with the schema its id names.
+fn avro_text(client: &Registry, v: &[u8]) -> String {
+    let Ok((id, body)) = avro::split_wire(v) else {
+        return "(not wire format)".into();
+    };
+    let Ok(schema) = client
+        .schema_by_id(id)
+        .map_err(|e| e.to_string())
+        .and_then(|t| avro::Schema::parse(&t))
+    else {
+        return format!("(schema id {id} unreadable)");
+    };
+    let mut out = Vec::new();
+    match avro::value::decode(&schema.root, body, &mut out) {
+        Ok(()) => format!("(schema id {id}) {}", String::from_utf8_lossy(&out)),
+        Err(e) => format!("(does not decode: {e})"),
+    }
 }
 
 /// Runs `custos demo`.
@@ -206,8 +282,11 @@ pub fn run() -> Result<(), Failure> {
     .map_err(|_| Failure::new("demo: secrets"))?;
     let compiled =
         Arc::new(plan::compile(Arc::new(policy), &keys).map_err(|e| Failure::new(e.to_string()))?);
+    // The Avro stream's registry: the in-memory stand-in.
+    let registry = StandIn::start("127.0.0.1:0")
+        .map_err(|e| Failure::new(format!("demo: schema registry stand-in: {e}")))?;
     let cfg = Config::parse(
-        "policy = \"examples/shop/policy.yaml\"\n[kafka]\nbootstrap_servers = \"embedded\"\ngroup_id = \"custos-demo\"\n[delivery]\ndrain_timeout_ms = 5000\n",
+        &format!("policy = \"examples/shop/policy.yaml\"\n[kafka]\nbootstrap_servers = \"embedded\"\ngroup_id = \"custos-demo\"\n[delivery]\ndrain_timeout_ms = 5000\n[schema_registry]\nurl = \"{}\"\n", registry.url()),
         "demo",
         Default::default(),
     )
@@ -216,9 +295,10 @@ pub fn run() -> Result<(), Failure> {
     let broker = Embedded::start(1).map_err(fail("embedded broker"))?;
     let bootstrap = broker.bootstrap_servers();
     let input_topic = compiled.streams[0].topic.clone();
-    broker
-        .create_topic(&input_topic, 3)
-        .map_err(fail("topics"))?;
+    let avro_topic = compiled.streams[1].topic.clone();
+    for t in [&input_topic, &avro_topic] {
+        broker.create_topic(t, 3).map_err(fail("topics"))?;
+    }
     // The privacy team's topics: custos reads them, never creates them.
     for t in [
         &compiled.policy.consent_topic,
@@ -237,6 +317,12 @@ pub fn run() -> Result<(), Failure> {
 
     let now = crate::kafka::now_ms();
     let inputs = orders(now);
+    let order_schema =
+        avro::Schema::parse(ORDER_SCHEMA).map_err(|e| Failure::new(format!("demo: {e}")))?;
+    let schema_id = registry
+        .register(&format!("{avro_topic}-value"), ORDER_SCHEMA)
+        .map_err(|e| Failure::new(format!("demo: {e}")))?;
+    let avro_inputs = avro_orders(now, schema_id, &order_schema);
     let (consent, erasure) = subject_records();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -253,8 +339,12 @@ pub fn run() -> Result<(), Failure> {
             );
         }
     }
-    for (k, v) in &inputs {
-        let mut r = BaseRecord::<str, [u8]>::to(&input_topic)
+    for (topic, (k, v)) in inputs
+        .iter()
+        .map(|r| (&input_topic, r))
+        .chain(avro_inputs.iter().map(|r| (&avro_topic, r)))
+    {
+        let mut r = BaseRecord::<str, [u8]>::to(topic)
             .payload(&v[..])
             .timestamp(now);
         if let Some(k) = k {
@@ -285,7 +375,7 @@ pub fn run() -> Result<(), Failure> {
     };
     let handle = std::thread::spawn(move || worker.run());
     let deadline = Instant::now() + Duration::from_secs(45);
-    while total(&metrics.consumed, |_| true) < inputs.len() as u64
+    while total(&metrics.consumed, |_| true) < (inputs.len() + avro_inputs.len()) as u64
         && Instant::now() < deadline
         && !handle.is_finished()
     {
@@ -324,6 +414,29 @@ pub fn run() -> Result<(), Failure> {
                 .unwrap_or("");
             println!("  key={} {v}", k.as_deref().unwrap_or("null"));
             println!("    custos-classes: {classes}");
+        }
+        println!();
+    }
+    println!(
+        "INPUT {avro_topic} (Avro, Confluent wire format, schema id {schema_id} = schemas/avro/shop-order.avsc): {} records; classes also from the schema's `classes` and `confluent:tags`",
+        avro_inputs.len()
+    );
+    let client = Registry::plain(&registry.url());
+    for o in &compiled.streams[1].outputs {
+        let recs = read_raw(&bootstrap, &o.topic);
+        println!(
+            "PURPOSE {} → {} (derived schema registered as {}-value): {} records",
+            o.name,
+            o.topic,
+            o.topic,
+            recs.len()
+        );
+        for (k, v, _) in &recs {
+            println!(
+                "  key={} {}",
+                k.as_deref().unwrap_or("null"),
+                avro_text(&client, v)
+            );
         }
         println!();
     }
@@ -402,12 +515,16 @@ pub fn run() -> Result<(), Failure> {
         let name = o.name.as_str();
         let by = |r: &str| {
             total(&metrics.suppressed, |l| {
-                l.contains(&("purpose", name)) && l.contains(&("reason", r))
+                l.contains(&("stream", "orders"))
+                    && l.contains(&("purpose", name))
+                    && l.contains(&("reason", r))
             })
         };
         println!(
             "  {name:<10} emitted {}  suppressed: consent {} objection {} erasure {} expired {}",
-            total(&metrics.emitted, |l| l.contains(&("purpose", name))),
+            total(&metrics.emitted, |l| {
+                l.contains(&("stream", "orders")) && l.contains(&("purpose", name))
+            }),
             by("consent"),
             by("objection"),
             by("erasure"),

@@ -265,3 +265,245 @@ fn stream_table(policy: &Policy, s: &Stream, purposes: &[usize]) -> String {
     ));
     out
 }
+
+/// One path of an Avro schema for `explain --schema`.
+struct SchemaRow {
+    path: String,
+    ty: String,
+    /// (class, where it came from)
+    classes: Vec<(String, String)>,
+    /// The ancestor path the classes are inherited from, if not the path's own.
+    inherited: Option<String>,
+    /// A record, array or map: without classes of its own, its fields decide.
+    container: bool,
+}
+
+fn type_text(ty: &crate::avro::schema::Ty) -> String {
+    use crate::avro::schema::{IntLogical, LongLogical, Ty};
+    match ty {
+        Ty::Union(bs) => bs.iter().map(type_text).collect::<Vec<_>>().join("|"),
+        Ty::Array(i) => format!("array<{}>", type_text(i)),
+        Ty::Map(v) => format!("map<{}>", type_text(v)),
+        Ty::Record(r) => r.name.clone(),
+        Ty::Enum(e) => format!("enum {}", e.name),
+        Ty::Fixed(f) => match f.decimal {
+            Some(d) => format!("decimal({},{}) fixed", d.precision, d.scale),
+            None => format!("fixed {}", f.name),
+        },
+        Ty::Bytes(Some(d)) => format!("decimal({},{})", d.precision, d.scale),
+        Ty::Int(IntLogical::Date) => "date".into(),
+        Ty::Long(LongLogical::TimestampMillis) => "timestamp-millis".into(),
+        Ty::Long(LongLogical::TimestampMicros) => "timestamp-micros".into(),
+        Ty::Long(LongLogical::TimestampNanos) => "timestamp-nanos".into(),
+        Ty::String(true) => "uuid".into(),
+        other => other.branch_name(),
+    }
+}
+
+fn schema_rows(policy: &Policy, stream: &Stream, schema: &crate::avro::Schema) -> Vec<SchemaRow> {
+    use crate::avro::schema::{paths, schema_classes, ClassSource};
+    let mut explicit: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let mut add = |path: String, class: String, from: String| match explicit
+        .iter_mut()
+        .find(|(p, _)| *p == path)
+    {
+        Some((_, cs)) => {
+            if !cs.iter().any(|(c, _)| *c == class) {
+                cs.push((class, from));
+            }
+        }
+        None => explicit.push((path, vec![(class, from)])),
+    };
+    for f in &stream.fields {
+        for c in &f.classes {
+            add(
+                f.path.to_string(),
+                c.clone(),
+                format!("policy line {}", f.pos.line),
+            );
+        }
+    }
+    for (path, class, source) in schema_classes(schema, &policy.tags) {
+        let from = match source {
+            ClassSource::Attribute => "schema `classes`".to_string(),
+            ClassSource::Tag(t) => format!("tag {t}"),
+        };
+        add(path.to_string(), class, from);
+    }
+    paths(schema)
+        .into_iter()
+        .map(|(path, ty)| {
+            let own = explicit.iter().find(|(p, _)| *p == path);
+            let (classes, inherited) = match own {
+                Some((_, cs)) => (cs.clone(), None),
+                None => explicit
+                    .iter()
+                    .filter(|(p, _)| {
+                        path.len() > p.len()
+                            && path.starts_with(p.as_str())
+                            && matches!(path.as_bytes()[p.len()], b'.' | b'[')
+                    })
+                    .max_by_key(|(p, _)| p.len())
+                    .map_or((Vec::new(), None), |(p, cs)| (cs.clone(), Some(p.clone()))),
+            };
+            let container = ty
+                .branches()
+                .iter()
+                .any(|b| b.shape() == crate::avro::schema::Shape::Container);
+            SchemaRow {
+                path,
+                container,
+                ty: type_text(&ty),
+                classes,
+                inherited,
+            }
+        })
+        .collect()
+}
+
+/// `explain --schema`: every path of an Avro writer schema, its classes and
+/// where each came from (policy line, the schema's `classes` attribute, a
+/// `confluent:tags` value through `tags:`), and what each purpose does.
+///
+/// # Errors
+/// An unknown stream or purpose, or a schema class the taxonomy lacks.
+pub fn explain_schema(
+    policy: &Policy,
+    stream: &str,
+    purpose: Option<&str>,
+    format: ExplainFormat,
+    schema: &crate::avro::Schema,
+) -> Result<String, Failure> {
+    let s = policy.stream(stream).ok_or_else(|| {
+        Failure::new(format!(
+            "unknown stream `{stream}`; the policy has: {}",
+            policy
+                .streams
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    // The same check the worker makes: a class the taxonomy lacks makes the schema unusable.
+    crate::avro::with_schema_classes(policy, s, schema).map_err(Failure::new)?;
+    let purposes: Vec<usize> = match purpose {
+        Some(p) => vec![policy
+            .purpose_index(p)
+            .ok_or_else(|| Failure::new(format!("unknown purpose `{p}`")))?],
+        None => (0..policy.purposes.len())
+            .filter(|&pi| {
+                s.outputs
+                    .iter()
+                    .any(|(n, _)| *n == policy.purposes[pi].name)
+            })
+            .collect(),
+    };
+    let rows = schema_rows(policy, s, schema);
+    let unclassified = unclassified_text(s);
+    let verdicts = |r: &SchemaRow| -> Vec<(String, String, String)> {
+        let classes: Vec<String> = r.classes.iter().map(|(c, _)| c.clone()).collect();
+        purposes
+            .iter()
+            .map(|&pi| {
+                if classes.is_empty() && r.container {
+                    (
+                        policy.purposes[pi].name.clone(),
+                        "(per field below)".to_string(),
+                        "its fields".to_string(),
+                    )
+                } else if classes.is_empty() {
+                    (
+                        policy.purposes[pi].name.clone(),
+                        format!("{unclassified} (unclassified)"),
+                        "default".to_string(),
+                    )
+                } else {
+                    let row = purpose_row(policy, s, pi, &classes);
+                    (row.purpose, row.action, row.decided_by)
+                }
+            })
+            .collect()
+    };
+    Ok(match format {
+        ExplainFormat::Json => {
+            let fields: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "path": r.path,
+                        "type": r.ty,
+                        "classes": r.classes.iter().map(|(c, f)| json!({"class": c, "from": f})).collect::<Vec<_>>(),
+                        "inherited_from": r.inherited,
+                        "purposes": verdicts(r).into_iter().map(|(p, a, d)| json!({"purpose": p, "action": a, "decided_by": d})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let v = json!({"policy": policy.id(), "stream": s.name, "schema": schema.fingerprint(), "fields": fields});
+            let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        ExplainFormat::Table => {
+            let mut lines: Vec<[String; 6]> = vec![[
+                "PATH".into(),
+                "TYPE".into(),
+                "CLASSES (FROM)".into(),
+                "PURPOSE".into(),
+                "ACTION".into(),
+                "DECIDED BY".into(),
+            ]];
+            for r in &rows {
+                let mut classes = r
+                    .classes
+                    .iter()
+                    .map(|(c, f)| format!("{c} ({f})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Some(p) = &r.inherited {
+                    classes = format!("{classes} inherited from {p}");
+                }
+                for (i, (p, a, d)) in verdicts(r).into_iter().enumerate() {
+                    let first = i == 0;
+                    lines.push([
+                        if first { r.path.clone() } else { String::new() },
+                        if first { r.ty.clone() } else { String::new() },
+                        if first {
+                            classes.clone()
+                        } else {
+                            String::new()
+                        },
+                        p,
+                        a,
+                        d,
+                    ]);
+                }
+            }
+            let mut widths = [0usize; 6];
+            for l in &lines {
+                for (i, c) in l.iter().enumerate() {
+                    widths[i] = widths[i].max(c.chars().count());
+                }
+            }
+            let mut out = format!(
+                "policy {}\nstream {} (topic {}) with schema {}\n",
+                policy.id(),
+                s.name,
+                s.topic,
+                schema.fingerprint()
+            );
+            for l in lines {
+                let mut line = String::new();
+                for (i, c) in l.iter().enumerate() {
+                    line.push_str(c);
+                    if i < 5 {
+                        line.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+            out
+        }
+    })
+}

@@ -270,7 +270,7 @@ def run_script_with_stand_ins(script, data_dir, timeout=30):
         bindir = os.path.join(tmp, "opt", "kafka", "bin")
         os.makedirs(bindir)
         calls = os.path.join(tmp, "calls")
-        for tool in ("kafka-topics.sh", "kafka-console-producer.sh"):
+        for tool in ("kafka-topics.sh", "kafka-console-producer.sh", "kafka-avro-console-producer"):
             body = f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n'
             if "producer" in tool:
                 body += f'cat >> "{calls}.records"\n'
@@ -280,7 +280,7 @@ def run_script_with_stand_ins(script, data_dir, timeout=30):
             os.chmod(p, stat.S_IRWXU)
         s = script.replace("$$", "$").replace("/opt/kafka/bin", bindir).replace("/data/", data_dir + "/")
         s = s.replace("while true; do", "for _once in 1; do")
-        r = subprocess.run(["sh", "-c", s], env={"PATH": os.environ["PATH"], "INTERVAL_SECS": "0"},
+        r = subprocess.run(["sh", "-c", s], env={"PATH": bindir + ":" + os.environ["PATH"], "INTERVAL_SECS": "0"},
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
         out = {"calls": read(calls).splitlines() if os.path.exists(calls) else [],
                "records": read(calls + ".records").splitlines() if os.path.exists(calls + ".records") else []}
@@ -384,10 +384,27 @@ def check_compose(binary):
     n_state = sum(1 for f in ("consent", "erasure") for l in read(os.path.join(ROOT, "examples", "shop", f + ".ndjson")).splitlines() if l.strip())
     good_keys = [l for l in keyed if "|" in l and json.loads(l.split("|", 1)[1])["subject"] == l.split("|", 1)[0]]
     C.check(len(good_keys) == n_state == len(keyed), f"every consent/erasure record is produced keyed by its subject ({len(good_keys)}/{n_state})")
-    prod = services["producer"]["command"][0] if isinstance(services["producer"]["command"], list) else services["producer"]["command"]
-    rc, out, text = run_script_with_stand_ins(prod, os.path.join(ROOT, "examples", "shop"))
+    def script(name):
+        cmd = services[name]["command"]
+        return cmd[0] if isinstance(cmd, list) else cmd
+    rc, out, text = run_script_with_stand_ins(script("producer"), os.path.join(ROOT, "examples", "shop"))
     topics = {shlex.split(c)[shlex.split(c).index("--topic") + 1] for c in out["calls"] if "--topic" in c}
-    C.check(rc == 0 and topics == stream_topics, f"the producer's script runs and writes to {sorted(stream_topics)}", text[-500:])
+    avro_dir = tempfile.mkdtemp(prefix="compose-avro-")
+    shutil.copy(os.path.join(ROOT, "examples", "shop", "orders-avro.ndjson"), avro_dir)
+    shutil.copy(os.path.join(ROOT, "schemas", "avro", "shop-order.avsc"), avro_dir)
+    arc, aout, atext = run_script_with_stand_ins(script("avro-producer"), avro_dir)
+    shutil.rmtree(avro_dir, ignore_errors=True)
+    avro_calls = [c for c in aout["calls"] if c.startswith("kafka-avro-console-producer")]
+    avro_topics = {shlex.split(c)[shlex.split(c).index("--topic") + 1] for c in avro_calls}
+    C.check(rc == 0 and arc == 0 and topics | avro_topics == stream_topics,
+            f"the producers' scripts run and write to {sorted(stream_topics)}", (text + atext)[-500:])
+    avro_stream = [s for s in policy["streams"].values() if s.get("format") == "avro"]
+    C.check(avro_calls and all("shop-order.avsc" in c.split("value.schema.file=")[-1] and "schema.registry.url=http://schema-registry:8081" in c for c in avro_calls)
+            and {s["topic"] for s in avro_stream} == avro_topics,
+            "the Avro producer writes the Avro stream with the example schema through the stack's registry", "\n".join(avro_calls))
+    avro_orders = [l for l in read(os.path.join(ROOT, "examples", "shop", "orders-avro.ndjson")).splitlines() if l.strip()]
+    C.check(len(aout["records"]) == len(avro_orders) and all(json.loads(l)["created_at"] > 1_700_000_000_000 for l in aout["records"])
+            and aout["records"] != avro_orders, f"the Avro producer sends every example Avro order, stamped now ({len(aout['records'])})")
     orders = [l for l in read(os.path.join(ROOT, "examples", "shop", "orders.ndjson")).splitlines() if l.strip()]
     C.check(len(out["records"]) == len(orders), f"the producer sends every example order ({len(out['records'])})")
     stamped = [json.loads(l)["created_at"] for l in out["records"] if l.startswith("{\"order_id\":\"o-1")]

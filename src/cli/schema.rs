@@ -1,0 +1,107 @@
+//! `custos schema derive` (a purpose's derived Avro schema, offline) and
+//! `custos registry` (the in-memory registry stand-in).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::{load_policy, Failure};
+use crate::avro::{self, standin::StandIn, Schema};
+use crate::policy::keys::Keys;
+use crate::policy::plan;
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print the schema a purpose's output gets for a writer schema
+    Derive(DeriveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeriveArgs {
+    /// The policy file
+    pub file: PathBuf,
+    /// The (Avro) stream
+    #[arg(long)]
+    pub stream: String,
+    /// The purpose whose output schema to print
+    #[arg(long)]
+    pub purpose: String,
+    /// The writer schema (.avsc)
+    #[arg(long)]
+    pub schema: PathBuf,
+}
+
+/// Reads and parses an Avro schema file.
+///
+/// # Errors
+/// Unreadable, or not a schema custos can govern.
+pub fn read_schema(path: &Path) -> Result<Schema, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(format!("cannot read schema {}: {e}", path.display())))?;
+    Schema::parse(&text).map_err(|e| Failure::new(format!("{}: {e}", path.display())))
+}
+
+/// Runs a `schema` subcommand.
+///
+/// # Errors
+/// Unknown stream or purpose, unreadable or unusable schema.
+pub fn run(cmd: &SchemaCommand) -> Result<(), Failure> {
+    let SchemaCommand::Derive(args) = cmd;
+    let policy = load_policy(&args.file)?;
+    let si = policy
+        .streams
+        .iter()
+        .position(|s| s.name == args.stream)
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "unknown stream `{}`; the policy has: {}",
+                args.stream,
+                policy
+                    .streams
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    // The derived schema does not depend on secret bytes: compile with
+    // placeholders so that no secret is needed to print it.
+    let keys = Keys::from_pairs(
+        policy
+            .keys
+            .iter()
+            .map(|(k, _)| (k.clone(), b"placeholder-not-a-secret".to_vec())),
+    );
+    let compiled =
+        plan::compile(Arc::new(policy), &keys).map_err(|e| Failure::new(e.to_string()))?;
+    let writer = read_schema(&args.schema)?;
+    let sp = avro::compile_for_schema(&compiled, si, writer)
+        .map_err(|e| Failure::new(format!("{}: {e}", args.schema.display())))?;
+    let i = sp.plan.output_index(&args.purpose).map_err(Failure::new)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&sp.derived[i].text).map_err(|e| Failure::new(e.to_string()))?;
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    eprintln!(
+        "custos: subject {}-value, fingerprint {}",
+        sp.plan.outputs[i].topic,
+        sp.derived[i].fingerprint()
+    );
+    Ok(())
+}
+
+/// Runs the registry stand-in until interrupted.
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn serve_registry(listen: &str) -> Result<(), Failure> {
+    let r = StandIn::start(listen)
+        .map_err(|e| Failure::new(format!("cannot listen on {listen}: {e}")))?;
+    eprintln!(
+        "custos: schema registry stand-in on {} (in memory, for tests and demos; Ctrl-C stops it)",
+        r.url()
+    );
+    loop {
+        std::thread::park();
+    }
+}
