@@ -166,6 +166,9 @@ fn avro_orders(now: i64, id: u32, schema: &avro::Schema) -> Vec<(Option<String>,
 /// (key, value) records of one topic.
 type Keyed = Vec<(String, Vec<u8>)>;
 
+/// A record read back with its value as bytes.
+type RawBack = (Option<String>, Vec<u8>, Vec<(String, String)>);
+
 /// A record read back: key, value, headers.
 type ReadBack = (Option<String>, String, Vec<(String, String)>);
 
@@ -191,7 +194,7 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<ReadBack> {
 }
 
 /// [`read_all`] with the values as bytes.
-fn read_raw(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>, Vec<(String, String)>)> {
+fn read_raw(bootstrap: &str, topic: &str) -> Vec<RawBack> {
     let Ok(c) = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "custos-demo-reader")
