@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 #[path = "bench_event.rs"]
 mod bench_event;
-use bench_event::event;
+use bench_event::{avro_event, event, ORDER_SCHEMA};
 
 const POLICY: &str = include_str!("../examples/shop/policy.yaml");
 const NOW: i64 = 1_795_400_000_000;
@@ -230,6 +230,91 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("naive", |b| {
         b.iter(|| black_box(naive(&compiled.policy, &keys, black_box(&value), &state)))
+    });
+    group.finish();
+
+    // The same order as Avro (Confluent wire format), governed by the same
+    // stream definition, each output encoded with its derived schema: what
+    // the worker does per Avro record.
+    let mut avro_policy = compiled.policy.as_ref().clone();
+    avro_policy.streams[0].format = policy::Format::Avro;
+    let avro_compiled = policy::plan::compile(Arc::new(avro_policy), &keys).unwrap();
+    let schema = custos::avro::Schema::parse(ORDER_SCHEMA).unwrap();
+    let sp = custos::avro::compile_for_schema(&avro_compiled, 0, schema).unwrap();
+    let avro_value = avro_event(&sp.writer);
+    let mut avro_scratch = Scratch::default();
+    let mut json_buf = Vec::new();
+    let mut out_tape = custos::codec::Tape::default();
+    let mut govern_avro = |value: &[u8], json_buf: &mut Vec<u8>, scratch: &mut Scratch| -> usize {
+        let (_, body) = custos::avro::split_wire(value).unwrap();
+        json_buf.clear();
+        custos::avro::value::decode(&sp.writer.root, body, json_buf).unwrap();
+        let rec = Record {
+            topic: "shop.orders",
+            partition: 0,
+            offset: 1,
+            timestamp: Some(NOW),
+            key: Some(b"c-1"),
+            value: json_buf,
+            headers: &[],
+        };
+        let Verdict::Governed(g) = engine::govern(&sp.plan, &policy_id, &rec, &state, NOW, scratch)
+        else {
+            panic!("the Avro order must govern")
+        };
+        let mut n = 0;
+        for o in g.outcomes {
+            if let Outcome::Emitted(out) = o {
+                let mut bytes = Vec::with_capacity(out.value.len());
+                custos::avro::wire_header(7, &mut bytes);
+                custos::avro::value::encode_json(
+                    &sp.derived[out.output].ty,
+                    &out.value,
+                    &mut out_tape,
+                    &mut bytes,
+                )
+                .unwrap();
+                n += black_box(bytes).len();
+            }
+        }
+        n
+    };
+    eprintln!(
+        "avro event: {} bytes; outputs {} bytes",
+        avro_value.len(),
+        govern_avro(&avro_value, &mut json_buf, &mut avro_scratch)
+    );
+    let mut group = c.benchmark_group("format_3_purposes");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("json", |b| {
+        b.iter(|| {
+            let rec = Record {
+                topic: "shop.orders",
+                partition: 0,
+                offset: 1,
+                timestamp: Some(NOW),
+                key: Some(b"c-1"),
+                value: black_box(&value),
+                headers: &[],
+            };
+            black_box(engine::govern(
+                plan,
+                &policy_id,
+                &rec,
+                &state,
+                NOW,
+                &mut scratch,
+            ))
+        })
+    });
+    group.bench_function("avro", |b| {
+        b.iter(|| {
+            black_box(govern_avro(
+                black_box(&avro_value),
+                &mut json_buf,
+                &mut avro_scratch,
+            ))
+        })
     });
     group.finish();
 

@@ -149,6 +149,16 @@ fn every_type_decodes_to_the_documented_json_and_encodes_back_byte_for_byte() {
         let mut out = Vec::new();
         value::encode(&schema.root, &v, &mut out).unwrap();
         assert_eq!(out, bytes, "re-encoded {v}");
+        // Straight from the JSON text (the worker's path): the same bytes.
+        let mut from_text = Vec::new();
+        value::encode_json(
+            &schema.root,
+            &json,
+            &mut crate::codec::Tape::default(),
+            &mut from_text,
+        )
+        .unwrap();
+        assert_eq!(from_text, bytes);
         // Avro's JSON encoding, there and back.
         let aj = value::to_avro_json(&schema.root, &v).unwrap();
         assert_eq!(value::from_avro_json(&schema.root, &aj).unwrap(), v);

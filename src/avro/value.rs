@@ -15,6 +15,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Number, Value};
 
 use super::schema::{DecimalSpec, IntLogical, LongLogical, Ty};
+use crate::codec::{self, Kind, Tape, Tok};
 
 /// Why bytes did not decode with their schema, or a value did not fit one.
 pub type Error = String;
@@ -787,4 +788,119 @@ pub fn to_avro_json(ty: &Ty, v: &Value) -> Result<Value, Error> {
             ))
         }
     })
+}
+
+// ------------------------------------------ encoding straight from JSON text
+
+/// Encodes governed JSON text (one purpose's output) as Avro binary of type
+/// `ty`, walking a tape of the text: no value tree is built, only scalars
+/// are looked at one by one. `tape` is reused between calls.
+///
+/// # Errors
+/// Not JSON (a bug), or the value does not fit the type.
+pub fn encode_json(ty: &Ty, json: &[u8], tape: &mut Tape, out: &mut Vec<u8>) -> Result<(), Error> {
+    tape.parse(json)
+        .map_err(|e| format!("governed output is not JSON: {e}"))?;
+    if tape.toks.is_empty() {
+        return Err("an empty output".into());
+    }
+    enc_tok(ty, json, tape, 0, out)
+}
+
+fn scalar_value(src: &[u8], t: &Tok) -> Value {
+    match t.kind {
+        Kind::Null => Value::Null,
+        Kind::True => Value::Bool(true),
+        Kind::False => Value::Bool(false),
+        Kind::Number => std::str::from_utf8(codec::raw(src, t))
+            .ok()
+            .and_then(|s| s.parse::<Number>().ok())
+            .map_or(Value::Null, Value::Number),
+        Kind::Str | Kind::StrEsc => Value::String(codec::string(src, t).into_owned()),
+        Kind::Object | Kind::Array => Value::Null,
+    }
+}
+
+fn member(tape: &Tape, src: &[u8], obj: usize, name: &str) -> Option<usize> {
+    tape.members(obj).find_map(|(k, v)| {
+        let kt = &tape.toks[k];
+        let key = codec::raw(src, kt);
+        let same = if kt.kind == Kind::Str {
+            key == name.as_bytes()
+        } else {
+            codec::string(src, kt) == name
+        };
+        same.then_some(v)
+    })
+}
+
+fn fits_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize) -> bool {
+    let t = &tape.toks[i];
+    match (ty, t.kind) {
+        (Ty::Union(bs), _) => bs.iter().any(|b| fits_tok(b, src, tape, i)),
+        (Ty::Record(r), Kind::Object) => tape.members(i).all(|(k, _)| {
+            r.fields
+                .iter()
+                .any(|f| codec::string(src, &tape.toks[k]) == f.name.as_str())
+        }),
+        (Ty::Map(_), Kind::Object) | (Ty::Array(_), Kind::Array) => true,
+        (_, Kind::Object | Kind::Array) => false,
+        (ty, _) => fits(ty, &scalar_value(src, t)),
+    }
+}
+
+fn enc_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    let t = tape.toks[i];
+    match (ty, t.kind) {
+        (Ty::Record(r), Kind::Object) => {
+            for f in &r.fields {
+                match member(tape, src, i, &f.name) {
+                    Some(v) => {
+                        enc_tok(&f.ty, src, tape, v, out).map_err(|e| format!("{}.{e}", f.name))?
+                    }
+                    None => {
+                        let m = missing(&f.ty).ok_or_else(|| format!("{}: missing", f.name))?;
+                        encode(&f.ty, &m, out)?;
+                    }
+                }
+            }
+        }
+        (Ty::Map(values), Kind::Object) => {
+            let n = tape.members(i).count();
+            if n > 0 {
+                write_long(out, n as i64);
+                for (k, v) in tape.members(i) {
+                    write_bytes(out, codec::string(src, &tape.toks[k]).as_bytes());
+                    enc_tok(values, src, tape, v, out)?;
+                }
+            }
+            out.push(0);
+        }
+        (Ty::Array(items), Kind::Array) => {
+            let n = tape.elements(i).count();
+            if n > 0 {
+                write_long(out, n as i64);
+                for e in tape.elements(i) {
+                    enc_tok(items, src, tape, e, out)?;
+                }
+            }
+            out.push(0);
+        }
+        (Ty::Union(bs), _) => {
+            let b = bs
+                .iter()
+                .position(|b| fits_tok(b, src, tape, i))
+                .ok_or_else(|| ": a value that fits no branch of its union".to_string())?;
+            write_long(out, b as i64);
+            enc_tok(&bs[b], src, tape, i, out)?;
+        }
+        (ty, Kind::Object | Kind::Array) => {
+            return Err(format!(
+                ": a container where the schema says {}",
+                ty.branch_name()
+            ))
+        }
+        (ty, _) => encode(ty, &scalar_value(src, &t), out)?,
+    }
+    Ok(())
 }

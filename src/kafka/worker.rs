@@ -876,7 +876,8 @@ fn govern_message(
                 Some(Err(why)) => Err(why),
                 None => Ok(&[][..]),
             };
-            let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j);
+            let mut tape = crate::codec::Tape::default();
+            let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j, &mut tape);
             pipeline::process_decoded(
                 plan,
                 audit_with,

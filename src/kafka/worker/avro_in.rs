@@ -260,10 +260,14 @@ impl AvroStreams {
 }
 
 /// Encodes a governed JSON output with its derived schema, in wire format.
-pub(super) fn encode_output(c: &AvroCtx, output: usize, json: &[u8]) -> Result<Vec<u8>, String> {
-    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+pub(super) fn encode_output(
+    c: &AvroCtx,
+    output: usize,
+    json: &[u8],
+    tape: &mut crate::codec::Tape,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(json.len());
     avro::wire_header(c.ids[output], &mut out);
-    avro::value::encode(&c.sp.derived[output].ty, &v, &mut out)?;
+    avro::value::encode_json(&c.sp.derived[output].ty, json, tape, &mut out)?;
     Ok(out)
 }
