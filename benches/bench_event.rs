@@ -31,6 +31,7 @@ pub fn event() -> Vec<u8> {
 
 /// The same order as an Avro schema (no `classes` attributes: the policy's
 /// `fields` classify it, as they do the JSON event).
+#[allow(dead_code)]
 pub const ORDER_SCHEMA: &str = r#"{"type": "record", "name": "Order", "namespace": "bench", "fields": [
   {"name": "order_id", "type": "string"},
   {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
