@@ -71,7 +71,7 @@ fn arb_case() -> impl Strategy<Value = Case> {
         prop::collection::btree_set(0..CLASSES.len(), 1..3),
         (
             0i64..1_000_000,
-            -1.0e6f64..1.0e6,
+            -100_000i32..100_000,
             -20_000i32..30_000,
             any::<bool>(),
             0usize..3,
