@@ -1748,3 +1748,43 @@ fn avro_a_registry_outage_pauses_and_loses_nothing() {
         .all(|p| !p.contains("schema registry")));
     w.stop();
 }
+
+#[test]
+fn avro_a_derived_schema_the_registry_refuses_stops_the_worker_with_the_subject() {
+    let broker = Broker::mock();
+    let n = Names::new();
+    setup(&broker, &n, 1);
+    let compiled = avro_compiled(&n);
+    let registry = custos::avro::standin::StandIn::start("127.0.0.1:0").unwrap();
+    let id = registry
+        .register(&format!("{}-value", n.input), EVENT_SCHEMA)
+        .unwrap();
+    // The analytics subject already holds a schema whose `n` is a string:
+    // the derived schema's long cannot read it (BACKWARD), so registration fails.
+    let subject = format!("{}-value", n.analytics);
+    registry
+        .register(&subject, r#"{"type": "record", "name": "Event", "namespace": "wtest", "fields": [{"name": "n", "type": "string"}]}"#)
+        .unwrap();
+    let p = producer(&broker.bootstrap());
+    produce(&p, &n.input, &[avro_event(id, 1)]);
+    let w = start_with_config(
+        &broker,
+        &n,
+        &compiled,
+        false,
+        avro_config(&n, &registry.url()),
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while !w.handle.is_finished() {
+        assert!(Instant::now() < deadline, "the worker should stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e = w.handle.join().unwrap().unwrap_err().to_string();
+    assert!(
+        e.contains(&subject) && e.contains("version 1") && e.contains("incompatible"),
+        "{e}"
+    );
+    let mut a = Reader::new(&broker.bootstrap(), &n.analytics);
+    a.poll();
+    assert!(a.raw.is_empty(), "nothing written for the record");
+}

@@ -28,7 +28,11 @@ pub enum RegistryError {
         version: String,
         message: String,
     },
-    /// Any other refusal (4xx: bad credentials, invalid schema).
+    /// 401 or 403: the credentials are wrong or lack a permission (a
+    /// configuration error: the worker stops rather than dead-letter).
+    #[error("the registry refused custos's credentials ({status}): {message}; check schema_registry.username and password")]
+    Unauthorized { status: u16, message: String },
+    /// Any other refusal (4xx: an invalid schema).
     #[error("the registry answered {status}: {message}")]
     Refused { status: u16, message: String },
 }
@@ -162,6 +166,12 @@ impl Registry {
                 "{method} {path}: {status} {}",
                 message(&v)
             )));
+        }
+        if status == 401 || status == 403 {
+            return Err(RegistryError::Unauthorized {
+                status,
+                message: message(&v),
+            });
         }
         Ok((status, v))
     }

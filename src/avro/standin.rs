@@ -41,6 +41,8 @@ struct Store {
 struct Shared {
     store: Arc<Mutex<Store>>,
     down: Arc<AtomicBool>,
+    /// `Authorization` header value every request must carry, if set.
+    auth: Arc<Mutex<Option<String>>>,
 }
 
 /// A running stand-in; stops when dropped.
@@ -95,6 +97,17 @@ impl StandIn {
     /// While set, every request is answered 503 (a registry that is down).
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// From now on, every request needs HTTP basic authentication with these credentials.
+    pub fn require_basic_auth(&self, user: &str, password: &str) {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        *self
+            .shared
+            .auth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(format!("Basic {token}"));
     }
 
     /// Registers a schema directly (as a producer's serializer would).
@@ -194,6 +207,20 @@ async fn unavailable(
 ) -> Response {
     if sh.down.load(Ordering::SeqCst) {
         return error(503, 50003, "the registry is down (stand-in switched off)");
+    }
+    let expected = sh
+        .auth
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(expected) = expected {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            return error(401, 40101, "Unauthorized");
+        }
     }
     next.run(req).await
 }

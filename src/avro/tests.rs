@@ -643,3 +643,31 @@ fn schema_classes_come_from_attributes_and_mapped_tags_only() {
     assert!(!found.iter().any(|(p, _)| p == "customer.health_notes"));
     assert!(matches!(s.root, Ty::Record(_)));
 }
+
+#[test]
+fn basic_authentication_is_sent_and_refused_credentials_are_their_own_error() {
+    let r = standin::StandIn::start("127.0.0.1:0").unwrap();
+    r.require_basic_auth("custos", "s3cret");
+    let v1 = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;
+    let id = r.register("t-value", v1).unwrap();
+    let cfg = |user: &str| crate::config::SchemaRegistrySection {
+        username: Some(user.into()),
+        ..Default::default()
+    };
+    let good = registry::Registry::new(&cfg("custos"), &r.url(), Some(b"s3cret")).unwrap();
+    assert_eq!(good.schema_by_id(id).unwrap(), v1);
+    let bad = registry::Registry::new(&cfg("custos"), &r.url(), Some(b"wrong")).unwrap();
+    let got = bad.schema_by_id(id);
+    assert!(
+        matches!(
+            got,
+            Err(registry::RegistryError::Unauthorized { status: 401, .. })
+        ),
+        "{got:?}"
+    );
+    let none = registry::Registry::plain(&r.url());
+    assert!(matches!(
+        none.register("t-value", v1),
+        Err(registry::RegistryError::Unauthorized { .. })
+    ));
+}

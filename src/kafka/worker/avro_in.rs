@@ -13,7 +13,8 @@
 //!   dead letter with reason `schema`; remembered per id, so an unknown id
 //!   costs one request.
 //! - a derived schema the registry refuses as incompatible: the worker stops,
-//!   naming the subject, its version and the registry's message.
+//!   naming the subject, its version and the registry's message; so do
+//!   refused credentials (401/403), a configuration error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,7 +157,7 @@ impl AvroStreams {
                 self.plans.insert((si, id), Err(why.clone()));
                 Ok(Lookup::Dead(why))
             }
-            Err(e @ RegistryError::Incompatible { .. }) => {
+            Err(e @ (RegistryError::Incompatible { .. } | RegistryError::Unauthorized { .. })) => {
                 Err(WorkerError::Registry(e.to_string()))
             }
             Err(RegistryError::Refused { status, message }) => {
