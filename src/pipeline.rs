@@ -199,7 +199,8 @@ pub type Encoder<'a> = dyn FnMut(usize, &[u8]) -> Result<Vec<u8>, String> + 'a;
 
 /// Governs a record whose value was decoded from another format (Avro)
 /// into the JSON the engine governs: `decoded` is that JSON, or why the
-/// value did not decode (a `schema` dead letter). Each emitted output's
+/// value did not decode (`schema`, or `too_large` for a datum whose JSON
+/// would pass the record size limit). Each emitted output's
 /// JSON is then re-encoded by `encode(output index, json)`; an output that
 /// does not fit makes the whole record a `schema` dead letter (nothing is
 /// written half). Dead letters carry the input value as it arrived.
@@ -208,7 +209,7 @@ pub fn process_decoded(
     plan: &StreamPlan,
     audit_with: Option<(&StreamAudit, &AuditKey)>,
     input: &Input<'_>,
-    decoded: Result<&[u8], String>,
+    decoded: Result<&[u8], (DeadLetterReason, String)>,
     state: &dyn SubjectState,
     cx: &Context<'_>,
     scratch: &mut Scratch,
@@ -216,15 +217,8 @@ pub fn process_decoded(
 ) -> Processed {
     let json = match (input.value, decoded) {
         (None, _) => return process(plan, audit_with, input, state, cx, scratch),
-        (Some(_), Err(why)) => {
-            return refuse(
-                plan,
-                input,
-                DeadLetterReason::Schema,
-                why,
-                cx,
-                audit_with.is_some(),
-            )
+        (Some(_), Err((reason, why))) => {
+            return refuse(plan, input, reason, why, cx, audit_with.is_some())
         }
         (Some(_), Ok(json)) => json,
     };

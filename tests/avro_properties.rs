@@ -181,7 +181,7 @@ proptest! {
         #[allow(deprecated)]
         let body = apache_avro::to_avro_datum(&apache, record(&case)).unwrap();
         let mut json = Vec::new();
-        let decoded = avro::value::decode(&sp.writer.root, &body, &mut json).map(|()| json.as_slice());
+        let decoded = avro::value::decode(&sp.writer.root, &body, &mut json).map(|()| json.as_slice()).map_err(|e| (custos::engine::DeadLetterReason::Schema, e));
         prop_assert!(decoded.is_ok(), "{:?}", decoded);
         let input = Input { topic: "in", partition: 0, offset: 0, timestamp: Some(1_795_000_000_000), key: None, value: Some(&body), headers: &[] };
         let cx = Context { policy: "avroprop@0", worker: "w", now_ms: 1_795_000_000_000, limits: Limits::default() };

@@ -187,17 +187,19 @@ impl Deriver {
                 continue;
             };
             let mut attrs = f.attrs.clone();
-            let changed = ty != f.ty;
+            let mut acted = cleaf.scan;
             if cleaf.is_classified() && f.ty.shape() != Shape::Container {
                 let kind = cleaf.decisions[self.p].kind;
                 if kind != crate::policy::ActionKind::Keep {
                     attrs.insert("custos.action".into(), Value::String(kind.name().into()));
+                    acted = true;
                 }
             }
+            // A default is data too: it is governed like a value of the field.
             let default = match &f.default {
                 None => None,
-                Some(d) if !changed => Some(d.clone()),
-                Some(d) => self.default(d, &ty, cleaf),
+                Some(d) if ty == f.ty && !acted => Some(d.clone()),
+                Some(d) => self.default(d, &f.ty, &ty, cleaf),
             };
             fields.push(Field {
                 name: f.name.clone(),
@@ -216,19 +218,27 @@ impl Deriver {
         })
     }
 
-    /// The default of a changed field: the governed form of the writer's
-    /// default where it fits the new type's first branch, null where the new
-    /// type starts with null, else none.
-    fn default(&self, d: &Value, ty: &Ty, leaf: &Leaf) -> Option<Value> {
+    /// The default of a changed or transformed field: the writer's default
+    /// (a value of its type's first branch) governed as the field's values
+    /// are, where that fits the new type's first branch; `null` where the
+    /// new type starts with null; an empty array or map stays empty; else none.
+    fn default(&self, d: &Value, orig: &Ty, ty: &Ty, leaf: &Leaf) -> Option<Value> {
         let first = ty.branches().first()?;
-        if *first == Ty::Null {
-            return Some(Value::Null);
+        match first {
+            Ty::Null => return Some(Value::Null),
+            Ty::Array(_) if d.as_array().is_some_and(Vec::is_empty) => return Some(d.clone()),
+            Ty::Map(_) if d.as_object().is_some_and(serde_json::Map::is_empty) => {
+                return Some(d.clone())
+            }
+            Ty::Record(_) | Ty::Array(_) | Ty::Map(_) => return None,
+            _ => {}
         }
         if !leaf.is_classified() {
             return None;
         }
-        let governed = transform::apply(&leaf.decisions[self.p].op, d)?;
-        super::value::fits(first, &governed).then(|| governed.into_owned())
+        let read = super::value::from_avro_json(orig.branches().first()?, d).ok()?;
+        let governed = transform::apply(&leaf.decisions[self.p].op, &read)?;
+        super::value::to_avro_json(first, &governed).ok()
     }
 
     /// What the walk writes for a scalar of type `ty`.

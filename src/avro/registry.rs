@@ -15,7 +15,9 @@ use crate::config::SchemaRegistrySection;
 /// What went wrong talking to the registry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
-    /// Unreachable, timed out, or a 5xx: try again later, never skip a record for it.
+    /// Unreachable, timed out, a 5xx, 408 or 429, or an answer that is not
+    /// the registry's (a proxy's page, a 404 without the registry's error
+    /// code): try again later, never skip a record for it.
     #[error("schema registry unavailable: {0}")]
     Unavailable(String),
     /// 404: the schema id (or subject) does not exist.
@@ -161,7 +163,7 @@ impl Registry {
             .read_to_string()
             .map_err(|e| RegistryError::Unavailable(format!("{method} {path}: {e}")))?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status >= 500 {
+        if status >= 500 || status == 408 || status == 429 {
             return Err(RegistryError::Unavailable(format!(
                 "{method} {path}: {status} {}",
                 message(&v)
@@ -176,12 +178,21 @@ impl Registry {
         Ok((status, v))
     }
 
+    /// Whether the registry answers at all (`GET /config`).
+    ///
+    /// # Errors
+    /// Unreachable, 5xx, refused credentials.
+    pub fn probe(&self) -> Result<(), RegistryError> {
+        self.call("GET", "/config", None).map(|_| ())
+    }
+
     /// The schema text registered under `id`.
     ///
     /// # Errors
     /// [`RegistryError::NotFound`] for an unknown id; `Unavailable` to retry.
     pub fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
-        let (status, v) = self.call("GET", &format!("/schemas/ids/{id}"), None)?;
+        let path = format!("/schemas/ids/{id}");
+        let (status, v) = self.call("GET", &path, None)?;
         match status {
             200 => {
                 if let Some(t) = v.get("schemaType").and_then(Value::as_str) {
@@ -194,13 +205,18 @@ impl Registry {
                 v.get("schema")
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .ok_or_else(|| RegistryError::Refused {
-                        status,
-                        message: "an answer without `schema`".into(),
+                    .ok_or_else(|| {
+                        RegistryError::Unavailable(format!("GET {path}: an answer without `schema`"))
                     })
             }
-            404 => Err(RegistryError::NotFound(format!(
+            // Only the registry's own "schema not found" is about the id; any
+            // other 404 (a wrong base path, a proxy) is not the registry answering.
+            404 if error_code(&v) == Some(40403) => Err(RegistryError::NotFound(format!(
                 "schema id {id} is not in the registry ({})",
+                message(&v)
+            ))),
+            404 => Err(RegistryError::Unavailable(format!(
+                "GET {path}: 404 without the registry's error code (is schema_registry.url the registry's base URL?): {}",
                 message(&v)
             ))),
             s => Err(RegistryError::Refused {
@@ -227,9 +243,10 @@ impl Registry {
                 .get("id")
                 .and_then(Value::as_u64)
                 .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(|| RegistryError::Refused {
-                    status,
-                    message: "an answer without `id`".into(),
+                .ok_or_else(|| {
+                    RegistryError::Unavailable(format!(
+                        "POST /subjects/{subject}/versions: an answer without `id`"
+                    ))
                 }),
             409 => Err(RegistryError::Incompatible {
                 subject: subject.to_string(),
@@ -290,6 +307,10 @@ impl Registry {
             }),
         }
     }
+}
+
+fn error_code(v: &Value) -> Option<u64> {
+    v.get("error_code").and_then(Value::as_u64)
 }
 
 fn message(v: &Value) -> String {

@@ -289,6 +289,7 @@ impl Parser {
                 for b in branches {
                     out.push(self.ty(b, ns)?);
                 }
+                distinguishable(&out)?;
                 Ok(Ty::Union(out))
             }
             Value::Object(obj) => self.complex(obj, ns),
@@ -397,10 +398,16 @@ impl Parser {
                     .get("size")
                     .and_then(Value::as_u64)
                     .ok_or("a fixed without `size`")? as usize;
+                let decimal = decimal_spec(obj);
+                if decimal.is_some() && size > 16 {
+                    return Err(format!(
+                        "decimal `{name}` is a fixed of {size} bytes: custos reads decimals of up to 16 bytes (38 digits)"
+                    ));
+                }
                 let ty = Ty::Fixed(Arc::new(Fixed {
                     name: name.clone(),
                     size,
-                    decimal: decimal_spec(obj),
+                    decimal,
                 }));
                 self.named.insert(name, ty.clone());
                 ty
@@ -408,6 +415,36 @@ impl Parser {
             other => self.primitive(other, ns)?,
         })
     }
+}
+
+/// What a union branch's values look like once decoded: custos reads a
+/// union by its value (the JSON it governs has no branch tags), so two
+/// branches that read alike could not be told apart on the way out.
+fn reads_as(t: &Ty) -> &'static str {
+    match t.shape() {
+        Shape::Null => "null",
+        Shape::Bool => "a boolean",
+        Shape::Number => "a number",
+        Shape::Text => "text",
+        Shape::Container => match t {
+            Ty::Array(_) => "an array",
+            _ => "an object (record or map)",
+        },
+    }
+}
+
+fn distinguishable(branches: &[Ty]) -> Result<(), String> {
+    for (i, a) in branches.iter().enumerate() {
+        if let Some(b) = branches[..i].iter().find(|b| reads_as(b) == reads_as(a)) {
+            return Err(format!(
+                "the union's branches `{}` and `{}` both read as {}: custos reads a union by its value and could not tell them apart when writing the outputs (such unions are not supported; see docs/avro.md)",
+                b.union_key(),
+                a.union_key(),
+                reads_as(a)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where a class on a schema field came from.

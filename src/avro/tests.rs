@@ -181,6 +181,18 @@ fn corrupt_data_is_an_error_not_a_panic() {
     assert!(value::decode(&schema.root, &longer, &mut Vec::new())
         .unwrap_err()
         .contains("left over"));
+    // Zero-size items in block after block: stopped at the size limit.
+    let nulls = Schema::parse(r#"{"type":"record","name":"N","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}"#).unwrap();
+    let mut blocks = Vec::new();
+    for _ in 0..2000 {
+        blocks.extend_from_slice(&[0x80, 0x7d]); // a block of 8,000 nulls
+    }
+    blocks.push(0);
+    let mut out = Vec::new();
+    match value::decode_limited(&nulls.root, &blocks, &mut out, 100_000) {
+        Err(value::DecodeError::TooLarge(_)) => assert!(out.len() < 200_000),
+        other => panic!("{other:?}"),
+    }
     // A huge array count with no data behind it.
     let s = Schema::parse(r#"{"type":"record","name":"A","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}"#).unwrap();
     assert!(value::decode(&s.root, &[0xfe, 0xff, 0xff, 0xff, 0x0f], &mut Vec::new()).is_err());
@@ -394,7 +406,9 @@ fn order_value(card: &str, notes: Option<&str>) -> AV {
 
 fn govern(sp: &SchemaPlan, value: &[u8]) -> pipeline::Processed {
     let mut json = Vec::new();
-    let decoded = value::decode(&sp.writer.root, value, &mut json).map(|()| json.as_slice());
+    let decoded = value::decode(&sp.writer.root, value, &mut json)
+        .map(|()| json.as_slice())
+        .map_err(|e| (DeadLetterReason::Schema, e));
     let input = Input {
         topic: "shop.orders.avro",
         partition: 0,
@@ -670,4 +684,63 @@ fn basic_authentication_is_sent_and_refused_credentials_are_their_own_error() {
         none.register("t-value", v1),
         Err(registry::RegistryError::Unauthorized { .. })
     ));
+}
+
+#[test]
+fn defaults_in_derived_schemas_are_governed_like_values() {
+    // Writer defaults are data: a redacted name's default is redacted, a
+    // generalized date's default generalized, a nullable's default null.
+    let text = r#"{"type":"record","name":"O","fields":[
+        {"name":"created_at","type":"long","classes":["public"]},
+        {"name":"customer","type":{"type":"record","name":"C","fields":[
+            {"name":"id","type":"string","classes":["pii.identifier.customer_id"],"default":"nobody"},
+            {"name":"name","type":"string","classes":["pii.name"],"default":"Jane Roe"},
+            {"name":"birth_date","type":{"type":"int","logicalType":"date"},"classes":["pii.date_of_birth"],"default":0}]}},
+        {"name":"tags","type":{"type":"array","items":"string"},"classes":["internal"],"default":[]}]}"#;
+    let c = compiled();
+    let sp = compile_for_schema(&c, 0, Schema::parse(text).unwrap()).unwrap();
+    let a: Value = serde_json::from_str(&sp.derived[0].text).unwrap();
+    let pseudonym = crate::transform::pseudonym_with_key(b"0123456789abcdef0123", b"nobody");
+    assert_eq!(
+        field(&a, &["customer", "id"]).unwrap()["default"],
+        json!(pseudonym)
+    );
+    assert_eq!(
+        field(&a, &["customer", "name"]).unwrap()["default"],
+        json!("[REDACTED]")
+    );
+    assert_eq!(
+        field(&a, &["customer", "birth_date"]).unwrap()["default"],
+        json!("1970")
+    );
+    assert_eq!(field(&a, &["tags"]).unwrap()["default"], json!([]));
+    assert!(!sp.derived[0].text.contains("Jane Roe") && !sp.derived[0].text.contains("nobody"));
+    // support keeps them all: the writer's defaults unchanged.
+    let s: Value = serde_json::from_str(&sp.derived[1].text).unwrap();
+    assert_eq!(
+        field(&s, &["customer", "name"]).unwrap()["default"],
+        json!("Jane Roe")
+    );
+    assert_eq!(
+        field(&s, &["customer", "birth_date"]).unwrap()["default"],
+        json!(0)
+    );
+}
+
+#[test]
+fn a_404_that_is_not_the_registrys_answer_is_unavailable_not_unknown() {
+    let r = standin::StandIn::start("127.0.0.1:0").unwrap();
+    let wrong_base = registry::Registry::plain(&format!("{}/not-the-api", r.url()));
+    assert!(matches!(
+        wrong_base.schema_by_id(1),
+        Err(registry::RegistryError::Unavailable(_))
+    ));
+    let right = registry::Registry::plain(&r.url());
+    assert!(matches!(
+        right.schema_by_id(1),
+        Err(registry::RegistryError::NotFound(_))
+    ));
+    assert!(right.probe().is_ok());
+    r.set_down(true);
+    assert!(right.probe().is_err());
 }

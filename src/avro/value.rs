@@ -31,8 +31,56 @@ const EPOCH_DAYS_CE: i32 = 719_163;
 /// Truncated or malformed data, an out-of-range union or enum index, text
 /// that is not UTF-8, or bytes left over.
 pub fn decode(ty: &Ty, src: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    let mut r = Reader { src, pos: 0 };
-    r.value(ty, out)?;
+    decode_limited(ty, src, out, usize::MAX).map_err(|e| match e {
+        DecodeError::Bad(m) | DecodeError::TooLarge(m) => m,
+    })
+}
+
+/// Why a datum did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Malformed for its schema.
+    Bad(String),
+    /// Its JSON would be larger than the limit (zero-size items can make a
+    /// small datum expand without bound: arrays of nulls, empty records).
+    TooLarge(String),
+}
+
+/// [`decode`] that stops once the JSON passes `max_len` bytes.
+///
+/// # Errors
+/// As [`decode`], or [`DecodeError::TooLarge`].
+pub fn decode_limited(
+    ty: &Ty,
+    src: &[u8],
+    out: &mut Vec<u8>,
+    max_len: usize,
+) -> Result<(), DecodeError> {
+    let start = out.len();
+    let mut r = Reader {
+        src,
+        pos: 0,
+        budget: start.saturating_add(max_len),
+    };
+    match r.value(ty, out) {
+        Ok(()) => {}
+        Err(e) if r.over(out) => {
+            return Err(DecodeError::TooLarge(format!(
+                "the decoded value is larger than {max_len} bytes ({e})"
+            )))
+        }
+        Err(e) => return Err(DecodeError::Bad(e)),
+    }
+    if r.over(out) {
+        return Err(DecodeError::TooLarge(format!(
+            "the decoded value is larger than {max_len} bytes"
+        )));
+    }
+    decode_tail(&r).map_err(DecodeError::Bad)
+}
+
+fn decode_tail(r: &Reader<'_>) -> Result<(), Error> {
+    let src = r.src;
     if r.pos != src.len() {
         return Err(format!(
             "{} byte(s) left over after the record",
@@ -45,6 +93,8 @@ pub fn decode(ty: &Ty, src: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
 struct Reader<'a> {
     src: &'a [u8],
     pos: usize,
+    /// Length of the output past which decoding stops.
+    budget: usize,
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -109,6 +159,18 @@ fn time_text(v: i64, unit: LongLogical) -> Result<String, Error> {
 }
 
 impl Reader<'_> {
+    fn over(&self, out: &[u8]) -> bool {
+        out.len() > self.budget
+    }
+
+    /// Stops a container whose JSON has grown past the budget.
+    fn check(&self, out: &[u8]) -> Result<(), Error> {
+        if self.over(out) {
+            return Err("the decoded value is too large".into());
+        }
+        Ok(())
+    }
+
     fn byte(&mut self) -> Result<u8, Error> {
         let b = *self.src.get(self.pos).ok_or("the data ends early")?;
         self.pos += 1;
@@ -267,6 +329,7 @@ impl Reader<'_> {
                         }
                         first = false;
                         self.value(items, out)?;
+                        self.check(out)?;
                     }
                 }
                 out.push(b']');
@@ -291,6 +354,7 @@ impl Reader<'_> {
                         write_json_str(out, k);
                         out.push(b':');
                         self.value(values, out)?;
+                        self.check(out)?;
                     }
                 }
                 out.push(b'}');
@@ -497,6 +561,30 @@ fn parse_time(s: &str, unit: LongLogical) -> Option<i64> {
 
 // ---------------------------------------------------------------- encoding
 
+/// True when `v` is the JSON kind `ty` reads as (a string for text types, a
+/// number for numeric ones, …).
+fn same_kind(ty: &Ty, v: &Value) -> bool {
+    use super::schema::Shape;
+    matches!(
+        (ty.shape(), v),
+        (Shape::Null, Value::Null)
+            | (Shape::Bool, Value::Bool(_))
+            | (Shape::Number, Value::Number(_))
+            | (Shape::Text, Value::String(_))
+    ) || matches!(
+        (ty, v),
+        (Ty::Record(_) | Ty::Map(_), Value::Object(_)) | (Ty::Array(_), Value::Array(_))
+    )
+}
+
+/// The union branch to write `v` as: the first that fits and reads as the
+/// same JSON kind, else the first that fits at all (`"NaN"` for a double).
+pub fn pick_branch(bs: &[Ty], v: &Value) -> Option<usize> {
+    bs.iter()
+        .position(|b| same_kind(b, v) && fits(b, v))
+        .or_else(|| bs.iter().position(|b| fits(b, v)))
+}
+
 /// True when `v` can be written as `ty` (used to choose a union branch).
 pub fn fits(ty: &Ty, v: &Value) -> bool {
     match (ty, v) {
@@ -697,9 +785,7 @@ pub fn encode(ty: &Ty, v: &Value, out: &mut Vec<u8>) -> Result<(), Error> {
             out.push(0);
         }
         (Ty::Union(bs), v) => {
-            let i = bs
-                .iter()
-                .position(|b| fits(b, v))
+            let i = pick_branch(bs, v)
                 .ok_or_else(|| format!("a {} that fits no branch of its union", kind(v)))?;
             write_long(out, i as i64);
             encode(&bs[i], v, out)?;
@@ -762,9 +848,8 @@ pub fn to_avro_json(ty: &Ty, v: &Value) -> Result<Value, Error> {
                 .collect::<Result<_, Error>>()?,
         ),
         (Ty::Union(bs), v) => {
-            let b = bs
-                .iter()
-                .find(|b| fits(b, v))
+            let b = pick_branch(bs, v)
+                .map(|i| &bs[i])
                 .ok_or_else(|| format!("a {} that fits no branch of its union", kind(v)))?;
             if *b == Ty::Null {
                 Value::Null
@@ -886,10 +971,17 @@ fn enc_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize, out: &mut Vec<u8>) -> Res
             }
             out.push(0);
         }
-        (Ty::Union(bs), _) => {
+        (Ty::Union(bs), Kind::Object | Kind::Array) => {
             let b = bs
                 .iter()
                 .position(|b| fits_tok(b, src, tape, i))
+                .ok_or_else(|| ": a value that fits no branch of its union".to_string())?;
+            write_long(out, b as i64);
+            enc_tok(&bs[b], src, tape, i, out)?;
+        }
+        (Ty::Union(bs), _) => {
+            let v = scalar_value(src, &t);
+            let b = pick_branch(bs, &v)
                 .ok_or_else(|| ": a value that fits no branch of its union".to_string())?;
             write_long(out, b as i64);
             enc_tok(&bs[b], src, tape, i, out)?;

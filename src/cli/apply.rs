@@ -625,7 +625,7 @@ fn govern(
     let decoded = match &json {
         None => Ok(&[][..]),
         Some(Ok(b)) => Ok(b.as_slice()),
-        Some(Err(e)) => Err(e.clone()),
+        Some(Err(e)) => Err((DeadLetterReason::Schema, e.clone())),
     };
     let mut encode = |o: usize, j: &[u8]| -> Result<Vec<u8>, String> {
         let v: Value = serde_json::from_slice(j).map_err(|e| e.to_string())?;

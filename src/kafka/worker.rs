@@ -518,7 +518,7 @@ impl Worker {
                     last_store = Instant::now();
                 }
                 if let Some(a) = avro.as_mut() {
-                    let due = a.due();
+                    let due = a.due(&self.metrics, &self.control.health);
                     if !due.is_empty() {
                         let mut tpl = TopicPartitionList::new();
                         for tp in &due {
@@ -547,11 +547,26 @@ impl Worker {
                     (tp, chain)
                 });
                 let tp = tp.clone();
+                let seed = shared
+                    .unseeded
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&tp);
+                if seed {
+                    tracing::debug!(topic = %tp.0, partition = tp.1, offset = msg.offset(), "first record after assignment");
+                    seed_chain(&consumer, &shared, &tp, chain, drain);
+                }
                 // Avro: the record's schema, compiled once per id. While the
                 // registry is down, its partition waits (paused, rewound).
                 let avro_in = match (avro.as_mut(), self.compiled.policy.streams[si].format) {
                     (Some(a), Format::Avro) => {
-                        if a.is_paused(&tp) || a.stale(&tp, msg.offset()) {
+                        if seed {
+                            // A new assignment starts from the committed offset:
+                            // whatever this worker paused before is void.
+                            a.forget(&tp);
+                        }
+                        if a.is_paused(&tp) {
+                            // Fetched before the pause: it comes again after the rewind.
                             continue;
                         }
                         match msg.payload() {
@@ -583,15 +598,6 @@ impl Worker {
                     }
                     _ => None,
                 };
-                let seed = shared
-                    .unseeded
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&tp);
-                if seed {
-                    tracing::debug!(topic = %tp.0, partition = tp.1, offset = msg.offset(), "first record after assignment");
-                    seed_chain(&consumer, &shared, &tp, chain, drain);
-                }
                 let (mut outs, record, dead) = {
                     let state = state.read().unwrap_or_else(PoisonError::into_inner);
                     govern_message(
@@ -792,6 +798,30 @@ fn abandon(
 }
 
 /// One stream's per-record context, resolved at start.
+/// An Avro value decoded into the JSON the engine governs, or why not.
+fn decode_avro<'j>(
+    c: &avro_in::AvroCtx,
+    payload: Option<&[u8]>,
+    max_len: usize,
+    json: &'j mut Vec<u8>,
+) -> Result<&'j [u8], (engine::DeadLetterReason, String)> {
+    use crate::avro::value::{decode_limited, DecodeError};
+    use engine::DeadLetterReason;
+    let Some(payload) = payload else {
+        return Ok(&[]);
+    };
+    let (id, body) =
+        crate::avro::split_wire(payload).map_err(|why| (DeadLetterReason::Schema, why))?;
+    match decode_limited(&c.sp.writer.root, body, json, max_len) {
+        Ok(()) => Ok(json.as_slice()),
+        Err(DecodeError::TooLarge(why)) => Err((DeadLetterReason::TooLarge, why)),
+        Err(DecodeError::Bad(e)) => Err((
+            DeadLetterReason::Schema,
+            format!("the value does not decode with schema id {id}: {e}"),
+        )),
+    }
+}
+
 /// How an Avro record is read: its compiled schema, or why it cannot be.
 enum AvroIn {
     Ready(Arc<avro_in::AvroCtx>),
@@ -858,7 +888,7 @@ fn govern_message(
                 plan,
                 audit_with,
                 &input,
-                Err(why.clone()),
+                Err((engine::DeadLetterReason::Schema, why.clone())),
                 state,
                 &cx,
                 scratch,
@@ -867,15 +897,7 @@ fn govern_message(
         }
         Some(AvroIn::Ready(c)) => {
             let mut json = Vec::new();
-            let decoded = match msg.payload().map(crate::avro::split_wire) {
-                Some(Ok((id, body))) => {
-                    crate::avro::value::decode(&c.sp.writer.root, body, &mut json)
-                        .map(|()| json.as_slice())
-                        .map_err(|e| format!("the value does not decode with schema id {id}: {e}"))
-                }
-                Some(Err(why)) => Err(why),
-                None => Ok(&[][..]),
-            };
+            let decoded = decode_avro(c, msg.payload(), limits.max_record_bytes, &mut json);
             let mut tape = crate::codec::Tape::default();
             let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j, &mut tape);
             pipeline::process_decoded(

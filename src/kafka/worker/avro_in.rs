@@ -7,7 +7,8 @@
 //! - registry unreachable, timed out or 5xx: the record is not processed;
 //!   its partition is paused and rewound to it, and resumed with backoff
 //!   (1 s doubling to 30 s). Logged once per outage, counted, `/readyz`
-//!   not ready meanwhile. Records of schemas already known keep flowing.
+//!   not ready meanwhile; while the backoff runs, no record waits on the
+//!   registry again. Records of schemas already known keep flowing.
 //! - unknown schema id (404), a schema custos cannot use (invalid, recursive,
 //!   a class the taxonomy lacks), no magic byte, bytes that do not decode:
 //!   dead letter with reason `schema`; remembered per id, so an unknown id
@@ -47,17 +48,21 @@ pub(super) enum Lookup {
     Retry,
 }
 
+/// A schema's plan, or why its records are dead-lettered and since when.
+type PlanEntry = Result<Arc<AvroCtx>, (String, Instant)>;
+
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// An unknown schema id is asked again after this long (a registry replica
+/// may not have had it yet).
+const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 pub(super) struct AvroStreams {
     registry: Registry,
-    plans: HashMap<(usize, u32), Result<Arc<AvroCtx>, String>>,
+    /// Per (stream, schema id): the plan, or why its records are dead-lettered (and since when).
+    plans: HashMap<(usize, u32), PlanEntry>,
     /// Paused partitions and the offset each was rewound to.
     paused: HashMap<Tp, i64>,
-    /// After a resume, records of these partitions before the rewind point
-    /// is seen again are stale (fetched before the pause): skipped.
-    rewound: HashMap<Tp, i64>,
     backoff: Duration,
     retry_at: Option<Instant>,
     down: bool,
@@ -98,7 +103,6 @@ pub(super) fn open(cfg: &Config, compiled: &Compiled) -> Result<Option<AvroStrea
         registry,
         plans: HashMap::new(),
         paused: HashMap::new(),
-        rewound: HashMap::new(),
         backoff: BACKOFF_MIN,
         retry_at: None,
         down: false,
@@ -122,11 +126,16 @@ impl AvroStreams {
             Ok((id, _)) => id,
             Err(why) => return Ok(Lookup::Dead(why)),
         };
-        if let Some(found) = self.plans.get(&(si, id)) {
-            return Ok(match found {
-                Ok(c) => Lookup::Ready(c.clone()),
-                Err(why) => Lookup::Dead(why.clone()),
-            });
+        match self.plans.get(&(si, id)) {
+            Some(Ok(c)) => return Ok(Lookup::Ready(c.clone())),
+            Some(Err((why, at))) if at.elapsed() < UNKNOWN_TTL => {
+                return Ok(Lookup::Dead(why.clone()))
+            }
+            _ => {}
+        }
+        if self.down && self.retry_at.is_some() {
+            // Down and its backoff not over: do not block the loop on it again.
+            return Ok(Lookup::Retry);
         }
         match self.build(compiled, si, id, metrics) {
             Ok(c) => {
@@ -154,7 +163,8 @@ impl AvroStreams {
                     .inc();
                 self.up(health);
                 tracing::warn!(schema_id = id, reason = %why, "unknown schema id: its records go to the dead-letter topic");
-                self.plans.insert((si, id), Err(why.clone()));
+                self.plans
+                    .insert((si, id), Err((why.clone(), Instant::now())));
                 Ok(Lookup::Dead(why))
             }
             Err(e @ (RegistryError::Incompatible { .. } | RegistryError::Unauthorized { .. })) => {
@@ -168,7 +178,8 @@ impl AvroStreams {
                 self.up(health);
                 let why = format!("schema id {id}: {message} (registry status {status})");
                 tracing::warn!(schema_id = id, reason = %why, "schema unusable: its records go to the dead-letter topic");
-                self.plans.insert((si, id), Err(why.clone()));
+                self.plans
+                    .insert((si, id), Err((why.clone(), Instant::now())));
                 Ok(Lookup::Dead(why))
             }
         }
@@ -220,37 +231,41 @@ impl AvroStreams {
 
     /// Remembers that `tp` was paused and rewound to `offset`.
     pub fn paused(&mut self, tp: Tp, offset: i64) {
-        self.paused.insert(tp.clone(), offset);
-        self.rewound.insert(tp, offset);
+        self.paused.insert(tp, offset);
         if self.retry_at.is_none() {
             self.retry_at = Some(Instant::now() + self.backoff);
             self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         }
     }
 
-    /// The partitions to resume now (their backoff is over).
-    pub fn due(&mut self) -> Vec<Tp> {
+    /// Forgets a partition's pause: it was (re)assigned and starts from its
+    /// committed offset.
+    pub fn forget(&mut self, tp: &Tp) {
+        self.paused.remove(tp);
+    }
+
+    /// At the end of a backoff: the partitions to resume (their records
+    /// come again from the rewind point and ask the registry again). With
+    /// none left paused, the registry is probed so that `/readyz` recovers.
+    pub fn due(&mut self, metrics: &Metrics, health: &crate::health::Health) -> Vec<Tp> {
         match self.retry_at {
             Some(t) if Instant::now() >= t => {
                 self.retry_at = None;
+                if self.paused.is_empty() && self.down {
+                    if self.registry.probe().is_ok() {
+                        self.up(health);
+                    } else {
+                        metrics
+                            .registry_errors
+                            .with_label_values(&["unavailable"])
+                            .inc();
+                        self.retry_at = Some(Instant::now() + self.backoff);
+                        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
                 self.paused.drain().map(|(tp, _)| tp).collect()
             }
             _ => Vec::new(),
-        }
-    }
-
-    /// True for a record fetched before its partition was rewound (skip it:
-    /// it comes again after the rewind point).
-    pub fn stale(&mut self, tp: &Tp, offset: i64) -> bool {
-        match self.rewound.get(tp) {
-            Some(&at) if offset > at => true,
-            Some(&at) => {
-                if offset == at {
-                    self.rewound.remove(tp);
-                }
-                false
-            }
-            None => false,
         }
     }
 
