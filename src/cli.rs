@@ -87,6 +87,14 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: String,
     },
+    /// Print the OpenLineage START event `custos run` sends for each stream (NDJSON), to preview or register lineage
+    Lineage {
+        /// The policy file
+        file: PathBuf,
+        /// The datasets' namespace (`kafka://host:port` of the cluster)
+        #[arg(long, default_value = "kafka://localhost:9092")]
+        namespace: String,
+    },
     /// Record of processing activities (GDPR Art. 30) from the policy
     Report {
         /// The policy file
@@ -260,6 +268,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Schema { command } => schema::run(&command),
+        Command::Lineage { file, namespace } => schema::lineage(&file, &namespace),
         Command::Registry { listen } => schema::serve_registry(&listen),
         Command::Apply(args) => apply::run(&args),
         Command::Run { config } => run::run(&config),

@@ -482,11 +482,13 @@ impl Config {
         if sr.timeout_ms == 0 {
             bad("schema_registry.timeout_ms", "must be greater than 0");
         }
-        if self.lineage.openlineage_url.is_some() {
-            bad(
-                "lineage.openlineage_url",
-                "is not supported yet; remove it (lineage events go to lineage.topic, from where a connector can forward them)",
-            );
+        if let Some(url) = &self.lineage.openlineage_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bad(
+                    "lineage.openlineage_url",
+                    "must start with http:// or https:// (e.g. http://marquez:5000/api/v1/lineage)",
+                );
+            }
         }
         match errors.len() {
             0 => Ok(()),
@@ -634,7 +636,7 @@ format = "text"
         assert!(e.contains("policy"), "{e}");
         // Every problem at once.
         let e = parse(
-            "policy = \"p.yaml\"\n[kafka]\ngroup_id = \" \"\n[delivery]\ndrain_timeout_ms = 0\n[lineage]\nopenlineage_url = \"http://x\"\n",
+            "policy = \"p.yaml\"\n[kafka]\ngroup_id = \" \"\n[delivery]\ndrain_timeout_ms = 0\n[lineage]\nopenlineage_url = \"marquez:5000\"\n",
             &[],
         )
         .unwrap_err()

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub chain_restarts: IntCounter,
     /// Schema registry requests that failed, by kind (`unavailable`, `not_found`, `refused`).
     pub registry_errors: IntCounterVec,
+    /// OpenLineage events for `lineage.openlineage_url`, by outcome (`sent`, `failed`, `dropped`).
+    pub lineage_http: IntCounterVec,
     pub policy_info: IntGaugeVec,
     /// 1 when `/readyz` answers 200, else 0; set at each scrape.
     pub ready: IntGauge,
@@ -173,6 +175,12 @@ impl Metrics {
                 "custos_produce_failures_total",
                 "Produce attempts that failed after librdkafka's own retries (retried by custos)",
                 &["topic"],
+            ),
+            lineage_http: counter(
+                &r,
+                "custos_lineage_http_events_total",
+                "OpenLineage events for lineage.openlineage_url, by outcome (sent; failed: given up after retries; dropped: the queue was full)",
+                &["outcome"],
             ),
             registry_errors: counter(
                 &r,

@@ -1788,3 +1788,133 @@ fn avro_a_derived_schema_the_registry_refuses_stops_the_worker_with_the_subject(
     a.poll();
     assert!(a.raw.is_empty(), "nothing written for the record");
 }
+
+// ------------------------------------------------------- OpenLineage HTTP
+
+/// A local OpenLineage endpoint: answers 503 to the first `fail_first`
+/// requests, then keeps every body it gets.
+struct LineageReceiver {
+    url: String,
+    bodies: Arc<std::sync::Mutex<Vec<String>>>,
+    requests: Arc<AtomicU64>,
+}
+
+fn lineage_receiver(fail_first: u64) -> LineageReceiver {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let requests = Arc::new(AtomicU64::new(0));
+    let (b, r) = (bodies.clone(), requests.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/api/v1/lineage",
+                axum::routing::post(move |body: String| {
+                    let (b, r) = (b.clone(), r.clone());
+                    async move {
+                        if r.fetch_add(1, Ordering::SeqCst) < fail_first {
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        b.lock().unwrap().push(body);
+                        axum::http::StatusCode::CREATED
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    LineageReceiver {
+        url: format!("http://{addr}/api/v1/lineage"),
+        bodies,
+        requests,
+    }
+}
+
+#[test]
+fn openlineage_events_are_posted_with_retries_and_never_hold_up_records() {
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 1);
+    // The endpoint fails twice first: the START event is retried and arrives.
+    let rx = lineage_receiver(2);
+    let mut cfg = config(&n, "at_least_once");
+    cfg.lineage.openlineage_url = Some(rx.url.clone());
+    let p = producer(&broker.bootstrap());
+    produce(&p, &n.input, &(0..10).map(event).collect::<Vec<_>>());
+    let w = start_with_config(&broker, &n, &compiled, false, cfg);
+    let mut a = Reader::new(&broker.bootstrap(), &n.analytics);
+    wait_until("records and the START event", || {
+        a.poll();
+        a.ns().len() == 10 && !rx.bodies.lock().unwrap().is_empty()
+    });
+    let metrics = w.metrics.clone();
+    w.stop();
+    let bodies = rx.bodies.lock().unwrap().clone();
+    let events: Vec<Value> = bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["START", "COMPLETE"], "{bodies:?}");
+    for e in &events {
+        assert_eq!(e["job"]["namespace"], "custos");
+        assert_eq!(e["job"]["name"], "wtest.events");
+        assert_eq!(e["run"]["runId"], events[0]["run"]["runId"]);
+        assert!(e["schemaURL"].as_str().unwrap().contains("RunEvent"));
+    }
+    assert!(events[0]["outputs"][0]["facets"]["columnLineage"]["fields"].is_object());
+    assert_eq!(
+        rx.requests.load(Ordering::SeqCst),
+        4,
+        "2 refused + START + COMPLETE"
+    );
+    assert_eq!(
+        total(&metrics.lineage_http, |l| l.contains(&("outcome", "sent"))),
+        2
+    );
+}
+
+#[test]
+fn an_unreachable_openlineage_endpoint_costs_nothing_but_a_count() {
+    let broker = Broker::mock();
+    let n = Names::new();
+    let compiled = setup(&broker, &n, 1);
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(&n, "at_least_once");
+    cfg.lineage.openlineage_url = Some(format!("http://127.0.0.1:{port}/api/v1/lineage"));
+    let p = producer(&broker.bootstrap());
+    produce(&p, &n.input, &(0..10).map(event).collect::<Vec<_>>());
+    let w = start_with_config(&broker, &n, &compiled, false, cfg);
+    let mut a = Reader::new(&broker.bootstrap(), &n.analytics);
+    wait_until("every record despite the endpoint", || {
+        a.poll();
+        a.ns().len() == 10
+    });
+    let metrics = w.metrics.clone();
+    let started = Instant::now();
+    w.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the stop is bounded"
+    );
+    assert!(total(&metrics.lineage_http, |l| l.contains(&("outcome", "sent"))) == 0);
+    assert!(
+        total(&metrics.lineage_http, |l| l
+            .contains(&("outcome", "failed")))
+            >= 1
+    );
+}

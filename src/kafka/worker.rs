@@ -415,7 +415,7 @@ impl Worker {
             .map(|s| s.topic.as_str())
             .collect();
         consumer.subscribe(&topics)?;
-        let lineage = Lineage::new(&base, &self.bootstrap, cfg, &self.compiled)?;
+        let mut lineage = Lineage::new(&base, &self.bootstrap, cfg, &self.compiled, &self.metrics)?;
         lineage.emit(&self.compiled, EventType::Start, LINEAGE_FLUSH);
         self.control.health.set_started();
         tracing::info!(policy = %self.compiled.policy.id(), streams = topics.len(), group = %cfg.kafka.group_id, "worker running");

@@ -191,6 +191,21 @@ def main():
     check(all(c.split(".")[0] in taxonomy_roots for c in classes), "every `classes` value is under the taxonomy")
     check(set(tags) <= policy_tags, f"every `confluent:tags` value is mapped by the example policy's tags ({sorted(set(tags))})")
 
+    print("== OpenLineage events (custos lineage: the worker's RunEvents, offline)")
+    lv = validator(os.path.join("openlineage", "run-event.schema.json"))
+    r = custos(args.bin, "lineage", path("examples", "shop", "policy.yaml"), "--namespace", "kafka://kafka:9092")
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    errs = [e for ev in events for e in errors(lv, ev)]
+    check(r.returncode == 0 and len(events) == len(base["streams"]) and not errs,
+          f"{len(events)} START events (one per stream) validate against the OpenLineage RunEvent schema {errs[:3]}")
+    check(len({ev["run"]["runId"] for ev in events}) == len(events), "each stream is its own run")
+    bad = dict(events[0], eventType="BEGIN") if events else {}
+    check(bool(errors(lv, bad)), "the OpenLineage schema refuses an unknown eventType")
+    bad = json.loads(json.dumps(events[0])) if events else {}
+    if bad:
+        bad["outputs"][0]["facets"]["columnLineage"].pop("_producer")
+    check(bool(errors(lv, bad)), "the OpenLineage schema refuses a facet without _producer")
+
     print(f"schemas: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
