@@ -248,3 +248,38 @@ fn erasure_is_permanent() {
     assert!(s.apply_erasure(Some("c-5"), Some(b"not json")).is_err());
     assert!(s.is_erased("c-5"));
 }
+
+#[test]
+fn the_state_holds_hashes_not_ids_and_a_consent_tombstone_never_unerases() {
+    let mut s = MemoryState::new(&["analytics", "marketing"]);
+    s.apply_consent(
+        None,
+        Some(br#"{"subject":"ada@example.com","purposes":{"marketing":true}}"#),
+    )
+    .unwrap();
+    s.apply_erasure(None, Some(br#"{"subject":"c-erased"}"#))
+        .unwrap();
+    let dump = format!("{s:?}");
+    assert!(
+        !dump.contains("ada@example.com") && !dump.contains("c-erased"),
+        "{dump}"
+    );
+    assert_eq!((s.consent_subjects(), s.erased_subjects()), (1, 1));
+    // Consent records for an erased subject, and their tombstones, leave it erased.
+    s.apply_consent(
+        Some("c-erased"),
+        Some(br#"{"subject":"c-erased","purposes":{"marketing":true}}"#),
+    )
+    .unwrap();
+    s.apply_consent(Some("c-erased"), None).unwrap();
+    assert!(s.is_erased("c-erased"));
+    assert_eq!(s.consent("c-erased", 1), None);
+    assert_eq!((s.consent_subjects(), s.erased_subjects()), (1, 1));
+    // Erasing twice counts once.
+    s.apply_erasure(None, Some(br#"{"subject":"c-erased"}"#))
+        .unwrap();
+    assert_eq!(s.erased_subjects(), 1);
+    // Two states hash differently (a key per process): no id is guessable from a dump.
+    let t = MemoryState::new(&["analytics", "marketing"]);
+    assert_ne!(format!("{:?}", t.key), format!("{:?}", s.key));
+}
