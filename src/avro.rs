@@ -20,7 +20,7 @@ mod tests;
 use std::sync::Arc;
 
 use crate::policy::plan::{compile_stream, Compiled, StreamPlan};
-use crate::policy::{FieldSpec, Policy, Stream};
+use crate::policy::{FieldPath, FieldSpec, Policy, Stream};
 
 pub use self::derive::Derived;
 pub use self::schema::Schema;
@@ -61,7 +61,8 @@ pub struct SchemaPlan {
 
 /// The stream as the policy has it, plus the classes `schema` gives its
 /// fields (added to a path the policy names too: several sources on one
-/// field are several classes, the most restrictive action wins).
+/// field are several classes, the most restrictive action wins). A class
+/// the schema gives a record also goes to every classified path inside it.
 ///
 /// # Errors
 /// A class the schema names that the policy's taxonomy does not have.
@@ -71,6 +72,7 @@ pub fn with_schema_classes(
     schema: &Schema,
 ) -> Result<Stream, String> {
     let mut out = stream.clone();
+    let mut marked: Vec<(FieldPath, String)> = Vec::new();
     for (path, class, source) in schema::schema_classes(schema, &policy.tags) {
         if !policy.taxonomy.contains(&class) {
             let from = match source {
@@ -84,15 +86,31 @@ pub fn with_schema_classes(
         match out.fields.iter_mut().find(|f| f.path == path) {
             Some(f) => {
                 if !f.classes.contains(&class) {
-                    f.classes.push(class);
+                    f.classes.push(class.clone());
                 }
             }
             None => out.fields.push(FieldSpec {
-                path,
-                classes: vec![class],
+                path: path.clone(),
+                classes: vec![class.clone()],
                 scan: false,
                 pos: stream.pos,
             }),
+        }
+        marked.push((path, class));
+    }
+    // A class the schema puts on a record (or on the field holding it)
+    // holds for everything inside, even where a field inside names classes
+    // of its own: a record marked sensitive stays sensitive throughout.
+    for f in &mut out.fields {
+        let FieldPath::Value(segs) = &f.path else {
+            continue;
+        };
+        for (p, class) in &marked {
+            if let FieldPath::Value(anc) = p {
+                if anc.len() < segs.len() && segs.starts_with(anc) && !f.classes.contains(class) {
+                    f.classes.push(class.clone());
+                }
+            }
         }
     }
     Ok(out)

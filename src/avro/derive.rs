@@ -46,6 +46,7 @@ pub fn derive(
             d.record(r, &plan.root.leaf, Some(&plan.root))
                 .unwrap_or_else(|| Record {
                     fields: Vec::new(),
+                    attrs: classification(&r.attrs),
                     ..(**r).clone()
                 }),
         )),
@@ -68,6 +69,15 @@ struct Deriver {
 
 fn is_keep(leaf: &Leaf, p: usize) -> bool {
     leaf.is_classified() && matches!(leaf.decisions[p].op, Op::Keep)
+}
+
+/// The `classes` and `confluent:tags` of an attribute map, nothing else.
+fn classification(attrs: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    attrs
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "classes" | "confluent:tags"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// One type, or a union of several (deduplicated, first wins).
@@ -186,7 +196,9 @@ impl Deriver {
             let Some(ty) = self.value(&f.ty, cleaf, cnode) else {
                 continue;
             };
-            let mut attrs = f.attrs.clone();
+            // Only the classification is copied: other attributes are the
+            // producer's free text (they could hold anything).
+            let mut attrs = classification(&f.attrs);
             let mut acted = cleaf.scan;
             if cleaf.is_classified() && f.ty.shape() != Shape::Container {
                 let kind = cleaf.decisions[self.p].kind;
@@ -199,6 +211,12 @@ impl Deriver {
             let default = match &f.default {
                 None => None,
                 Some(d) if ty == f.ty && !acted => Some(d.clone()),
+                // A scanned field's default would need the scan: left out.
+                Some(_) if cleaf.scan => ty
+                    .branches()
+                    .first()
+                    .filter(|b| **b == Ty::Null)
+                    .map(|_| Value::Null),
                 Some(d) => self.default(d, &f.ty, &ty, cleaf),
             };
             fields.push(Field {
@@ -214,6 +232,7 @@ impl Deriver {
         }
         Some(Record {
             fields,
+            attrs: classification(&r.attrs),
             ..r.clone()
         })
     }

@@ -181,9 +181,42 @@ impl Schema {
             .map_err(|e| format!("not a valid Avro schema: {e}"))?;
         let json: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let mut p = Parser::default();
-        let root = p.ty(&json, None)?;
-        if !matches!(root, Ty::Record(_)) {
+        let mut root = p.ty(&json, None)?;
+        let Ty::Record(r) = &mut root else {
             return Err("the schema's top level is not a record: custos governs records".into());
+        };
+        // Marks on the top-level record classify every field of it.
+        let top = json
+            .as_object()
+            .map(marks_of)
+            .transpose()?
+            .unwrap_or_default();
+        if !top.classes.is_empty() || !top.tags.is_empty() {
+            let r = Arc::make_mut(r);
+            for f in &mut r.fields {
+                for (key, add) in [("classes", &top.classes), ("confluent:tags", &top.tags)] {
+                    let mut list: Vec<Value> = f
+                        .attrs
+                        .get(key)
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    for a in add {
+                        if !list.iter().any(|x| x == a) {
+                            list.push(json!(a));
+                        }
+                    }
+                    if !list.is_empty() {
+                        f.attrs.insert(key.into(), Value::Array(list));
+                    }
+                }
+            }
+        }
+        let size = expanded(&root, &mut HashMap::new());
+        if size > MAX_PATHS {
+            return Err(format!(
+                "the schema expands to {size} value paths (named types used many times over), more than the {MAX_PATHS} custos governs per schema"
+            ));
         }
         Ok(Schema {
             root,
@@ -198,6 +231,33 @@ impl Schema {
     }
 }
 
+/// Most value paths a schema may expand to (every use of a named type
+/// counts): compiling, deriving and explaining walk every path.
+pub const MAX_PATHS: usize = 10_000;
+
+/// The number of value paths of a type, named types counted at every use
+/// (memoised per record, so counting itself stays linear).
+fn expanded(ty: &Ty, memo: &mut HashMap<String, usize>) -> usize {
+    match ty {
+        Ty::Record(r) => {
+            if let Some(n) = memo.get(&r.name) {
+                return *n;
+            }
+            let n = r
+                .fields
+                .iter()
+                .fold(1usize, |acc, f| acc.saturating_add(expanded(&f.ty, memo)));
+            memo.insert(r.name.clone(), n);
+            n
+        }
+        Ty::Array(i) | Ty::Map(i) => expanded(i, memo).saturating_add(1),
+        Ty::Union(bs) => bs
+            .iter()
+            .fold(1usize, |acc, b| acc.saturating_add(expanded(b, memo))),
+        _ => 1,
+    }
+}
+
 /// `sha256:` + hex SHA-256 of a canonical form.
 pub fn fingerprint(canonical: &str) -> String {
     format!(
@@ -209,8 +269,60 @@ pub fn fingerprint(canonical: &str) -> String {
 #[derive(Default)]
 struct Parser {
     named: HashMap<String, Ty>,
+    /// Classes and tags written on a named type itself (a record, enum or
+    /// fixed): they classify every field of that type.
+    named_marks: HashMap<String, Marks>,
     /// Names being defined (a reference to one of them is recursion).
     open: Vec<String>,
+}
+
+/// `classes` and `confluent:tags` values.
+#[derive(Debug, Clone, Default)]
+struct Marks {
+    classes: Vec<String>,
+    tags: Vec<String>,
+}
+
+impl Marks {
+    fn merge(&mut self, other: Marks) {
+        for c in other.classes {
+            if !self.classes.contains(&c) {
+                self.classes.push(c);
+            }
+        }
+        for t in other.tags {
+            if !self.tags.contains(&t) {
+                self.tags.push(t);
+            }
+        }
+    }
+}
+
+/// The marks an object carries. Anything but a list of strings is refused:
+/// a marking custos cannot read must not be silently ignored.
+fn marks_of(o: &Map<String, Value>) -> Result<Marks, String> {
+    let list = |key: &str| -> Result<Vec<String>, String> {
+        match o.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(xs)) => xs
+                .iter()
+                .map(|x| {
+                    x.as_str().map(str::to_string).ok_or_else(|| {
+                        format!(
+                            "`{key}` holds {x}, not a string: custos reads only lists of strings"
+                        )
+                    })
+                })
+                .collect(),
+            Some(other) => Err(format!(
+                "`{key}` is {other}, not a list of strings: custos reads only lists of strings"
+            )),
+        }
+    };
+    Ok(Marks {
+        classes: list("classes")?,
+        tags: list("confluent:tags")?,
+    })
 }
 
 fn full_name(
@@ -281,6 +393,54 @@ impl Parser {
         })
     }
 
+    /// The marks on a field's type itself (a type object, a union branch, an
+    /// array's items, a map's values, a named type referred to): they
+    /// classify the field, as the field's own would.
+    fn type_marks(&self, v: &Value, ns: Option<&str>) -> Result<Marks, String> {
+        let mut m = Marks::default();
+        match v {
+            Value::String(name) => {
+                let full = match ns {
+                    Some(n) if !name.contains('.') => format!("{n}.{name}"),
+                    _ => name.clone(),
+                };
+                if let Some(x) = self
+                    .named_marks
+                    .get(&full)
+                    .or_else(|| self.named_marks.get(name))
+                {
+                    m.merge(x.clone());
+                }
+            }
+            Value::Array(bs) => {
+                for b in bs {
+                    m.merge(self.type_marks(b, ns)?);
+                }
+            }
+            Value::Object(o) => {
+                m.merge(marks_of(o)?);
+                match o.get("type") {
+                    Some(t @ (Value::Object(_) | Value::Array(_))) => {
+                        m.merge(self.type_marks(t, ns)?)
+                    }
+                    Some(Value::String(t)) if t == "array" => {
+                        if let Some(i) = o.get("items") {
+                            m.merge(self.type_marks(i, ns)?);
+                        }
+                    }
+                    Some(Value::String(t)) if t == "map" => {
+                        if let Some(i) = o.get("values") {
+                            m.merge(self.type_marks(i, ns)?);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(m)
+    }
+
     fn ty(&mut self, v: &Value, ns: Option<&str>) -> Result<Ty, String> {
         match v {
             Value::String(s) => self.primitive(s, ns),
@@ -325,6 +485,10 @@ impl Parser {
             )),
             "record" | "error" => {
                 let (name, own_ns) = full_name(obj, ns)?;
+                self.named_marks.insert(
+                    name.clone(),
+                    marks_of(obj).map_err(|e| format!("record `{name}`: {e}"))?,
+                );
                 self.open.push(name.clone());
                 let mut fields = Vec::new();
                 for f in obj
@@ -337,15 +501,25 @@ impl Parser {
                         .get("name")
                         .and_then(Value::as_str)
                         .ok_or("a record field without `name`")?;
-                    let ty = self.ty(
-                        fo.get("type").ok_or("a record field without `type`")?,
-                        own_ns.as_deref(),
-                    )?;
-                    let attrs: Map<String, Value> = fo
+                    let tv = fo.get("type").ok_or("a record field without `type`")?;
+                    let ty = self.ty(tv, own_ns.as_deref())?;
+                    let mut marks = marks_of(fo).map_err(|e| format!("field `{fname}`: {e}"))?;
+                    marks.merge(
+                        self.type_marks(tv, own_ns.as_deref())
+                            .map_err(|e| format!("field `{fname}`: {e}"))?,
+                    );
+                    let mut attrs: Map<String, Value> = fo
                         .iter()
                         .filter(|(k, _)| !matches!(k.as_str(), "name" | "type" | "doc" | "default"))
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
+                    // The field's own marks and its type's, as one list each.
+                    if !marks.classes.is_empty() {
+                        attrs.insert("classes".into(), json!(marks.classes));
+                    }
+                    if !marks.tags.is_empty() {
+                        attrs.insert("confluent:tags".into(), json!(marks.tags));
+                    }
                     fields.push(Field {
                         name: fname.to_string(),
                         ty,
@@ -373,6 +547,10 @@ impl Parser {
             }
             "enum" => {
                 let (name, _) = full_name(obj, ns)?;
+                self.named_marks.insert(
+                    name.clone(),
+                    marks_of(obj).map_err(|e| format!("enum `{name}`: {e}"))?,
+                );
                 let symbols = obj
                     .get("symbols")
                     .and_then(Value::as_array)
@@ -394,6 +572,10 @@ impl Parser {
             }
             "fixed" => {
                 let (name, _) = full_name(obj, ns)?;
+                self.named_marks.insert(
+                    name.clone(),
+                    marks_of(obj).map_err(|e| format!("fixed `{name}`: {e}"))?,
+                );
                 let size = obj
                     .get("size")
                     .and_then(Value::as_u64)

@@ -744,3 +744,82 @@ fn a_404_that_is_not_the_registrys_answer_is_unavailable_not_unknown() {
     r.set_down(true);
     assert!(right.probe().is_err());
 }
+
+#[test]
+fn marks_on_a_type_classify_its_field_and_bad_marks_refuse_the_schema() {
+    // Classes or tags written on a record type, a union branch or an item
+    // type classify the field that holds it: never silently ignored.
+    let text = r#"{"type":"record","name":"O","fields":[
+        {"name":"created_at","type":"long","classes":["public"]},
+        {"name":"customer","type":{"type":"record","name":"C","fields":[{"name":"id","type":"string","classes":["pii.identifier.customer_id"]}]}},
+        {"name":"health","type":{"type":"record","name":"Health","classes":["sensitive.health"],
+            "fields":[{"name":"txt","type":"string","classes":["internal"]}]}},
+        {"name":"again","type":"Health"},
+        {"name":"note","type":["null",{"type":"string","confluent:tags":["SENSITIVE"]}],"default":null,"classes":["internal"]},
+        {"name":"list","type":{"type":"array","items":{"type":"string","classes":["pii.name"]}},"classes":["internal"]}]}"#;
+    let c = compiled();
+    let sp = compile_for_schema(&c, 0, Schema::parse(text).unwrap()).unwrap();
+    let a: Value = serde_json::from_str(&sp.derived[0].text).unwrap();
+    for gone in ["health", "again", "note"] {
+        assert!(
+            field(&a, &[gone]).is_none(),
+            "{gone} reached analytics: {}",
+            sp.derived[0].text
+        );
+    }
+    // The items' class joins the field's: analytics redacts names.
+    assert_eq!(
+        field(&a, &["list"]).unwrap()["classes"],
+        json!(["internal", "pii.name"])
+    );
+    // Marks that are not lists of strings: refused, not ignored.
+    for bad in [
+        r#""classes":"sensitive.health""#,
+        r#""classes":["public",5]"#,
+        r#""confluent:tags":{"a":1}"#,
+    ] {
+        let t = format!(
+            r#"{{"type":"record","name":"B","fields":[{{"name":"x","type":"string",{bad}}}]}}"#
+        );
+        let e = Schema::parse(&t).unwrap_err();
+        assert!(
+            e.contains("list of strings") || e.contains("not a string"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_schema_that_expands_beyond_the_path_limit_is_refused_quickly() {
+    // Each level uses the one below twice: 2^24 paths from a 3 KB schema.
+    let mut t =
+        r#"{"type":"record","name":"T0","fields":[{"name":"v","type":"string"}]}"#.to_string();
+    for i in 1..=24 {
+        t = format!(
+            r#"{{"type":"record","name":"T{i}","fields":[{{"name":"a","type":{t}}},{{"name":"b","type":"T{}"}}]}}"#,
+            i - 1
+        );
+    }
+    let started = std::time::Instant::now();
+    let e = Schema::parse(&t).unwrap_err();
+    assert!(e.contains("value paths"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn derived_schemas_copy_classification_only_and_no_scanned_default() {
+    let text = r#"{"type":"record","name":"O","x-owner":"ada@example.com","fields":[
+        {"name":"created_at","type":"long","classes":["public"],"x-pii":"Ada Lovelace"},
+        {"name":"customer","type":{"type":"record","name":"C","fields":[{"name":"id","type":"string","classes":["pii.identifier.customer_id"]}]}},
+        {"name":"notes","type":["string","null"],"default":"call ada@example.com"}]}"#;
+    let c = compiled();
+    let sp = compile_for_schema(&c, 0, Schema::parse(text).unwrap()).unwrap();
+    for d in &sp.derived {
+        assert!(
+            !d.text.contains("ada@example.com") && !d.text.contains("Ada Lovelace"),
+            "{}",
+            d.text
+        );
+        assert!(d.text.contains("\"classes\""), "{}", d.text);
+    }
+}
