@@ -519,6 +519,24 @@ fn invisible_and_compatibility_characters_do_not_hide_data() {
 }
 
 #[test]
+fn a_card_in_other_scripts_digits_inside_a_kept_field_is_guarded() {
+    // Full-width and Arabic-Indic digits: the guard of kept values used to
+    // count ASCII digits only and let these through untouched.
+    let c = compile(SHOP);
+    for card in ["４１１１ １１１１ １１１１ １１１１", "٤١١١١١١١١١١١١١١١"]
+    {
+        let mut e = order();
+        e["order_id"] = json!(card);
+        let v = govern(&c, &rec(e), &state(&c));
+        let leaked: Vec<String> = leaks(&c, &v, card)
+            .into_iter()
+            .filter(|p| p != "support")
+            .collect();
+        assert!(leaked.is_empty(), "{card} reached {leaked:?}");
+    }
+}
+
+#[test]
 fn object_keys_inside_kept_fields_are_guarded_too() {
     let c = compile(SHOP);
     for member in [

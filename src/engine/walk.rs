@@ -449,13 +449,16 @@ impl Walker<'_> {
     /// rules, so ordinary values are not flagged) inside a value the policy
     /// classified as something else still gets the purpose's action for its
     /// own class. Returns the purposes written (0 when nothing was found and
-    /// the value is written as usual). Only values with at least 9 digits
-    /// are looked at.
+    /// the value is written as usual). Only values with at least 9 ASCII
+    /// digits, or with characters beyond ASCII, are looked at.
     pub(super) fn guard(&mut self, i: usize, leaf: &Leaf, path: &str, keep: u64) -> u64 {
         let doc = self.doc;
         let tok = doc.tok(i);
         let raw = codec::raw(doc.src, tok);
-        if raw.iter().filter(|b| b.is_ascii_digit()).count() < GUARD_MIN_DIGITS {
+        // Text that is not ASCII may write its digits in other scripts
+        // (full-width, Arabic-Indic): the detectors fold them, so it is
+        // always looked at.
+        if raw.iter().filter(|b| b.is_ascii_digit()).count() < GUARD_MIN_DIGITS && raw.is_ascii() {
             return 0;
         }
         let text: std::borrow::Cow<'_, str> = match tok.kind {
