@@ -1386,6 +1386,33 @@ fn explain_with_a_schema_names_where_each_class_came_from() {
         field("payment.card_number")["purposes"][1]["action"],
         "mask(keep_first=0, keep_last=4, char=*)"
     );
+    // A record classified as a whole, not kept, with nothing classified
+    // inside: removed, as `schema derive` shows; its members likewise.
+    let dir = tempfile::tempdir().unwrap();
+    let avsc = dir.path().join("blob.avsc");
+    std::fs::write(&avsc, r#"{"type":"record","name":"O","fields":[{"name":"created_at","type":"long","classes":["public"]},{"name":"blob","type":{"type":"record","name":"B","fields":[{"name":"a","type":"string"}]},"classes":["pii.identifier"]}]}"#).unwrap();
+    let out = custos(
+        &[
+            "explain",
+            "examples/shop/policy.yaml",
+            "--stream",
+            "orders_avro",
+            "--schema",
+            avsc.to_str().unwrap(),
+            "--purpose",
+            "analytics",
+        ],
+        None,
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("drop (a record passes whole only where kept)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("drop (an unnamed member passes only where kept)"),
+        "{text}"
+    );
     // --schema needs --stream.
     let out = custos(
         &[

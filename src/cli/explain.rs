@@ -276,6 +276,8 @@ struct SchemaRow {
     inherited: Option<String>,
     /// A record, array or map: without classes of its own, its fields decide.
     container: bool,
+    /// A record or a map (not an array), in some branch.
+    record_or_map: bool,
 }
 
 fn type_text(ty: &crate::avro::schema::Ty) -> String {
@@ -350,9 +352,16 @@ fn schema_rows(policy: &Policy, stream: &Stream, schema: &crate::avro::Schema) -
                 .branches()
                 .iter()
                 .any(|b| b.shape() == crate::avro::schema::Shape::Container);
+            let record_or_map = ty.branches().iter().any(|b| {
+                matches!(
+                    b,
+                    crate::avro::schema::Ty::Record(_) | crate::avro::schema::Ty::Map(_)
+                )
+            });
             SchemaRow {
                 path,
                 container,
+                record_or_map,
                 ty: type_text(&ty),
                 classes,
                 inherited,
@@ -420,7 +429,41 @@ pub fn explain_schema(
                     )
                 } else {
                     let row = purpose_row(policy, s, pi, &classes);
-                    (row.purpose, row.action, row.decided_by)
+                    // A record or map with classes of its own and none
+                    // inside passes whole only where kept (as a JSON object):
+                    // any other action removes it.
+                    let inside = rows.iter().any(|o| {
+                        o.inherited.is_none()
+                            && !o.classes.is_empty()
+                            && o.path.len() > r.path.len()
+                            && o.path.starts_with(r.path.as_str())
+                            && matches!(o.path.as_bytes()[r.path.len()], b'.' | b'[')
+                    });
+                    if r.inherited.is_some() && !r.path.ends_with("[]") && row.kind != "keep" {
+                        // A record member the policy does not name: like an
+                        // unnamed member of a JSON object, it passes only
+                        // where its inherited class is kept.
+                        (
+                            row.purpose,
+                            "drop (an unnamed member passes only where kept)".to_string(),
+                            row.decided_by,
+                        )
+                    } else if r.record_or_map && !inside && row.kind != "keep" {
+                        (
+                            row.purpose,
+                            format!(
+                                "drop (a {} passes whole only where kept)",
+                                if r.ty.starts_with("map") {
+                                    "map"
+                                } else {
+                                    "record"
+                                }
+                            ),
+                            row.decided_by,
+                        )
+                    } else {
+                        (row.purpose, row.action, row.decided_by)
+                    }
                 }
             })
             .collect()
