@@ -149,6 +149,28 @@ impl Failure {
     }
 }
 
+/// The index of stream `name` of a policy, or the failure naming its streams.
+///
+/// # Errors
+/// No stream has that name.
+pub fn stream_index(policy: &Policy, name: &str) -> Result<usize, Failure> {
+    policy
+        .streams
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "unknown stream `{name}`; the policy has: {}",
+                policy
+                    .streams
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+}
+
 /// Reads and validates a policy file.
 ///
 /// # Errors

@@ -306,18 +306,7 @@ struct Counts {
 /// Bad policy, missing secrets, unknown stream or purpose, unreadable files.
 pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     let compiled = load_compiled(&args.file, super::ShortKeys::Warn)?;
-    let plan = compiled.stream(&args.stream).ok_or_else(|| {
-        Failure::new(format!(
-            "unknown stream `{}`; the policy has: {}",
-            args.stream,
-            compiled
-                .streams
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let plan = &compiled.streams[super::stream_index(&compiled.policy, &args.stream)?];
     let avro = avro_plan(&compiled, args)?;
     let plan = avro.as_ref().map_or(plan, |sp| &sp.plan);
     let only = match &args.purpose {
@@ -565,12 +554,7 @@ fn avro_plan(
     compiled: &crate::policy::plan::Compiled,
     args: &ApplyArgs,
 ) -> Result<Option<avro::SchemaPlan>, Failure> {
-    let si = compiled
-        .policy
-        .streams
-        .iter()
-        .position(|s| s.name == args.stream)
-        .unwrap_or(0);
+    let si = super::stream_index(&compiled.policy, &args.stream)?;
     let stream_avro = compiled.policy.streams[si].format == Format::Avro;
     let is_avro = match args.format {
         Some(f) => f == InputFormat::Avro,

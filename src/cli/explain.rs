@@ -104,17 +104,7 @@ pub fn explain(
     format: ExplainFormat,
 ) -> Result<String, Failure> {
     let streams: Vec<&Stream> = match stream {
-        Some(s) => vec![policy.stream(s).ok_or_else(|| {
-            Failure::new(format!(
-                "unknown stream `{s}`; the policy has: {}",
-                policy
-                    .streams
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?],
+        Some(s) => vec![&policy.streams[super::stream_index(policy, s)?]],
         None => policy.streams.iter().collect(),
     };
     let purposes: Vec<usize> = match purpose {
@@ -383,17 +373,7 @@ pub fn explain_schema(
     format: ExplainFormat,
     schema: &crate::avro::Schema,
 ) -> Result<String, Failure> {
-    let s = policy.stream(stream).ok_or_else(|| {
-        Failure::new(format!(
-            "unknown stream `{stream}`; the policy has: {}",
-            policy
-                .streams
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let s = &policy.streams[super::stream_index(policy, stream)?];
     // The same check the worker makes: a class the taxonomy lacks makes the schema unusable.
     crate::avro::with_schema_classes(policy, s, schema).map_err(Failure::new)?;
     let purposes: Vec<usize> = match purpose {

@@ -51,22 +51,7 @@ pub fn read_schema(path: &Path) -> Result<Schema, Failure> {
 pub fn run(cmd: &SchemaCommand) -> Result<(), Failure> {
     let SchemaCommand::Derive(args) = cmd;
     let policy = load_policy(&args.file)?;
-    let si = policy
-        .streams
-        .iter()
-        .position(|s| s.name == args.stream)
-        .ok_or_else(|| {
-            Failure::new(format!(
-                "unknown stream `{}`; the policy has: {}",
-                args.stream,
-                policy
-                    .streams
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
+    let si = super::stream_index(&policy, &args.stream)?;
     // The derived schema does not depend on secret bytes: compile with
     // placeholders so that no secret is needed to print it.
     let keys = Keys::from_pairs(
