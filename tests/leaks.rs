@@ -523,10 +523,18 @@ fn a_card_in_other_scripts_digits_inside_a_kept_field_is_guarded() {
     // Full-width and Arabic-Indic digits: the guard of kept values used to
     // count ASCII digits only and let these through untouched.
     let c = compile(SHOP);
-    for card in ["４１１１ １１１１ １１１１ １１１１", "٤١١١١١١١١١١١١١١١"]
-    {
+    for (card, inside) in [
+        ("４１１１ １１１１ １１１１ １１１１", false),
+        ("٤١١١١١١١١١١١١١١١", false),
+        ("４１１１ １１１１ １１１１ １１１１", true),
+    ] {
         let mut e = order();
-        e["order_id"] = json!(card);
+        // Alone, or inside a kept object that would be copied whole.
+        e["order_id"] = if inside {
+            json!({ "ref": card })
+        } else {
+            json!(card)
+        };
         let v = govern(&c, &rec(e), &state(&c));
         let leaked: Vec<String> = leaks(&c, &v, card)
             .into_iter()

@@ -214,7 +214,12 @@ impl Walker<'_> {
                     .iter()
                     .filter(|b| b.is_ascii_digit())
                     .count();
-                let keep = if tok.hollow || digits >= GUARD_MIN_DIGITS {
+                // Text beyond ASCII may write digits in other scripts: walked
+                // too, so that the guard of kept values sees every scalar.
+                let keep = if tok.hollow
+                    || digits >= GUARD_MIN_DIGITS
+                    || !codec::raw_json(self.doc.src, tok).is_ascii()
+                {
                     0
                 } else {
                     keep_mask(leaf, active)
