@@ -20,7 +20,9 @@ mod tests;
 use std::sync::Arc;
 
 use crate::policy::plan::{compile_stream, Compiled, StreamPlan};
-use crate::policy::{FieldPath, FieldSpec, Policy, Stream};
+use std::collections::HashMap;
+
+use crate::policy::{FieldPath, FieldSpec, Policy, Segment, Stream};
 
 pub use self::derive::Derived;
 pub use self::schema::Schema;
@@ -100,15 +102,90 @@ pub fn with_schema_classes(
     }
     // A class the schema puts on a record (or on the field holding it)
     // holds for everything inside, even where a field inside names classes
-    // of its own: a record marked sensitive stays sensitive throughout.
+    // of its own: a record marked sensitive stays sensitive throughout. And
+    // a field the schema classifies keeps the classes of every path above
+    // it, the policy's included: a schema can add classes, never weaken one.
+    let mut by_path: HashMap<Vec<Segment>, Vec<String>> = HashMap::new();
+    for (p, class) in &marked {
+        if let FieldPath::Value(segs) = p {
+            let e = by_path.entry(segs.clone()).or_default();
+            if !e.contains(class) {
+                e.push(class.clone());
+            }
+        }
+    }
+    // A policy path naming a map key (`contacts.primary`) is a map value
+    // too: the classes the schema gives below the map's values apply there.
+    let named: Vec<Vec<Segment>> = out
+        .fields
+        .iter()
+        .filter_map(|f| match &f.path {
+            FieldPath::Value(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut extra: Vec<(Vec<Segment>, String)> = Vec::new();
+    for (m, classes) in &by_path {
+        for (i, seg) in m.iter().enumerate() {
+            if *seg != Segment::Each {
+                continue;
+            }
+            for p in &named {
+                if p.len() > i && p[..i] == m[..i] && matches!(p[i], Segment::Field(_)) {
+                    let mut path = p[..=i].to_vec();
+                    path.extend_from_slice(&m[i + 1..]);
+                    for c in classes {
+                        extra.push((path.clone(), c.clone()));
+                    }
+                }
+            }
+        }
+    }
+    for (path, class) in extra {
+        let fp = FieldPath::Value(path.clone());
+        match out.fields.iter_mut().find(|f| f.path == fp) {
+            Some(f) => {
+                if !f.classes.contains(&class) {
+                    f.classes.push(class.clone());
+                }
+            }
+            None => out.fields.push(FieldSpec {
+                path: fp,
+                classes: vec![class.clone()],
+                scan: false,
+                pos: stream.pos,
+            }),
+        }
+        let e = by_path.entry(path).or_default();
+        if !e.contains(&class) {
+            e.push(class);
+        }
+    }
+    let all: HashMap<Vec<Segment>, Vec<String>> = out
+        .fields
+        .iter()
+        .filter_map(|f| match &f.path {
+            FieldPath::Value(s) => Some((s.clone(), f.classes.clone())),
+            _ => None,
+        })
+        .collect();
     for f in &mut out.fields {
         let FieldPath::Value(segs) = &f.path else {
             continue;
         };
-        for (p, class) in &marked {
-            if let FieldPath::Value(anc) = p {
-                if anc.len() < segs.len() && segs.starts_with(anc) && !f.classes.contains(class) {
-                    f.classes.push(class.clone());
+        let touched = by_path.contains_key(segs);
+        for n in 1..segs.len() {
+            let above = &segs[..n];
+            // Schema marks flow into every path below them; the policy's
+            // classes flow into the paths the schema classifies.
+            let add = by_path
+                .get(above)
+                .into_iter()
+                .flatten()
+                .chain(all.get(above).into_iter().flatten().filter(|_| touched));
+            for c in add {
+                if !f.classes.contains(c) {
+                    f.classes.push(c.clone());
                 }
             }
         }

@@ -44,7 +44,7 @@ struct Wishes {
 /// 1 GiB, `cargo bench --bench state`), and a memory dump holds no subject
 /// id. Two ids colliding would take about 2^64 tries against a key the
 /// attacker does not know.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct MemoryState {
     /// The policy's purposes, in policy order (a purpose's index is its bit).
     purposes: Vec<Box<str>>,
@@ -54,6 +54,17 @@ pub struct MemoryState {
     erased: usize,
     /// The hash key (zero for `Default`, random from `new`).
     key: (u64, u64),
+}
+
+impl std::fmt::Debug for MemoryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the hash key: with it, ids could be tried against the table.
+        f.debug_struct("MemoryState")
+            .field("purposes", &self.purposes)
+            .field("consent_subjects", &self.consent_subjects())
+            .field("erased_subjects", &self.erased)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An erased subject's entry: nothing granted, everything withdrawn (as
@@ -307,8 +318,10 @@ impl MemoryState {
     /// Empty state for a policy whose purposes are `purposes` (in policy order).
     pub fn new<S: AsRef<str>>(purposes: &[S]) -> Self {
         let mut random = [0u8; 16];
-        // Without OS randomness the state still works (the key is then known).
-        let _ = getrandom::fill(&mut random);
+        if getrandom::fill(&mut random).is_err() {
+            // Still correct, only the hashes are predictable.
+            tracing::warn!("no OS randomness for the subject-state hash key: using a fixed key");
+        }
         let (a, b) = random.split_at(8);
         MemoryState {
             purposes: purposes.iter().map(|p| p.as_ref().into()).collect(),

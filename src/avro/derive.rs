@@ -80,6 +80,30 @@ fn classification(attrs: &serde_json::Map<String, Value>) -> serde_json::Map<Str
         .collect()
 }
 
+/// A type kept whole, with only the classification attributes of its
+/// records and fields (free-form attributes could hold anything).
+fn sanitized(ty: &Ty) -> Ty {
+    match ty {
+        Ty::Record(r) => Ty::Record(std::sync::Arc::new(Record {
+            fields: r
+                .fields
+                .iter()
+                .map(|f| Field {
+                    ty: sanitized(&f.ty),
+                    attrs: classification(&f.attrs),
+                    ..f.clone()
+                })
+                .collect(),
+            attrs: classification(&r.attrs),
+            ..(**r).clone()
+        })),
+        Ty::Array(i) => Ty::Array(Box::new(sanitized(i))),
+        Ty::Map(v) => Ty::Map(Box::new(sanitized(v))),
+        Ty::Union(bs) => Ty::Union(bs.iter().map(sanitized).collect()),
+        other => other.clone(),
+    }
+}
+
 /// One type, or a union of several (deduplicated, first wins).
 fn union_of(types: Vec<Ty>) -> Option<Ty> {
     let mut out: Vec<Ty> = Vec::new();
@@ -132,7 +156,7 @@ impl Deriver {
                 return None;
             }
             if container && is_keep(leaf, self.p) {
-                return Some(ty.clone());
+                return Some(sanitized(ty));
             }
         }
         match ty {

@@ -182,15 +182,26 @@ impl Schema {
         let json: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let mut p = Parser::default();
         let mut root = p.ty(&json, None)?;
+        if !matches!(root, Ty::Record(_)) {
+            return Err("the schema's top level is not a record: custos governs records".into());
+        }
+        let size = expanded(&root, &mut HashMap::new());
+        if size > MAX_PATHS {
+            return Err(format!(
+                "the schema expands to {size} value paths (named types used many times over), more than the {MAX_PATHS} custos governs per schema"
+            ));
+        }
+        let deep = depth(&root, &mut HashMap::new());
+        if deep > MAX_DEPTH {
+            return Err(format!(
+                "the schema nests {deep} levels deep (records, arrays, maps, unions), more than the {MAX_DEPTH} custos governs"
+            ));
+        }
         let Ty::Record(r) = &mut root else {
             return Err("the schema's top level is not a record: custos governs records".into());
         };
         // Marks on the top-level record classify every field of it.
-        let top = json
-            .as_object()
-            .map(marks_of)
-            .transpose()?
-            .unwrap_or_default();
+        let top = p.type_marks(&json, None)?;
         if !top.classes.is_empty() || !top.tags.is_empty() {
             let r = Arc::make_mut(r);
             for f in &mut r.fields {
@@ -212,12 +223,6 @@ impl Schema {
                 }
             }
         }
-        let size = expanded(&root, &mut HashMap::new());
-        if size > MAX_PATHS {
-            return Err(format!(
-                "the schema expands to {size} value paths (named types used many times over), more than the {MAX_PATHS} custos governs per schema"
-            ));
-        }
         Ok(Schema {
             root,
             text: text.to_string(),
@@ -234,6 +239,32 @@ impl Schema {
 /// Most value paths a schema may expand to (every use of a named type
 /// counts): compiling, deriving and explaining walk every path.
 pub const MAX_PATHS: usize = 10_000;
+
+/// Deepest nesting custos governs (the engine reads JSON to 128 levels; a
+/// union and its branch count as two).
+pub const MAX_DEPTH: usize = 60;
+
+/// How deep a type nests, memoised per record.
+fn depth(ty: &Ty, memo: &mut HashMap<String, usize>) -> usize {
+    match ty {
+        Ty::Record(r) => {
+            if let Some(n) = memo.get(&r.name) {
+                return *n;
+            }
+            let n = 1 + r
+                .fields
+                .iter()
+                .map(|f| depth(&f.ty, memo))
+                .max()
+                .unwrap_or(0);
+            memo.insert(r.name.clone(), n);
+            n
+        }
+        Ty::Array(i) | Ty::Map(i) => 1 + depth(i, memo),
+        Ty::Union(bs) => 1 + bs.iter().map(|b| depth(b, memo)).max().unwrap_or(0),
+        _ => 1,
+    }
+}
 
 /// The number of value paths of a type, named types counted at every use
 /// (memoised per record, so counting itself stays linear).
@@ -276,6 +307,12 @@ struct Parser {
     open: Vec<String>,
 }
 
+/// Type names that are not references to named types.
+const KEYWORDS: [&str; 14] = [
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string", "record", "error",
+    "enum", "fixed", "array", "map",
+];
+
 /// `classes` and `confluent:tags` values.
 #[derive(Debug, Clone, Default)]
 struct Marks {
@@ -284,7 +321,7 @@ struct Marks {
 }
 
 impl Marks {
-    fn merge(&mut self, other: Marks) {
+    fn merge(&mut self, other: Marks) -> Result<(), String> {
         for c in other.classes {
             if !self.classes.contains(&c) {
                 self.classes.push(c);
@@ -295,6 +332,12 @@ impl Marks {
                 self.tags.push(t);
             }
         }
+        if self.classes.len() > MAX_MARKS || self.tags.len() > MAX_MARKS {
+            return Err(format!(
+                "a field with more than {MAX_MARKS} classes or tags"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -319,10 +362,34 @@ fn marks_of(o: &Map<String, Value>) -> Result<Marks, String> {
             )),
         }
     };
+    let dedupe = |mut xs: Vec<String>, key: &str| -> Result<Vec<String>, String> {
+        xs.sort();
+        xs.dedup();
+        if xs.len() > MAX_MARKS {
+            return Err(format!("`{key}` lists more than {MAX_MARKS} values"));
+        }
+        Ok(xs)
+    };
     Ok(Marks {
-        classes: list("classes")?,
-        tags: list("confluent:tags")?,
+        classes: dedupe(list("classes")?, "classes")?,
+        tags: dedupe(list("confluent:tags")?, "confluent:tags")?,
     })
+}
+
+/// Most `classes` or `confluent:tags` values on one object, and most bytes
+/// in a name or symbol: a schema is refused beyond them (compiling one
+/// must stay cheap, whoever registered it).
+const MAX_MARKS: usize = 64;
+const MAX_NAME: usize = 256;
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "a {what} name of {} bytes (custos takes up to {MAX_NAME})",
+            name.len()
+        ));
+    }
+    Ok(())
 }
 
 fn full_name(
@@ -333,11 +400,13 @@ fn full_name(
         .get("name")
         .and_then(Value::as_str)
         .ok_or("a named type without `name`")?;
+    check_name("type", name)?;
     if name.contains('.') {
         let ns = name.rsplit_once('.').map(|(n, _)| n.to_string());
         return Ok((name.to_string(), ns));
     }
     let ns = match obj.get("namespace").and_then(Value::as_str) {
+        Some(n) if n.len() > MAX_NAME => return Err(check_name("namespace", n).unwrap_err()),
         Some(n) => (!n.is_empty()).then(|| n.to_string()),
         None => ns.map(str::to_string),
     };
@@ -409,29 +478,33 @@ impl Parser {
                     .get(&full)
                     .or_else(|| self.named_marks.get(name))
                 {
-                    m.merge(x.clone());
+                    m.merge(x.clone())?;
                 }
             }
             Value::Array(bs) => {
                 for b in bs {
-                    m.merge(self.type_marks(b, ns)?);
+                    m.merge(self.type_marks(b, ns)?)?;
                 }
             }
             Value::Object(o) => {
-                m.merge(marks_of(o)?);
+                m.merge(marks_of(o)?)?;
                 match o.get("type") {
                     Some(t @ (Value::Object(_) | Value::Array(_))) => {
-                        m.merge(self.type_marks(t, ns)?)
+                        m.merge(self.type_marks(t, ns)?)?;
                     }
                     Some(Value::String(t)) if t == "array" => {
                         if let Some(i) = o.get("items") {
-                            m.merge(self.type_marks(i, ns)?);
+                            m.merge(self.type_marks(i, ns)?)?;
                         }
                     }
                     Some(Value::String(t)) if t == "map" => {
                         if let Some(i) = o.get("values") {
-                            m.merge(self.type_marks(i, ns)?);
+                            m.merge(self.type_marks(i, ns)?)?;
                         }
+                    }
+                    // `{"type": "Addr"}`: a named type referred to.
+                    Some(t @ Value::String(name)) if !KEYWORDS.contains(&name.as_str()) => {
+                        m.merge(self.type_marks(t, ns)?)?;
                     }
                     _ => {}
                 }
@@ -503,11 +576,11 @@ impl Parser {
                         .ok_or("a record field without `name`")?;
                     let tv = fo.get("type").ok_or("a record field without `type`")?;
                     let ty = self.ty(tv, own_ns.as_deref())?;
+                    check_name("field", fname)?;
                     let mut marks = marks_of(fo).map_err(|e| format!("field `{fname}`: {e}"))?;
-                    marks.merge(
-                        self.type_marks(tv, own_ns.as_deref())
-                            .map_err(|e| format!("field `{fname}`: {e}"))?,
-                    );
+                    marks
+                        .merge(self.type_marks(tv, own_ns.as_deref())?)
+                        .map_err(|e| format!("field `{fname}`: {e}"))?;
                     let mut attrs: Map<String, Value> = fo
                         .iter()
                         .filter(|(k, _)| !matches!(k.as_str(), "name" | "type" | "doc" | "default"))
@@ -557,7 +630,10 @@ impl Parser {
                     .ok_or("an enum without `symbols`")?
                     .iter()
                     .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect();
+                    .collect::<Vec<String>>();
+                for sym in &symbols {
+                    check_name("enum symbol", sym)?;
+                }
                 let ty = Ty::Enum(Arc::new(Enum {
                     name: name.clone(),
                     doc: obj.get("doc").and_then(Value::as_str).map(str::to_string),

@@ -823,3 +823,108 @@ fn derived_schemas_copy_classification_only_and_no_scanned_default() {
         assert!(d.text.contains("\"classes\""), "{}", d.text);
     }
 }
+
+#[test]
+fn a_schema_adds_classes_and_never_weakens_the_policys() {
+    // The policy classifies `customer` as a whole; a producer's schema
+    // marking `customer.email` internal must not make it pass.
+    let policy = POLICY.replace(
+        "      notes: { classes: [internal], scan: true }\n",
+        "      notes: { classes: [internal], scan: true }\n      customer: pii.contact\n      contacts.primary: internal\n",
+    );
+    let p = policy::load(&policy, "p.yaml").unwrap();
+    let c = plan::compile(
+        Arc::new(p),
+        &Keys::from_pairs([
+            ("k", b"0123456789abcdef".to_vec()),
+            ("a", b"0123456789abcdef".to_vec()),
+        ]),
+    )
+    .unwrap();
+    let text = r#"{"type":"record","name":"O","fields":[
+        {"name":"created_at","type":"long","classes":["public"]},
+        {"name":"customer","type":{"type":"record","name":"C","fields":[
+            {"name":"id","type":"string","classes":["pii.identifier.customer_id"]},
+            {"name":"email","type":"string","classes":["internal"]}]}},
+        {"name":"contacts","type":{"type":"map","values":{"type":"record","name":"K","fields":[
+            {"name":"email","type":"string","classes":["pii.contact.email"]}]}}},
+        {"name":"work","type":{"type":"record","name":"W","classes":["sensitive.health"],"fields":[{"name":"x","type":"string","classes":["internal"]}]}},
+        {"name":"home","type":{"type":"W"}}]}"#;
+    let sp = compile_for_schema(&c, 0, Schema::parse(text).unwrap()).unwrap();
+    let a: Value = serde_json::from_str(&sp.derived[0].text).unwrap();
+    assert!(
+        field(&a, &["customer", "email"]).is_none(),
+        "{}",
+        sp.derived[0].text
+    );
+    // `home` refers to W as {"type": "W"}: W's class holds there too.
+    assert!(
+        field(&a, &["home"]).is_none() && field(&a, &["work"]).is_none(),
+        "{}",
+        sp.derived[0].text
+    );
+    // The map value the policy names (`contacts.primary`) keeps the
+    // schema's class below it: the e-mail in it is governed, not copied whole.
+    let bytes = {
+        use apache_avro::types::Value as AV;
+        let rec = AV::Record(vec![
+            ("created_at".into(), AV::Long(1_795_391_000_000)),
+            (
+                "customer".into(),
+                AV::Record(vec![
+                    ("id".into(), AV::String("c-9".into())),
+                    ("email".into(), AV::String("eve@example.com".into())),
+                ]),
+            ),
+            (
+                "contacts".into(),
+                AV::Map(HashMap::from([(
+                    "primary".to_string(),
+                    AV::Record(vec![("email".into(), AV::String("bob@example.com".into()))]),
+                )])),
+            ),
+            (
+                "work".into(),
+                AV::Record(vec![("x".into(), AV::String("asthma".into()))]),
+            ),
+            (
+                "home".into(),
+                AV::Record(vec![("x".into(), AV::String("asthma".into()))]),
+            ),
+        ]);
+        written(text, rec)
+    };
+    let p = govern(&sp, &bytes);
+    let Written::Governed { governed, .. } = &p.written else {
+        panic!("{:?}", p.written)
+    };
+    let Outcome::Emitted(out) = &governed.outcomes[0] else {
+        panic!()
+    };
+    let shown = String::from_utf8_lossy(&out.value);
+    assert!(
+        !shown.contains("bob@example.com") && !shown.contains("eve@") && !shown.contains("asthma"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn schemas_too_deep_or_with_oversized_names_or_marks_are_refused() {
+    let mut ty = r#""string""#.to_string();
+    for _ in 0..62 {
+        ty = format!(r#"{{"type":"array","items":{ty}}}"#);
+    }
+    let t = format!(r#"{{"type":"record","name":"D","fields":[{{"name":"n","type":{ty}}}]}}"#);
+    let e = Schema::parse(&t).unwrap_err();
+    assert!(e.contains("levels deep"), "{e}");
+    let long = "x".repeat(300);
+    let t =
+        format!(r#"{{"type":"record","name":"R","fields":[{{"name":"{long}","type":"string"}}]}}"#);
+    assert!(Schema::parse(&t).unwrap_err().contains("bytes"));
+    let many: Vec<String> = (0..100).map(|i| format!("T{i}")).collect();
+    let t = format!(
+        r#"{{"type":"record","name":"R","fields":[{{"name":"a","type":"string","confluent:tags":{}}}]}}"#,
+        json!(many)
+    );
+    assert!(Schema::parse(&t).unwrap_err().contains("more than 64"));
+}

@@ -312,6 +312,7 @@ impl Reader<'_> {
                     write_json_str(out, &f.name);
                     out.push(b':');
                     self.value(&f.ty, out)?;
+                    self.check(out)?;
                 }
                 out.push(b'}');
             }

@@ -292,7 +292,12 @@ fn type_text(ty: &crate::avro::schema::Ty) -> String {
     }
 }
 
-fn schema_rows(policy: &Policy, stream: &Stream, schema: &crate::avro::Schema) -> Vec<SchemaRow> {
+fn schema_rows(
+    policy: &Policy,
+    stream: &Stream,
+    schema: &crate::avro::Schema,
+    governed: &Stream,
+) -> Vec<SchemaRow> {
     use crate::avro::schema::{paths, schema_classes, ClassSource};
     let mut explicit: Vec<(String, Vec<(String, String)>)> = Vec::new();
     let mut add = |path: String, class: String, from: String| match explicit
@@ -327,7 +332,24 @@ fn schema_rows(policy: &Policy, stream: &Stream, schema: &crate::avro::Schema) -
         .map(|(path, ty)| {
             let own = explicit.iter().find(|(p, _)| *p == path);
             let (classes, inherited) = match own {
-                Some((_, cs)) => (cs.clone(), None),
+                Some((_, cs)) => {
+                    // Classes that reach the path from above (a record the
+                    // schema marks, or the policy's path over one the schema
+                    // classifies): the worker governs with them too.
+                    let mut cs = cs.clone();
+                    let above = governed
+                        .fields
+                        .iter()
+                        .find(|f| f.path.to_string() == path)
+                        .map(|f| f.classes.clone())
+                        .unwrap_or_default();
+                    for c in above {
+                        if !cs.iter().any(|(x, _)| *x == c) {
+                            cs.push((c, "from above".to_string()));
+                        }
+                    }
+                    (cs, None)
+                }
                 None => explicit
                     .iter()
                     .filter(|(p, _)| {
@@ -375,7 +397,7 @@ pub fn explain_schema(
 ) -> Result<String, Failure> {
     let s = &policy.streams[super::stream_index(policy, stream)?];
     // The same check the worker makes: a class the taxonomy lacks makes the schema unusable.
-    crate::avro::with_schema_classes(policy, s, schema).map_err(Failure::new)?;
+    let governed = crate::avro::with_schema_classes(policy, s, schema).map_err(Failure::new)?;
     let purposes: Vec<usize> = match purpose {
         Some(p) => vec![policy
             .purpose_index(p)
@@ -388,7 +410,7 @@ pub fn explain_schema(
             })
             .collect(),
     };
-    let rows = schema_rows(policy, s, schema);
+    let rows = schema_rows(policy, s, schema, &governed);
     let unclassified = unclassified_text(s);
     let verdicts = |r: &SchemaRow| -> Vec<(String, String, String)> {
         let classes: Vec<String> = r.classes.iter().map(|(c, _)| c.clone()).collect();

@@ -66,7 +66,8 @@ impl HttpSink {
                                 break;
                             }
                             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-                            Err(e) => last = e.to_string(),
+                            // The URL may carry credentials: never in the log.
+                            Err(e) => last = e.to_string().replace(url.as_str(), "<openlineage_url>"),
                         }
                     }
                     if sent {
@@ -164,6 +165,7 @@ impl Lineage {
     /// Best effort: lineage describes the plan, it carries no record, so a
     /// failure to send it is logged and processing goes on.
     pub(super) fn emit(&mut self, compiled: &Compiled, kind: EventType, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
         let time = audit::rfc3339_ms(now_ms());
         for (plan, run_id) in compiled.streams.iter().zip(&self.run_ids) {
             let run = lineage::Run {
@@ -189,7 +191,7 @@ impl Lineage {
         if kind != EventType::Start {
             // The run's last event: give the endpoint what is left of the time.
             if let Some(h) = self.http.as_mut() {
-                h.finish(timeout);
+                h.finish(deadline.saturating_duration_since(std::time::Instant::now()));
             }
         }
     }
