@@ -928,3 +928,54 @@ fn schemas_too_deep_or_with_oversized_names_or_marks_are_refused() {
     );
     assert!(Schema::parse(&t).unwrap_err().contains("more than 64"));
 }
+
+#[test]
+fn the_registry_client_trusts_the_configured_ca_and_only_it() {
+    // A one-endpoint HTTPS registry with a certificate from a test CA
+    // (tests/fixtures/tls, made with openssl; no secret).
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let identity = native_tls::Identity::from_pkcs8(
+        &std::fs::read(format!("{dir}/server.pem")).unwrap(),
+        &std::fs::read(format!("{dir}/server.key")).unwrap(),
+    )
+    .unwrap();
+    let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let schema = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;
+    let body = json!({ "schema": schema }).to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming().take(2) {
+            let Ok(mut tls) = acceptor.accept(conn.unwrap()) else {
+                continue; // the client that does not trust the CA hangs up
+            };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tls.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            let _ = write!(
+                tls,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let url = format!("https://127.0.0.1:{port}");
+    let untrusting = registry::Registry::plain(&url);
+    assert!(matches!(
+        untrusting.schema_by_id(1),
+        Err(registry::RegistryError::Unavailable(_))
+    ));
+    let cfg = crate::config::SchemaRegistrySection {
+        ca_file: Some(format!("{dir}/ca.pem").into()),
+        ..Default::default()
+    };
+    let trusting = registry::Registry::new(&cfg, &url, None).unwrap();
+    assert_eq!(trusting.schema_by_id(1).unwrap(), schema);
+}
