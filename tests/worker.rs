@@ -1583,6 +1583,21 @@ fn read_wire(reg: &custos::avro::registry::Registry, bytes: &[u8]) -> apache_avr
     v
 }
 
+/// Topics, the Avro policy and a registry stand-in holding the input's
+/// writer schema (its id).
+fn avro_setup(
+    broker: &Broker,
+    n: &Names,
+    partitions: i32,
+) -> (Arc<Compiled>, custos::avro::standin::StandIn, u32) {
+    setup(broker, n, partitions);
+    let registry = custos::avro::standin::StandIn::start("127.0.0.1:0").unwrap();
+    let id = registry
+        .register(&format!("{}-value", n.input), EVENT_SCHEMA)
+        .unwrap();
+    (avro_compiled(n), registry, id)
+}
+
 fn avro_config(n: &Names, url: &str) -> Config {
     let mut c = config(n, "at_least_once");
     c.schema_registry.url = Some(url.to_string());
@@ -1593,12 +1608,7 @@ fn avro_config(n: &Names, url: &str) -> Config {
 fn avro_records_are_governed_into_derived_schemas_and_bad_ones_dead_lettered() {
     let broker = Broker::from_env();
     let n = Names::new();
-    setup(&broker, &n, 2);
-    let compiled = avro_compiled(&n);
-    let registry = custos::avro::standin::StandIn::start("127.0.0.1:0").unwrap();
-    let id = registry
-        .register(&format!("{}-value", n.input), EVENT_SCHEMA)
-        .unwrap();
+    let (compiled, registry, id) = avro_setup(&broker, &n, 2);
     let b = broker.bootstrap();
     let p = producer(&b);
     let mut records: Vec<(Option<String>, Vec<u8>)> = (0..20).map(|i| avro_event(id, i)).collect();
@@ -1681,12 +1691,7 @@ fn avro_records_are_governed_into_derived_schemas_and_bad_ones_dead_lettered() {
 fn avro_a_registry_outage_pauses_and_loses_nothing() {
     let broker = Broker::mock();
     let n = Names::new();
-    setup(&broker, &n, 1);
-    let compiled = avro_compiled(&n);
-    let registry = custos::avro::standin::StandIn::start("127.0.0.1:0").unwrap();
-    let id = registry
-        .register(&format!("{}-value", n.input), EVENT_SCHEMA)
-        .unwrap();
+    let (compiled, registry, id) = avro_setup(&broker, &n, 1);
     registry.set_down(true);
     let b = broker.bootstrap();
     let p = producer(&b);
@@ -1753,12 +1758,7 @@ fn avro_a_registry_outage_pauses_and_loses_nothing() {
 fn avro_a_derived_schema_the_registry_refuses_stops_the_worker_with_the_subject() {
     let broker = Broker::mock();
     let n = Names::new();
-    setup(&broker, &n, 1);
-    let compiled = avro_compiled(&n);
-    let registry = custos::avro::standin::StandIn::start("127.0.0.1:0").unwrap();
-    let id = registry
-        .register(&format!("{}-value", n.input), EVENT_SCHEMA)
-        .unwrap();
+    let (compiled, registry, id) = avro_setup(&broker, &n, 1);
     // The analytics subject already holds a schema whose `n` is a string:
     // the derived schema's long cannot read it (BACKWARD), so registration fails.
     let subject = format!("{}-value", n.analytics);
