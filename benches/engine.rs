@@ -174,6 +174,19 @@ fn naive_walk(
     }
 }
 
+/// The bench order as an input record at `NOW`.
+fn rec(value: &[u8]) -> Record<'_> {
+    Record {
+        topic: "shop.orders",
+        partition: 0,
+        offset: 1,
+        timestamp: Some(NOW),
+        key: Some(b"c-1"),
+        value,
+        headers: &[],
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let (compiled, keys) = compiled();
     let plan = &compiled.streams[0];
@@ -182,16 +195,8 @@ fn bench(c: &mut Criterion) {
     let policy_id = compiled.policy.id();
     let mut scratch = Scratch::default();
     // Sanity: both produce three outputs of the same size class.
-    let rec = Record {
-        topic: "shop.orders",
-        partition: 0,
-        offset: 1,
-        timestamp: Some(NOW),
-        key: Some(b"c-1"),
-        value: &value,
-        headers: &[],
-    };
-    let Verdict::Governed(g) = engine::govern(plan, &policy_id, &rec, &state, NOW, &mut scratch)
+    let Verdict::Governed(g) =
+        engine::govern(plan, &policy_id, &rec(&value), &state, NOW, &mut scratch)
     else {
         panic!("bench event must govern")
     };
@@ -209,15 +214,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("custos", |b| {
         b.iter(|| {
-            let rec = Record {
-                topic: "shop.orders",
-                partition: 0,
-                offset: 1,
-                timestamp: Some(NOW),
-                key: Some(b"c-1"),
-                value: black_box(&value),
-                headers: &[],
-            };
+            let rec = rec(black_box(&value));
             black_box(engine::govern(
                 plan,
                 &policy_id,
@@ -249,16 +246,8 @@ fn bench(c: &mut Criterion) {
         let (_, body) = custos::avro::split_wire(value).unwrap();
         json_buf.clear();
         custos::avro::value::decode(&sp.writer.root, body, json_buf).unwrap();
-        let rec = Record {
-            topic: "shop.orders",
-            partition: 0,
-            offset: 1,
-            timestamp: Some(NOW),
-            key: Some(b"c-1"),
-            value: json_buf,
-            headers: &[],
-        };
-        let Verdict::Governed(g) = engine::govern(&sp.plan, &policy_id, &rec, &state, NOW, scratch)
+        let Verdict::Governed(g) =
+            engine::govern(&sp.plan, &policy_id, &rec(json_buf), &state, NOW, scratch)
         else {
             panic!("the Avro order must govern")
         };
@@ -288,15 +277,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("json", |b| {
         b.iter(|| {
-            let rec = Record {
-                topic: "shop.orders",
-                partition: 0,
-                offset: 1,
-                timestamp: Some(NOW),
-                key: Some(b"c-1"),
-                value: black_box(&value),
-                headers: &[],
-            };
+            let rec = rec(black_box(&value));
             black_box(engine::govern(
                 plan,
                 &policy_id,

@@ -1509,38 +1509,19 @@ const EVENT_SCHEMA: &str = r#"{"type": "record", "name": "Event", "namespace": "
   {"name": "secret", "type": "string"}]}"#;
 
 fn avro_compiled(n: &Names) -> Arc<Compiled> {
-    let text = format!(
-        r#"
-version: 1
-name: wtest
-tags: {{ PII: pii.contact.email }}
-keys: {{ k: {{ env: CUSTOS_TEST_KEY }} }}
-purposes:
-  analytics:
-    basis: legitimate_interest
-    retention: 30d
-    rules:
-      - {{ classes: [internal], action: keep }}
-      - {{ classes: [pii.identifier], action: {{ pseudonymize: {{ key: k }} }} }}
-  marketing:
-    basis: consent
-    retention: 30d
-    rules:
-      - {{ classes: [internal, pii.contact.email], action: keep }}
-streams:
-  events:
-    topic: {}
-    format: avro
-    subject: user
-    fields:
-      $key: pii.identifier.customer_id
-      user: pii.identifier.customer_id
-    outputs: {{ analytics: {}, marketing: {} }}
-consent: {{ topic: {} }}
-erasure: {{ topic: {} }}
-"#,
-        n.input, n.analytics, n.marketing, n.consent, n.erasure
-    );
+    // The JSON test policy with the stream as Avro: `n` and `email` are
+    // classified by the schema (a `classes` attribute, a mapped tag).
+    let text = policy_text(n, "30d")
+        .replace(
+            "name: wtest\n",
+            "name: wtest\ntags: { PII: pii.contact.email }\n",
+        )
+        .replace(
+            "    subject: user\n",
+            "    format: avro\n    subject: user\n",
+        )
+        .replace("      n: internal\n      email: pii.contact.email\n", "");
+    assert!(text.contains("format: avro") && !text.contains("n: internal"));
     let p = policy::load(&text, "wtest.yaml").unwrap();
     Arc::new(
         policy::plan::compile(

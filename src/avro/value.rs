@@ -234,6 +234,29 @@ impl Reader<'_> {
         Ok(n)
     }
 
+    /// The items of an array or map, block by block, comma-separated.
+    fn items(
+        &mut self,
+        out: &mut Vec<u8>,
+        mut item: impl FnMut(&mut Self, &mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut first = true;
+        loop {
+            let n = self.block()?;
+            if n == 0 {
+                return Ok(());
+            }
+            for _ in 0..n {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                item(self, out)?;
+                self.check(out)?;
+            }
+        }
+    }
+
     fn value(&mut self, ty: &Ty, out: &mut Vec<u8>) -> Result<(), Error> {
         match ty {
             Ty::Null => out.extend_from_slice(b"null"),
@@ -318,46 +341,19 @@ impl Reader<'_> {
             }
             Ty::Array(items) => {
                 out.push(b'[');
-                let mut first = true;
-                loop {
-                    let n = self.block()?;
-                    if n == 0 {
-                        break;
-                    }
-                    for _ in 0..n {
-                        if !first {
-                            out.push(b',');
-                        }
-                        first = false;
-                        self.value(items, out)?;
-                        self.check(out)?;
-                    }
-                }
+                self.items(out, |r, out| r.value(items, out))?;
                 out.push(b']');
             }
             Ty::Map(values) => {
                 out.push(b'{');
-                let mut first = true;
-                loop {
-                    let n = self.block()?;
-                    if n == 0 {
-                        break;
-                    }
-                    for _ in 0..n {
-                        if !first {
-                            out.push(b',');
-                        }
-                        first = false;
-                        let len = self.len()?;
-                        let k = self.take(len)?;
-                        let k = std::str::from_utf8(k)
-                            .map_err(|_| "a map key that is not UTF-8".to_string())?;
-                        write_json_str(out, k);
-                        out.push(b':');
-                        self.value(values, out)?;
-                        self.check(out)?;
-                    }
-                }
+                self.items(out, |r, out| {
+                    let len = r.len()?;
+                    let k = std::str::from_utf8(r.take(len)?)
+                        .map_err(|_| "a map key that is not UTF-8".to_string())?;
+                    write_json_str(out, k);
+                    out.push(b':');
+                    r.value(values, out)
+                })?;
                 out.push(b'}');
             }
             Ty::Union(bs) => {

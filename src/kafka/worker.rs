@@ -797,7 +797,12 @@ fn abandon(
     drop(follower); // detached: it watches the stop flag
 }
 
-/// One stream's per-record context, resolved at start.
+thread_local! {
+    /// The worker loop's buffers for Avro records (decoded JSON, output tape).
+    static AVRO_BUFFERS: std::cell::RefCell<(Vec<u8>, crate::codec::Tape)> =
+        std::cell::RefCell::new((Vec::new(), crate::codec::Tape::default()));
+}
+
 /// An Avro value decoded into the JSON the engine governs, or why not.
 fn decode_avro<'j>(
     c: &avro_in::AvroCtx,
@@ -828,6 +833,7 @@ enum AvroIn {
     Dead(String),
 }
 
+/// One stream's per-record context, resolved at start.
 struct StreamCtx {
     metrics: StreamMetrics,
     /// Output topic per plan output.
@@ -895,11 +901,12 @@ fn govern_message(
                 &mut { none },
             )
         }
-        Some(AvroIn::Ready(c)) => {
-            let mut json = Vec::new();
-            let decoded = decode_avro(c, msg.payload(), limits.max_record_bytes, &mut json);
-            let mut tape = crate::codec::Tape::default();
-            let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j, &mut tape);
+        Some(AvroIn::Ready(c)) => AVRO_BUFFERS.with(|b| {
+            // The decoded JSON and the output tape, reused record after record.
+            let (json, tape) = &mut *b.borrow_mut();
+            json.clear();
+            let decoded = decode_avro(c, msg.payload(), limits.max_record_bytes, json);
+            let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j, tape);
             pipeline::process_decoded(
                 plan,
                 audit_with,
@@ -910,7 +917,7 @@ fn govern_message(
                 scratch,
                 &mut encode,
             )
-        }
+        }),
     };
     sm.observe(&processed.deltas(), || input.source());
     let pipeline::Processed { written, audit } = processed;
