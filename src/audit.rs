@@ -68,6 +68,19 @@ impl AuditKey {
         hex::encode(m.finalize().into_bytes())
     }
 
+    /// A key derived for another use: `HMAC-SHA256(key, "derive\n" + label)`.
+    /// No subject hash covers that text (ids with a newline are hashed as
+    /// `"subject:" + id`) and no chain hash does (what follows the newline of
+    /// a chain input is a record, which starts with `{`; labels do not), so
+    /// no audit record can ever show the derived key.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        debug_assert!(!label.starts_with('{'));
+        let mut m = self.0.clone();
+        m.update(b"derive\n");
+        m.update(label.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
     fn chain_hash(&self, prev: &str, canonical: &str) -> String {
         let mut m = self.0.clone();
         m.update(prev.as_bytes());

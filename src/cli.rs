@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod decrypt;
 pub mod demo;
 pub mod diff;
 pub mod explain;
@@ -61,6 +62,8 @@ pub enum Command {
     },
     /// Govern NDJSON events offline, exactly as the worker would, and print one line per emitted output
     Apply(apply::ApplyArgs),
+    /// Decrypt the `encrypt` action's values in output lines (NDJSON), for an authorised consumer; values of erased subjects come back as "[key destroyed]"
+    Decrypt(decrypt::DecryptArgs),
     /// Run the worker
     Run {
         /// The worker configuration (TOML)
@@ -293,6 +296,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Lineage { file, namespace } => schema::lineage(&file, &namespace),
         Command::Registry { listen } => schema::serve_registry(&listen),
         Command::Apply(args) => apply::run(&args),
+        Command::Decrypt(args) => decrypt::run(&args),
         Command::Run { config } => run::run(&config),
         Command::Demo => demo::run(),
         Command::Audit { command } => audit::run(&command),

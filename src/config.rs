@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub dead_letter: DeadLetterSection,
     #[serde(default)]
+    pub encryption: EncryptionSection,
+    #[serde(default)]
     pub schema_registry: SchemaRegistrySection,
     #[serde(default)]
     pub http: HttpSection,
@@ -192,6 +194,28 @@ impl Default for DeadLetterSection {
             topic: default_dl_topic(),
         }
     }
+}
+
+/// The `encrypt` action's data keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// The compacted topic custos keeps the wrapped per-subject data keys
+    /// on (created with one partition when `kafka.manage_topics`).
+    #[serde(default = "default_keys_topic")]
+    pub keys_topic: String,
+}
+
+impl Default for EncryptionSection {
+    fn default() -> Self {
+        EncryptionSection {
+            keys_topic: default_keys_topic(),
+        }
+    }
+}
+
+fn default_keys_topic() -> String {
+    "custos.keys".into()
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -424,6 +448,7 @@ impl Config {
             ("audit.topic", &self.audit.topic),
             ("lineage.topic", &self.lineage.topic),
             ("dead_letter.topic", &self.dead_letter.topic),
+            ("encryption.keys_topic", &self.encryption.keys_topic),
         ] {
             if topic.trim().is_empty() {
                 bad(key, "is empty");

@@ -212,6 +212,7 @@ pub struct Scratch {
     bits: Vec<u64>,
     spans: Vec<Span>,
     text: String,
+    path: Vec<u32>,
 }
 
 /// Governs one record of a stream.
@@ -427,6 +428,25 @@ fn govern_tape(
         suppressed.push(s);
     }
 
+    // The subject's data keys for the KEKs the active purposes encrypt under.
+    let mut data_keys: Vec<(Arc<str>, crate::crypto::DataKey)> = Vec::new();
+    if let Some(s) = subject.as_deref() {
+        for p in each_bit(active) {
+            for kek in &plan.outputs[p].keks {
+                if !data_keys.iter().any(|(k, _)| k == kek) {
+                    if let Ok(key) = state.data_key(kek, s) {
+                        data_keys.push((kek.clone(), key));
+                    }
+                }
+            }
+        }
+    }
+    let source = source_of(rec.topic, rec.partition, rec.offset);
+    let sealer = Sealer {
+        source: &source,
+        keys: &data_keys,
+    };
+
     let words = plan.pairs.len().div_ceil(64).max(1);
     scratch.bufs.resize_with(n, Vec::new);
     scratch.bits.clear();
@@ -435,7 +455,10 @@ fn govern_tape(
         b.clear();
     }
     let mut detections: Vec<Detection> = Vec::new();
+    scratch.path.clear();
     let mut w = Walker {
+        sealer: &sealer,
+        path: &mut scratch.path,
         doc: &doc,
         actions: vec![[0; 7]; n],
         classes: vec![0; plan.class_names.len()],
@@ -491,7 +514,6 @@ fn govern_tape(
             texts.push(ScannedText::new(s, leaf, &field, &mut detections));
         }
     }
-    let source = source_of(rec.topic, rec.partition, rec.offset);
     let mut outcomes = Vec::with_capacity(n);
     for (i, out) in plan.outputs.iter().enumerate() {
         if let Some(s) = suppressed[i] {
@@ -514,7 +536,12 @@ fn govern_tape(
             if matches!(d.op, Op::Redact) {
                 return None;
             }
-            texts[0].govern(s, leaf, out, i, &mut scratch.text)
+            let path: [&[u8]; 1] = [b"$key"];
+            let enc = Enc {
+                sealer: &sealer,
+                path: &path,
+            };
+            texts[0].govern(s, leaf, out, i, &mut scratch.text, enc)
         });
         let headers = output_headers(
             plan,
@@ -526,6 +553,7 @@ fn govern_tape(
             &header_texts,
             &texts,
             &mut scratch.text,
+            &sealer,
         );
         outcomes.push(Outcome::Emitted(Output {
             output: i,

@@ -26,6 +26,7 @@ pub mod classify;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod crypto;
 pub mod engine;
 pub mod health;
 pub mod http;

@@ -27,6 +27,42 @@ pub trait SubjectState {
     /// granted; `Some(false)` consent withdrawn or objection; `None` no record
     /// (no consent, no objection).
     fn consent(&self, subject: &str, purpose: usize) -> Option<bool>;
+    /// The subject's data key under the KEK named `kek` (the `encrypt`
+    /// action), created when the subject has none yet. Without one the
+    /// engine redacts what it would have encrypted (fail closed); the
+    /// worker's implementation stops the worker when it cannot get a key.
+    ///
+    /// # Errors
+    /// No key source (the default), or none reachable.
+    fn data_key(&self, kek: &str, subject: &str) -> Result<crate::crypto::DataKey, crate::crypto::Unavailable> {
+        let _ = (kek, subject);
+        Err(crate::crypto::Unavailable)
+    }
+}
+
+/// Subject state with data keys: consent and erasure from `state`, data
+/// keys (for `encrypt`) from `keys`.
+pub struct WithKeys<'a> {
+    pub state: &'a dyn SubjectState,
+    pub keys: &'a dyn crate::crypto::KeySource,
+}
+
+impl SubjectState for WithKeys<'_> {
+    fn is_erased(&self, subject: &str) -> bool {
+        self.state.is_erased(subject)
+    }
+
+    fn consent(&self, subject: &str, purpose: usize) -> Option<bool> {
+        self.state.consent(subject, purpose)
+    }
+
+    fn data_key(
+        &self,
+        kek: &str,
+        subject: &str,
+    ) -> Result<crate::crypto::DataKey, crate::crypto::Unavailable> {
+        self.keys.data_key(kek, subject)
+    }
 }
 
 /// One subject's consent record as bit sets over the policy's purposes.

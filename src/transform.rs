@@ -54,6 +54,10 @@ pub enum Op {
         ch: char,
     },
     Generalize(Generalize),
+    /// Encryption under the subject's data key, wrapped by the KEK with this
+    /// name. Needs the event's context: the engine's walk does it
+    /// ([`crate::crypto`]); the context-free functions here redact.
+    Encrypt(Arc<str>),
     Keep,
 }
 
@@ -69,6 +73,7 @@ impl fmt::Debug for Op {
                 ch,
             } => write!(f, "Mask({keep_first}, {keep_last}, {ch:?})"),
             Op::Generalize(g) => write!(f, "Generalize({g:?})"),
+            Op::Encrypt(kek) => write!(f, "Encrypt({kek})"),
             Op::Keep => f.write_str("Keep"),
         }
     }
@@ -124,7 +129,8 @@ pub fn apply<'v>(op: &Op, v: &'v Value) -> Option<Cow<'v, Value>> {
     Some(match op {
         Op::Drop => return None,
         Op::Keep => Cow::Borrowed(v),
-        Op::Redact => Cow::Owned(redact(v)),
+        // Without the event's context (the walk's), encryption redacts.
+        Op::Redact | Op::Encrypt(_) => Cow::Owned(redact(v)),
         Op::Pseudonymize(mac) => Cow::Owned(Value::String(match v {
             Value::String(s) => pseudonym(mac, s.as_bytes()),
             other => pseudonym(mac, other.to_string().as_bytes()),
@@ -319,7 +325,8 @@ pub fn apply_span(op: &Op, span: &str, class: &str, out: &mut String) {
         out.push(']');
     };
     match op {
-        Op::Drop | Op::Redact => marker(out),
+        // The walk encrypts spans itself; without its context: redacted.
+        Op::Drop | Op::Redact | Op::Encrypt(_) => marker(out),
         Op::Keep => out.push_str(span),
         Op::Pseudonymize(mac) => out.push_str(&pseudonym(mac, span.as_bytes())),
         Op::Mask {

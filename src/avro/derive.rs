@@ -303,6 +303,11 @@ impl Deriver {
             Op::Keep => vec![ty.clone()],
             Op::Redact | Op::Mask { .. } => redacted(),
             Op::Pseudonymize(_) => vec![string.clone()],
+            // A token, or redacted when the event has no subject to encrypt under.
+            Op::Encrypt(_) => match shape {
+                Shape::Text => vec![string.clone()],
+                _ => vec![Ty::Null, string.clone()],
+            },
             Op::Generalize(Generalize::Date(_)) => match shape {
                 Shape::Text => vec![string.clone()],
                 Shape::Number => vec![Ty::Null, string.clone()],

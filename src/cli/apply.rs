@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use clap::Args;
@@ -23,7 +23,8 @@ use crate::pipeline;
 use crate::policy::keys::{read_secret, KeyError};
 use crate::policy::Format;
 use crate::policy::KeySource;
-use crate::state::MemoryState;
+use crate::crypto::{KeyRing, LocalKeys};
+use crate::state::{MemoryState, SubjectState, WithKeys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
@@ -67,6 +68,12 @@ pub struct ApplyArgs {
     /// The input's format; default: the stream's (`avro` needs `--schema`)
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
+    /// Data keys for `encrypt`: NDJSON of keys-topic records
+    /// (`{"key":…,"value":{…}|null}`) read first; the keys this run makes are
+    /// appended, so `custos decrypt --keys FILE` can read the outputs.
+    /// Without it, keys live for this run only. Protect it like the KEK.
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
     /// Write the audit records (one per input line, hash-chained) here as NDJSON.
     /// Signed with CUSTOS_AUDIT_KEY; without it, with a one-time random key (a warning says so)
     #[arg(long)]
@@ -90,6 +97,78 @@ fn apply_audit_key() -> Result<AuditKey, Failure> {
         }
         Err(e) => Err(Failure::new(format!("{e}; it signs the audit records"))),
     }
+}
+
+/// The data keys of `--keys FILE` (or of this run only), when the policy encrypts.
+fn local_keys(
+    compiled: &crate::policy::plan::Compiled,
+    path: Option<&PathBuf>,
+) -> Result<Option<LocalKeys>, Failure> {
+    if !compiled.encrypts() {
+        return Ok(None);
+    }
+    // Subjects are named on the keys topic under a key derived from the
+    // audit key: the same as `custos run`'s when CUSTOS_AUDIT_KEY is set.
+    let src = KeySource::Env("CUSTOS_AUDIT_KEY".into());
+    let audit = match read_secret("audit.key", &src, |v| std::env::var(v).ok()) {
+        Ok(bytes) => AuditKey::new(&bytes),
+        Err(_) => {
+            let mut b = [0u8; 32];
+            getrandom::fill(&mut b)
+                .map_err(|e| Failure::new(format!("no randomness for a one-time key: {e}")))?;
+            AuditKey::new(&b)
+        }
+    };
+    let ring = KeyRing::new(compiled.keks(), &audit);
+    let keys = LocalKeys::new(ring, crate::audit::rfc3339_ms(chrono::Utc::now().timestamp_millis()));
+    let Some(path) = path else {
+        eprintln!("custos: warning: the policy encrypts and no --keys FILE is given: the data keys live for this run only, nothing it encrypts can be decrypted later");
+        return Ok(Some(keys));
+    };
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Failure::new(format!(
+                "cannot read keys file {}: {e}; check the path",
+                path.display()
+            )))
+        }
+    };
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let (key, value) = crate::cli::decrypt::keys_line(line).map_err(|e| {
+            Failure::new(format!("{}:{}: {e}", path.display(), i + 1))
+        })?;
+        keys.apply(key.as_bytes(), value.as_deref()).map_err(|e| {
+            Failure::new(format!("{}:{}: {e}", path.display(), i + 1))
+        })?;
+    }
+    Ok(Some(keys))
+}
+
+/// Appends keys-topic records to `--keys FILE` (created readable by the owner only).
+fn append_keys(path: &Path, records: &[(String, Vec<u8>)]) -> Result<(), Failure> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let err = |e: io::Error| Failure::new(format!("cannot write keys file {}: {e}", path.display()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = BufWriter::new(opts.open(path).map_err(err)?);
+    for (key, value) in records {
+        let value: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+        let line = serde_json::json!({ "key": key, "value": value });
+        writeln!(f, "{line}").map_err(err)?;
+    }
+    f.flush().map_err(err)
 }
 
 fn read_state(
@@ -313,11 +392,20 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         None => None,
         Some(p) => Some(plan.output_index(p).map_err(Failure::new)?),
     };
-    let state = read_state(
+    let memory = read_state(
         &compiled.policy,
         args.consent.as_ref(),
         args.erasure.as_ref(),
     )?;
+    let local_keys = local_keys(&compiled, args.keys.as_ref())?;
+    let with_keys = local_keys.as_ref().map(|k| WithKeys {
+        state: &memory,
+        keys: k,
+    });
+    let state: &dyn SubjectState = match &with_keys {
+        Some(w) => w,
+        None => &memory,
+    };
     let now_ms = match &args.now {
         Some(t) => chrono::DateTime::parse_from_rfc3339(t)
             .map_err(|_| {
@@ -440,7 +528,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                         avro.as_ref(),
                         audit_with,
                         &input,
-                        &state,
+                        state,
                         &cx,
                         &mut scratch,
                     )
@@ -460,7 +548,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
                 avro.as_ref(),
                 audit_with,
                 &plain(raw),
-                &state,
+                state,
                 &cx,
                 &mut scratch,
             )
@@ -514,6 +602,9 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         }
     }
     out.flush().map_err(io_err)?;
+    if let (Some(keys), Some(path)) = (&local_keys, &args.keys) {
+        append_keys(path, &keys.take_created())?;
+    }
     if let Some(w) = dl_out.as_mut() {
         w.flush().map_err(io_err)?;
     }
@@ -592,7 +683,7 @@ fn govern(
     avro: Option<&avro::SchemaPlan>,
     audit_with: Option<(&StreamAudit, &AuditKey)>,
     input: &pipeline::Input<'_>,
-    state: &MemoryState,
+    state: &dyn SubjectState,
     cx: &pipeline::Context<'_>,
     scratch: &mut Scratch,
 ) -> pipeline::Processed {

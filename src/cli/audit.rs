@@ -392,7 +392,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// The config and the audit key (`audit.key`, default `env = "CUSTOS_AUDIT_KEY"`).
-fn load(path: &Path) -> Result<(Config, AuditKey), Failure> {
+pub(crate) fn load(path: &Path) -> Result<(Config, AuditKey), Failure> {
     let cfg = Config::load(path, env_overrides(std::env::vars())).map_err(|e| {
         Failure::new(format!(
             "{e}; fix {} (or the CUSTOS_* variable)",
@@ -442,14 +442,29 @@ fn read_trail(
         }
         return Ok(());
     }
+    read_topic(cfg, &cfg.audit.topic, "custos-audit-reader", |pos, _, value| {
+        each(pos, value.unwrap_or_default());
+    })
+}
+
+/// Reads every partition of `topic` from its beginning to its end:
+/// `each(position, key, value)` per record, tombstones with `None`.
+///
+/// # Errors
+/// The embedded broker, a missing topic, a read error or a stall of 30 s.
+pub(crate) fn read_topic(
+    cfg: &Config,
+    topic: &str,
+    group: &str,
+    mut each: impl FnMut(&str, Option<&[u8]>, Option<&[u8]>),
+) -> Result<(), Failure> {
     if cfg.embedded() {
         return Err(Failure::new(
             "the embedded broker exists only inside `custos run` and `custos demo`; point kafka.bootstrap_servers at a broker or pass --input",
         ));
     }
-    let topic = &cfg.audit.topic;
     let timeout = Duration::from_secs(30);
-    let consumer = input_reader(cfg, "custos-audit-reader")?;
+    let consumer = input_reader(cfg, group)?;
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| Failure::new(format!("cannot read metadata of `{topic}`: {e}")))?;
@@ -461,7 +476,7 @@ fn read_trail(
         .collect();
     if partitions.is_empty() {
         return Err(Failure::new(format!(
-            "audit topic `{topic}` does not exist or has no partitions"
+            "topic `{topic}` does not exist or has no partitions"
         )));
     }
     let mut tpl = TopicPartitionList::new();
@@ -492,7 +507,7 @@ fn read_trail(
             Some(Ok(m)) => {
                 last_progress = Instant::now();
                 let pos = format!("{topic}/{}/{}", m.partition(), m.offset());
-                each(&pos, m.payload().unwrap_or_default());
+                each(&pos, m.key(), m.payload());
             }
         }
     }

@@ -55,6 +55,7 @@ mod tests {
             basis,
             retention_ms: 30 * DAY,
             spans: Vec::new(),
+            keks: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ impl ScannedText {
         out: &OutputPlan,
         p: usize,
         text: &mut String,
+        enc: Enc<'_>,
     ) -> Option<Vec<u8>> {
         let op = &leaf.decisions[p].op;
         if matches!(op, Op::Drop) {
@@ -37,14 +38,26 @@ impl ScannedText {
             s
         } else {
             text.clear();
-            rewrite_spans(s, &self.spans, out, text, |_| {});
+            rewrite_spans(s, &self.spans, out, text, enc, |_| {});
             text.as_str()
         };
-        if matches!(op, Op::Keep) {
-            return Some(governed.as_bytes().to_vec());
+        text_action(op, governed, enc)
+    }
+}
+
+/// A key or header text under a non-scanning action: bytes, or `None` when dropped.
+pub(super) fn text_action(op: &Op, governed: &str, enc: Enc<'_>) -> Option<Vec<u8>> {
+    match op {
+        Op::Keep => Some(governed.as_bytes().to_vec()),
+        Op::Encrypt(kek) => Some(
+            enc.seal(kek, &json_string(governed))
+                .unwrap_or_else(|| transform::REDACTED.to_string())
+                .into_bytes(),
+        ),
+        _ => {
+            let v = Value::String(governed.to_string());
+            transform::apply(op, &v).and_then(|v| scalar_bytes(&v))
         }
-        let v = Value::String(governed.to_string());
-        transform::apply(op, &v).and_then(|v| scalar_bytes(&v))
     }
 }
 
@@ -90,6 +103,7 @@ pub(super) fn output_headers(
     header_texts: &[(usize, &str, usize)],
     texts: &[ScannedText],
     text: &mut String,
+    sealer: &Sealer<'_>,
 ) -> Vec<(Cow<'static, str>, Vec<u8>)> {
     let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = Vec::with_capacity(4 + plan.headers.len());
     let out = &plan.outputs[i];
@@ -109,16 +123,20 @@ pub(super) fn output_headers(
                 continue;
             }
             let d = &leaf.decisions[i];
+            let path: [&[u8]; 2] = [b"$headers", hn.as_bytes()];
+            let enc = Enc {
+                sealer,
+                path: &path,
+            };
             let governed = if leaf.scan {
                 header_texts
                     .iter()
                     .find(|(r, _, _)| *r == ri)
-                    .and_then(|&(_, s, ti)| texts[ti].govern(s, leaf, out, i, text))
+                    .and_then(|&(_, s, ti)| texts[ti].govern(s, leaf, out, i, text, enc))
             } else if matches!(d.op, Op::Keep) {
                 Some(hv.clone())
             } else {
-                let v = Value::String(String::from_utf8_lossy(hv).into_owned());
-                transform::apply(&d.op, &v).and_then(|v| scalar_bytes(&v))
+                text_action(&d.op, &String::from_utf8_lossy(hv), enc)
             };
             if let Some(b) = governed {
                 headers.push((Cow::Owned(hn.clone()), b));

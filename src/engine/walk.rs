@@ -46,11 +46,14 @@ pub(super) fn span_decision<'p>(out: &'p OutputPlan, span: &Span) -> &'p SpanDec
 
 /// Appends `s` to `text` with every span transformed in place by the
 /// purpose's span decision; `mark` gets the `custos-classes` pair of each.
+/// `enc` encrypts spans whose decision is `encrypt` (the field's associated
+/// data); a span it cannot encrypt is redacted.
 pub(super) fn rewrite_spans(
     s: &str,
     spans: &[Span],
     out: &OutputPlan,
     text: &mut String,
+    enc: Enc<'_>,
     mut mark: impl FnMut(u16),
 ) {
     let mut last = 0;
@@ -63,7 +66,14 @@ pub(super) fn rewrite_spans(
             .find(|d| out.spans[d.index()].kind == sd.kind)
             .unwrap_or(span.detector)
             .class();
-        transform::apply_span(&sd.op, &s[span.start..span.end], class, text);
+        let sealed = match &sd.op {
+            Op::Encrypt(kek) => enc.seal(kek, &json_string(&s[span.start..span.end])),
+            _ => None,
+        };
+        match sealed {
+            Some(token) => text.push_str(&token),
+            None => transform::apply_span(&sd.op, &s[span.start..span.end], class, text),
+        }
         last = span.end;
         if let Some(id) = sd.pair {
             mark(id);
@@ -72,8 +82,62 @@ pub(super) fn rewrite_spans(
     text.push_str(&s[last..]);
 }
 
+/// A string's JSON text (what is encrypted for text).
+pub(super) fn json_string(s: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(s.len() + 2);
+    write_str(&mut b, s);
+    b
+}
+
+/// The data keys of one event's subject, per KEK, and the event's source
+/// (part of every token's associated data).
+pub(super) struct Sealer<'a> {
+    pub(super) source: &'a str,
+    pub(super) keys: &'a [(Arc<str>, crate::crypto::DataKey)],
+}
+
+impl Sealer<'_> {
+    /// A token for `plaintext` at `path`, or `None` when the event has no
+    /// key under `kek` (no subject, or none could be had): then redacted.
+    pub(super) fn seal<'s>(
+        &self,
+        kek: &str,
+        path: impl IntoIterator<Item = &'s [u8]>,
+        plaintext: &[u8],
+    ) -> Option<String> {
+        let (_, key) = self.keys.iter().find(|(k, _)| &**k == kek)?;
+        Some(key.seal(&crate::crypto::aad(self.source, path), plaintext))
+    }
+}
+
+/// A sealer and the path of the text being governed.
+#[derive(Clone, Copy)]
+pub(super) struct Enc<'a> {
+    pub(super) sealer: &'a Sealer<'a>,
+    pub(super) path: &'a [&'a [u8]],
+}
+
+impl Enc<'_> {
+    pub(super) fn seal(&self, kek: &str, plaintext: &[u8]) -> Option<String> {
+        self.sealer.seal(kek, self.path.iter().copied(), plaintext)
+    }
+}
+
+/// Where an encrypted value with nothing to encrypt it under goes: redacted.
+fn write_unsealed(buf: &mut Vec<u8>, string: bool) {
+    buf.extend_from_slice(if string { b"\"[REDACTED]\"" } else { b"null" });
+}
+
+/// Marks an array element in [`Walker::path`].
+pub(super) const ELEMENT: u32 = u32::MAX;
+
 /// Walks one event once, writing every active purpose's output side by side.
 pub(super) struct Walker<'a> {
+    /// The data keys of the event's subject, for `encrypt`.
+    pub(super) sealer: &'a Sealer<'a>,
+    /// The member-name tokens (or [`ELEMENT`]) from the root to the value
+    /// being walked: the output path encrypted values are bound to.
+    pub(super) path: &'a mut Vec<u32>,
     pub(super) doc: &'a Doc<'a>,
     pub(super) actions: Vec<[u32; 7]>,
     pub(super) classes: Vec<u32>,
@@ -159,7 +223,7 @@ pub(super) fn keep_mask(leaf: &Leaf, active: u64) -> u64 {
         .fold(0, |m, p| m | (1 << p))
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     /// Counts `n` classified values of `leaf` (for the metrics): once per
     /// class, and for `purposes` once by their winning action.
     pub(super) fn count(&mut self, leaf: &Leaf, n: u32, classes: bool, purposes: u64) {
@@ -309,7 +373,9 @@ impl Walker<'_> {
             }
             let key_json = codec::raw_json(doc.src, doc.tok(k));
             self.separate(member_active, nonempty, &mut emarks, key_json);
+            self.path.push(k as u32);
             let w = self.value(v, cleaf, cnode, cpath, member_active);
+            self.path.pop();
             self.unwind(member_active & !w, &emarks);
             nonempty |= w;
         }
@@ -342,12 +408,14 @@ impl Walker<'_> {
         let marks = self.open(active, b'[');
         let mut nonempty = 0u64;
         let mut emarks = [0usize; 64];
+        self.path.push(ELEMENT);
         for item in doc.tape.elements(i) {
             self.separate(active, nonempty, &mut emarks, b"");
             let w = self.value(item, eleaf, enode, epath, active);
             self.unwind(active & !w, &emarks);
             nonempty |= w;
         }
+        self.path.pop();
         self.close(active, nonempty, &marks, b']');
         nonempty
     }
@@ -441,6 +509,13 @@ impl Walker<'_> {
         }
         for p in each_bit(rest) {
             let d = &leaf.decisions[p];
+            if let (Op::Encrypt(kek), false) = (&d.op, doc.tok(i).kind == Kind::Null) {
+                let string = matches!(doc.tok(i).kind, Kind::Str | Kind::StrEsc);
+                self.write_sealed(kek, codec::raw_json(doc.src, doc.tok(i)), p, string);
+                written |= 1 << p;
+                self.mark_pairs(p, &d.pairs);
+                continue;
+            }
             if write_scalar(&d.op, doc, i, &mut self.bufs[p]) {
                 written |= 1 << p;
                 self.mark_pairs(p, &d.pairs);
@@ -520,6 +595,34 @@ impl Walker<'_> {
             .fold(0, |m, p| m | (1 << p))
     }
 
+    /// The output path of the value being walked, as token segments.
+    pub(super) fn path_segments(&self) -> Vec<Cow<'a, [u8]>> {
+        let doc = self.doc;
+        self.path
+            .iter()
+            .map(|&t| {
+                if t == ELEMENT {
+                    Cow::Borrowed(&b"[]"[..])
+                } else {
+                    match codec::string(doc.src, doc.tok(t as usize)) {
+                        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Writes `plaintext` (JSON text) encrypted under the subject's key for
+    /// `kek` to output `p`; redacted when there is no such key.
+    fn write_sealed(&mut self, kek: &str, plaintext: &[u8], p: usize, string: bool) {
+        let segs = self.path_segments();
+        match self.sealer.seal(kek, segs.iter().map(|c| &**c), plaintext) {
+            Some(token) => write_str(&mut self.bufs[p], &token),
+            None => write_unsealed(&mut self.bufs[p], string),
+        }
+    }
+
     pub(super) fn scanned(&mut self, s: &str, leaf: &Leaf, path: &str, active: u64) -> u64 {
         classify::detect_into(s, self.spans);
         self.govern_scanned(s, leaf, path, active)
@@ -549,13 +652,24 @@ impl Walker<'_> {
             }
             // Spans first, in place; then the field's own action on the result.
             self.text.clear();
+            let segs = self.path_segments();
+            let segs: Vec<&[u8]> = segs.iter().map(|c| &**c).collect();
+            let enc = Enc {
+                sealer: self.sealer,
+                path: &segs,
+            };
             let (bits, words) = (&mut *self.bits, self.words);
-            rewrite_spans(s, self.spans, &self.outputs[p], self.text, |id| {
+            rewrite_spans(s, self.spans, &self.outputs[p], self.text, enc, |id| {
                 let id = id as usize;
                 bits[p * words + id / 64] |= 1 << (id % 64);
             });
             if matches!(d.op, Op::Keep) {
                 write_str(&mut self.bufs[p], self.text);
+            } else if let Op::Encrypt(kek) = &d.op {
+                match enc.seal(kek, &json_string(self.text)) {
+                    Some(token) => write_str(&mut self.bufs[p], &token),
+                    None => write_unsealed(&mut self.bufs[p], true),
+                }
             } else {
                 let text = Value::String(std::mem::take(self.text));
                 if let Some(out) = transform::apply(&d.op, &text) {

@@ -122,6 +122,9 @@ pub struct OutputPlan {
     pub retention_ms: i64,
     /// Per detector (in [`Detector::ALL`] order): what this purpose does with a found span.
     pub spans: Vec<SpanDecision>,
+    /// The KEKs this purpose encrypts something of the stream under: the
+    /// subject's data key under each is fetched before the walk.
+    pub keks: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +205,32 @@ pub struct Compiled {
 impl Compiled {
     pub fn stream(&self, name: &str) -> Option<&StreamPlan> {
         self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// The key-encryption keys of every `encrypt` rule, by name, in policy
+    /// order (compiling checked that their secrets are present).
+    pub fn keks(&self) -> Vec<crate::crypto::Kek> {
+        let mut out: Vec<crate::crypto::Kek> = Vec::new();
+        for p in &self.policy.purposes {
+            for r in &p.rules {
+                if let super::Action::Encrypt { key } = &r.action {
+                    if let (false, Some(bytes)) = (
+                        out.iter().any(|k| k.name() == key),
+                        self.keys.get(key),
+                    ) {
+                        out.push(crate::crypto::Kek::new(key, bytes));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// True when some stream encrypts something for some purpose.
+    pub fn encrypts(&self) -> bool {
+        self.streams
+            .iter()
+            .any(|s| s.outputs.iter().any(|o| !o.keks.is_empty()))
     }
 }
 
@@ -450,9 +479,12 @@ pub fn compile_stream(
                 basis: p.basis,
                 retention_ms: p.retention_ms,
                 spans,
+                keks: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>, CompileError>>()?;
+    let mut outputs = outputs;
+    fill_keks(&mut outputs, &root, &key, &headers);
 
     let subject_aliases = subject_aliases(stream.subject.as_ref(), &root, &key, &headers);
     Ok(StreamPlan {
@@ -471,6 +503,39 @@ pub fn compile_stream(
         class_names,
         fields,
     })
+}
+
+/// Sets each output's [`OutputPlan::keks`]: the KEKs of its encrypt
+/// decisions on any leaf, and on spans when anything is scanned.
+fn fill_keks(outputs: &mut [OutputPlan], root: &Node, key: &Leaf, headers: &[(String, Arc<Leaf>)]) {
+    fn leaves<'n>(n: &'n Node, out: &mut Vec<&'n Leaf>) {
+        out.push(&n.leaf);
+        for (_, c) in &n.children {
+            leaves(c, out);
+        }
+        if let Some(e) = &n.each {
+            leaves(e, out);
+        }
+    }
+    let mut all: Vec<&Leaf> = vec![key];
+    all.extend(headers.iter().map(|(_, l)| &**l));
+    leaves(root, &mut all);
+    let scanned = all.iter().any(|l| l.scan);
+    for (i, out) in outputs.iter_mut().enumerate() {
+        let ops = all
+            .iter()
+            .filter_map(|l| l.decisions.get(i).map(|d| &d.op))
+            .chain(out.spans.iter().filter(|_| scanned).map(|sd| &sd.op));
+        let mut keks: Vec<Arc<str>> = Vec::new();
+        for op in ops {
+            if let Op::Encrypt(k) = op {
+                if !keks.contains(k) {
+                    keks.push(k.clone());
+                }
+            }
+        }
+        out.keks = keks;
+    }
 }
 
 /// `$key` and headers that share a class with the subject field.
@@ -598,14 +663,17 @@ pub fn covered_by(class: &str, classes: &[String]) -> bool {
 
 /// Lowers an action into the operation the engine applies; `key` looks up a
 /// named secret. `None` when a key is missing or the action is not
-/// supported (encrypt).
+/// supported.
 pub fn lower<'k>(action: &Action, key: impl Fn(&str) -> Option<&'k [u8]>) -> Option<Op> {
     Some(match action {
         Action::Drop => Op::Drop,
         Action::Redact => Op::Redact,
         Action::Keep => Op::Keep,
         Action::Pseudonymize { key: k } => Op::pseudonymize(key(k)?)?,
-        Action::Encrypt { .. } => return None,
+        Action::Encrypt { key: k } => {
+            key(k)?;
+            Op::Encrypt(Arc::from(k.as_str()))
+        }
         Action::Mask {
             keep_first,
             keep_last,

@@ -178,10 +178,7 @@ pub(super) fn parse_action(
         "pseudonymize" => {
             key_param(cx, params, "pseudonymize").map(|key| Action::Pseudonymize { key })
         }
-        "encrypt" => {
-            cx.err(npos, format!("action `encrypt` is not supported yet by this custos ({what}); use `pseudonymize` or `drop` until crypto-shredding lands"));
-            None
-        }
+        "encrypt" => key_param(cx, params, "encrypt").map(|key| Action::Encrypt { key }),
         "mask" => {
             let mut keep_first = 0;
             let mut keep_last = 0;

@@ -1,0 +1,797 @@
+//! The `encrypt` action: AES-256-GCM under per-subject data keys, the keys
+//! topic's records that hold those keys wrapped, and the ring that holds
+//! them in memory. `docs/encryption.md` is the user's page; the formats:
+//!
+//! **Token** (what an encrypted value becomes):
+//! `"enc:v1:" + base64(key id (16) ‖ nonce (12) ‖ ciphertext ‖ tag (16))`,
+//! standard alphabet with padding. The plaintext is the value's JSON text (a
+//! string with its quotes), so decryption gives back the type; a span found
+//! inside scanned text is encrypted as a JSON string too. The associated
+//! data binds a token to its event and its place in it:
+//! `"custos-enc-v1" ‖ len ‖ source ‖ (len ‖ segment)…` (`len` = 4 bytes,
+//! big-endian, the length of what follows), where `source` is the
+//! output's `custos-source` header (`topic/partition/offset` of the input)
+//! and the segments are the output path: member names, `[]` for an array
+//! element, `$key` for the record key, `$headers` and the name for a header.
+//! A token moved to another field or event does not decrypt.
+//!
+//! **Data key**: 32 random bytes per (KEK name, subject); its id is the
+//! first 16 bytes of `SHA-256("custos key id v1" ‖ key)`.
+//!
+//! **Keys topic record**: key `<kek name>/<subject hash>/<key id>` (hex),
+//! where the subject hash is the first 16 bytes of HMAC-SHA256 under a key
+//! derived from the audit key, over `kek name ‖ 0 ‖ subject id`; value
+//! `{"v":1,"kek":"<fingerprint>","wrapped":"<base64(nonce ‖ AES-256-GCM(KEK, data key))>","created_at":"…"}`
+//! with the record key as associated data (a wrapped key moved to another
+//! subject does not unwrap). A tombstone destroys the key. The KEK is
+//! `HMAC-SHA256(secret, "custos kek v1")` of the named secret; its
+//! fingerprint the first 8 bytes of SHA-256 of the KEK, in hex.
+//!
+//! **Agreement**: the first record of a (KEK, subject hash) in the keys
+//! topic's partition wins; each candidate has its own record key, so
+//! compaction keeps the winner. See [`KeyRing::apply`].
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::audit::AuditKey;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What every token starts with.
+pub const TOKEN_PREFIX: &str = "enc:v1:";
+/// What `custos decrypt` writes for a value whose key is gone.
+pub const KEY_DESTROYED: &str = "[key destroyed]";
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const ID_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// A data key's id.
+pub type KeyId = [u8; ID_LEN];
+/// A subject as the keys topic names it (per KEK).
+pub type SubjectHash = [u8; 16];
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The operating system's generator does not fail on the systems custos
+    // runs on; if it did, a zero nonce or key would be a silent disaster.
+    getrandom::fill(&mut b).expect("the operating system's random generator failed");
+    b
+}
+
+/// One subject's data key, ready to encrypt and decrypt.
+#[derive(Clone)]
+pub struct DataKey {
+    id: KeyId,
+    cipher: Aes256Gcm,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DataKey({})", hex::encode(self.id))
+    }
+}
+
+/// The id of a data key (it names the key in tokens and on the keys topic
+/// without saying anything about its bytes).
+pub fn key_id(key: &[u8; 32]) -> KeyId {
+    let mut h = Sha256::new();
+    h.update(b"custos key id v1");
+    h.update(key);
+    let d = h.finalize();
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&d[..ID_LEN]);
+    id
+}
+
+impl DataKey {
+    pub fn new(key: &[u8; 32]) -> DataKey {
+        DataKey {
+            id: key_id(key),
+            cipher: Aes256Gcm::new(key.into()),
+        }
+    }
+
+    pub fn id(&self) -> &KeyId {
+        &self.id
+    }
+
+    /// Encrypts `plaintext` (a value's JSON text) into a token.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> String {
+        let nonce: [u8; NONCE_LEN] = random();
+        let ct = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .expect("AES-GCM encrypts any message shorter than 64 GiB");
+        let mut raw = Vec::with_capacity(ID_LEN + NONCE_LEN + ct.len());
+        raw.extend_from_slice(&self.id);
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&ct);
+        let mut out = String::with_capacity(TOKEN_PREFIX.len() + raw.len() * 4 / 3 + 4);
+        out.push_str(TOKEN_PREFIX);
+        B64.encode_string(&raw, &mut out);
+        out
+    }
+
+    /// Decrypts a token made by [`DataKey::seal`] with the same `aad`.
+    ///
+    /// # Errors
+    /// A token that is not one, another key's, or one whose associated data
+    /// or bytes were changed.
+    pub fn open(&self, aad: &[u8], token: &str) -> Result<Vec<u8>, OpenError> {
+        let raw = token_bytes(token).ok_or(OpenError::NotAToken)?;
+        if raw[..ID_LEN] != self.id {
+            return Err(OpenError::OtherKey);
+        }
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(&raw[ID_LEN..ID_LEN + NONCE_LEN]),
+                Payload {
+                    msg: &raw[ID_LEN + NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map_err(|_| OpenError::Tampered)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("not an enc:v1 token")]
+    NotAToken,
+    #[error("the token was made with another key")]
+    OtherKey,
+    #[error("the token does not decrypt here: it was changed, or moved from another field or event")]
+    Tampered,
+}
+
+fn token_bytes(token: &str) -> Option<Vec<u8>> {
+    let b64 = token.strip_prefix(TOKEN_PREFIX)?;
+    let raw = B64.decode(b64).ok()?;
+    (raw.len() >= ID_LEN + NONCE_LEN + TAG_LEN).then_some(raw)
+}
+
+/// The id of the key a token was made with.
+pub fn token_key_id(token: &str) -> Option<KeyId> {
+    let raw = token_bytes(token)?;
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&raw[..ID_LEN]);
+    Some(id)
+}
+
+/// The associated data of a token: its event (`source`) and its place,
+/// each part preceded by its length (4 bytes, big-endian), so that no two
+/// paths give the same bytes (a member name may hold any character).
+pub fn aad<'s>(source: &str, path: impl IntoIterator<Item = &'s [u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"custos-enc-v1");
+    let mut part = |b: &[u8]| {
+        out.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    part(source.as_bytes());
+    for seg in path {
+        part(seg);
+    }
+    out
+}
+
+/// A key-encryption key: wraps data keys for the keys topic.
+#[derive(Clone)]
+pub struct Kek {
+    name: String,
+    cipher: Aes256Gcm,
+    fingerprint: String,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kek({}, {})", self.name, self.fingerprint)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("the record key is not `<kek>/<subject hash>/<key id>`")]
+    BadKey,
+    #[error("the record names KEK `{0}`, which the policy does not have")]
+    UnknownKek(String),
+    #[error("the record is not a keys-topic record (JSON with v, kek, wrapped)")]
+    BadValue,
+    #[error("the data key does not unwrap under KEK `{kek}` (fingerprint {have}; the record says {record}): wrong secret, or a record not written by custos")]
+    Unwrap {
+        kek: String,
+        have: String,
+        record: String,
+    },
+}
+
+impl Kek {
+    /// The KEK named `name` from its secret's bytes.
+    pub fn new(name: &str, secret: &[u8]) -> Kek {
+        let mut m = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        m.update(b"custos kek v1");
+        let key: [u8; 32] = m.finalize().into_bytes().into();
+        let fingerprint = hex::encode(&Sha256::digest(key)[..8]);
+        Kek {
+            name: name.to_string(),
+            cipher: Aes256Gcm::new(&key.into()),
+            fingerprint,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The keys-topic value holding `key` wrapped, bound to `record_key`.
+    pub fn wrap(&self, record_key: &str, key: &[u8; 32], created_at: &str) -> Vec<u8> {
+        let nonce: [u8; NONCE_LEN] = random();
+        let ct = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: key,
+                    aad: record_key.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encrypts 32 bytes");
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&ct);
+        serde_json::json!({
+            "v": 1,
+            "kek": self.fingerprint,
+            "wrapped": B64.encode(raw),
+            "created_at": created_at,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The data key a keys-topic value holds.
+    ///
+    /// # Errors
+    /// Not such a value, or one that does not unwrap under this KEK.
+    pub fn unwrap(&self, record_key: &str, value: &[u8]) -> Result<[u8; 32], RecordError> {
+        let v: Value = serde_json::from_slice(value).map_err(|_| RecordError::BadValue)?;
+        let (Some(1), Some(fp), Some(wrapped)) = (
+            v.get("v").and_then(Value::as_u64),
+            v.get("kek").and_then(Value::as_str),
+            v.get("wrapped").and_then(Value::as_str),
+        ) else {
+            return Err(RecordError::BadValue);
+        };
+        let unwrap_err = || RecordError::Unwrap {
+            kek: self.name.clone(),
+            have: self.fingerprint.clone(),
+            record: fp.chars().take(16).collect(),
+        };
+        let raw = B64.decode(wrapped).map_err(|_| RecordError::BadValue)?;
+        if raw.len() != NONCE_LEN + 32 + TAG_LEN {
+            return Err(RecordError::BadValue);
+        }
+        let key = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(&raw[..NONCE_LEN]),
+                Payload {
+                    msg: &raw[NONCE_LEN..],
+                    aad: record_key.as_bytes(),
+                },
+            )
+            .map_err(|_| unwrap_err())?;
+        key.try_into().map_err(|_| unwrap_err())
+    }
+}
+
+/// A keys-topic record key, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordKey {
+    pub kek: String,
+    pub subject: SubjectHash,
+    pub id: KeyId,
+}
+
+impl RecordKey {
+    /// # Errors
+    /// Not `<kek>/<32 hex>/<32 hex>`.
+    pub fn parse(key: &[u8]) -> Result<RecordKey, RecordError> {
+        let s = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
+        let mut parts = s.rsplitn(3, '/');
+        let (Some(id), Some(subject), Some(kek)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(RecordError::BadKey);
+        };
+        let mut out = RecordKey {
+            kek: kek.to_string(),
+            subject: [0; 16],
+            id: [0; 16],
+        };
+        hex::decode_to_slice(subject, &mut out.subject).map_err(|_| RecordError::BadKey)?;
+        hex::decode_to_slice(id, &mut out.id).map_err(|_| RecordError::BadKey)?;
+        if kek.is_empty() {
+            return Err(RecordError::BadKey);
+        }
+        Ok(out)
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.kek,
+            hex::encode(self.subject),
+            hex::encode(self.id)
+        )
+    }
+}
+
+/// What reading one keys-topic record did to the ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The first key of its subject: the one every worker uses.
+    Won,
+    /// A later candidate for a subject that already has a key (two workers
+    /// raced): never used; its writer tombstones it.
+    Lost,
+    /// A tombstone: the key is destroyed.
+    Destroyed,
+}
+
+/// The data keys of every subject seen, in memory: the winning key per
+/// (KEK, subject hash), and the ids of the candidates that lost.
+///
+/// 48 bytes of payload per subject and KEK (hash and key), plus the table's
+/// overhead: `cargo bench --bench state` measures it.
+pub struct KeyRing {
+    keks: Vec<Kek>,
+    subjects: HmacSha256,
+    keys: HashMap<SubjectHash, [u8; 32]>,
+    losers: HashMap<SubjectHash, Vec<KeyId>>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("keks", &self.keks)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// A ring for these KEKs; subjects are hashed under a key derived from
+    /// the audit key (stable when a KEK is rotated).
+    pub fn new(keks: Vec<Kek>, audit: &AuditKey) -> KeyRing {
+        KeyRing {
+            keks,
+            subjects: <HmacSha256 as Mac>::new_from_slice(&audit.derive("custos data-key subjects v1"))
+                .expect("HMAC takes keys of any length"),
+            keys: HashMap::new(),
+            losers: HashMap::new(),
+        }
+    }
+
+    pub fn kek(&self, name: &str) -> Option<&Kek> {
+        self.keks.iter().find(|k| k.name == name)
+    }
+
+    pub fn keks(&self) -> &[Kek] {
+        &self.keks
+    }
+
+    /// The subject as the keys topic names it under KEK `kek`.
+    pub fn subject_hash(&self, kek: &str, subject: &str) -> SubjectHash {
+        let mut m = self.subjects.clone();
+        m.update(kek.as_bytes());
+        m.update(&[0]);
+        m.update(subject.as_bytes());
+        let d = m.finalize().into_bytes();
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&d[..16]);
+        h
+    }
+
+    /// The agreed key of a subject, if any.
+    pub fn get(&self, hash: &SubjectHash) -> Option<DataKey> {
+        self.keys.get(hash).map(DataKey::new)
+    }
+
+    /// Number of subjects (per KEK) with a key.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// A new candidate key for a subject: its record key and value for the
+    /// keys topic. It is not in the ring until its record is read back.
+    ///
+    /// # Panics
+    /// When `kek` is not one of the ring's (the plan only names those).
+    pub fn candidate(&self, kek: &str, hash: SubjectHash, created_at: &str) -> (String, Vec<u8>) {
+        let k = self.kek(kek).expect("encrypt names a KEK of the policy");
+        let key: [u8; 32] = random();
+        let rk = RecordKey {
+            kek: kek.to_string(),
+            subject: hash,
+            id: key_id(&key),
+        }
+        .render();
+        let value = k.wrap(&rk, &key, created_at);
+        (rk, value)
+    }
+
+    /// Reads one keys-topic record, in topic order. The first key of a
+    /// (KEK, subject) wins and stays; later ones are recorded as losers (so
+    /// an erasure can tombstone them too); a tombstone of the winner
+    /// destroys the subject's key.
+    ///
+    /// # Errors
+    /// A record that is not custos's, names another KEK, or does not unwrap:
+    /// it is ignored (the reader logs its coordinates).
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<Applied, RecordError> {
+        let rk = RecordKey::parse(key)?;
+        let Some(value) = value else {
+            if self.keys.get(&rk.subject).map(key_id) == Some(rk.id) {
+                self.keys.remove(&rk.subject);
+            }
+            if let Some(l) = self.losers.get_mut(&rk.subject) {
+                l.retain(|id| *id != rk.id);
+                if l.is_empty() {
+                    self.losers.remove(&rk.subject);
+                }
+            }
+            return Ok(Applied::Destroyed);
+        };
+        let kek = self
+            .kek(&rk.kek)
+            .ok_or_else(|| RecordError::UnknownKek(rk.kek.clone()))?;
+        let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
+        let data = kek.unwrap(text, value)?;
+        if key_id(&data) != rk.id {
+            return Err(RecordError::BadKey);
+        }
+        match self.keys.get(&rk.subject) {
+            Some(k) if key_id(k) == rk.id => Ok(Applied::Won),
+            Some(_) => {
+                let l = self.losers.entry(rk.subject).or_default();
+                if !l.contains(&rk.id) {
+                    l.push(rk.id);
+                }
+                Ok(Applied::Lost)
+            }
+            None => {
+                self.keys.insert(rk.subject, data);
+                Ok(Applied::Won)
+            }
+        }
+    }
+
+    /// Every keys-topic record key a subject has under every KEK (winner and
+    /// losers): what an erasure tombstones.
+    pub fn records_of(&self, subject: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for k in &self.keks {
+            let hash = self.subject_hash(&k.name, subject);
+            let ids = self
+                .keys
+                .get(&hash)
+                .map(key_id)
+                .into_iter()
+                .chain(self.losers.get(&hash).into_iter().flatten().copied());
+            for id in ids {
+                out.push(
+                    RecordKey {
+                        kek: k.name.clone(),
+                        subject: hash,
+                        id,
+                    }
+                    .render(),
+                );
+            }
+        }
+        out
+    }
+
+    /// Drops a subject's keys from memory (its tombstones are on their way).
+    pub fn forget(&mut self, subject: &str) {
+        for i in 0..self.keks.len() {
+            let hash = self.subject_hash(&self.keks[i].name.clone(), subject);
+            self.keys.remove(&hash);
+            self.losers.remove(&hash);
+        }
+    }
+}
+
+/// The keys `custos decrypt` holds: every live data key by id.
+#[derive(Default)]
+pub struct KeyIndex {
+    keys: HashMap<KeyId, DataKey>,
+    /// Ids whose tombstone was read: destroyed for certain.
+    destroyed: std::collections::HashSet<KeyId>,
+}
+
+/// What became of one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// The value's JSON text.
+    Plain(Vec<u8>),
+    /// The key is not on the keys topic: destroyed (crypto-shredded) or never there.
+    KeyDestroyed,
+    Failed(OpenError),
+}
+
+impl KeyIndex {
+    /// Reads one keys-topic record (tombstones included), in topic order.
+    ///
+    /// # Errors
+    /// As [`Kek::unwrap`]; the record is skipped.
+    pub fn apply(
+        &mut self,
+        keks: &[Kek],
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), RecordError> {
+        let rk = RecordKey::parse(key)?;
+        let Some(value) = value else {
+            self.keys.remove(&rk.id);
+            self.destroyed.insert(rk.id);
+            return Ok(());
+        };
+        let kek = keks
+            .iter()
+            .find(|k| k.name == rk.kek)
+            .ok_or_else(|| RecordError::UnknownKek(rk.kek.clone()))?;
+        let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
+        let data = kek.unwrap(text, value)?;
+        if key_id(&data) != rk.id {
+            return Err(RecordError::BadKey);
+        }
+        if !self.destroyed.contains(&rk.id) {
+            self.keys.insert(rk.id, DataKey::new(&data));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Decrypts one token found at `aad`.
+    pub fn open(&self, aad: &[u8], token: &str) -> Opened {
+        let Some(id) = token_key_id(token) else {
+            return Opened::Failed(OpenError::NotAToken);
+        };
+        match self.keys.get(&id) {
+            None => Opened::KeyDestroyed,
+            Some(k) => match k.open(aad, token) {
+                Ok(p) => Opened::Plain(p),
+                Err(e) => Opened::Failed(e),
+            },
+        }
+    }
+}
+
+/// No data key could be had for a subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no data key is available")]
+pub struct Unavailable;
+
+/// Where the engine gets a subject's data key from (see
+/// [`crate::state::SubjectState::data_key`]).
+pub trait KeySource {
+    /// The subject's agreed key under `kek`, created when it has none.
+    ///
+    /// # Errors
+    /// None could be had (the keys topic is unreachable, the worker stops).
+    fn data_key(&self, kek: &str, subject: &str) -> Result<DataKey, Unavailable>;
+}
+
+/// Keys for one process with nobody to agree with (`custos apply`): made on
+/// first use; the records they would have on the keys topic are kept so
+/// they can be written to a file `custos decrypt` reads.
+pub struct LocalKeys {
+    ring: std::cell::RefCell<KeyRing>,
+    created: std::cell::RefCell<Vec<(String, Vec<u8>)>>,
+    created_at: String,
+}
+
+impl LocalKeys {
+    pub fn new(ring: KeyRing, created_at: String) -> LocalKeys {
+        LocalKeys {
+            ring: std::cell::RefCell::new(ring),
+            created: std::cell::RefCell::new(Vec::new()),
+            created_at,
+        }
+    }
+
+    /// Reads a keys record (from an earlier run's file).
+    ///
+    /// # Errors
+    /// As [`KeyRing::apply`].
+    pub fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<Applied, RecordError> {
+        self.ring.borrow_mut().apply(key, value)
+    }
+
+    /// The records of the keys made since the last call.
+    pub fn take_created(&self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut *self.created.borrow_mut())
+    }
+}
+
+impl KeySource for LocalKeys {
+    fn data_key(&self, kek: &str, subject: &str) -> Result<DataKey, Unavailable> {
+        let hash = self.ring.borrow().subject_hash(kek, subject);
+        if let Some(k) = self.ring.borrow().get(&hash) {
+            return Ok(k);
+        }
+        if self.ring.borrow().kek(kek).is_none() {
+            return Err(Unavailable);
+        }
+        let (rk, value) = self.ring.borrow().candidate(kek, hash, &self.created_at);
+        self.ring
+            .borrow_mut()
+            .apply(rk.as_bytes(), Some(&value))
+            .map_err(|_| Unavailable)?;
+        self.created.borrow_mut().push((rk, value));
+        self.ring.borrow().get(&hash).ok_or(Unavailable)
+    }
+}
+
+/// The outcome counts of one [`decrypt_value`] call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecryptCounts {
+    pub decrypted: u64,
+    pub destroyed: u64,
+    pub failed: u64,
+}
+
+/// Decrypts every token in a governed value in place (the library function
+/// behind `custos decrypt`): a string that is one token becomes the value
+/// it encrypted; tokens inside text (spans the detectors found) become the
+/// text they encrypted. A token whose key is destroyed becomes
+/// [`KEY_DESTROYED`]; one that does not decrypt is left as it is and counted.
+/// `source` is the output's `custos-source` header.
+pub fn decrypt_value(
+    keys: &KeyIndex,
+    source: &str,
+    value: &mut Value,
+    counts: &mut DecryptCounts,
+) {
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    walk_decrypt(keys, source, value, &mut path, counts);
+}
+
+/// Decrypts one key or header value (`path` is `["$key"]` or `["$headers", name]`).
+pub fn decrypt_text(
+    keys: &KeyIndex,
+    source: &str,
+    path: &[&[u8]],
+    text: &str,
+    counts: &mut DecryptCounts,
+) -> String {
+    let aad = aad(source, path.iter().copied());
+    match open_text(keys, &aad, text, counts) {
+        Some(Value::String(s)) => s,
+        Some(v) => v.to_string(),
+        None => text.to_string(),
+    }
+}
+
+fn walk_decrypt(
+    keys: &KeyIndex,
+    source: &str,
+    value: &mut Value,
+    path: &mut Vec<Vec<u8>>,
+    counts: &mut DecryptCounts,
+) {
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                path.push(k.as_bytes().to_vec());
+                walk_decrypt(keys, source, v, path, counts);
+                path.pop();
+            }
+        }
+        Value::Array(a) => {
+            path.push(b"[]".to_vec());
+            for v in a {
+                walk_decrypt(keys, source, v, path, counts);
+            }
+            path.pop();
+        }
+        Value::String(s) if s.contains(TOKEN_PREFIX) => {
+            let aad = aad(source, path.iter().map(Vec::as_slice));
+            if let Some(v) = open_text(keys, &aad, s, counts) {
+                *value = v;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A string holding tokens, decrypted: `Some(value)` when anything changed.
+fn open_text(keys: &KeyIndex, aad: &[u8], s: &str, counts: &mut DecryptCounts) -> Option<Value> {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    if let Some(rest) = s.strip_prefix(TOKEN_PREFIX) {
+        if rest.chars().all(is_b64) {
+            return Some(match keys.open(aad, s) {
+                Opened::Plain(p) => {
+                    counts.decrypted += 1;
+                    serde_json::from_slice(&p).unwrap_or(Value::Null)
+                }
+                Opened::KeyDestroyed => {
+                    counts.destroyed += 1;
+                    Value::String(KEY_DESTROYED.into())
+                }
+                Opened::Failed(_) => {
+                    counts.failed += 1;
+                    return None;
+                }
+            });
+        }
+    }
+    // Tokens inside text.
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut changed = false;
+    while let Some(at) = rest.find(TOKEN_PREFIX) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + TOKEN_PREFIX.len()..];
+        let end = tail.find(|c: char| !is_b64(c)).unwrap_or(tail.len());
+        let token = &rest[at..at + TOKEN_PREFIX.len() + end];
+        match keys.open(aad, token) {
+            Opened::Plain(p) => {
+                counts.decrypted += 1;
+                changed = true;
+                match serde_json::from_slice::<Value>(&p) {
+                    Ok(Value::String(t)) => out.push_str(&t),
+                    Ok(v) => out.push_str(&v.to_string()),
+                    Err(_) => out.push_str(token),
+                }
+            }
+            Opened::KeyDestroyed => {
+                counts.destroyed += 1;
+                changed = true;
+                out.push_str(KEY_DESTROYED);
+            }
+            Opened::Failed(OpenError::NotAToken) => out.push_str(token),
+            Opened::Failed(_) => {
+                counts.failed += 1;
+                out.push_str(token);
+            }
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    changed.then_some(Value::String(out))
+}
+
+#[cfg(test)]
+mod tests;

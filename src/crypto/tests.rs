@@ -1,0 +1,218 @@
+use serde_json::json;
+
+use super::*;
+
+fn audit() -> AuditKey {
+    AuditKey::new(b"audit-key-for-tests-0123456789ab")
+}
+
+fn ring() -> KeyRing {
+    KeyRing::new(
+        vec![
+            Kek::new("kek", b"kek-secret-0123456789abcdef-0123"),
+            Kek::new("other", b"other-secret-0123456789abcdef-01"),
+        ],
+        &audit(),
+    )
+}
+
+#[test]
+fn a_token_opens_only_where_it_was_made() {
+    let key = DataKey::new(&[7u8; 32]);
+    let here = aad("shop.orders/0/5", [&b"customer"[..], b"email"]);
+    let token = key.seal(&here, br#""a@example.com""#);
+    assert!(token.starts_with(TOKEN_PREFIX));
+    assert_eq!(key.open(&here, &token).unwrap(), br#""a@example.com""#);
+    // Another field, another event, another key, a changed byte: refused.
+    let field = aad("shop.orders/0/5", [&b"customer"[..], b"name"]);
+    assert_eq!(key.open(&field, &token), Err(OpenError::Tampered));
+    let event = aad("shop.orders/0/6", [&b"customer"[..], b"email"]);
+    assert_eq!(key.open(&event, &token), Err(OpenError::Tampered));
+    assert_eq!(
+        DataKey::new(&[8u8; 32]).open(&here, &token),
+        Err(OpenError::OtherKey)
+    );
+    let mut raw = B64.decode(&token[TOKEN_PREFIX.len()..]).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    let changed = format!("{TOKEN_PREFIX}{}", B64.encode(&raw));
+    assert_eq!(key.open(&here, &changed), Err(OpenError::Tampered));
+    assert_eq!(key.open(&here, "enc:v1:AAAA"), Err(OpenError::NotAToken));
+    // Two encryptions of one value differ (random nonces).
+    assert_ne!(token, key.seal(&here, br#""a@example.com""#));
+    assert_eq!(token_key_id(&token), Some(*key.id()));
+}
+
+#[test]
+fn path_segments_are_not_ambiguous() {
+    // ["a", "b"] and ["a\0b"] would collide if segments were only joined;
+    // a NUL inside a member name is legal JSON.
+    assert_ne!(aad("s", [&b"a"[..], b"b"]), aad("s", [&b"a\0b"[..]]));
+    assert_ne!(aad("s/0/1", [&b"x"[..]]), aad("s/0/1x", []));
+}
+
+#[test]
+fn wrapped_keys_unwrap_only_under_their_kek_and_record_key() {
+    let kek = Kek::new("kek", b"kek-secret-0123456789abcdef-0123");
+    let value = kek.wrap("kek/00/11", &[9u8; 32], "2026-12-01T00:00:00Z");
+    assert_eq!(kek.unwrap("kek/00/11", &value).unwrap(), [9u8; 32]);
+    let moved = kek.unwrap("kek/00/12", &value).unwrap_err();
+    assert!(matches!(moved, RecordError::Unwrap { .. }), "{moved}");
+    let other = Kek::new("kek", b"another-secret-0123456789abcdef-");
+    let e = other.unwrap("kek/00/11", &value).unwrap_err().to_string();
+    assert!(e.contains(kek.fingerprint()) && e.contains(other.fingerprint()), "{e}");
+    assert_eq!(kek.unwrap("kek/00/11", b"{}"), Err(RecordError::BadValue));
+    // The value never holds the data key in the clear.
+    assert!(!String::from_utf8_lossy(&value).contains(&B64.encode([9u8; 32])));
+}
+
+#[test]
+fn record_keys_round_trip_and_bad_ones_are_refused() {
+    let rk = RecordKey {
+        kek: "a/b".into(),
+        subject: [1; 16],
+        id: [2; 16],
+    };
+    assert_eq!(RecordKey::parse(rk.render().as_bytes()).unwrap(), rk);
+    for bad in [
+        &b"kek/zz/11"[..],
+        b"kek/0101",
+        b"/01010101010101010101010101010101/02020202020202020202020202020202",
+        b"\xff",
+    ] {
+        assert_eq!(RecordKey::parse(bad), Err(RecordError::BadKey));
+    }
+}
+
+#[test]
+fn the_first_key_of_a_subject_wins_and_later_ones_are_losers() {
+    let mut r = ring();
+    let hash = r.subject_hash("kek", "c-1");
+    assert!(r.get(&hash).is_none());
+    let (k1, v1) = r.candidate("kek", hash, "t");
+    let (k2, v2) = r.candidate("kek", hash, "t");
+    assert_ne!(k1, k2, "each candidate has its own record key (compaction keeps both)");
+    assert_eq!(r.apply(k1.as_bytes(), Some(&v1)).unwrap(), Applied::Won);
+    assert_eq!(r.apply(k2.as_bytes(), Some(&v2)).unwrap(), Applied::Lost);
+    let won = r.get(&hash).unwrap();
+    assert_eq!(hex::encode(won.id()), k1.rsplit('/').next().unwrap());
+    // Reading the winner again (a restart) changes nothing.
+    assert_eq!(r.apply(k1.as_bytes(), Some(&v1)).unwrap(), Applied::Won);
+    // An erasure tombstones both records.
+    let mut records = r.records_of("c-1");
+    records.sort();
+    let mut expected = vec![k1.clone(), k2.clone()];
+    expected.sort();
+    assert_eq!(records, expected);
+    // Subjects hash apart per KEK and per subject.
+    assert_ne!(hash, r.subject_hash("other", "c-1"));
+    assert_ne!(hash, r.subject_hash("kek", "c-2"));
+    r.apply(k1.as_bytes(), None).unwrap();
+    assert!(r.get(&hash).is_none(), "a tombstone destroys the key");
+    r.apply(k2.as_bytes(), None).unwrap();
+    assert!(r.records_of("c-1").is_empty());
+}
+
+#[test]
+fn records_of_other_keks_or_forged_ones_are_refused() {
+    let mut r = ring();
+    let stranger = KeyRing::new(
+        vec![Kek::new("kek", b"not-the-same-secret-0123456789ab")],
+        &audit(),
+    );
+    let hash = r.subject_hash("kek", "c-1");
+    let (k, v) = stranger.candidate("kek", hash, "t");
+    assert!(matches!(
+        r.apply(k.as_bytes(), Some(&v)),
+        Err(RecordError::Unwrap { .. })
+    ));
+    assert!(r.get(&hash).is_none());
+    let (k, v) = r.candidate("kek", hash, "t");
+    let renamed = k.replacen("kek/", "gone/", 1);
+    assert_eq!(
+        r.apply(renamed.as_bytes(), Some(&v)),
+        Err(RecordError::UnknownKek("gone".into()))
+    );
+    // A record whose key id does not match its key is not custos's.
+    let mut parts: Vec<&str> = k.split('/').collect();
+    let fake = "00".repeat(16);
+    parts[2] = &fake;
+    let forged = parts.join("/");
+    let rewrapped = r.kek("kek").unwrap().wrap(&forged, &[3u8; 32], "t");
+    assert_eq!(
+        r.apply(forged.as_bytes(), Some(&rewrapped)),
+        Err(RecordError::BadKey)
+    );
+}
+
+#[test]
+fn local_keys_make_one_key_per_subject_and_kek() {
+    let keys = LocalKeys::new(ring(), "t".into());
+    let a = keys.data_key("kek", "c-1").unwrap();
+    let b = keys.data_key("kek", "c-1").unwrap();
+    assert_eq!(a.id(), b.id());
+    assert_ne!(a.id(), keys.data_key("kek", "c-2").unwrap().id());
+    assert_ne!(a.id(), keys.data_key("other", "c-1").unwrap().id());
+    assert!(keys.data_key("missing", "c-1").is_err());
+    assert_eq!(keys.take_created().len(), 3);
+    assert!(keys.take_created().is_empty());
+}
+
+#[test]
+fn decrypt_value_restores_values_spans_and_reports_destroyed_keys() {
+    let keks = ring().keks().to_vec();
+    let alive = LocalKeys::new(ring(), "t".into());
+    let k1 = alive.data_key("kek", "c-1").unwrap();
+    let k2 = alive.data_key("kek", "c-2").unwrap();
+    let created = alive.take_created();
+    let mut index = KeyIndex::default();
+    for (k, v) in &created {
+        index.apply(&keks, k.as_bytes(), Some(v)).unwrap();
+    }
+    let src = "t/0/1";
+    let at = |path: &[&[u8]]| aad(src, path.iter().copied());
+    let email = k1.seal(&at(&[b"customer", b"email"]), br#""a@example.com""#);
+    let n = k1.seal(&at(&[b"items", b"[]", b"qty"]), b"12.50");
+    let span = k1.seal(&at(&[b"notes"]), br#""b@example.org""#);
+    let gone = k2.seal(&at(&[b"other"]), br#""x""#);
+    let mut v = json!({
+        "customer": {"email": email},
+        "items": [{"qty": n}],
+        "notes": format!("mail {span}, thanks"),
+        "other": gone,
+        "plain": "enc:v1:not base64 at all!",
+    });
+    // Destroy c-2's key: its value must not come back.
+    let (k2_record, _) = created
+        .iter()
+        .find(|(k, _)| k.ends_with(&hex::encode(k2.id())))
+        .unwrap();
+    index.apply(&keks, k2_record.as_bytes(), None).unwrap();
+    let mut counts = DecryptCounts::default();
+    decrypt_value(&index, src, &mut v, &mut counts);
+    let expected: Value = serde_json::from_str(
+        r#"{"customer":{"email":"a@example.com"},"items":[{"qty":12.50}],
+            "notes":"mail b@example.org, thanks","other":"[key destroyed]",
+            "plain":"enc:v1:not base64 at all!"}"#,
+    )
+    .unwrap();
+    assert_eq!(v, expected);
+    // Text that only mentions the prefix is not a token and no failure.
+    assert_eq!(
+        counts,
+        DecryptCounts {
+            decrypted: 3,
+            destroyed: 1,
+            failed: 0
+        }
+    );
+    // The same value read as another event's does not decrypt.
+    let mut moved = json!({ "customer": { "email": k1.seal(&at(&[b"customer", b"email"]), b"1") } });
+    let mut c = DecryptCounts::default();
+    decrypt_value(&index, "t/0/2", &mut moved, &mut c);
+    assert_eq!(c.failed, 1);
+    assert!(moved["customer"]["email"]
+        .as_str()
+        .unwrap()
+        .starts_with(TOKEN_PREFIX));
+}
