@@ -156,7 +156,9 @@ pub enum OpenError {
     NotAToken,
     #[error("the token was made with another key")]
     OtherKey,
-    #[error("the token does not decrypt here: it was changed, or moved from another field or event")]
+    #[error(
+        "the token does not decrypt here: it was changed, or moved from another field or event"
+    )]
     Tampered,
 }
 
@@ -224,7 +226,8 @@ pub enum RecordError {
 impl Kek {
     /// The KEK named `name` from its secret's bytes.
     pub fn new(name: &str, secret: &[u8]) -> Kek {
-        let mut m = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        let mut m =
+            <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
         m.update(b"custos kek v1");
         let key: [u8; 32] = m.finalize().into_bytes().into();
         let fingerprint = hex::encode(&Sha256::digest(key)[..8]);
@@ -384,8 +387,10 @@ impl KeyRing {
     pub fn new(keks: Vec<Kek>, audit: &AuditKey) -> KeyRing {
         KeyRing {
             keks,
-            subjects: <HmacSha256 as Mac>::new_from_slice(&audit.derive("custos data-key subjects v1"))
-                .expect("HMAC takes keys of any length"),
+            subjects: <HmacSha256 as Mac>::new_from_slice(
+                &audit.derive("custos data-key subjects v1"),
+            )
+            .expect("HMAC takes keys of any length"),
             keys: HashMap::new(),
             losers: HashMap::new(),
         }
@@ -678,12 +683,7 @@ pub struct DecryptCounts {
 /// text they encrypted. A token whose key is destroyed becomes
 /// [`KEY_DESTROYED`]; one that does not decrypt is left as it is and counted.
 /// `source` is the output's `custos-source` header.
-pub fn decrypt_value(
-    keys: &KeyIndex,
-    source: &str,
-    value: &mut Value,
-    counts: &mut DecryptCounts,
-) {
+pub fn decrypt_value(keys: &KeyIndex, source: &str, value: &mut Value, counts: &mut DecryptCounts) {
     let mut path: Vec<Vec<u8>> = Vec::new();
     walk_decrypt(keys, source, value, &mut path, counts);
 }

@@ -7,6 +7,7 @@
 //! partition is acknowledged by the broker, and never log record content.
 
 pub mod embedded;
+pub mod keys;
 pub mod offsets;
 pub mod subjects;
 pub mod topics;
@@ -21,6 +22,8 @@ use rdkafka::ClientConfig;
 pub enum WorkerError {
     #[error("kafka client: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
+    #[error("encrypt: {0}; custos stopped before writing the record (its offset is not committed) and governs it again on the next start")]
+    Keys(String),
     #[error("topic `{topic}` keeps data for {actual} but purpose `{purpose}` allows {allowed}; lower its retention.ms or set kafka.manage_topics = true")]
     Retention {
         topic: String,

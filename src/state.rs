@@ -34,7 +34,11 @@ pub trait SubjectState {
     ///
     /// # Errors
     /// No key source (the default), or none reachable.
-    fn data_key(&self, kek: &str, subject: &str) -> Result<crate::crypto::DataKey, crate::crypto::Unavailable> {
+    fn data_key(
+        &self,
+        kek: &str,
+        subject: &str,
+    ) -> Result<crate::crypto::DataKey, crate::crypto::Unavailable> {
         let _ = (kek, subject);
         Err(crate::crypto::Unavailable)
     }

@@ -38,6 +38,12 @@ pub struct Metrics {
     pub produce_failures: IntCounterVec,
     pub rebalances: IntCounterVec,
     pub chain_restarts: IntCounter,
+    /// Subjects (per KEK) with a data key in memory.
+    pub data_keys: IntGauge,
+    /// Data keys this worker made (candidates written to the keys topic).
+    pub data_keys_created: IntCounter,
+    /// Keys-topic records tombstoned by crypto-shredding.
+    pub data_keys_destroyed: IntCounter,
     /// Schema registry requests that failed, by kind (`unavailable`, `not_found`, `refused`).
     pub registry_errors: IntCounterVec,
     /// OpenLineage events for `lineage.openlineage_url`, by outcome (`sent`, `failed`, `dropped`).
@@ -52,6 +58,13 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
     }
+}
+
+fn plain_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric definition is valid");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -204,6 +217,21 @@ impl Metrics {
                     .expect("metric names are unique");
                 c
             },
+            data_keys: gauge(
+                &r,
+                "custos_data_keys",
+                "Subjects (per KEK) with a data key for the encrypt action",
+            ),
+            data_keys_created: plain_counter(
+                &r,
+                "custos_data_keys_created_total",
+                "Data keys this worker wrote to the keys topic (candidates, whether or not they won)",
+            ),
+            data_keys_destroyed: plain_counter(
+                &r,
+                "custos_data_keys_destroyed_total",
+                "Keys-topic records tombstoned because their subject was erased (crypto-shredding)",
+            ),
             policy_info: gauge_vec(
                 &r,
                 "custos_policy_info",

@@ -144,10 +144,14 @@ fn unknown_and_unsupported_actions() {
         &replace("action: keep", "action: scramble"),
         &[("11:17", "unknown action `scramble`")],
     );
+    // encrypt needs the subject whose key it uses.
     check(
         &replace("action: keep", "action: { encrypt: { key: k } }"),
-        &[("11:19", "`encrypt` is not supported yet")],
+        &[("13:3", "stream `s` encrypts `a` (class `public`) for purpose `analytics` but has no `subject:`")],
     );
+    let with_subject = replace("action: keep", "action: { encrypt: { key: k } }")
+        .replace("    topic: in\n", "    topic: in\n    subject: a\n");
+    assert!(policy::load(&with_subject, "p.yaml").is_ok());
     check(
         &replace("action: keep", "action: { generalize: { date: week } }"),
         &[("11:39", "`date` must be year, month or day")],

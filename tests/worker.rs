@@ -1899,3 +1899,6 @@ fn an_unreachable_openlineage_endpoint_costs_nothing_but_a_count() {
             >= 1
     );
 }
+
+#[path = "worker/encryption.rs"]
+mod encryption;

@@ -18,12 +18,12 @@ use super::{load_compiled, Failure};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
 use crate::avro;
 use crate::codec::{self, Kind, Tape};
+use crate::crypto::{KeyRing, LocalKeys};
 use crate::engine::{self, DeadLetterReason, Outcome, Scratch, Suppression};
 use crate::pipeline;
 use crate::policy::keys::{read_secret, KeyError};
 use crate::policy::Format;
 use crate::policy::KeySource;
-use crate::crypto::{KeyRing, LocalKeys};
 use crate::state::{MemoryState, SubjectState, WithKeys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -120,7 +120,10 @@ fn local_keys(
         }
     };
     let ring = KeyRing::new(compiled.keks(), &audit);
-    let keys = LocalKeys::new(ring, crate::audit::rfc3339_ms(chrono::Utc::now().timestamp_millis()));
+    let keys = LocalKeys::new(
+        ring,
+        crate::audit::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
+    );
     let Some(path) = path else {
         eprintln!("custos: warning: the policy encrypts and no --keys FILE is given: the data keys live for this run only, nothing it encrypts can be decrypted later");
         return Ok(Some(keys));
@@ -139,12 +142,10 @@ fn local_keys(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let (key, value) = crate::cli::decrypt::keys_line(line).map_err(|e| {
-            Failure::new(format!("{}:{}: {e}", path.display(), i + 1))
-        })?;
-        keys.apply(key.as_bytes(), value.as_deref()).map_err(|e| {
-            Failure::new(format!("{}:{}: {e}", path.display(), i + 1))
-        })?;
+        let (key, value) = crate::cli::decrypt::keys_line(line)
+            .map_err(|e| Failure::new(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        keys.apply(key.as_bytes(), value.as_deref())
+            .map_err(|e| Failure::new(format!("{}:{}: {e}", path.display(), i + 1)))?;
     }
     Ok(Some(keys))
 }
@@ -154,7 +155,8 @@ fn append_keys(path: &Path, records: &[(String, Vec<u8>)]) -> Result<(), Failure
     if records.is_empty() {
         return Ok(());
     }
-    let err = |e: io::Error| Failure::new(format!("cannot write keys file {}: {e}", path.display()));
+    let err =
+        |e: io::Error| Failure::new(format!("cannot write keys file {}: {e}", path.display()));
     let mut opts = std::fs::OpenOptions::new();
     opts.create(true).append(true);
     #[cfg(unix)]

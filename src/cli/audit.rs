@@ -442,9 +442,14 @@ fn read_trail(
         }
         return Ok(());
     }
-    read_topic(cfg, &cfg.audit.topic, "custos-audit-reader", |pos, _, value| {
-        each(pos, value.unwrap_or_default());
-    })
+    read_topic(
+        cfg,
+        &cfg.audit.topic,
+        "custos-audit-reader",
+        |pos, _, value| {
+            each(pos, value.unwrap_or_default());
+        },
+    )
 }
 
 /// Reads every partition of `topic` from its beginning to its end:

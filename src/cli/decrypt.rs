@@ -186,7 +186,13 @@ pub fn decrypt_line(
         for (name, v) in h.iter_mut() {
             if let Value::String(t) = v {
                 if !name.starts_with("custos-") && t.contains(crypto::TOKEN_PREFIX) {
-                    *t = crypto::decrypt_text(index, &source, &[b"$headers", name.as_bytes()], t, counts);
+                    *t = crypto::decrypt_text(
+                        index,
+                        &source,
+                        &[b"$headers", name.as_bytes()],
+                        t,
+                        counts,
+                    );
                 }
             }
         }

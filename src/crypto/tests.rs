@@ -60,7 +60,10 @@ fn wrapped_keys_unwrap_only_under_their_kek_and_record_key() {
     assert!(matches!(moved, RecordError::Unwrap { .. }), "{moved}");
     let other = Kek::new("kek", b"another-secret-0123456789abcdef-");
     let e = other.unwrap("kek/00/11", &value).unwrap_err().to_string();
-    assert!(e.contains(kek.fingerprint()) && e.contains(other.fingerprint()), "{e}");
+    assert!(
+        e.contains(kek.fingerprint()) && e.contains(other.fingerprint()),
+        "{e}"
+    );
     assert_eq!(kek.unwrap("kek/00/11", b"{}"), Err(RecordError::BadValue));
     // The value never holds the data key in the clear.
     assert!(!String::from_utf8_lossy(&value).contains(&B64.encode([9u8; 32])));
@@ -91,7 +94,10 @@ fn the_first_key_of_a_subject_wins_and_later_ones_are_losers() {
     assert!(r.get(&hash).is_none());
     let (k1, v1) = r.candidate("kek", hash, "t");
     let (k2, v2) = r.candidate("kek", hash, "t");
-    assert_ne!(k1, k2, "each candidate has its own record key (compaction keeps both)");
+    assert_ne!(
+        k1, k2,
+        "each candidate has its own record key (compaction keeps both)"
+    );
     assert_eq!(r.apply(k1.as_bytes(), Some(&v1)).unwrap(), Applied::Won);
     assert_eq!(r.apply(k2.as_bytes(), Some(&v2)).unwrap(), Applied::Lost);
     let won = r.get(&hash).unwrap();
@@ -207,7 +213,8 @@ fn decrypt_value_restores_values_spans_and_reports_destroyed_keys() {
         }
     );
     // The same value read as another event's does not decrypt.
-    let mut moved = json!({ "customer": { "email": k1.seal(&at(&[b"customer", b"email"]), b"1") } });
+    let mut moved =
+        json!({ "customer": { "email": k1.seal(&at(&[b"customer", b"email"]), b"1") } });
     let mut c = DecryptCounts::default();
     decrypt_value(&index, "t/0/2", &mut moved, &mut c);
     assert_eq!(c.failed, 1);

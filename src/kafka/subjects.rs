@@ -52,7 +52,7 @@ fn is_end_of_partition(error: &KafkaError) -> bool {
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
 /// The reader's context: quiet about end of partition, lag from statistics.
-struct Reader {
+pub(super) struct Reader {
     metrics: Metrics,
 }
 
@@ -91,25 +91,31 @@ fn topic_gone(e: &KafkaError) -> bool {
 /// Shared consent and erasure state, fed by the reader thread.
 pub type SharedState = Arc<RwLock<MemoryState>>;
 
+/// Called with the subjects an erasure record newly erased (after the
+/// state has them): crypto-shredding.
+pub type OnErased = Arc<dyn Fn(&[String]) + Send + Sync>;
+
 /// Loads both topics to their end, then follows them in a thread until `stop`.
 ///
 /// # Errors
 /// A topic that does not exist, or a broker that cannot be reached within `timeout`.
 pub fn load_and_follow(
     base: &ClientConfig,
-    consent: Option<&str>,
-    erasure: Option<&str>,
+    policy: &crate::policy::Policy,
     state: SharedState,
     metrics: Metrics,
     control: &Control,
     timeout: Duration,
+    on_erased: Option<OnErased>,
 ) -> Result<Option<JoinHandle<()>>, WorkerError> {
     let stop: Arc<AtomicBool> = control.stop.clone();
     let health: Arc<Health> = control.health.clone();
-    let topics: Vec<(&str, Kind)> = consent
+    let topics: Vec<(&str, Kind)> = policy
+        .consent_topic
+        .as_deref()
         .map(|t| (t, Kind::Consent))
         .into_iter()
-        .chain(erasure.map(|t| (t, Kind::Erasure)))
+        .chain(policy.erasure_topic.as_deref().map(|t| (t, Kind::Erasure)))
         .collect();
     if topics.is_empty() {
         return Ok(None);
@@ -117,7 +123,9 @@ pub fn load_and_follow(
     // One consumer per topic: end-of-partition events name only the partition.
     let mut readers: Vec<(Kind, BaseConsumer<Reader>)> = Vec::new();
     for (topic, kind) in &topics {
-        let consumer = catch_up(base, topic, *kind, &state, &stop, timeout, &metrics)?;
+        let consumer = catch_up(base, topic, &stop, timeout, &metrics, |m| {
+            apply(&state, Some(*kind), m, on_erased.as_ref());
+        })?;
         let Some(consumer) = consumer else {
             return Ok(None); // stopped while starting
         };
@@ -137,7 +145,7 @@ pub fn load_and_follow(
                 for (kind, consumer) in &readers {
                     match consumer.poll(Duration::from_millis(100)) {
                         Some(Ok(m)) => {
-                            apply(&state, Some(*kind), &m);
+                            apply(&state, Some(*kind), &m, on_erased.as_ref());
                             update_gauges(&state, &metrics);
                         }
                         Some(Err(KafkaError::PartitionEOF(_))) | None => {}
@@ -162,14 +170,13 @@ pub fn load_and_follow(
 /// at or past the high watermark seen at start AND reported at end of
 /// partition by the fetcher. Requiring both means a broker that misreports
 /// one of them (tansu's ListOffsets) makes custos wait, never start early.
-fn catch_up(
+pub(super) fn catch_up(
     base: &ClientConfig,
     topic: &str,
-    kind: Kind,
-    state: &SharedState,
     stop: &AtomicBool,
     timeout: Duration,
     metrics: &Metrics,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> Result<Option<BaseConsumer<Reader>>, WorkerError> {
     let mut conf = base.clone();
     if conf.get("statistics.interval.ms").is_none() {
@@ -229,7 +236,7 @@ fn catch_up(
                 topic,
                 records,
                 rate_per_s = (records as f64 / secs) as u64,
-                "reading consent/erasure state"
+                "reading state topic"
             );
         }
         match consumer.poll(Duration::from_millis(100)) {
@@ -240,7 +247,7 @@ fn catch_up(
                     p.2 = p.2.max(m.offset() + 1);
                     p.3 = false;
                 }
-                apply(state, Some(kind), &m);
+                each(&m);
             }
             Some(Err(KafkaError::PartitionEOF(part))) => {
                 // The fetch position, not the last record + 1: a topic that
@@ -256,21 +263,16 @@ fn catch_up(
                     }
                 }
             }
-            Some(Err(e)) => tracing::warn!(topic, error = %e, "consent/erasure reader"),
+            Some(Err(e)) => tracing::warn!(topic, error = %e, "state topic reader"),
             None => {}
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        topic,
-        records,
-        secs,
-        "consent/erasure topic read to its end"
-    );
+    tracing::info!(topic, records, secs, "state topic read to its end");
     Ok(Some(consumer))
 }
 
-fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
+fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message, on_erased: Option<&OnErased>) {
     // A key that is not UTF-8 cannot name a subject: the body decides.
     let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
     let value = m.payload();
@@ -290,6 +292,9 @@ fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
     };
     match result {
         Ok(a) => {
+            if let (false, Some(hook)) = (a.newly_erased.is_empty(), on_erased) {
+                hook(&a.newly_erased);
+            }
             if !a.newly_erased.is_empty() {
                 tracing::info!(
                     topic = m.topic(),
@@ -306,7 +311,13 @@ fn apply(state: &SharedState, kind: Option<Kind>, m: &impl Message) {
             }
         }
         Err(e) => {
-            // The state already read it the most protective way.
+            // The state already read it the most protective way: a malformed
+            // erasure erased its key, whose data keys go too.
+            if let (Some(Kind::Erasure), Some(hook)) = (kind, on_erased) {
+                if let Some(k) = key.and_then(crate::state::canonical_subject_str) {
+                    hook(&[k]);
+                }
+            }
             tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, record = what, "malformed consent/erasure record: every consent of its subjects withdrawn (consent) or its key erased (erasure)");
         }
     }

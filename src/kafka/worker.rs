@@ -38,6 +38,7 @@ use rdkafka::producer::{
 };
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
+use super::keys::KafkaKeys;
 use super::offsets::{OffsetTracker, Tp};
 use super::subjects::{self, SharedState};
 use super::topics::{self, TopicSpec};
@@ -49,7 +50,7 @@ use crate::lineage::{self, EventType};
 use crate::pipeline;
 use crate::policy::plan::Compiled;
 use crate::policy::Format;
-use crate::state::MemoryState;
+use crate::state::{MemoryState, SubjectState, WithKeys};
 use crate::telemetry::events::{ChainRestarted, Event, RestartCause};
 use crate::telemetry::{Metrics, StreamMetrics};
 
@@ -311,17 +312,37 @@ impl Worker {
             topics::ensure(&base, &specs, cfg.kafka.manage_topics, startup)?;
         }
 
+        // Data keys before the erasure topic: reading an erasure shreds the
+        // subject's keys, which must be known by then.
+        let keys = KafkaKeys::start(
+            &base,
+            &cfg.encryption.keys_topic,
+            &self.compiled,
+            &self.audit_key,
+            &self.control,
+            startup,
+            &self.metrics,
+        )?;
+        let (keys, keys_reader) = match keys {
+            Some((k, h)) => (Some(k), Some(h)),
+            None => (None, None),
+        };
+        let on_erased: Option<subjects::OnErased> = keys.clone().map(|k| {
+            let hook: subjects::OnErased = Arc::new(move |ids: &[String]| k.shred(ids));
+            hook
+        });
         let state: SharedState =
             Arc::new(RwLock::new(MemoryState::for_policy(&self.compiled.policy)));
         let follower = subjects::load_and_follow(
             &base,
-            self.compiled.policy.consent_topic.as_deref(),
-            self.compiled.policy.erasure_topic.as_deref(),
+            &self.compiled.policy,
             state.clone(),
             self.metrics.clone(),
             &self.control,
             startup,
+            on_erased,
         )?;
+        drop(keys_reader); // detached: it watches the stop flag
 
         let shared = Arc::new(Shared {
             tracker: Mutex::new(OffsetTracker::new()),
@@ -600,6 +621,14 @@ impl Worker {
                 };
                 let (mut outs, record, dead) = {
                     let state = state.read().unwrap_or_else(PoisonError::into_inner);
+                    let with_keys = keys.as_deref().map(|k| WithKeys {
+                        state: &*state,
+                        keys: k,
+                    });
+                    let subjects: &dyn SubjectState = match &with_keys {
+                        Some(w) => w,
+                        None => &*state,
+                    };
                     govern_message(
                         &self.compiled,
                         si,
@@ -607,12 +636,17 @@ impl Worker {
                         avro_in.as_ref(),
                         &actx,
                         &msg,
-                        &state,
+                        subjects,
                         &mut scratch,
                         &dead_letter_topic,
                         limits,
                     )
                 };
+                // A value that should have been encrypted was redacted for
+                // want of a key: write nothing, stop, redo it on restart.
+                if let Some(why) = keys.as_deref().and_then(KafkaKeys::failure) {
+                    return Err(WorkerError::Keys(why));
+                }
                 // The audit record: next in its input partition's chain, acknowledged
                 // (or committed) with the outputs before the offset may move.
                 let (start_head, (text, hash)) = {
@@ -858,7 +892,7 @@ fn govern_message(
     avro: Option<&AvroIn>,
     actx: &AuditCtx<'_>,
     msg: &BorrowedMessage<'_>,
-    state: &MemoryState,
+    state: &dyn SubjectState,
     scratch: &mut Scratch,
     dead_letter_topic: &Arc<str>,
     limits: engine::Limits,

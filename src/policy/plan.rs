@@ -214,10 +214,9 @@ impl Compiled {
         for p in &self.policy.purposes {
             for r in &p.rules {
                 if let super::Action::Encrypt { key } = &r.action {
-                    if let (false, Some(bytes)) = (
-                        out.iter().any(|k| k.name() == key),
-                        self.keys.get(key),
-                    ) {
+                    if let (false, Some(bytes)) =
+                        (out.iter().any(|k| k.name() == key), self.keys.get(key))
+                    {
                         out.push(crate::crypto::Kek::new(key, bytes));
                     }
                 }

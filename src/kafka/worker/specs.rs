@@ -53,6 +53,20 @@ pub fn topic_specs(
         optional: false,
         no_compaction: true,
     });
+    // The wrapped data keys of `encrypt`: compacted (a key lives until its
+    // subject is erased), one partition (one order for the agreement on a
+    // subject's key; a topic with more works too: a subject's records all go
+    // to one partition).
+    if compiled.encrypts() {
+        specs.push(TopicSpec {
+            name: config.encryption.keys_topic.clone(),
+            retention: None,
+            compacted: true,
+            partitions: 1,
+            optional: false,
+            no_compaction: false,
+        });
+    }
     // The consent and erasure topics are inputs owned by the privacy team:
     // never created here. A missing one (a typo, a deleted topic) refuses the
     // start instead of silently forgetting every erasure.

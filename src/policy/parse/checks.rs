@@ -35,6 +35,41 @@ pub(super) fn cross_references(policy: &Policy, consent_declared: bool, cx: &mut
         }
     }
     check_invariants(policy, cx);
+    check_encrypt_subjects(policy, cx);
+}
+
+/// `encrypt` uses the data subject's key: a stream that encrypts anything
+/// for any purpose must say where its subject is (without one, every such
+/// value would be redacted).
+fn check_encrypt_subjects(policy: &Policy, cx: &mut Ctx) {
+    for s in policy.streams.iter().filter(|s| s.subject.is_none()) {
+        let scanned = s.fields.iter().any(|f| f.scan);
+        let detector_classes = crate::classify::Detector::ALL
+            .iter()
+            .filter(|_| scanned)
+            .map(|d| (d.class(), "a detector's finding".to_string()));
+        let field_classes = s.fields.iter().flat_map(|f| {
+            f.classes
+                .iter()
+                .map(move |c| (c.as_str(), format!("`{}`", f.path)))
+        });
+        let found = field_classes
+            .chain(detector_classes)
+            .find_map(|(class, what)| {
+                s.outputs.iter().find_map(|(p, _)| {
+                    let pi = policy.purpose_index(p)?;
+                    let d = crate::policy::plan::decide_class(policy, pi, class);
+                    matches!(d.action, Action::Encrypt { .. })
+                        .then(|| (p.clone(), class, what.clone()))
+                })
+            });
+        if let Some((purpose, class, what)) = found {
+            cx.err(
+                s.pos,
+                format!("stream `{}` encrypts {what} (class `{class}`) for purpose `{purpose}` but has no `subject:`; encrypt uses the data subject's own key: add `subject: <path of the subject id>`", s.name),
+            );
+        }
+    }
 }
 
 /// Every (purpose, class) named by an invariant must only get allowed actions:

@@ -1,0 +1,318 @@
+//! `encrypt` in the worker: per-subject data keys on the keys topic, one
+//! key per subject however many workers race for it, keys that survive a
+//! restart, and crypto-shredding on erasure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use custos::crypto::{self, DecryptCounts, KeyIndex, KEY_DESTROYED};
+
+use super::*;
+
+const KEK: &[u8] = b"worker-test-kek-0123456789abcdef";
+
+struct Enc {
+    n: Names,
+    keys: String,
+    compiled: Arc<Compiled>,
+}
+
+/// Topics, and a policy whose marketing purpose gets the e-mail encrypted
+/// (and no consent needed: contract).
+fn enc_setup(broker: &Broker) -> Enc {
+    let n = Names::new();
+    let keys = unique("keys");
+    setup(broker, &n, 2);
+    broker.create_topic(&keys, 1, true);
+    let text = policy_text(&n, "30d")
+        .replace(
+            "keys: { k: { env: CUSTOS_TEST_KEY } }",
+            "keys: { k: { env: CUSTOS_TEST_KEY }, kek: { env: CUSTOS_TEST_KEK } }",
+        )
+        .replace("basis: consent", "basis: contract")
+        .replace(
+            "- { classes: [internal, pii.contact.email], action: keep }",
+            "- { classes: [internal], action: keep }\n      - { classes: [pii.contact.email], action: { encrypt: { key: kek } } }",
+        );
+    let p = policy::load(&text, "wtest.yaml").unwrap();
+    let compiled = Arc::new(
+        policy::plan::compile(
+            Arc::new(p),
+            &Keys::from_pairs([("k", b"test-key".to_vec()), ("kek", KEK.to_vec())]),
+        )
+        .unwrap(),
+    );
+    assert!(compiled.encrypts());
+    Enc { n, keys, compiled }
+}
+
+fn enc_config(e: &Enc, group: &str) -> Config {
+    let n = &e.n;
+    let text = format!(
+        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{group}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[dead_letter]\ntopic = \"{}\"\n[audit]\ntopic = \"{}\"\n[lineage]\ntopic = \"{}\"\n[encryption]\nkeys_topic = \"{}\"\n",
+        n.dead_letter, n.audit, n.lineage, e.keys
+    );
+    Config::parse(&text, "test", Default::default()).unwrap()
+}
+
+/// The keys topic read from the beginning: the live keys, and how many
+/// records (tombstones apart) it holds per key id.
+fn read_keys(bootstrap: &str, e: &Enc) -> (KeyIndex, Vec<(String, bool)>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("keys-reader"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&e.keys, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let keks = e.compiled.keks();
+    let mut index = KeyIndex::default();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < deadline, "keys topic not read to its end");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let key = m.key().unwrap();
+                index.apply(&keks, key, m.payload()).unwrap();
+                records.push((
+                    String::from_utf8(key.to_vec()).unwrap(),
+                    m.payload().is_none(),
+                ));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    (index, records)
+}
+
+/// An output record as `custos decrypt` reads it.
+fn line(seen: &Seen) -> Value {
+    let headers: serde_json::Map<String, Value> = seen
+        .2
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({ "key": seen.0, "value": seen.1, "headers": headers })
+}
+
+/// The key id of every e-mail token, by user.
+fn key_ids(seen: &[Seen]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, v, _) in seen {
+        let token = v["email"].as_str().unwrap();
+        assert!(token.starts_with(crypto::TOKEN_PREFIX), "{v}");
+        let id = hex::encode(crypto::token_key_id(token).unwrap());
+        // The marketing output keeps `n`; events are for s-(n % 5).
+        let user = format!("s-{}", v["n"].as_u64().unwrap() % 5);
+        out.entry(user).or_default().insert(id);
+    }
+    out
+}
+
+#[test]
+fn encrypted_values_decrypt_with_the_keys_topic_survive_a_restart_and_erasure_shreds_them() {
+    let broker = Broker::from_env();
+    let e = enc_setup(&broker);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &e.n.input, &(0..20).map(event).collect::<Vec<_>>());
+    let w = start_instance(
+        &broker,
+        &e.compiled,
+        false,
+        enc_config(&e, &e.n.group),
+        "w1",
+    );
+    let mut m = Reader::new(&b, &e.n.marketing);
+    wait_until("20 marketing outputs", || {
+        m.poll();
+        m.seen.len() >= 20
+    });
+    assert_eq!(w.metrics.data_keys_created.get(), 5, "one key per subject");
+    w.stop();
+
+    // One key per subject, and every value decrypts with the keys topic.
+    let ids = key_ids(&m.seen);
+    assert_eq!(ids.len(), 5);
+    assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
+    let (index, records) = read_keys(&b, &e);
+    assert_eq!(index.len(), 5);
+    assert_eq!(records.len(), 5);
+    let mut counts = DecryptCounts::default();
+    for seen in &m.seen {
+        let mut l = line(seen);
+        custos::cli::decrypt::decrypt_line(&index, &mut l, &mut counts).unwrap();
+        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
+        assert_eq!(l["value"]["email"], json!(format!("{user}@example.com")));
+    }
+    assert_eq!(counts.decrypted, 20);
+    // The keys topic holds no subject id and no key in the clear.
+    for (k, _) in &records {
+        assert!(!k.contains("s-"), "{k}");
+    }
+
+    // A restart reads the keys back: the same subjects keep their keys.
+    let w = start_instance(
+        &broker,
+        &e.compiled,
+        false,
+        enc_config(&e, &e.n.group),
+        "w1",
+    );
+    produce(&p, &e.n.input, &(20..30).map(event).collect::<Vec<_>>());
+    wait_until("30 marketing outputs", || {
+        m.poll();
+        m.seen.len() >= 30
+    });
+    assert_eq!(w.metrics.data_keys_created.get(), 0);
+    assert_eq!(key_ids(&m.seen), ids);
+
+    // Erasure: s-1's key is tombstoned; its values no longer decrypt, the
+    // others' still do.
+    produce(
+        &p,
+        &e.n.erasure,
+        &[(Some("s-1".into()), br#"{"subject":"s-1"}"#.to_vec())],
+    );
+    wait_until("s-1's key destroyed", || {
+        w.metrics.data_keys_destroyed.get() == 1
+    });
+    w.stop();
+    let (index, records) = read_keys(&b, &e);
+    assert_eq!(index.len(), 4);
+    assert_eq!(records.iter().filter(|(_, tomb)| *tomb).count(), 1);
+    let mut counts = DecryptCounts::default();
+    for seen in &m.seen {
+        let mut l = line(seen);
+        custos::cli::decrypt::decrypt_line(&index, &mut l, &mut counts).unwrap();
+        let n = l["value"]["n"].as_u64().unwrap();
+        let expected = if n % 5 == 1 {
+            json!(KEY_DESTROYED)
+        } else {
+            json!(format!("s-{}@example.com", n % 5))
+        };
+        assert_eq!(l["value"]["email"], expected, "n = {n}");
+    }
+    assert_eq!(
+        (counts.decrypted, counts.destroyed, counts.failed),
+        (24, 6, 0)
+    );
+}
+
+#[test]
+fn two_workers_starting_at_once_agree_on_one_key_per_subject() {
+    let broker = Broker::from_env();
+    let e = enc_setup(&broker);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    // Both workers govern the same events (two groups), so every subject's
+    // first event reaches both at about the same time.
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            let user = format!("s-{}", i % 40);
+            (
+                Some(user.clone()),
+                serde_json::to_vec(
+                    &json!({"user": user, "n": i, "email": format!("{user}@example.com")}),
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    produce(&p, &e.n.input, &events);
+    let g2 = unique("group");
+    let w1 = start_instance(&broker, &e.compiled, false, enc_config(&e, &e.n.group), "a");
+    let w2 = start_instance(&broker, &e.compiled, false, enc_config(&e, &g2), "b");
+    let mut m = Reader::new(&b, &e.n.marketing);
+    wait_until("400 marketing outputs", || {
+        m.poll();
+        m.seen.len() >= 400
+    });
+    let created = w1.metrics.data_keys_created.get() + w2.metrics.data_keys_created.get();
+    w1.stop();
+    w2.stop();
+    let mut ids: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for (_, v, _) in &m.seen {
+        let id = hex::encode(crypto::token_key_id(v["email"].as_str().unwrap()).unwrap());
+        ids.entry(v["n"].as_u64().unwrap() % 40)
+            .or_default()
+            .insert(id);
+    }
+    assert_eq!(ids.len(), 40);
+    for (user, set) in &ids {
+        assert_eq!(set.len(), 1, "subject s-{user} got {} keys", set.len());
+    }
+    // Candidates that lost were tombstoned by their writers: one live key
+    // per subject is left.
+    let (index, records) = read_keys(&b, &e);
+    assert_eq!(index.len(), 40, "{created} candidates written");
+    let live: BTreeSet<&str> = records
+        .iter()
+        .filter(|(_, t)| !t)
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !records.iter().any(|(k2, t)| *t && k2 == k))
+        .collect();
+    assert_eq!(live.len(), 40);
+}
+
+#[test]
+fn racing_for_a_subject_key_always_ends_in_one_key() {
+    use custos::crypto::KeySource;
+    use custos::kafka::keys::KafkaKeys;
+    let broker = Broker::from_env();
+    let e = enc_setup(&broker);
+    let base = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .clone();
+    let start = || {
+        let (keys, _reader) = KafkaKeys::start(
+            &base,
+            &e.keys,
+            &e.compiled,
+            &AuditKey::new(AUDIT_KEY),
+            &Control::default(),
+            Duration::from_secs(30),
+            &Metrics::new(),
+        )
+        .unwrap()
+        .expect("the policy encrypts");
+        keys
+    };
+    let (a, b) = (start(), start());
+    // Two workers ask for the same new subject at the same instant, 30 times.
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let ask = |keys: Arc<KafkaKeys>, barrier: Arc<std::sync::Barrier>| {
+        std::thread::spawn(move || {
+            (0..30)
+                .map(|i| {
+                    barrier.wait();
+                    *keys.data_key("kek", &format!("c-{i}")).unwrap().id()
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let ta = ask(a.clone(), barrier.clone());
+    let tb = ask(b.clone(), barrier);
+    let (ia, ib) = (ta.join().unwrap(), tb.join().unwrap());
+    assert_eq!(ia, ib, "both workers use the same key for every subject");
+    assert_eq!(ia.iter().collect::<BTreeSet<_>>().len(), 30);
+    // A race writes two candidates; each loser is tombstoned by its writer.
+    let mut candidates = 0;
+    wait_until("losers tombstoned", || {
+        let (index, records) = read_keys(&broker.bootstrap(), &e);
+        let tombstones = records.iter().filter(|(_, t)| *t).count();
+        candidates = records.len() - tombstones;
+        index.len() == 30 && candidates == 30 + tombstones
+    });
+    assert!(candidates > 30, "no race happened: the test proved nothing");
+    // A third worker starting later reads the same keys.
+    let c = start();
+    for (i, id) in ia.iter().enumerate() {
+        assert_eq!(c.data_key("kek", &format!("c-{i}")).unwrap().id(), id);
+    }
+}
