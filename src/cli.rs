@@ -10,6 +10,7 @@ pub mod decrypt;
 pub mod demo;
 pub mod diff;
 pub mod explain;
+pub mod keys;
 pub mod fixtures;
 pub mod policy_test;
 pub mod report;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::policy::keys::{self, Keys};
+use crate::policy::keys::{self as policy_keys, Keys};
 use crate::policy::plan::{self, Compiled};
 use crate::policy::{self, Policy};
 
@@ -62,6 +63,11 @@ pub enum Command {
     },
     /// Govern NDJSON events offline, exactly as the worker would, and print one line per emitted output
     Apply(apply::ApplyArgs),
+    /// The data keys of the `encrypt` action (KEK rotation)
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Decrypt the `encrypt` action's values in output lines (NDJSON), for an authorised consumer; values of erased subjects come back as "[key destroyed]"
     Decrypt(decrypt::DecryptArgs),
     /// Run the worker
@@ -205,7 +211,7 @@ pub fn load_policy_text(text: &str, name: &str) -> Result<Policy, Failure> {
     })
 }
 
-/// What to do with keys shorter than [`keys::MIN_KEY_BYTES`].
+/// What to do with keys shorter than [`policy_keys::MIN_KEY_BYTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShortKeys {
     /// `custos run`: refuse to start.
@@ -238,7 +244,7 @@ pub fn load_compiled(path: &Path, short_keys: ShortKeys) -> Result<Compiled, Fai
         let msg = format!(
             "{}: key {list}; keys need at least {} bytes (e.g. `openssl rand -hex 32`), shorter ones make pseudonyms guessable",
             path.display(),
-            keys::MIN_KEY_BYTES
+            policy_keys::MIN_KEY_BYTES
         );
         match short_keys {
             ShortKeys::Refuse => return Err(Failure::new(msg)),
@@ -297,6 +303,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Registry { listen } => schema::serve_registry(&listen),
         Command::Apply(args) => apply::run(&args),
         Command::Decrypt(args) => decrypt::run(&args),
+        Command::Keys { command } => keys::run(&command),
         Command::Run { config } => run::run(&config),
         Command::Demo => demo::run(),
         Command::Audit { command } => audit::run(&command),
@@ -320,7 +327,7 @@ fn check(file: &Path) -> Result<(), Failure> {
         }
         Ok(found) => {
             for (k, n) in found.short() {
-                eprintln!("custos: warning: key `{k}` has {n} byte{}; `custos run` refuses keys shorter than {} bytes (shorter ones make pseudonyms guessable)", plural(n), keys::MIN_KEY_BYTES);
+                eprintln!("custos: warning: key `{k}` has {n} byte{}; `custos run` refuses keys shorter than {} bytes (shorter ones make pseudonyms guessable)", plural(n), policy_keys::MIN_KEY_BYTES);
             }
         }
     }

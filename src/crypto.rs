@@ -370,6 +370,11 @@ pub struct KeyRing {
     subjects: HmacSha256,
     keys: HashMap<SubjectHash, [u8; 32]>,
     losers: HashMap<SubjectHash, Vec<KeyId>>,
+    /// Winners this ring could not unwrap (a KEK it does not have, e.g. in
+    /// the middle of a rotation): they hold their subject's place, so every
+    /// worker still agrees on which key is the subject's, and nothing is
+    /// encrypted for the subject here until the record unwraps.
+    unreadable: HashMap<SubjectHash, KeyId>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -393,6 +398,7 @@ impl KeyRing {
             .expect("HMAC takes keys of any length"),
             keys: HashMap::new(),
             losers: HashMap::new(),
+            unreadable: HashMap::new(),
         }
     }
 
@@ -419,6 +425,11 @@ impl KeyRing {
     /// The agreed key of a subject, if any.
     pub fn get(&self, hash: &SubjectHash) -> Option<DataKey> {
         self.keys.get(hash).map(DataKey::new)
+    }
+
+    /// True when the subject's key is on the topic but does not unwrap here.
+    pub fn is_unreadable(&self, hash: &SubjectHash) -> bool {
+        self.unreadable.contains_key(hash)
     }
 
     /// Number of subjects (per KEK) with a key.
@@ -462,6 +473,9 @@ impl KeyRing {
             if self.keys.get(&rk.subject).map(key_id) == Some(rk.id) {
                 self.keys.remove(&rk.subject);
             }
+            if self.unreadable.get(&rk.subject) == Some(&rk.id) {
+                self.unreadable.remove(&rk.subject);
+            }
             if let Some(l) = self.losers.get_mut(&rk.subject) {
                 l.retain(|id| *id != rk.id);
                 if l.is_empty() {
@@ -470,13 +484,34 @@ impl KeyRing {
             }
             return Ok(Applied::Destroyed);
         };
-        let kek = self
-            .kek(&rk.kek)
-            .ok_or_else(|| RecordError::UnknownKek(rk.kek.clone()))?;
         let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
-        let data = kek.unwrap(text, value)?;
-        if key_id(&data) != rk.id {
-            return Err(RecordError::BadKey);
+        let data = match self.kek(&rk.kek) {
+            Some(kek) => kek.unwrap(text, value),
+            None => Err(RecordError::UnknownKek(rk.kek.clone())),
+        };
+        let data = match data {
+            Ok(d) if key_id(&d) == rk.id => d,
+            Ok(_) => return Err(RecordError::BadKey),
+            Err(e @ (RecordError::Unwrap { .. } | RecordError::UnknownKek(_))) => {
+                if !self.keys.contains_key(&rk.subject) {
+                    self.unreadable.entry(rk.subject).or_insert(rk.id);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        // A winner that did not unwrap before (re-wrapped by a rotation) does now.
+        if self.unreadable.get(&rk.subject) == Some(&rk.id) {
+            self.unreadable.remove(&rk.subject);
+            self.keys.insert(rk.subject, data);
+            return Ok(Applied::Won);
+        }
+        if self.unreadable.contains_key(&rk.subject) {
+            let l = self.losers.entry(rk.subject).or_default();
+            if !l.contains(&rk.id) {
+                l.push(rk.id);
+            }
+            return Ok(Applied::Lost);
         }
         match self.keys.get(&rk.subject) {
             Some(k) if key_id(k) == rk.id => Ok(Applied::Won),
@@ -505,6 +540,7 @@ impl KeyRing {
                 .get(&hash)
                 .map(key_id)
                 .into_iter()
+                .chain(self.unreadable.get(&hash).copied())
                 .chain(self.losers.get(&hash).into_iter().flatten().copied());
             for id in ids {
                 out.push(
@@ -526,6 +562,7 @@ impl KeyRing {
             let hash = self.subject_hash(&self.keks[i].name.clone(), subject);
             self.keys.remove(&hash);
             self.losers.remove(&hash);
+            self.unreadable.remove(&hash);
         }
     }
 }

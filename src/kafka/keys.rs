@@ -275,6 +275,10 @@ impl KeySource for KafkaKeys {
             if let Some(k) = ring.get(&hash) {
                 return Ok(k);
             }
+            if ring.is_unreadable(&hash) {
+                drop(ring);
+                return Err(self.fail("a subject's data key on the keys topic is wrapped under a KEK this worker does not have (see the `keys record skipped` warning for its fingerprint): give the worker that KEK, or finish the rotation with `custos keys rotate`".into()));
+            }
             hash
         };
         if self.failure().is_some() {
@@ -325,8 +329,15 @@ impl KeySource for KafkaKeys {
         }
         drop(r);
         let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-        // None: destroyed meanwhile (the subject was erased): redacted.
-        let key = ring.get(&hash).ok_or(Unavailable)?;
+        let key = match ring.get(&hash) {
+            Some(k) => k,
+            None if ring.is_unreadable(&hash) => {
+                drop(ring);
+                return Err(self.fail("the subject's data key that came first on the keys topic is wrapped under a KEK this worker does not have".into()));
+            }
+            // Destroyed meanwhile (the subject was erased): redacted.
+            None => return Err(Unavailable),
+        };
         drop(ring);
         if hex::encode(key.id()) != record_key.rsplit('/').next().unwrap_or_default() {
             // Another worker's candidate came first: ours is never used.

@@ -57,6 +57,19 @@ fn enc_config(e: &Enc, group: &str) -> Config {
 /// The keys topic read from the beginning: the live keys, and how many
 /// records (tombstones apart) it holds per key id.
 fn read_keys(bootstrap: &str, e: &Enc) -> (KeyIndex, Vec<(String, bool)>) {
+    let (index, records, skipped) = read_keys_with(bootstrap, &e.keys, &e.compiled);
+    assert_eq!(skipped, 0, "every keys record unwraps");
+    (index, records)
+}
+
+/// Also the number of records that did not unwrap (skipped, as
+/// `custos decrypt` skips them).
+
+fn read_keys_with(
+    bootstrap: &str,
+    topic: &str,
+    compiled: &Compiled,
+) -> (KeyIndex, Vec<(String, bool)>, usize) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("keys-reader"))
@@ -64,19 +77,22 @@ fn read_keys(bootstrap: &str, e: &Enc) -> (KeyIndex, Vec<(String, bool)>) {
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&e.keys, 0, Offset::Beginning)
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();
     consumer.assign(&tpl).unwrap();
-    let keks = e.compiled.keks();
+    let keks = compiled.keks();
     let mut index = KeyIndex::default();
     let mut records = Vec::new();
+    let mut skipped = 0;
     let deadline = Instant::now() + DEADLINE;
     loop {
         assert!(Instant::now() < deadline, "keys topic not read to its end");
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let key = m.key().unwrap();
-                index.apply(&keks, key, m.payload()).unwrap();
+                if index.apply(&keks, key, m.payload()).is_err() {
+                    skipped += 1;
+                }
                 records.push((
                     String::from_utf8(key.to_vec()).unwrap(),
                     m.payload().is_none(),
@@ -87,7 +103,7 @@ fn read_keys(bootstrap: &str, e: &Enc) -> (KeyIndex, Vec<(String, bool)>) {
             None => {}
         }
     }
-    (index, records)
+    (index, records, skipped)
 }
 
 /// An output record as `custos decrypt` reads it.
@@ -315,4 +331,77 @@ fn racing_for_a_subject_key_always_ends_in_one_key() {
     for (i, id) in ia.iter().enumerate() {
         assert_eq!(c.data_key("kek", &format!("c-{i}")).unwrap().id(), id);
     }
+}
+
+#[test]
+fn kek_rotation_rewraps_keys_and_old_outputs_still_decrypt() {
+    use custos::crypto::KeySource;
+    use custos::kafka::keys::KafkaKeys;
+    let broker = Broker::from_env();
+    let e = enc_setup(&broker);
+    let b = broker.bootstrap();
+    produce(&producer(&b), &e.n.input, &(0..10).map(event).collect::<Vec<_>>());
+    let w = start_instance(&broker, &e.compiled, false, enc_config(&e, &e.n.group), "w1");
+    let mut m = Reader::new(&b, &e.n.marketing);
+    wait_until("10 marketing outputs", || {
+        m.poll();
+        m.seen.len() >= 10
+    });
+    w.stop();
+    let before = key_ids(&m.seen);
+
+    // The policy's KEK secret is now a new one.
+    let new_kek = b"the-new-kek-secret-0123456789abc".to_vec();
+    let rotated_policy = Arc::new(
+        policy::plan::compile(
+            e.compiled.policy.clone(),
+            &Keys::from_pairs([("k", b"test-key".to_vec()), ("kek", new_kek)]),
+        )
+        .unwrap(),
+    );
+    let base = ClientConfig::new().set("bootstrap.servers", &b).clone();
+    let keys_with = |c: &Arc<Compiled>| {
+        KafkaKeys::start(
+            &base,
+            &e.keys,
+            c,
+            &AuditKey::new(AUDIT_KEY),
+            &Control::default(),
+            Duration::from_secs(30),
+            &Metrics::new(),
+        )
+        .unwrap()
+        .unwrap()
+        .0
+    };
+    // Before the rotation a worker with only the new KEK cannot unwrap the
+    // keys: it stops rather than make a second key for a subject.
+    let early = keys_with(&rotated_policy);
+    assert!(early.data_key("kek", "s-0").is_err());
+    assert!(early.failure().unwrap().contains("KEK"), "{:?}", early.failure());
+
+    let mut cfg = enc_config(&e, &e.n.group);
+    cfg.kafka.bootstrap_servers = b.clone();
+    let r = custos::cli::keys::rotate(&cfg, &rotated_policy, None, KEK).unwrap();
+    assert_eq!((r.rewrapped, r.current, r.foreign), (5, 0, 0));
+    // Idempotent: a second run finds everything under the new KEK.
+    let again = custos::cli::keys::rotate(&cfg, &rotated_policy, None, KEK).unwrap();
+    assert_eq!((again.rewrapped, again.current), (0, 5));
+
+    // The same keys, now under the new KEK; the old outputs decrypt.
+    let after = keys_with(&rotated_policy);
+    for (user, ids) in &before {
+        let id = hex::encode(after.data_key("kek", user).unwrap().id());
+        assert_eq!(ids.iter().next().unwrap(), &id);
+    }
+    assert!(after.failure().is_none());
+    // The records as they were before the rotation are skipped (compaction
+    // removes them); their re-wrapped successors give every key.
+    let (index, _, skipped) = read_keys_with(&b, &e.keys, &rotated_policy);
+    assert_eq!((index.len(), skipped), (5, 5));
+    let mut counts = DecryptCounts::default();
+    for seen in &m.seen {
+        custos::cli::decrypt::decrypt_line(&index, &mut line(seen), &mut counts).unwrap();
+    }
+    assert_eq!((counts.decrypted, counts.failed), (10, 0));
 }
