@@ -502,6 +502,8 @@ fn every_command_has_help() {
         &["audit", "trace", "--help"],
         &["policy", "diff", "--help"],
         &["policy", "test", "--help"],
+        &["decrypt", "--help"],
+        &["keys", "rotate", "--help"],
     ] {
         let out = custos(args, None);
         assert!(out.status.success(), "{args:?}");
@@ -1424,4 +1426,165 @@ fn explain_with_a_schema_names_where_each_class_came_from() {
         None,
     );
     assert_eq!(out.status.code(), Some(1));
+}
+
+const ENC_POLICY: &str = r#"version: 1
+name: enc
+keys:
+  kek: { env: CUSTOS_KEY_ANALYTICS }
+purposes:
+  support:
+    basis: contract
+    retention: 30d
+    rules:
+      - { classes: [internal], action: keep }
+      - { classes: [pii.contact.email, pii.name], action: { encrypt: { key: kek } } }
+streams:
+  orders:
+    topic: shop.orders
+    subject: customer.id
+    fields:
+      order_id: internal
+      customer.id: internal
+      customer.email: pii.contact.email
+      customer.name: pii.name
+      notes: { classes: [internal], scan: true }
+    outputs:
+      support: shop.orders.support
+"#;
+
+/// `apply --keys` encrypts under per-subject keys it writes to a file;
+/// `decrypt` reads them back, refuses tokens moved between events, and
+/// answers "[key destroyed]" once a key is tombstoned.
+#[test]
+fn apply_encrypts_and_decrypt_restores_refuses_moves_and_honours_destroyed_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "p.yaml", ENC_POLICY);
+    let input = write(
+        dir.path(),
+        "in.ndjson",
+        concat!(
+            r#"{"order_id":"o-1","customer":{"id":"c-1","email":"ann@example.com","name":"Ann"},"notes":"cc bob@example.org"}"#,
+            "\n",
+            r#"{"order_id":"o-2","customer":{"id":"c-2","email":"bo@example.com","name":"Bo"}}"#,
+            "\n",
+            r#"{"order_id":"o-3","customer":{"id":"c-1","email":"ann@example.com","name":7}}"#,
+            "\n",
+        ),
+    );
+    let keys = dir.path().join("keys.ndjson").display().to_string();
+    let out = custos(
+        &[
+            "apply", &policy, "--stream", "orders", "--input", &input, "--keys", &keys,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.contains("ann@example.com") && !text.contains("bob@example.org"),
+        "{text}"
+    );
+    let outputs = lines(&out);
+    assert_eq!(outputs.len(), 3);
+    assert!(outputs[0]["value"]["customer"]["email"]
+        .as_str()
+        .unwrap()
+        .starts_with("enc:v1:"));
+    assert!(outputs[0]["value"]["notes"]
+        .as_str()
+        .unwrap()
+        .starts_with("cc enc:v1:"));
+    // One key per subject, in a file only its owner can read.
+    let key_lines: Vec<Value> = std::fs::read_to_string(&keys)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(key_lines.len(), 2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&keys).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // A second run reuses c-1's key and adds none.
+    let again = custos(
+        &[
+            "apply", &policy, "--stream", "orders", "--input", &input, "--keys", &keys,
+        ],
+        None,
+    );
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_to_string(&keys).unwrap().lines().count(), 2);
+
+    let decrypt = |input: &str| {
+        custos(
+            &["decrypt", "--policy", &policy, "--keys", &keys],
+            Some(input.as_bytes()),
+        )
+    };
+    let clear = decrypt(&text);
+    assert!(clear.status.success(), "{}", stderr(&clear));
+    let clear = lines(&clear);
+    assert_eq!(clear[0]["value"]["customer"]["email"], "ann@example.com");
+    assert_eq!(clear[0]["value"]["notes"], "cc bob@example.org");
+    assert_eq!(clear[2]["value"]["customer"]["name"], 7);
+    assert_eq!(clear[1]["value"]["customer"]["name"], "Bo");
+
+    // c-2's e-mail token pasted into c-1's first event: refused, left as is.
+    let mut moved = outputs.clone();
+    moved[0]["value"]["customer"]["email"] = outputs[1]["value"]["customer"]["email"].clone();
+    let moved_text: String = moved.iter().map(|v| format!("{v}\n")).collect();
+    let refused = decrypt(&moved_text);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("did not decrypt"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        lines(&refused)[0]["value"]["customer"]["email"],
+        outputs[1]["value"]["customer"]["email"]
+    );
+
+    // c-1's key tombstoned (crypto-shredding): its values never come back.
+    let c1_id = {
+        let token = outputs[0]["value"]["customer"]["email"].as_str().unwrap();
+        let raw = base64::engine::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            &token["enc:v1:".len()..],
+        )
+        .unwrap();
+        hex::encode(&raw[..16])
+    };
+    let record = key_lines
+        .iter()
+        .find(|l| l["key"].as_str().unwrap().ends_with(&c1_id))
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&keys)
+        .unwrap();
+    writeln!(
+        f,
+        "{}",
+        serde_json::json!({"key": record["key"], "value": null})
+    )
+    .unwrap();
+    let shredded = decrypt(&text);
+    assert!(shredded.status.success(), "{}", stderr(&shredded));
+    let shredded = lines(&shredded);
+    assert_eq!(shredded[0]["value"]["customer"]["email"], "[key destroyed]");
+    assert_eq!(shredded[0]["value"]["notes"], "cc [key destroyed]");
+    assert_eq!(shredded[2]["value"]["customer"]["name"], "[key destroyed]");
+    assert_eq!(shredded[1]["value"]["customer"]["email"], "bo@example.com");
+
+    let nowhere = custos(&["decrypt"], Some(b""));
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(
+        stderr(&nowhere).contains("--config FILE"),
+        "{}",
+        stderr(&nowhere)
+    );
 }

@@ -189,6 +189,7 @@ fn check_topic_roles(policy: &crate::policy::Policy, cfg: &Config) -> Result<(),
         (&cfg.audit.topic, "audit.topic"),
         (&cfg.lineage.topic, "lineage.topic"),
         (&cfg.dead_letter.topic, "dead_letter.topic"),
+        (&cfg.encryption.keys_topic, "encryption.keys_topic"),
     ] {
         roles.push((t, format!("`{key}`"), true, true));
     }

@@ -340,8 +340,18 @@ fn kek_rotation_rewraps_keys_and_old_outputs_still_decrypt() {
     let broker = Broker::from_env();
     let e = enc_setup(&broker);
     let b = broker.bootstrap();
-    produce(&producer(&b), &e.n.input, &(0..10).map(event).collect::<Vec<_>>());
-    let w = start_instance(&broker, &e.compiled, false, enc_config(&e, &e.n.group), "w1");
+    produce(
+        &producer(&b),
+        &e.n.input,
+        &(0..10).map(event).collect::<Vec<_>>(),
+    );
+    let w = start_instance(
+        &broker,
+        &e.compiled,
+        false,
+        enc_config(&e, &e.n.group),
+        "w1",
+    );
     let mut m = Reader::new(&b, &e.n.marketing);
     wait_until("10 marketing outputs", || {
         m.poll();
@@ -378,7 +388,11 @@ fn kek_rotation_rewraps_keys_and_old_outputs_still_decrypt() {
     // keys: it stops rather than make a second key for a subject.
     let early = keys_with(&rotated_policy);
     assert!(early.data_key("kek", "s-0").is_err());
-    assert!(early.failure().unwrap().contains("KEK"), "{:?}", early.failure());
+    assert!(
+        early.failure().unwrap().contains("KEK"),
+        "{:?}",
+        early.failure()
+    );
 
     let mut cfg = enc_config(&e, &e.n.group);
     cfg.kafka.bootstrap_servers = b.clone();
