@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use custos::audit::AuditKey;
 use custos::classify;
+use custos::crypto::{self, DecryptCounts, KeyIndex, KeyRing, LocalKeys};
 use custos::engine::{self, Outcome, Record, Scratch, Verdict};
 use custos::policy::{self, keys::Keys, taxonomy::is_within};
-use custos::state::MemoryState;
+use custos::state::{MemoryState, WithKeys};
 use custos::transform::pseudonym_with_key;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -29,6 +31,7 @@ const ACTIONS: &[&str] = &[
     "redact",
     "{ pseudonymize: { key: k } }",
     "{ mask: { keep_first: 0 } }",
+    "{ encrypt: { key: k } }",
 ];
 /// (path in the policy, how to place a value there)
 const PATHS: &[&str] = &["a", "b.c", "b.d", "e[].f", "e[].g", "h"];
@@ -83,7 +86,7 @@ fn policy_text(case: &Case) -> String {
             CLASSES[*c], ACTIONS[*a]
         ));
     }
-    t.push_str("streams:\n  s:\n    topic: in\n    fields:\n");
+    t.push_str("streams:\n  s:\n    topic: in\n    subject: a\n    fields:\n");
     for (i, p) in PATHS.iter().enumerate() {
         let cs: Vec<&str> = case.field_classes[i].iter().map(|c| CLASSES[*c]).collect();
         t.push_str(&format!("      {p}: [{}]\n", cs.join(", ")));
@@ -105,7 +108,7 @@ fn policy_text_reordered(case: &Case) -> String {
             .collect();
         t.push_str(&format!("      {p}: {{ classes: [{}] }}\n", cs.join(", ")));
     }
-    t.push_str("    topic: in\nkeys: { k: { env: K } }\nname: prop-reordered\npurposes:\n  p:\n    rules:\n");
+    t.push_str("    subject: a\n    topic: in\nkeys: { k: { env: K } }\nname: prop-reordered\npurposes:\n  p:\n    rules:\n");
     for (c, a) in case.rules.iter().rev() {
         t.push_str(&format!(
             "      - {{ action: {}, classes: [{}] }}\n",
@@ -125,15 +128,32 @@ fn compiled_for_diff(text: &str) -> Result<policy::plan::Compiled, TestCaseError
 
 /// Independent oracle: does the purpose keep this field unchanged?
 fn oracle_keeps(case: &Case, path: usize) -> bool {
-    case.field_classes[path].iter().all(|&fc| {
-        let class = CLASSES[fc];
-        let best = case
-            .rules
-            .iter()
-            .filter(|(rc, _)| is_within(class, CLASSES[*rc]))
-            .max_by_key(|(rc, _)| CLASSES[*rc].len());
-        matches!(best, Some((_, a)) if ACTIONS[*a] == "keep")
-    })
+    oracle_action(case, path) == "keep"
+}
+
+/// The action the field gets: the most restrictive of its classes' (drop <
+/// redact < pseudonymize < encrypt < mask < generalize < keep; no rule: drop).
+fn oracle_action(case: &Case, path: usize) -> &'static str {
+    const ORDER: &[&str] = &[
+        "drop",
+        "redact",
+        "{ pseudonymize: { key: k } }",
+        "{ encrypt: { key: k } }",
+        "{ mask: { keep_first: 0 } }",
+        "keep",
+    ];
+    case.field_classes[path]
+        .iter()
+        .map(|&fc| {
+            let class = CLASSES[fc];
+            case.rules
+                .iter()
+                .filter(|(rc, _)| is_within(class, CLASSES[*rc]))
+                .max_by_key(|(rc, _)| CLASSES[*rc].len())
+                .map_or("drop", |(_, a)| ACTIONS[*a])
+        })
+        .min_by_key(|a| ORDER.iter().position(|o| o == a))
+        .unwrap_or("drop")
 }
 
 fn event(case: &Case) -> Value {
@@ -169,7 +189,11 @@ proptest! {
         let plan = &compiled.streams[0];
         let value = serde_json::to_vec(&event(&case)).unwrap();
         let rec = Record { topic: "in", partition: 0, offset: 0, timestamp: Some(0), key: None, value: &value, headers: &[] };
-        let v = engine::govern(plan, "prop@0", &rec, &MemoryState::for_policy(&compiled.policy), 0, &mut Scratch::default());
+        // Real data keys: encrypted values are tokens that decrypt below.
+        let memory = MemoryState::for_policy(&compiled.policy);
+        let local = LocalKeys::new(KeyRing::new(compiled.keks(), &AuditKey::new(b"a")), "t".into());
+        let state = WithKeys { state: &memory, keys: &local };
+        let v = engine::govern(plan, "prop@0", &rec, &state, 0, &mut Scratch::default());
         let Verdict::Governed(g) = v else { return Err(TestCaseError::fail("dead letter")) };
         let Outcome::Emitted(out) = &g.outcomes[0] else { return Err(TestCaseError::fail("suppressed")) };
         let text = std::str::from_utf8(&out.value).unwrap();
@@ -177,11 +201,25 @@ proptest! {
         prop_assert!(parsed.is_object());
         // Deny by default: nothing unclassified ever appears.
         prop_assert!(!text.contains("UNCLASSIFIED"), "unclassified data leaked: {}", text);
+        let mut index = KeyIndex::default();
+        for (k, v) in local.take_created() {
+            index.apply(&compiled.keks(), k.as_bytes(), Some(&v)).unwrap();
+        }
+        let mut clear = parsed.clone();
+        let mut counts = DecryptCounts::default();
+        crypto::decrypt_value(&index, "in/0/0", &mut clear, &mut counts);
+        prop_assert_eq!(counts.failed, 0);
+        let clear = clear.to_string();
         for (i, _) in PATHS.iter().enumerate() {
             let marker = format!("SENTINEL{i}x");
+            let reached = !PATHS[i].starts_with("e[]") || case.elements > 0;
             let present = text.contains(&marker);
-            let expected = oracle_keeps(&case, i) && (!PATHS[i].starts_with("e[]") || case.elements > 0);
+            let expected = oracle_keeps(&case, i) && reached;
             prop_assert_eq!(present, expected, "path {} in {} with policy\n{}", PATHS[i], text, policy_text(&case));
+            // Encrypted values decrypt to exactly what they were.
+            let decrypted = clear.contains(&marker);
+            let expected = matches!(oracle_action(&case, i), "keep" | "{ encrypt: { key: k } }") && reached;
+            prop_assert_eq!(decrypted, expected, "path {} decrypted to {} with policy\n{}", PATHS[i], clear, policy_text(&case));
         }
     }
 
