@@ -281,6 +281,85 @@ pub fn dead_letter(stream: &str, source: &Source<'_>, reason: &str, ctx: &Contex
     Unsealed { head, tail }
 }
 
+/// An audit record from its members (without `prev` and `hash`, which
+/// sealing adds): for the rarer record types, built as JSON values.
+///
+/// # Panics
+/// When `members` holds `prev` or `hash`, or no member sorts after `prev`
+/// (every record has `type`).
+pub fn unsealed(members: &Map<String, Value>) -> Unsealed {
+    let mut keys: Vec<&String> = members.keys().collect();
+    keys.sort();
+    assert!(!members.contains_key("prev") && !members.contains_key("hash"));
+    let member = |k: &String| format!("{}:{}", jstr(k), canonical(&members[k]));
+    let head: Vec<String> = keys
+        .iter()
+        .filter(|k| k.as_str() < "prev")
+        .map(|k| member(k))
+        .collect();
+    let tail: Vec<String> = keys
+        .iter()
+        .filter(|k| k.as_str() > "prev")
+        .map(|k| member(k))
+        .collect();
+    assert!(!tail.is_empty(), "an audit record has a `type`");
+    let mut h = String::from("{");
+    for m in head {
+        h.push_str(&m);
+        h.push(',');
+    }
+    Unsealed {
+        head: h,
+        tail: format!("{}}}", tail.join(",")),
+    }
+}
+
+/// The audit record of a carried-out erasure request (`type: erasure`):
+/// the subjects as HMACs, never their ids; `actions` says what was done.
+pub fn erasure(
+    key: &AuditKey,
+    source: &Source<'_>,
+    subjects: &[String],
+    requested_at: Option<&str>,
+    actions: Value,
+    ctx: &Context<'_>,
+) -> Unsealed {
+    let mut src = String::new();
+    source.write(&mut src);
+    let src: Value = serde_json::from_str(&src["\"source\":".len()..]).unwrap_or(Value::Null);
+    let at = rfc3339_ms(ctx.processed_at_ms);
+    let mut m = Map::new();
+    m.insert("actions".into(), actions);
+    m.insert("completed_at".into(), Value::String(at.clone()));
+    m.insert("policy".into(), Value::String(ctx.policy.into()));
+    m.insert("processed_at".into(), Value::String(at));
+    m.insert(
+        "requested_at".into(),
+        requested_at.map_or(Value::Null, |r| Value::String(r.into())),
+    );
+    m.insert("source".into(), src);
+    m.insert(
+        "subject".into(),
+        subjects
+            .first()
+            .map_or(Value::Null, |s| Value::String(key.subject(s))),
+    );
+    if subjects.len() > 1 {
+        m.insert(
+            "subjects".into(),
+            Value::Array(
+                subjects
+                    .iter()
+                    .map(|s| Value::String(key.subject(s)))
+                    .collect(),
+            ),
+        );
+    }
+    m.insert("type".into(), Value::String("erasure".into()));
+    m.insert("worker".into(), Value::String(ctx.worker.into()));
+    unsealed(&m)
+}
+
 /// Serializes with object keys sorted and no whitespace: the form the chain
 /// hash is computed over, independent of field order.
 pub fn canonical(v: &Value) -> String {

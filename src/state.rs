@@ -312,6 +312,36 @@ fn parse_record(bytes: &[u8]) -> Result<Parsed, RecordError> {
 }
 
 /// The subjects a record names: its key and every `subject` member of its body.
+/// What an erasure record names, for carrying it out: every subject it
+/// erases (the key's, then the body's, as [`MemoryState::apply_erasure`]
+/// reads them; a malformed record erases its key alone) and its
+/// `requested_at` when that is a string.
+pub fn erasure_request(key: Option<&str>, value: Option<&[u8]>) -> (Vec<String>, Option<String>) {
+    let key_subject = key.and_then(canonical_subject_str);
+    let Some(bytes) = value else {
+        return (Vec::new(), None);
+    };
+    let Ok(parsed) = parse_record(bytes) else {
+        return (key_subject.into_iter().collect(), None);
+    };
+    let requested_at = parsed
+        .members
+        .iter()
+        .find(|(k, _)| k == "requested_at")
+        .and_then(|(_, v)| v.as_str().map(str::to_string));
+    let subjects = Subjects::of(key, &parsed.members);
+    let mut out: Vec<String> = key_subject.into_iter().collect();
+    // Without a key (an NDJSON file), every subject the body names.
+    if subjects.key.is_none() && !subjects.unusable {
+        for b in subjects.body {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    }
+    (out, requested_at)
+}
+
 struct Subjects {
     key: Option<String>,
     body: Vec<String>,

@@ -233,6 +233,21 @@ fn start_instance(
     config: Config,
     instance: &str,
 ) -> Running {
+    let options = Options {
+        skip_topic_management: true,
+        crash_on_stop,
+        instance_id: Some(instance.to_string()),
+        ..Options::default()
+    };
+    start_options(broker, compiled, config, options)
+}
+
+fn start_options(
+    broker: &Broker,
+    compiled: &Arc<Compiled>,
+    config: Config,
+    options: Options,
+) -> Running {
     if let Ok(level) = std::env::var("CUSTOS_TEST_LOG") {
         custos::cli::run::init_tracing(custos::config::LogFormat::Text, &level);
     }
@@ -243,11 +258,7 @@ fn start_instance(
         bootstrap: broker.bootstrap(),
         compiled: compiled.clone(),
         metrics: metrics.clone(),
-        options: Options {
-            skip_topic_management: true,
-            crash_on_stop,
-            instance_id: Some(instance.to_string()),
-        },
+        options,
         control: control.clone(),
         audit_key: AuditKey::new(AUDIT_KEY),
     };
@@ -536,13 +547,14 @@ fn governs_and_fans_out_per_purpose_with_dead_letters() {
             "{v}"
         );
     }
-    // One audit record per input, chained per input partition, no raw subject.
+    // One audit record per input (and one for the erasure request, in the
+    // erasure topic's chain), chained per input partition, no raw subject.
     let mut au = Reader::new(&b, &n.audit);
     wait_until("an audit record per input", || {
         au.poll();
-        au.seen.len() >= 22
+        au.seen.len() >= 23
     });
-    assert_eq!(verify_audit(&au), (22, 0, 0));
+    assert_eq!(verify_audit(&au), (23, 0, 0));
     let dead = au
         .seen
         .iter()
@@ -1902,3 +1914,6 @@ fn an_unreachable_openlineage_endpoint_costs_nothing_but_a_count() {
 
 #[path = "worker/encryption.rs"]
 mod encryption;
+
+#[path = "worker/erasure.rs"]
+mod erasure;

@@ -289,3 +289,70 @@ fn garbage_is_reported_not_fatal() {
     assert_eq!(broken, 1);
     assert!(r.iter().any(|c| c.chain == "t/0" && c.breaks.is_empty()));
 }
+
+/// An erasure record: canonical (the verifier accepts it in a chain), the
+/// subjects as HMACs only, and byte for byte the golden file the JSON Schema
+/// check validates (`UPDATE_GOLDEN=1` rewrites it).
+#[test]
+fn erasure_records_are_canonical_verifiable_and_hold_no_subject_id() {
+    let src = Source {
+        topic: "privacy.erasure",
+        partition: 0,
+        offset: 7,
+        timestamp: Some(1_795_391_000_000),
+    };
+    let actions = json!({
+        "data_keys": {"destroyed": true, "keks": ["support_kek"]},
+        "tombstones": [{"stream": "orders", "purpose": "support", "topic": "shop.orders.support", "count": 1}],
+    });
+    let cx = Context {
+        policy: "acme-shop@4be1c0d2a9f1",
+        worker: "custos-0",
+        ..ctx()
+    };
+    let u = erasure(
+        &key(),
+        &src,
+        &["c-42".to_string()],
+        Some("2026-11-30T09:00:00Z"),
+        actions,
+        &cx,
+    );
+    let mut chains = Chains::default();
+    let (first, _) = chains.append(&key(), "privacy.erasure/0", &rec(0));
+    let (text, _) = chains.append(&key(), "privacy.erasure/0", &u);
+    assert!(!text.contains("c-42"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["subject"], json!(key().subject("c-42")));
+    assert_eq!(v["type"], "erasure");
+    assert!(v.get("subjects").is_none());
+    let mut verifier = Verifier::new(key());
+    verifier.check("a", first.as_bytes());
+    verifier.check("b", text.as_bytes());
+    let reports = verifier.finish();
+    assert!(reports.iter().all(|r| r.breaks.is_empty()), "{reports:?}");
+    // Two subjects (a key and a body that disagree): both, hashed.
+    let two = erasure(
+        &key(),
+        &src,
+        &["a".into(), "b".into()],
+        None,
+        json!({}),
+        &ctx(),
+    );
+    let (t2, _) = seal(&key(), "", &two);
+    let v2: Value = serde_json::from_str(&t2).unwrap();
+    assert_eq!(
+        v2["subjects"],
+        json!([key().subject("a"), key().subject("b")])
+    );
+    assert_eq!(v2["requested_at"], Value::Null);
+
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/audit-erasure.json");
+    let pretty = format!("{text}\n");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &pretty).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&golden).unwrap(), pretty);
+}

@@ -74,6 +74,44 @@ pub fn check_retention(cleanup_policy: &str, actual: i64, allowed: i64) -> Reten
     }
 }
 
+/// The topics among `names` whose `cleanup.policy` includes `compact`.
+///
+/// # Errors
+/// A broker that cannot describe topic configurations (librdkafka's mock
+/// cluster has no DescribeConfigs) or a topic it cannot describe.
+pub fn compacted(
+    base: &ClientConfig,
+    names: &[&str],
+    timeout: Duration,
+) -> Result<std::collections::HashSet<String>, WorkerError> {
+    let mut out = std::collections::HashSet::new();
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let admin: AdminClient<DefaultClientContext> = base.create()?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let specs: Vec<ResourceSpecifier<'_>> =
+        names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let described = block_on(admin.describe_configs(&specs, &opts))?;
+    for (name, r) in names.iter().zip(described) {
+        let resource = r.map_err(|e| WorkerError::Admin {
+            topic: (*name).to_string(),
+            reason: e.to_string(),
+        })?;
+        let compact = resource
+            .entry_map()
+            .get("cleanup.policy")
+            .and_then(|e| e.value.as_deref())
+            .is_some_and(|v| v.split(',').any(|p| p.trim() == "compact"));
+        if compact {
+            out.insert((*name).to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Makes every topic in `specs` exist and respect its retention.
 ///
 /// # Errors

@@ -57,6 +57,7 @@ use crate::telemetry::{Metrics, StreamMetrics};
 mod avro_in;
 mod client;
 mod delivery;
+mod erasure;
 mod lineage_out;
 mod rebalance;
 mod specs;
@@ -65,6 +66,7 @@ mod txn;
 pub(crate) use self::client::raw_headers;
 use self::client::*;
 use self::delivery::*;
+use self::erasure::Eraser;
 use self::lineage_out::*;
 use self::rebalance::*;
 pub use self::specs::topic_specs;
@@ -81,6 +83,10 @@ pub struct Options {
     /// `<group_id>-<instance>`. Default: `CUSTOS_INSTANCE_ID`, else `HOSTNAME`
     /// (the pod name on Kubernetes), else `custos`.
     pub instance_id: Option<String>,
+    /// Output topics to treat as compacted when the broker cannot describe
+    /// topic configurations (librdkafka's mock cluster, the embedded
+    /// broker): erasures tombstone the subject's keys there.
+    pub assume_compacted: Vec<String>,
 }
 
 /// Flags shared with whoever runs the worker.
@@ -429,13 +435,34 @@ impl Worker {
                 },
             )?,
         );
-        let topics: Vec<&str> = self
+        let mut topics: Vec<&str> = self
             .compiled
             .streams
             .iter()
             .map(|s| s.topic.as_str())
             .collect();
+        // The group carries out each erasure record once (see `erasure`).
+        let erasure_topic = self.compiled.policy.erasure_topic.as_deref();
+        topics.extend(erasure_topic);
         consumer.subscribe(&topics)?;
+        let eraser = erasure_topic.map(|_| {
+            let outputs: Vec<&str> = self
+                .compiled
+                .streams
+                .iter()
+                .flat_map(|s| s.outputs.iter().map(|o| o.topic.as_str()))
+                .collect();
+            let compacted = match topics::compacted(&base, &outputs, Duration::from_secs(10)) {
+                Ok(c) => c,
+                Err(e) => {
+                    if self.options.assume_compacted.is_empty() {
+                        tracing::warn!(error = %e, "cannot read the output topics' cleanup.policy: erasures write no tombstones to them");
+                    }
+                    self.options.assume_compacted.iter().cloned().collect()
+                }
+            };
+            Eraser::new(&self.compiled, &compacted)
+        });
         let mut lineage = Lineage::new(&base, &self.bootstrap, cfg, &self.compiled, &self.metrics)?;
         lineage.emit(&self.compiled, EventType::Start, LINEAGE_FLUSH);
         self.control.health.set_started();
@@ -464,8 +491,8 @@ impl Worker {
             })
             .collect();
         let audit_topic: Arc<str> = Arc::from(cfg.audit.topic.as_str());
-        let audit_counts =
-            ["record", "dead_letter"].map(|t| self.metrics.audit_records.with_label_values(&[t]));
+        let audit_counts = ["record", "dead_letter", "erasure"]
+            .map(|t| self.metrics.audit_records.with_label_values(&[t]));
         let actx = AuditCtx {
             key: &self.audit_key,
             policy: &policy_id,
@@ -479,7 +506,8 @@ impl Worker {
         let (mut last_health, mut last_acks) = (Instant::now(), 0u64);
         // Per stream: partition → its topic-partition handle and audit chain
         // name (no allocation per record).
-        let mut tps: Vec<HashMap<i32, (Tp, String)>> = vec![HashMap::new(); ctxs.len()];
+        // (The last slot: the erasure topic.)
+        let mut tps: Vec<HashMap<i32, (Tp, String)>> = vec![HashMap::new(); ctxs.len() + 1];
         let interval = Duration::from_millis(cfg.delivery.transaction_interval_ms);
         let mut txn_started = Instant::now();
 
@@ -559,10 +587,13 @@ impl Worker {
                     }
                     Some(Ok(m)) => m,
                 };
-                let Some(&si) = by_topic.get(msg.topic()) else {
-                    continue;
+                let stream = by_topic.get(msg.topic()).copied();
+                let slot = match stream {
+                    Some(si) => si,
+                    None if eraser.is_some() && erasure_topic == Some(msg.topic()) => ctxs.len(),
+                    None => continue,
                 };
-                let (tp, chain) = tps[si].entry(msg.partition()).or_insert_with(|| {
+                let (tp, chain) = tps[slot].entry(msg.partition()).or_insert_with(|| {
                     let tp: Tp = (Arc::from(msg.topic()), msg.partition());
                     let chain = chain_of(&tp);
                     (tp, chain)
@@ -577,76 +608,87 @@ impl Worker {
                     tracing::debug!(topic = %tp.0, partition = tp.1, offset = msg.offset(), "first record after assignment");
                     seed_chain(&consumer, &shared, &tp, chain, drain);
                 }
-                // Avro: the record's schema, compiled once per id. While the
-                // registry is down, its partition waits (paused, rewound).
-                let avro_in = match (avro.as_mut(), self.compiled.policy.streams[si].format) {
-                    (Some(a), Format::Avro) => {
-                        if seed {
-                            // A new assignment starts from the committed offset:
-                            // whatever this worker paused before is void.
-                            a.forget(&tp);
-                        }
-                        if a.is_paused(&tp) {
-                            // Fetched before the pause: it comes again after the rewind.
-                            continue;
-                        }
-                        match msg.payload() {
-                            None => Some(AvroIn::Dead(String::new())),
-                            Some(v) => match a.lookup(
-                                &self.compiled,
-                                si,
-                                v,
-                                &self.metrics,
-                                &self.control.health,
-                            )? {
-                                avro_in::Lookup::Ready(c) => Some(AvroIn::Ready(c)),
-                                avro_in::Lookup::Dead(why) => Some(AvroIn::Dead(why)),
-                                avro_in::Lookup::Retry => {
-                                    let mut tpl = TopicPartitionList::new();
-                                    tpl.add_partition(&tp.0, tp.1);
-                                    consumer.pause(&tpl)?;
-                                    consumer.seek(
-                                        &tp.0,
-                                        tp.1,
-                                        Offset::Offset(msg.offset()),
-                                        Duration::from_secs(10),
-                                    )?;
-                                    a.paused(tp.clone(), msg.offset());
+                let (mut outs, record, kind) = match (stream, &eraser) {
+                    (None, Some(eraser)) => {
+                        let (outs, record) = eraser.execute(&msg, &actx, keys.as_deref());
+                        (outs, record, 2)
+                    }
+                    (None, None) => continue,
+                    (Some(si), _) => {
+                        // Avro: the record's schema, compiled once per id. While the
+                        // registry is down, its partition waits (paused, rewound).
+                        let avro_in = match (avro.as_mut(), self.compiled.policy.streams[si].format)
+                        {
+                            (Some(a), Format::Avro) => {
+                                if seed {
+                                    // A new assignment starts from the committed offset:
+                                    // whatever this worker paused before is void.
+                                    a.forget(&tp);
+                                }
+                                if a.is_paused(&tp) {
+                                    // Fetched before the pause: it comes again after the rewind.
                                     continue;
                                 }
-                            },
+                                match msg.payload() {
+                                    None => Some(AvroIn::Dead(String::new())),
+                                    Some(v) => match a.lookup(
+                                        &self.compiled,
+                                        si,
+                                        v,
+                                        &self.metrics,
+                                        &self.control.health,
+                                    )? {
+                                        avro_in::Lookup::Ready(c) => Some(AvroIn::Ready(c)),
+                                        avro_in::Lookup::Dead(why) => Some(AvroIn::Dead(why)),
+                                        avro_in::Lookup::Retry => {
+                                            let mut tpl = TopicPartitionList::new();
+                                            tpl.add_partition(&tp.0, tp.1);
+                                            consumer.pause(&tpl)?;
+                                            consumer.seek(
+                                                &tp.0,
+                                                tp.1,
+                                                Offset::Offset(msg.offset()),
+                                                Duration::from_secs(10),
+                                            )?;
+                                            a.paused(tp.clone(), msg.offset());
+                                            continue;
+                                        }
+                                    },
+                                }
+                            }
+                            _ => None,
+                        };
+                        let (outs, record, dead) = {
+                            let state = state.read().unwrap_or_else(PoisonError::into_inner);
+                            let with_keys = keys.as_deref().map(|k| WithKeys {
+                                state: &*state,
+                                keys: k,
+                            });
+                            let subjects: &dyn SubjectState = match &with_keys {
+                                Some(w) => w,
+                                None => &*state,
+                            };
+                            govern_message(
+                                &self.compiled,
+                                si,
+                                &ctxs[si],
+                                avro_in.as_ref(),
+                                &actx,
+                                &msg,
+                                subjects,
+                                &mut scratch,
+                                &dead_letter_topic,
+                                limits,
+                            )
+                        };
+                        // A value that should have been encrypted was redacted for
+                        // want of a key: write nothing, stop, redo it on restart.
+                        if let Some(why) = keys.as_deref().and_then(KafkaKeys::failure) {
+                            return Err(WorkerError::Keys(why));
                         }
+                        (outs, record, usize::from(dead))
                     }
-                    _ => None,
                 };
-                let (mut outs, record, dead) = {
-                    let state = state.read().unwrap_or_else(PoisonError::into_inner);
-                    let with_keys = keys.as_deref().map(|k| WithKeys {
-                        state: &*state,
-                        keys: k,
-                    });
-                    let subjects: &dyn SubjectState = match &with_keys {
-                        Some(w) => w,
-                        None => &*state,
-                    };
-                    govern_message(
-                        &self.compiled,
-                        si,
-                        &ctxs[si],
-                        avro_in.as_ref(),
-                        &actx,
-                        &msg,
-                        subjects,
-                        &mut scratch,
-                        &dead_letter_topic,
-                        limits,
-                    )
-                };
-                // A value that should have been encrypted was redacted for
-                // want of a key: write nothing, stop, redo it on restart.
-                if let Some(why) = keys.as_deref().and_then(KafkaKeys::failure) {
-                    return Err(WorkerError::Keys(why));
-                }
                 // The audit record: next in its input partition's chain, acknowledged
                 // (or committed) with the outputs before the offset may move.
                 let (start_head, (text, hash)) = {
@@ -654,7 +696,7 @@ impl Worker {
                     let start = eos.then(|| c.head(chain).map(str::to_string)).flatten();
                     (start, c.append(&self.audit_key, chain, &record))
                 };
-                audit_counts[usize::from(dead)].inc();
+                audit_counts[kind].inc();
                 outs.push(OutRecord {
                     audit: true,
                     topic: audit_topic.clone(),

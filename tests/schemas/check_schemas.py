@@ -164,6 +164,13 @@ def main():
         check(kinds == ["dead_letter", "record"], f"the example trail holds both record types ({kinds})")
         bad = dict(records[0], subject="c-1")
         check(bool(errors(av, bad)), "audit schema refuses a raw subject id")
+    # The worker's erasure record (golden file written by the audit unit tests).
+    with open(path("tests", "golden", "audit-erasure.json")) as f:
+        erasure_rec = json.loads(f.read())
+    errs = errors(av, erasure_rec)
+    check(not errs, f"tests/golden/audit-erasure.json (type erasure) validates {errs[:3]}")
+    check(bool(errors(av, dict(erasure_rec, subject="c-42"))), "audit schema refuses an erasure record with a raw subject id")
+    check(bool(errors(av, {k: v for k, v in erasure_rec.items() if k != "actions"})), "audit schema refuses an erasure record without actions")
 
     print("== the example Avro schema")
     with open(path("schemas", "avro", "shop-order.avsc")) as f:

@@ -54,17 +54,16 @@ fn enc_config(e: &Enc, group: &str) -> Config {
     Config::parse(&text, "test", Default::default()).unwrap()
 }
 
-/// The keys topic read from the beginning: the live keys, and how many
-/// records (tombstones apart) it holds per key id.
+/// The keys topic read from the beginning: the live keys, and every record
+/// key with whether it was a tombstone.
 fn read_keys(bootstrap: &str, e: &Enc) -> (KeyIndex, Vec<(String, bool)>) {
     let (index, records, skipped) = read_keys_with(bootstrap, &e.keys, &e.compiled);
     assert_eq!(skipped, 0, "every keys record unwraps");
     (index, records)
 }
 
-/// Also the number of records that did not unwrap (skipped, as
-/// `custos decrypt` skips them).
-
+/// The keys topic read from the beginning (as [`read_keys`]), and the number
+/// of records that did not unwrap (skipped, as `custos decrypt` skips them).
 fn read_keys_with(
     bootstrap: &str,
     topic: &str,
@@ -198,7 +197,25 @@ fn encrypted_values_decrypt_with_the_keys_topic_survive_a_restart_and_erasure_sh
     wait_until("s-1's key destroyed", || {
         w.metrics.data_keys_destroyed.get() == 1
     });
+    let mut audit = Reader::new(&b, &e.n.audit);
+    wait_until("the erasure audit record", || {
+        audit.poll();
+        audit.seen.iter().any(|(_, v, _)| v["type"] == "erasure")
+    });
     w.stop();
+    let (_, record, _) = audit
+        .seen
+        .iter()
+        .find(|(_, v, _)| v["type"] == "erasure")
+        .unwrap();
+    assert_eq!(
+        record["actions"]["data_keys"],
+        json!({"destroyed": true, "keks": ["kek"]})
+    );
+    assert_eq!(
+        record["subject"],
+        json!(AuditKey::new(AUDIT_KEY).subject("s-1"))
+    );
     let (index, records) = read_keys(&b, &e);
     assert_eq!(index.len(), 4);
     assert_eq!(records.iter().filter(|(_, tomb)| *tomb).count(), 1);

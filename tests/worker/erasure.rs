@@ -1,0 +1,101 @@
+//! What an erasure does to data custos already wrote: tombstones in the
+//! compacted outputs keyed by the subject, and an `erasure` audit record.
+
+use super::*;
+
+#[test]
+fn an_erasure_tombstones_compacted_outputs_keyed_by_the_subject_and_is_audited() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    broker.create_topic(&n.input, 2, false);
+    // analytics is compacted (its key: the subject's pseudonym); marketing is not.
+    broker.create_topic(&n.analytics, 2, true);
+    for t in [&n.marketing, &n.dead_letter, &n.audit, &n.lineage] {
+        broker.create_topic(t, 2, false);
+    }
+    broker.create_topic(&n.consent, 1, true);
+    broker.create_topic(&n.erasure, 1, true);
+    let compiled = compile(&n);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &n.input, &(0..10).map(event).collect::<Vec<_>>());
+    let options = Options {
+        skip_topic_management: true,
+        instance_id: Some("w1".into()),
+        // librdkafka's mock cluster cannot describe topic configurations.
+        assume_compacted: vec![n.analytics.clone()],
+        ..Options::default()
+    };
+    let w = start_options(&broker, &compiled, config(&n, "at_least_once"), options);
+    let mut a = Reader::new(&b, &n.analytics);
+    wait_until("10 analytics outputs", || {
+        a.poll();
+        a.seen.len() >= 10
+    });
+    // The key s-2's records have in the analytics topic.
+    let s2_key = a
+        .seen
+        .iter()
+        .find(|(_, v, _)| v["n"].as_u64() == Some(2))
+        .and_then(|(k, _, _)| k.clone())
+        .unwrap();
+    assert!(s2_key.starts_with("ps_"));
+
+    produce(
+        &p,
+        &n.erasure,
+        &[(
+            Some("s-2".into()),
+            br#"{"subject":"s-2","requested_at":"2026-12-01T08:00:00Z"}"#.to_vec(),
+        )],
+    );
+    let mut audit = Reader::new(&b, &n.audit);
+    wait_until("the erasure audit record", || {
+        audit.poll();
+        audit.seen.iter().any(|(_, v, _)| v["type"] == "erasure")
+    });
+    wait_until("the tombstone", || {
+        a.poll();
+        a.seen.len() >= 11
+    });
+    assert_eq!(
+        total(&w.metrics.audit_records, |l| l
+            .contains(&("type", "erasure"))),
+        1
+    );
+    w.stop();
+    a.poll();
+    audit.poll();
+
+    // One tombstone, with the governed key s-2's records have, and nothing
+    // for the other subjects.
+    let tombstones: Vec<&Seen> = a.seen.iter().filter(|(_, v, _)| v == &json!("")).collect();
+    assert_eq!(tombstones.len(), 1, "{:?}", a.seen);
+    assert_eq!(tombstones[0].0.as_deref(), Some(s2_key.as_str()));
+    let source = &tombstones[0]
+        .2
+        .iter()
+        .find(|(k, _)| k == "custos-source")
+        .unwrap()
+        .1;
+    assert!(source.starts_with(&format!("{}/0/", n.erasure)), "{source}");
+
+    // The audit record: the subject as an HMAC only, what was done, chained.
+    let (_, record, _) = audit
+        .seen
+        .iter()
+        .find(|(_, v, _)| v["type"] == "erasure")
+        .unwrap();
+    let key = AuditKey::new(AUDIT_KEY);
+    assert_eq!(record["subject"], json!(key.subject("s-2")));
+    assert_eq!(record["requested_at"], "2026-12-01T08:00:00Z");
+    assert_eq!(record["source"]["topic"], json!(n.erasure));
+    assert_eq!(
+        record["actions"]["tombstones"],
+        json!([{"stream": "events", "purpose": "analytics", "topic": n.analytics, "count": 1}])
+    );
+    assert_eq!(record["actions"]["data_keys"]["destroyed"], false);
+    assert!(!record.to_string().contains("s-2"), "{record}");
+    let (records, _, _) = verify_audit(&audit);
+    assert_eq!(records, 11, "10 events and the erasure");
+}
