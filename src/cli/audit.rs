@@ -163,7 +163,11 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
                 let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
                     return;
                 };
-                if v["subject"].as_str() == Some(wanted.as_str()) {
+                let named = v["subject"].as_str() == Some(wanted.as_str())
+                    || v["subjects"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(wanted.as_str())));
+                if named {
                     found += 1;
                     open = open && writeln!(out, "{v}").is_ok();
                 }
