@@ -9,6 +9,7 @@
 pub mod embedded;
 pub mod keys;
 pub mod offsets;
+pub mod retention;
 pub mod subjects;
 pub mod topics;
 pub mod worker;

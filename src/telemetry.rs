@@ -44,6 +44,8 @@ pub struct Metrics {
     pub data_keys_created: IntCounter,
     /// Keys-topic records tombstoned by crypto-shredding.
     pub data_keys_destroyed: IntCounter,
+    /// Tombstones for compacted output keys past their purpose's retention, by purpose.
+    pub retention_tombstones: IntCounterVec,
     /// Schema registry requests that failed, by kind (`unavailable`, `not_found`, `refused`).
     pub registry_errors: IntCounterVec,
     /// OpenLineage events for `lineage.openlineage_url`, by outcome (`sent`, `failed`, `dropped`).
@@ -231,6 +233,12 @@ impl Metrics {
                 &r,
                 "custos_data_keys_destroyed_total",
                 "Keys-topic records tombstoned because their subject was erased (crypto-shredding)",
+            ),
+            retention_tombstones: counter(
+                &r,
+                "custos_retention_tombstones_total",
+                "Tombstones written for compacted output keys whose last write is older than the purpose's retention",
+                &["purpose"],
             ),
             policy_info: gauge_vec(
                 &r,

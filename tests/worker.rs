@@ -1921,3 +1921,6 @@ mod encryption;
 
 #[path = "worker/erasure.rs"]
 mod erasure;
+
+#[path = "worker/retention.rs"]
+mod retention;

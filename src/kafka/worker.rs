@@ -87,6 +87,10 @@ pub struct Options {
     /// topic configurations (librdkafka's mock cluster, the embedded
     /// broker): erasures tombstone the subject's keys there.
     pub assume_compacted: Vec<String>,
+    /// The clock of the retention sweeper (tests inject one).
+    pub retention_clock: super::retention::Clock,
+    /// How often compacted outputs are swept for expired keys (default 60 s).
+    pub retention_interval: Option<Duration>,
 }
 
 /// Flags shared with whoever runs the worker.
@@ -445,24 +449,42 @@ impl Worker {
         let erasure_topic = self.compiled.policy.erasure_topic.as_deref();
         topics.extend(erasure_topic);
         consumer.subscribe(&topics)?;
-        let eraser = erasure_topic.map(|_| {
-            let outputs: Vec<&str> = self
-                .compiled
-                .streams
-                .iter()
-                .flat_map(|s| s.outputs.iter().map(|o| o.topic.as_str()))
-                .collect();
-            let compacted = match topics::compacted(&base, &outputs, Duration::from_secs(10)) {
-                Ok(c) => c,
-                Err(e) => {
-                    if self.options.assume_compacted.is_empty() {
-                        tracing::warn!(error = %e, "cannot read the output topics' cleanup.policy: erasures write no tombstones to them");
-                    }
-                    self.options.assume_compacted.iter().cloned().collect()
+        // Compacted outputs get erasure and retention tombstones.
+        let outputs: Vec<&str> = self
+            .compiled
+            .streams
+            .iter()
+            .flat_map(|s| s.outputs.iter().map(|o| o.topic.as_str()))
+            .collect();
+        let compacted = match topics::compacted(&base, &outputs, Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                if self.options.assume_compacted.is_empty() {
+                    tracing::warn!(error = %e, "cannot read the output topics' cleanup.policy: no erasure or retention tombstones are written to them");
                 }
-            };
-            Eraser::new(&self.compiled, &compacted)
-        });
+                self.options.assume_compacted.iter().cloned().collect()
+            }
+        };
+        let eraser = erasure_topic.map(|_| Eraser::new(&self.compiled, &compacted));
+        let sweeper = super::retention::start(
+            &base,
+            &cfg.kafka.group_id,
+            super::retention::targets(&self.compiled, &compacted),
+            super::retention::Sweep {
+                audit_topic: cfg.audit.topic.clone(),
+                audit_key: self.audit_key.clone(),
+                policy: self.compiled.policy.id(),
+                worker: instance.clone(),
+                interval: self
+                    .options
+                    .retention_interval
+                    .unwrap_or(Duration::from_secs(60)),
+                clock: self.options.retention_clock.clone(),
+            },
+            self.metrics.clone(),
+            self.control.stop.clone(),
+        )?;
+        drop(sweeper); // detached: it watches the stop flag
         let mut lineage = Lineage::new(&base, &self.bootstrap, cfg, &self.compiled, &self.metrics)?;
         lineage.emit(&self.compiled, EventType::Start, LINEAGE_FLUSH);
         self.control.health.set_started();

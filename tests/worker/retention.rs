@@ -1,0 +1,121 @@
+//! Retention tombstones for compacted outputs, with an injected clock.
+
+use custos::kafka::retention::Clock;
+
+use super::*;
+
+const DAY: i64 = 86_400_000;
+
+#[test]
+fn keys_whose_last_write_is_past_retention_are_tombstoned_once() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    broker.create_topic(&n.input, 1, false);
+    broker.create_topic(&n.analytics, 1, true);
+    for t in [&n.marketing, &n.dead_letter, &n.audit, &n.lineage] {
+        broker.create_topic(t, 1, false);
+    }
+    broker.create_topic(&n.consent, 1, true);
+    broker.create_topic(&n.erasure, 1, true);
+    let compiled = compile_with_retention(&n, "30d");
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    let now = custos::kafka::now_ms();
+    // s-0 and s-1 last wrote 20 days ago; s-2 wrote 20 days ago and again now.
+    let at = |user: &str, i: u64, ts: i64| {
+        let v = serde_json::to_vec(&json!({"user": user, "n": i})).unwrap();
+        (user.to_string(), v, ts)
+    };
+    let records = [
+        at("s-0", 0, now - 20 * DAY),
+        at("s-1", 1, now - 20 * DAY),
+        at("s-2", 2, now - 20 * DAY),
+        at("s-2", 3, now),
+    ];
+    for (k, v, ts) in &records {
+        let r = BaseRecord::<str, [u8]>::to(&n.input)
+            .key(k.as_str())
+            .payload(&v[..])
+            .timestamp(*ts);
+        p.send(r).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    // The sweeper's clock is 15 days ahead: the 20-day-old writes are 35
+    // days old to it, past analytics' 30 days; the fresh one is 15.
+    let clock = Clock(Arc::new(move || custos::kafka::now_ms() + 15 * DAY));
+    let options = |instance: &str| Options {
+        skip_topic_management: true,
+        instance_id: Some(instance.into()),
+        assume_compacted: vec![n.analytics.clone()],
+        retention_clock: clock.clone(),
+        retention_interval: Some(Duration::from_millis(500)),
+        ..Options::default()
+    };
+    let w = start_options(
+        &broker,
+        &compiled,
+        config(&n, "at_least_once"),
+        options("w1"),
+    );
+    let mut a = Reader::new(&b, &n.analytics);
+    wait_until("4 outputs and 2 tombstones", || {
+        a.poll();
+        a.seen.len() >= 6
+    });
+    let tombstones = |a: &Reader| -> Vec<String> {
+        a.seen
+            .iter()
+            .filter(|(_, v, _)| v == &json!(""))
+            .map(|(k, _, _)| k.clone().unwrap())
+            .collect()
+    };
+    wait_until("the metric", || {
+        total(&w.metrics.retention_tombstones, |l| {
+            l.contains(&("purpose", "analytics"))
+        }) == 2
+    });
+    let mut audit = Reader::new(&b, &n.audit);
+    wait_until("the retention audit record", || {
+        audit.poll();
+        audit.seen.iter().any(|(_, v, _)| v["type"] == "retention")
+    });
+    w.stop();
+    a.poll();
+    // The keys of s-0 and s-1 (their pseudonyms), not s-2's.
+    let key_of = |i: u64| {
+        a.seen
+            .iter()
+            .find(|(_, v, _)| v["n"].as_u64() == Some(i))
+            .and_then(|(k, _, _)| k.clone())
+            .unwrap()
+    };
+    let mut got = tombstones(&a);
+    got.sort();
+    let mut expected = vec![key_of(0), key_of(1)];
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(!got.contains(&key_of(3)));
+    let (_, record, _) = audit
+        .seen
+        .iter()
+        .find(|(_, v, _)| v["type"] == "retention")
+        .unwrap();
+    assert_eq!(record["tombstones"], 2);
+    assert_eq!(record["purpose"], "analytics");
+    assert_eq!(record["source"]["topic"], json!(n.analytics));
+    verify_audit(&audit);
+
+    // A restart rebuilds the schedule from the topic: the tombstoned keys
+    // are gone, s-2's fresh write is not due; nothing more is written.
+    let w = start_options(
+        &broker,
+        &compiled,
+        config(&n, "at_least_once"),
+        options("w1"),
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    a.poll();
+    assert_eq!(tombstones(&a).len(), 2, "no tombstone written twice");
+    assert_eq!(total(&w.metrics.retention_tombstones, |_| true), 0);
+    w.stop();
+}
