@@ -628,3 +628,43 @@ fn an_erased_subject_reaches_no_dead_letter_and_quoted_keys_are_aliases() {
         );
     }
 }
+
+/// A scalar where the policy expects an array (`x[]`, `x[][]`) is an element:
+/// the element rules apply, not the parent's class its array node inherits
+/// (a red-team finding: `"aliases":"Ann Smith"` under a kept parent was
+/// copied in the clear).
+#[test]
+fn a_scalar_where_an_array_is_expected_gets_the_element_rules() {
+    let c = compile(&shop_with_fields(
+        "      meta: internal\n      meta.aliases[]: sensitive.health\n      meta.deep[][]: sensitive.health\n",
+    ));
+    for shape in [
+        json!({"aliases": "SECRET1"}),
+        json!({"aliases": 42_424_242}),
+        json!({"deep": "SECRET1"}),
+        json!({"deep": ["SECRET1"]}),
+        json!({"deep": {"k": "SECRET1"}}),
+        json!({"deep": [{"k": "SECRET1"}]}),
+    ] {
+        let mut e = order();
+        e["meta"] = shape.clone();
+        let v = govern(&c, &rec(e), &state(&c));
+        // sensitive.health is dropped for every purpose of the shop policy.
+        assert!(
+            leaks(&c, &v, "SECRET1").is_empty(),
+            "{shape}: {:?}",
+            emitted(&c, &v)
+        );
+        assert!(
+            leaks(&c, &v, "42424242").is_empty(),
+            "{shape}: {:?}",
+            emitted(&c, &v)
+        );
+    }
+    // The right shapes, and the parent's other members, are as before.
+    let mut e = order();
+    e["meta"] = json!({"aliases": ["SECRET1"], "other": "kept"});
+    let v = govern(&c, &rec(e), &state(&c));
+    assert!(leaks(&c, &v, "SECRET1").is_empty());
+    assert!(!leaks(&c, &v, "kept").is_empty());
+}

@@ -198,7 +198,7 @@ impl Deriver {
                 self.value(items, eleaf, enode)
                     .map(|t| Ty::Array(Box::new(t)))
             }
-            scalar => self.scalar(scalar, leaf),
+            scalar => self.scalar(scalar, crate::policy::plan::scalar_leaf(leaf, node).0),
         }
     }
 
@@ -224,8 +224,9 @@ impl Deriver {
             // producer's free text (they could hold anything).
             let mut attrs = classification(&f.attrs);
             let mut acted = cleaf.scan;
-            if cleaf.is_classified() && f.ty.shape() != Shape::Container {
-                let kind = cleaf.decisions[self.p].kind;
+            let sleaf = crate::policy::plan::scalar_leaf(cleaf, cnode).0;
+            if sleaf.is_classified() && f.ty.shape() != Shape::Container {
+                let kind = sleaf.decisions[self.p].kind;
                 if kind != crate::policy::ActionKind::Keep {
                     attrs.insert("custos.action".into(), Value::String(kind.name().into()));
                     acted = true;

@@ -312,7 +312,18 @@ impl<'a> Walker<'a> {
         match kind {
             Kind::Object => self.object(i, leaf, node, path, active),
             Kind::Array => self.array(i, leaf, node, path, active),
-            _ => self.scalar(i, leaf, path, active),
+            _ => {
+                // A scalar where the policy expects an array (`aliases[]`,
+                // `emails[][]`): it is an element, and the element rules
+                // apply (never the parent's, which the array's own leaf
+                // inherits).
+                let (sleaf, snode) = crate::policy::plan::scalar_leaf(leaf, node);
+                let path = match (snode, node) {
+                    (Some(s), Some(n)) if !std::ptr::eq(s, n) => s.path.as_str(),
+                    _ => path,
+                };
+                self.scalar(i, sleaf, path, active)
+            }
         }
     }
 

@@ -111,6 +111,19 @@ impl Node {
     }
 }
 
+/// The leaf and node a scalar found at `node` is governed by: where the
+/// policy expects an array (`x[]`, `x[][]`) the scalar is an element, and
+/// the innermost element's rules apply (never the parent's class, which the
+/// array's own node inherits).
+pub fn scalar_leaf<'a>(leaf: &'a Leaf, node: Option<&'a Node>) -> (&'a Leaf, Option<&'a Node>) {
+    let (mut leaf, mut node) = (leaf, node);
+    while let Some(e) = node.and_then(|n| n.each.as_deref()) {
+        leaf = &e.leaf;
+        node = Some(e);
+    }
+    (leaf, node)
+}
+
 /// One output purpose of a stream.
 #[derive(Debug, Clone)]
 pub struct OutputPlan {
