@@ -360,6 +360,39 @@ pub fn erasure(
     unsealed(&m)
 }
 
+/// The audit record of a retention sweep of one output partition (`type:
+/// retention`): how many keys last written before `older_than_ms` were
+/// tombstoned. `position` is how far the partition had been read.
+pub fn retention(
+    topic: &str,
+    partition: i32,
+    position: i64,
+    purpose: &str,
+    tombstones: usize,
+    older_than_ms: i64,
+    ctx: &Context<'_>,
+) -> Unsealed {
+    let mut m = Map::new();
+    m.insert(
+        "older_than".into(),
+        Value::String(rfc3339_ms(older_than_ms)),
+    );
+    m.insert("policy".into(), Value::String(ctx.policy.into()));
+    m.insert(
+        "processed_at".into(),
+        Value::String(rfc3339_ms(ctx.processed_at_ms)),
+    );
+    m.insert("purpose".into(), Value::String(purpose.into()));
+    m.insert(
+        "source".into(),
+        json!({"offset": position, "partition": partition, "timestamp": null, "topic": topic}),
+    );
+    m.insert("tombstones".into(), Value::from(tombstones));
+    m.insert("type".into(), Value::String("retention".into()));
+    m.insert("worker".into(), Value::String(ctx.worker.into()));
+    unsealed(&m)
+}
+
 /// Serializes with object keys sorted and no whitespace: the form the chain
 /// hash is computed over, independent of field order.
 pub fn canonical(v: &Value) -> String {

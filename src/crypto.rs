@@ -7,13 +7,12 @@
 //! standard alphabet with padding. The plaintext is the value's JSON text (a
 //! string with its quotes), so decryption gives back the type; a span found
 //! inside scanned text is encrypted as a JSON string too. The associated
-//! data binds a token to its event and its place in it:
-//! `"custos-enc-v1" ‖ len ‖ source ‖ (len ‖ segment)…` (`len` = 4 bytes,
-//! big-endian, the length of what follows), where `source` is the
-//! output's `custos-source` header (`topic/partition/offset` of the input)
-//! and the segments are the output path: member names, `[]` for an array
-//! element, `$key` for the record key, `$headers` and the name for a header.
-//! A token moved to another field or event does not decrypt.
+//! data binds a token to its event, its purpose and its place in it
+//! ([`aad`]): the output's `custos-source` header (`topic/partition/offset`
+//! of the input), the purpose (`custos-purpose`), and the output path, each
+//! step typed (member and its name, array element, record key, header and
+//! its name). A token moved to another field, purpose or event does not
+//! decrypt.
 //!
 //! **Data key**: 32 random bytes per (KEK name, subject); its id is the
 //! first 16 bytes of `SHA-256("custos key id v1" ‖ key)`.
@@ -160,6 +159,8 @@ pub enum OpenError {
         "the token does not decrypt here: it was changed, or moved from another field or event"
     )]
     Tampered,
+    #[error("the token's key is on the keys topic but does not unwrap with these KEKs")]
+    Unreadable,
 }
 
 fn token_bytes(token: &str) -> Option<Vec<u8>> {
@@ -176,19 +177,45 @@ pub fn token_key_id(token: &str) -> Option<KeyId> {
     Some(id)
 }
 
-/// The associated data of a token: its event (`source`) and its place,
-/// each part preceded by its length (4 bytes, big-endian), so that no two
-/// paths give the same bytes (a member name may hold any character).
-pub fn aad<'s>(source: &str, path: impl IntoIterator<Item = &'s [u8]>) -> Vec<u8> {
+/// One step of a value's place in an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg<'a> {
+    /// An object member, by name.
+    Member(&'a [u8]),
+    /// An array element (elements are not told apart by index).
+    Element,
+    /// The record key.
+    Key,
+    /// A record header, by name.
+    Header(&'a [u8]),
+}
+
+/// The associated data of a token: its event (`source`, the output's
+/// `custos-source`), its purpose, and its place. Every part is preceded by
+/// its length (4 bytes, big-endian) and every step by its kind, so no two
+/// places give the same bytes (a member may be named `$key` or `[]`).
+pub fn aad<'s>(source: &str, purpose: &str, path: impl IntoIterator<Item = Seg<'s>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(b"custos-enc-v1");
-    let mut part = |b: &[u8]| {
+    fn part(out: &mut Vec<u8>, b: &[u8]) {
         out.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
         out.extend_from_slice(b);
-    };
-    part(source.as_bytes());
+    }
+    part(&mut out, source.as_bytes());
+    part(&mut out, purpose.as_bytes());
     for seg in path {
-        part(seg);
+        match seg {
+            Seg::Member(name) => {
+                out.push(1);
+                part(&mut out, name);
+            }
+            Seg::Element => out.push(2),
+            Seg::Key => out.push(3),
+            Seg::Header(name) => {
+                out.push(4);
+                part(&mut out, name);
+            }
+        }
     }
     out
 }
@@ -215,6 +242,8 @@ pub enum RecordError {
     UnknownKek(String),
     #[error("the record is not a keys-topic record (JSON with v, kek, wrapped)")]
     BadValue,
+    #[error("the record's subject is hashed under another key (fingerprint {0}): it was made with another audit key, and erasures could not find it")]
+    OtherSubjects(String),
     #[error("the data key does not unwrap under KEK `{kek}` (fingerprint {have}; the record says {record}): wrong secret, or a record not written by custos")]
     Unwrap {
         kek: String,
@@ -246,8 +275,16 @@ impl Kek {
         &self.fingerprint
     }
 
-    /// The keys-topic value holding `key` wrapped, bound to `record_key`.
-    pub fn wrap(&self, record_key: &str, key: &[u8; 32], created_at: &str) -> Vec<u8> {
+    /// The keys-topic value holding `key` wrapped, bound to `record_key`;
+    /// `subjects` is the fingerprint of the key its subject hash is made
+    /// under ([`KeyRing::subjects_fingerprint`]).
+    pub fn wrap(
+        &self,
+        record_key: &str,
+        key: &[u8; 32],
+        created_at: &str,
+        subjects: Option<&str>,
+    ) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = random();
         let ct = self
             .cipher
@@ -261,14 +298,16 @@ impl Kek {
             .expect("AES-GCM encrypts 32 bytes");
         let mut raw = nonce.to_vec();
         raw.extend_from_slice(&ct);
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "v": 1,
             "kek": self.fingerprint,
             "wrapped": B64.encode(raw),
             "created_at": created_at,
-        })
-        .to_string()
-        .into_bytes()
+        });
+        if let Some(fp) = subjects {
+            v["subjects"] = Value::String(fp.to_string());
+        }
+        v.to_string().into_bytes()
     }
 
     /// The data key a keys-topic value holds.
@@ -358,6 +397,10 @@ pub enum Applied {
     Lost,
     /// A tombstone: the key is destroyed.
     Destroyed,
+    /// A live key of a subject this ring saw erased (a candidate that raced
+    /// the erasure, or a rotation that re-wrote a shredded key): the reader
+    /// tombstones it.
+    Erased,
 }
 
 /// The data keys of every subject seen, in memory: the winning key per
@@ -375,6 +418,14 @@ pub struct KeyRing {
     /// worker still agrees on which key is the subject's, and nothing is
     /// encrypted for the subject here until the record unwraps.
     unreadable: HashMap<SubjectHash, KeyId>,
+    /// Subject hashes (per KEK name) of subjects erased while this ring ran.
+    erased: std::collections::HashSet<SubjectHash>,
+    /// KEK names seen on the topic (a KEK the policy no longer names still
+    /// has keys an erasure must find).
+    seen_keks: std::collections::BTreeSet<String>,
+    subjects_fp: String,
+    /// Records whose subjects are hashed under another key.
+    pub foreign_subjects: u64,
 }
 
 impl fmt::Debug for KeyRing {
@@ -390,16 +441,25 @@ impl KeyRing {
     /// A ring for these KEKs; subjects are hashed under a key derived from
     /// the audit key (stable when a KEK is rotated).
     pub fn new(keks: Vec<Kek>, audit: &AuditKey) -> KeyRing {
+        let derived = audit.derive("custos data-key subjects v1");
         KeyRing {
             keks,
-            subjects: <HmacSha256 as Mac>::new_from_slice(
-                &audit.derive("custos data-key subjects v1"),
-            )
-            .expect("HMAC takes keys of any length"),
+            subjects: <HmacSha256 as Mac>::new_from_slice(&derived)
+                .expect("HMAC takes keys of any length"),
             keys: HashMap::new(),
             losers: HashMap::new(),
             unreadable: HashMap::new(),
+            erased: std::collections::HashSet::new(),
+            seen_keks: std::collections::BTreeSet::new(),
+            subjects_fp: hex::encode(&Sha256::digest(derived)[..8]),
+            foreign_subjects: 0,
         }
+    }
+
+    /// Names the key subject hashes are made under (derived from the audit
+    /// key): a record made under another one cannot be found by an erasure.
+    pub fn subjects_fingerprint(&self) -> &str {
+        &self.subjects_fp
     }
 
     pub fn kek(&self, name: &str) -> Option<&Kek> {
@@ -455,7 +515,7 @@ impl KeyRing {
             id: key_id(&key),
         }
         .render();
-        let value = k.wrap(&rk, &key, created_at);
+        let value = k.wrap(&rk, &key, created_at, Some(&self.subjects_fp));
         (rk, value)
     }
 
@@ -469,6 +529,9 @@ impl KeyRing {
     /// it is ignored (the reader logs its coordinates).
     pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<Applied, RecordError> {
         let rk = RecordKey::parse(key)?;
+        if !self.seen_keks.contains(&rk.kek) {
+            self.seen_keks.insert(rk.kek.clone());
+        }
         let Some(value) = value else {
             if self.keys.get(&rk.subject).map(key_id) == Some(rk.id) {
                 self.keys.remove(&rk.subject);
@@ -484,57 +547,85 @@ impl KeyRing {
             }
             return Ok(Applied::Destroyed);
         };
+        if let Some(fp) = serde_json::from_slice::<Value>(value).ok().and_then(|v| {
+            v.get("subjects")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }) {
+            if fp != self.subjects_fp {
+                self.foreign_subjects += 1;
+                return Err(RecordError::OtherSubjects(fp.chars().take(16).collect()));
+            }
+        }
+        if self.erased.contains(&rk.subject) {
+            return Ok(Applied::Erased);
+        }
         let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
-        let data = match self.kek(&rk.kek) {
+        let unwrapped = match self.kek(&rk.kek) {
             Some(kek) => kek.unwrap(text, value),
             None => Err(RecordError::UnknownKek(rk.kek.clone())),
         };
-        let data = match data {
-            Ok(d) if key_id(&d) == rk.id => d,
-            Ok(_) => return Err(RecordError::BadKey),
-            Err(e @ (RecordError::Unwrap { .. } | RecordError::UnknownKek(_))) => {
-                if !self.keys.contains_key(&rk.subject) {
-                    self.unreadable.entry(rk.subject).or_insert(rk.id);
+        let again = self.keys.get(&rk.subject).map(key_id) == Some(rk.id)
+            || self.unreadable.get(&rk.subject) == Some(&rk.id);
+        let taken =
+            self.keys.contains_key(&rk.subject) || self.unreadable.contains_key(&rk.subject);
+        match unwrapped {
+            // Forged: the key is not the one its record key names.
+            Ok(d) if key_id(&d) != rk.id => Err(RecordError::BadKey),
+            Ok(d) => {
+                if self.unreadable.get(&rk.subject) == Some(&rk.id) {
+                    // The winner, re-wrapped under a KEK this ring has.
+                    self.unreadable.remove(&rk.subject);
+                    self.keys.insert(rk.subject, d);
+                    return Ok(Applied::Won);
                 }
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        // A winner that did not unwrap before (re-wrapped by a rotation) does now.
-        if self.unreadable.get(&rk.subject) == Some(&rk.id) {
-            self.unreadable.remove(&rk.subject);
-            self.keys.insert(rk.subject, data);
-            return Ok(Applied::Won);
-        }
-        if self.unreadable.contains_key(&rk.subject) {
-            let l = self.losers.entry(rk.subject).or_default();
-            if !l.contains(&rk.id) {
-                l.push(rk.id);
-            }
-            return Ok(Applied::Lost);
-        }
-        match self.keys.get(&rk.subject) {
-            Some(k) if key_id(k) == rk.id => Ok(Applied::Won),
-            Some(_) => {
-                let l = self.losers.entry(rk.subject).or_default();
-                if !l.contains(&rk.id) {
-                    l.push(rk.id);
+                if again {
+                    return Ok(Applied::Won);
                 }
-                Ok(Applied::Lost)
-            }
-            None => {
-                self.keys.insert(rk.subject, data);
+                if taken {
+                    self.lose(&rk);
+                    return Ok(Applied::Lost);
+                }
+                self.keys.insert(rk.subject, d);
                 Ok(Applied::Won)
             }
+            // Unreadable here, but it holds its place in the agreement.
+            Err(e @ (RecordError::Unwrap { .. } | RecordError::UnknownKek(_))) => {
+                if !taken {
+                    self.unreadable.insert(rk.subject, rk.id);
+                } else if !again {
+                    self.lose(&rk);
+                }
+                Err(e)
+            }
+            Err(e) => Err(e),
         }
     }
 
-    /// Every keys-topic record key a subject has under every KEK (winner and
-    /// losers): what an erasure tombstones.
+    fn lose(&mut self, rk: &RecordKey) {
+        let l = self.losers.entry(rk.subject).or_default();
+        if !l.contains(&rk.id) {
+            l.push(rk.id);
+        }
+    }
+
+    /// Every KEK name: the policy's and those seen on the topic.
+    fn kek_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.keks.iter().map(|k| k.name.clone()).collect();
+        for n in &self.seen_keks {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
+    }
+
+    /// Every keys-topic record key a subject has under every KEK (winner,
+    /// losers, unreadable ones): what an erasure tombstones.
     pub fn records_of(&self, subject: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for k in &self.keks {
-            let hash = self.subject_hash(&k.name, subject);
+        for kek in self.kek_names() {
+            let hash = self.subject_hash(&kek, subject);
             let ids = self
                 .keys
                 .get(&hash)
@@ -545,7 +636,7 @@ impl KeyRing {
             for id in ids {
                 out.push(
                     RecordKey {
-                        kek: k.name.clone(),
+                        kek: kek.clone(),
                         subject: hash,
                         id,
                     }
@@ -556,13 +647,15 @@ impl KeyRing {
         out
     }
 
-    /// Drops a subject's keys from memory (its tombstones are on their way).
+    /// Drops an erased subject's keys from memory (its tombstones are on
+    /// their way) and remembers it: a key of it read later is tombstoned too.
     pub fn forget(&mut self, subject: &str) {
-        for i in 0..self.keks.len() {
-            let hash = self.subject_hash(&self.keks[i].name.clone(), subject);
+        for kek in self.kek_names() {
+            let hash = self.subject_hash(&kek, subject);
             self.keys.remove(&hash);
             self.losers.remove(&hash);
             self.unreadable.remove(&hash);
+            self.erased.insert(hash);
         }
     }
 }
@@ -573,6 +666,9 @@ pub struct KeyIndex {
     keys: HashMap<KeyId, DataKey>,
     /// Ids whose tombstone was read: destroyed for certain.
     destroyed: std::collections::HashSet<KeyId>,
+    /// Ids of records on the topic that did not unwrap here (another KEK,
+    /// another secret): their tokens failed, they are not destroyed.
+    unreadable: std::collections::HashSet<KeyId>,
 }
 
 /// What became of one token.
@@ -580,8 +676,11 @@ pub struct KeyIndex {
 pub enum Opened {
     /// The value's JSON text.
     Plain(Vec<u8>),
-    /// The key is not on the keys topic: destroyed (crypto-shredded) or never there.
+    /// A tombstone of the key was read: destroyed (crypto-shredded).
     KeyDestroyed,
+    /// The key is not on the keys topic: destroyed and compacted away, or
+    /// the token is from another keys topic.
+    KeyMissing,
     Failed(OpenError),
 }
 
@@ -599,19 +698,27 @@ impl KeyIndex {
         let rk = RecordKey::parse(key)?;
         let Some(value) = value else {
             self.keys.remove(&rk.id);
+            self.unreadable.remove(&rk.id);
             self.destroyed.insert(rk.id);
             return Ok(());
         };
-        let kek = keks
-            .iter()
-            .find(|k| k.name == rk.kek)
-            .ok_or_else(|| RecordError::UnknownKek(rk.kek.clone()))?;
         let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
-        let data = kek.unwrap(text, value)?;
-        if key_id(&data) != rk.id {
-            return Err(RecordError::BadKey);
-        }
+        let data = match keks.iter().find(|k| k.name == rk.kek) {
+            Some(kek) => kek.unwrap(text, value),
+            None => Err(RecordError::UnknownKek(rk.kek.clone())),
+        };
+        let data = match data {
+            Ok(d) if key_id(&d) == rk.id => d,
+            Ok(_) => return Err(RecordError::BadKey),
+            Err(e) => {
+                if !self.keys.contains_key(&rk.id) && !self.destroyed.contains(&rk.id) {
+                    self.unreadable.insert(rk.id);
+                }
+                return Err(e);
+            }
+        };
         if !self.destroyed.contains(&rk.id) {
+            self.unreadable.remove(&rk.id);
             self.keys.insert(rk.id, DataKey::new(&data));
         }
         Ok(())
@@ -631,7 +738,9 @@ impl KeyIndex {
             return Opened::Failed(OpenError::NotAToken);
         };
         match self.keys.get(&id) {
-            None => Opened::KeyDestroyed,
+            None if self.destroyed.contains(&id) => Opened::KeyDestroyed,
+            None if self.unreadable.contains(&id) => Opened::Failed(OpenError::Unreadable),
+            None => Opened::KeyMissing,
             Some(k) => match k.open(aad, token) {
                 Ok(p) => Opened::Plain(p),
                 Err(e) => Opened::Failed(e),
@@ -660,7 +769,8 @@ pub trait KeySource {
 /// they can be written to a file `custos decrypt` reads.
 pub struct LocalKeys {
     ring: std::cell::RefCell<KeyRing>,
-    created: std::cell::RefCell<Vec<(String, Vec<u8>)>>,
+    /// New records (keys, and tombstones of shredded ones) since the last take.
+    created: std::cell::RefCell<Vec<(String, Option<Vec<u8>>)>>,
     created_at: String,
 }
 
@@ -681,9 +791,21 @@ impl LocalKeys {
         self.ring.borrow_mut().apply(key, value)
     }
 
-    /// The records of the keys made since the last call.
-    pub fn take_created(&self) -> Vec<(String, Vec<u8>)> {
+    /// The keys records (new keys, tombstones) made since the last call.
+    pub fn take_created(&self) -> Vec<(String, Option<Vec<u8>>)> {
         std::mem::take(&mut *self.created.borrow_mut())
+    }
+
+    /// Crypto-shredding: tombstones every key of these subjects.
+    pub fn shred(&self, subjects: &[String]) {
+        for s in subjects {
+            let records = self.ring.borrow().records_of(s);
+            for r in records {
+                let _ = self.ring.borrow_mut().apply(r.as_bytes(), None);
+                self.created.borrow_mut().push((r, None));
+            }
+            self.ring.borrow_mut().forget(s);
+        }
     }
 }
 
@@ -701,7 +823,7 @@ impl KeySource for LocalKeys {
             .borrow_mut()
             .apply(rk.as_bytes(), Some(&value))
             .map_err(|_| Unavailable)?;
-        self.created.borrow_mut().push((rk, value));
+        self.created.borrow_mut().push((rk, Some(value)));
         self.ring.borrow().get(&hash).ok_or(Unavailable)
     }
 }
@@ -710,8 +832,20 @@ impl KeySource for LocalKeys {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DecryptCounts {
     pub decrypted: u64,
+    /// Tokens whose key's tombstone was read.
     pub destroyed: u64,
+    /// Tokens whose key is not on the keys topic (destroyed and compacted
+    /// away, or another keys topic's): also written as [`KEY_DESTROYED`].
+    pub missing: u64,
     pub failed: u64,
+}
+
+/// Where an output came from: its `custos-source` and `custos-purpose`
+/// headers (every token is bound to both).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub source: &'a str,
+    pub purpose: &'a str,
 }
 
 /// Decrypts every token in a governed value in place (the library function
@@ -719,21 +853,26 @@ pub struct DecryptCounts {
 /// it encrypted; tokens inside text (spans the detectors found) become the
 /// text they encrypted. A token whose key is destroyed becomes
 /// [`KEY_DESTROYED`]; one that does not decrypt is left as it is and counted.
-/// `source` is the output's `custos-source` header.
-pub fn decrypt_value(keys: &KeyIndex, source: &str, value: &mut Value, counts: &mut DecryptCounts) {
-    let mut path: Vec<Vec<u8>> = Vec::new();
-    walk_decrypt(keys, source, value, &mut path, counts);
+pub fn decrypt_value(
+    keys: &KeyIndex,
+    origin: Origin<'_>,
+    value: &mut Value,
+    counts: &mut DecryptCounts,
+) {
+    let mut path: Vec<Option<Vec<u8>>> = Vec::new();
+    walk_decrypt(keys, origin, value, &mut path, counts);
 }
 
-/// Decrypts one key or header value (`path` is `["$key"]` or `["$headers", name]`).
+/// Decrypts the record key's or a header's text (`place`: [`Seg::Key`] or
+/// [`Seg::Header`]).
 pub fn decrypt_text(
     keys: &KeyIndex,
-    source: &str,
-    path: &[&[u8]],
+    origin: Origin<'_>,
+    place: Seg<'_>,
     text: &str,
     counts: &mut DecryptCounts,
 ) -> String {
-    let aad = aad(source, path.iter().copied());
+    let aad = aad(origin.source, origin.purpose, [place]);
     match open_text(keys, &aad, text, counts) {
         Some(Value::String(s)) => s,
         Some(v) => v.to_string(),
@@ -741,32 +880,40 @@ pub fn decrypt_text(
     }
 }
 
+/// `path`: member names, `None` for an array element.
 fn walk_decrypt(
     keys: &KeyIndex,
-    source: &str,
+    origin: Origin<'_>,
     value: &mut Value,
-    path: &mut Vec<Vec<u8>>,
+    path: &mut Vec<Option<Vec<u8>>>,
     counts: &mut DecryptCounts,
 ) {
     match value {
         Value::Object(m) => {
             for (k, v) in m.iter_mut() {
-                path.push(k.as_bytes().to_vec());
-                walk_decrypt(keys, source, v, path, counts);
+                path.push(Some(k.as_bytes().to_vec()));
+                walk_decrypt(keys, origin, v, path, counts);
                 path.pop();
             }
         }
         Value::Array(a) => {
-            path.push(b"[]".to_vec());
+            path.push(None);
             for v in a {
-                walk_decrypt(keys, source, v, path, counts);
+                walk_decrypt(keys, origin, v, path, counts);
             }
             path.pop();
         }
         Value::String(s) if s.contains(TOKEN_PREFIX) => {
-            let aad = aad(source, path.iter().map(Vec::as_slice));
+            let segs = path.iter().map(|p| match p {
+                Some(name) => Seg::Member(name),
+                None => Seg::Element,
+            });
+            let aad = aad(origin.source, origin.purpose, segs);
             if let Some(v) = open_text(keys, &aad, s, counts) {
                 *value = v;
+                // A field encrypted whole whose spans were encrypted first:
+                // the decrypted text holds the span tokens.
+                walk_decrypt(keys, origin, value, path, counts);
             }
         }
         _ => {}
@@ -776,36 +923,57 @@ fn walk_decrypt(
 /// A string holding tokens, decrypted: `Some(value)` when anything changed.
 fn open_text(keys: &KeyIndex, aad: &[u8], s: &str, counts: &mut DecryptCounts) -> Option<Value> {
     let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    let count = |o: &Opened, counts: &mut DecryptCounts| match o {
+        Opened::Plain(_) => counts.decrypted += 1,
+        Opened::KeyDestroyed => counts.destroyed += 1,
+        Opened::KeyMissing => counts.missing += 1,
+        Opened::Failed(OpenError::NotAToken) => {}
+        Opened::Failed(_) => counts.failed += 1,
+    };
     if let Some(rest) = s.strip_prefix(TOKEN_PREFIX) {
         if rest.chars().all(is_b64) {
-            return Some(match keys.open(aad, s) {
-                Opened::Plain(p) => {
-                    counts.decrypted += 1;
-                    serde_json::from_slice(&p).unwrap_or(Value::Null)
+            let o = keys.open(aad, s);
+            count(&o, counts);
+            return match o {
+                Opened::Plain(p) => Some(serde_json::from_slice(&p).unwrap_or(Value::Null)),
+                Opened::KeyDestroyed | Opened::KeyMissing => {
+                    Some(Value::String(KEY_DESTROYED.into()))
                 }
-                Opened::KeyDestroyed => {
-                    counts.destroyed += 1;
-                    Value::String(KEY_DESTROYED.into())
-                }
-                Opened::Failed(_) => {
-                    counts.failed += 1;
-                    return None;
-                }
-            });
+                Opened::Failed(_) => None,
+            };
         }
     }
-    // Tokens inside text.
+    // Tokens inside text. Where one ends is not marked: text right after it
+    // may continue the base64 alphabet (`a@b.c/x`), so shorter candidates
+    // are tried (a token's length is a multiple of four).
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut changed = false;
     while let Some(at) = rest.find(TOKEN_PREFIX) {
         out.push_str(&rest[..at]);
         let tail = &rest[at + TOKEN_PREFIX.len()..];
-        let end = tail.find(|c: char| !is_b64(c)).unwrap_or(tail.len());
+        let longest = tail.find(|c: char| !is_b64(c)).unwrap_or(tail.len());
+        let mut found: Option<(usize, Opened)> = None;
+        let mut end = longest - longest % 4;
+        while end >= 4 {
+            let o = keys.open(aad, &rest[at..at + TOKEN_PREFIX.len() + end]);
+            let settled = !matches!(
+                o,
+                Opened::Failed(OpenError::NotAToken | OpenError::Tampered)
+            );
+            if settled || found.is_none() {
+                found = Some((end, o));
+            }
+            if settled {
+                break;
+            }
+            end -= 4;
+        }
+        let (end, o) = found.unwrap_or((longest, Opened::Failed(OpenError::NotAToken)));
         let token = &rest[at..at + TOKEN_PREFIX.len() + end];
-        match keys.open(aad, token) {
+        count(&o, counts);
+        match o {
             Opened::Plain(p) => {
-                counts.decrypted += 1;
                 changed = true;
                 match serde_json::from_slice::<Value>(&p) {
                     Ok(Value::String(t)) => out.push_str(&t),
@@ -813,16 +981,11 @@ fn open_text(keys: &KeyIndex, aad: &[u8], s: &str, counts: &mut DecryptCounts) -
                     Err(_) => out.push_str(token),
                 }
             }
-            Opened::KeyDestroyed => {
-                counts.destroyed += 1;
+            Opened::KeyDestroyed | Opened::KeyMissing => {
                 changed = true;
                 out.push_str(KEY_DESTROYED);
             }
-            Opened::Failed(OpenError::NotAToken) => out.push_str(token),
-            Opened::Failed(_) => {
-                counts.failed += 1;
-                out.push_str(token);
-            }
+            Opened::Failed(_) => out.push_str(token),
         }
         rest = &tail[end..];
     }

@@ -428,24 +428,8 @@ fn govern_tape(
         suppressed.push(s);
     }
 
-    // The subject's data keys for the KEKs the active purposes encrypt under.
-    let mut data_keys: Vec<(Arc<str>, crate::crypto::DataKey)> = Vec::new();
-    if let Some(s) = subject.as_deref() {
-        for p in each_bit(active) {
-            for kek in &plan.outputs[p].keks {
-                if !data_keys.iter().any(|(k, _)| k == kek) {
-                    if let Ok(key) = state.data_key(kek, s) {
-                        data_keys.push((kek.clone(), key));
-                    }
-                }
-            }
-        }
-    }
     let source = source_of(rec.topic, rec.partition, rec.offset);
-    let sealer = Sealer {
-        source: &source,
-        keys: &data_keys,
-    };
+    let sealer = Sealer::new(&source, subject.as_deref(), state);
 
     let words = plan.pairs.len().div_ceil(64).max(1);
     scratch.bufs.resize_with(n, Vec::new);
@@ -536,12 +520,17 @@ fn govern_tape(
             if matches!(d.op, Op::Redact) {
                 return None;
             }
-            let path: [&[u8]; 1] = [b"$key"];
+            let path = [crate::crypto::Seg::Key];
             let enc = Enc {
                 sealer: &sealer,
+                purpose: out.name.as_str(),
                 path: &path,
             };
-            texts[0].govern(s, leaf, out, i, &mut scratch.text, enc)
+            let key = texts[0].govern(s, leaf, out, i, &mut scratch.text, enc)?;
+            // Encryption without a key redacts: a null key, as for redact.
+            (key != transform::REDACTED.as_bytes()
+                || !matches!(leaf.decisions[i].op, Op::Encrypt(_)))
+            .then_some(key)
         });
         let headers = output_headers(
             plan,

@@ -1548,7 +1548,9 @@ fn apply_encrypts_and_decrypt_restores_refuses_moves_and_honours_destroyed_keys(
         outputs[1]["value"]["customer"]["email"]
     );
 
-    // c-1's key tombstoned (crypto-shredding): its values never come back.
+    // An erasure of c-1 (apply --erasure with the keys file) tombstones its
+    // key (crypto-shredding): its values never come back. The keys file
+    // lost its final newline meanwhile: the tombstone still gets a line.
     let c1_id = {
         let token = outputs[0]["value"]["customer"]["email"].as_str().unwrap();
         let raw = base64::engine::Engine::decode(
@@ -1558,20 +1560,40 @@ fn apply_encrypts_and_decrypt_restores_refuses_moves_and_honours_destroyed_keys(
         .unwrap();
         hex::encode(&raw[..16])
     };
-    let record = key_lines
-        .iter()
-        .find(|l| l["key"].as_str().unwrap().ends_with(&c1_id))
-        .unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&keys)
-        .unwrap();
-    writeln!(
-        f,
-        "{}",
-        serde_json::json!({"key": record["key"], "value": null})
-    )
-    .unwrap();
+    let trimmed = std::fs::read_to_string(&keys)
+        .unwrap()
+        .trim_end()
+        .to_string();
+    std::fs::write(&keys, trimmed).unwrap();
+    let erasure = write(dir.path(), "erasure.ndjson", "{\"subject\":\"c-1\"}\n");
+    let erased = custos(
+        &[
+            "apply",
+            &policy,
+            "--stream",
+            "orders",
+            "--input",
+            &input,
+            "--keys",
+            &keys,
+            "--erasure",
+            &erasure,
+        ],
+        None,
+    );
+    assert!(erased.status.success(), "{}", stderr(&erased));
+    assert!(
+        !stdout(&erased).contains("\"c-1\""),
+        "erased: nothing of c-1 is emitted"
+    );
+    let after: Vec<Value> = std::fs::read_to_string(&keys)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(after.len(), 3, "two keys and one tombstone");
+    assert!(after[2]["value"].is_null() && after[2]["key"].as_str().unwrap().ends_with(&c1_id));
+    assert!(key_lines.iter().any(|l| l["key"] == after[2]["key"]));
     let shredded = decrypt(&text);
     assert!(shredded.status.success(), "{}", stderr(&shredded));
     let shredded = lines(&shredded);
@@ -1579,6 +1601,18 @@ fn apply_encrypts_and_decrypt_restores_refuses_moves_and_honours_destroyed_keys(
     assert_eq!(shredded[0]["value"]["notes"], "cc [key destroyed]");
     assert_eq!(shredded[2]["value"]["customer"]["name"], "[key destroyed]");
     assert_eq!(shredded[1]["value"]["customer"]["email"], "bo@example.com");
+
+    // A keys file kept across runs needs the audit key its subjects are named under.
+    let mut no_audit = Command::new(env!("CARGO_BIN_EXE_custos"));
+    no_audit
+        .args([
+            "apply", &policy, "--stream", "orders", "--input", &input, "--keys", &keys,
+        ])
+        .env("CUSTOS_KEY_ANALYTICS", "analytics-secret")
+        .env_remove("CUSTOS_AUDIT_KEY");
+    let refused = no_audit.output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--keys needs CUSTOS_AUDIT_KEY"));
 
     let nowhere = custos(&["decrypt"], Some(b""));
     assert_eq!(nowhere.status.code(), Some(1));

@@ -203,11 +203,11 @@ proptest! {
         prop_assert!(!text.contains("UNCLASSIFIED"), "unclassified data leaked: {}", text);
         let mut index = KeyIndex::default();
         for (k, v) in local.take_created() {
-            index.apply(&compiled.keks(), k.as_bytes(), Some(&v)).unwrap();
+            index.apply(&compiled.keks(), k.as_bytes(), v.as_deref()).unwrap();
         }
         let mut clear = parsed.clone();
         let mut counts = DecryptCounts::default();
-        crypto::decrypt_value(&index, "in/0/0", &mut clear, &mut counts);
+        crypto::decrypt_value(&index, crypto::Origin { source: "in/0/0", purpose: "p" }, &mut clear, &mut counts);
         prop_assert_eq!(counts.failed, 0);
         let clear = clear.to_string();
         for (i, _) in PATHS.iter().enumerate() {

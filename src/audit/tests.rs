@@ -356,3 +356,40 @@ fn erasure_records_are_canonical_verifiable_and_hold_no_subject_id() {
     }
     assert_eq!(std::fs::read_to_string(&golden).unwrap(), pretty);
 }
+
+/// A retention record: canonical, verifiable, and byte for byte the golden
+/// file the JSON Schema check validates (`UPDATE_GOLDEN=1` rewrites it).
+#[test]
+fn retention_records_are_canonical_and_verifiable() {
+    let cx = Context {
+        policy: "acme-shop@4be1c0d2a9f1",
+        worker: "custos-0",
+        ..ctx()
+    };
+    let u = retention(
+        "shop.orders.support",
+        0,
+        1042,
+        "support",
+        12,
+        1_792_800_000_000,
+        &cx,
+    );
+    let mut chains = Chains::default();
+    let (text, _) = chains.append(&key(), "shop.orders.support/0", &u);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (v["type"].clone(), v["tombstones"].clone()),
+        (json!("retention"), json!(12))
+    );
+    let mut verifier = Verifier::new(key());
+    verifier.check("a", text.as_bytes());
+    assert!(verifier.finish().iter().all(|r| r.breaks.is_empty()));
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/audit-retention.json");
+    let line = format!("{text}\n");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &line).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&golden).unwrap(), line);
+}

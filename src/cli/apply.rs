@@ -108,10 +108,17 @@ fn local_keys(
         return Ok(None);
     }
     // Subjects are named on the keys topic under a key derived from the
-    // audit key: the same as `custos run`'s when CUSTOS_AUDIT_KEY is set.
+    // audit key: the same as `custos run`'s. A keys file kept across runs
+    // needs the same one every time (else a subject gets a new key per run
+    // and an erasure cannot find the old ones).
     let src = KeySource::Env("CUSTOS_AUDIT_KEY".into());
     let audit = match read_secret("audit.key", &src, |v| std::env::var(v).ok()) {
         Ok(bytes) => AuditKey::new(&bytes),
+        Err(e) if path.is_some() => {
+            return Err(Failure::new(format!(
+                "{e}; --keys needs CUSTOS_AUDIT_KEY: the keys file names subjects by an HMAC under a key derived from it, which must be the same on every run"
+            )))
+        }
         Err(_) => {
             let mut b = [0u8; 32];
             getrandom::fill(&mut b)
@@ -128,16 +135,7 @@ fn local_keys(
         eprintln!("custos: warning: the policy encrypts and no --keys FILE is given: the data keys live for this run only, nothing it encrypts can be decrypted later");
         return Ok(Some(keys));
     };
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(Failure::new(format!(
-                "cannot read keys file {}: {e}; check the path",
-                path.display()
-            )))
-        }
-    };
+    let text = crate::cli::decrypt::read_keys_file(path)?.unwrap_or_default();
     for (i, line) in text.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -150,23 +148,67 @@ fn local_keys(
     Ok(Some(keys))
 }
 
+/// The subjects an erasure file erases (for crypto-shredding the keys file).
+fn erased_subjects(path: &Path) -> Result<Vec<String>, Failure> {
+    let text = std::fs::read(path).map_err(|e| {
+        Failure::new(format!(
+            "cannot read {}: {e}; check the path",
+            path.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for line in text.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        for s in crate::state::erasure_request(None, Some(line)).0 {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Appends keys-topic records to `--keys FILE` (created readable by the owner only).
-fn append_keys(path: &Path, records: &[(String, Vec<u8>)]) -> Result<(), Failure> {
+fn append_keys(path: &Path, records: &[(String, Option<Vec<u8>>)]) -> Result<(), Failure> {
     if records.is_empty() {
         return Ok(());
     }
     let err =
         |e: io::Error| Failure::new(format!("cannot write keys file {}: {e}", path.display()));
     let mut opts = std::fs::OpenOptions::new();
-    opts.create(true).append(true);
+    opts.create(true).append(true).read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = BufWriter::new(opts.open(path).map_err(err)?);
+    let file = opts.open(path).map_err(err)?;
+    // A file whose last line has no newline would get the first record
+    // appended to that line.
+    let ends_in_newline = {
+        use std::io::{Seek, SeekFrom};
+        let mut r = &file;
+        let len = r.seek(SeekFrom::End(0)).map_err(err)?;
+        len == 0 || {
+            r.seek(SeekFrom::End(-1)).map_err(err)?;
+            let mut last = [0u8; 1];
+            r.read_exact(&mut last).map_err(err)?;
+            last[0] == b'\n'
+        }
+    };
+    let mut f = BufWriter::new(file);
+    if !ends_in_newline {
+        f.write_all(b"\n").map_err(err)?;
+    }
     for (key, value) in records {
-        let value: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+        let value: Value = match value {
+            None => Value::Null,
+            Some(v) => serde_json::from_slice(v).unwrap_or(Value::Null),
+        };
         let line = serde_json::json!({ "key": key, "value": value });
         writeln!(f, "{line}").map_err(err)?;
     }
@@ -400,6 +442,11 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
         args.erasure.as_ref(),
     )?;
     let local_keys = local_keys(&compiled, args.keys.as_ref())?;
+    // An erasure destroys the subject's data keys (crypto-shredding), as the
+    // worker does: tombstones are appended to the keys file.
+    if let (Some(keys), Some(erasure)) = (&local_keys, &args.erasure) {
+        keys.shred(&erased_subjects(erasure)?);
+    }
     let with_keys = local_keys.as_ref().map(|k| WithKeys {
         state: &memory,
         keys: k,

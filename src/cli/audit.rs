@@ -193,7 +193,14 @@ type Committed = std::collections::HashMap<(String, i32), i64>;
 fn committed_snapshot(cfg: &Config, notes: &mut Vec<String>) -> Result<Option<Committed>, Failure> {
     let group = &cfg.kafka.group_id;
     let topics: BTreeSet<String> = match super::load_policy(&cfg.policy) {
-        Ok(p) => p.streams.iter().map(|s| s.topic.clone()).collect(),
+        // The erasure topic too: the group carries out its records, each
+        // with an audit record in the partition's chain.
+        Ok(p) => p
+            .streams
+            .iter()
+            .map(|s| s.topic.clone())
+            .chain(p.erasure_topic.clone())
+            .collect(),
         Err(_) => {
             notes.push(format!(
                 "policy {} unreadable: chain ends are not held against group `{group}`'s committed offsets (only each chain's own range against the input)",

@@ -40,6 +40,14 @@ pub struct DecryptArgs {
 /// # Errors
 /// A line of another shape.
 pub fn keys_line(line: &[u8]) -> Result<(String, Option<Vec<u8>>), String> {
+    // Duplicate members could show one record to one reader and another to
+    // the next (`"value":null,"value":{…}`).
+    if let Err(crate::codec::JsonError::DuplicateKey(k)) = crate::codec::Tape::default().parse(line)
+    {
+        return Err(format!(
+            "duplicate member `{k}`; a keys record has each member once"
+        ));
+    }
     let v: Value = serde_json::from_slice(line)
         .map_err(|e| format!("not JSON ({e}); a keys file has one record per line"))?;
     let key = v
@@ -52,6 +60,31 @@ pub fn keys_line(line: &[u8]) -> Result<(String, Option<Vec<u8>>), String> {
         Some(other) => Some(other.to_string().into_bytes()),
     };
     Ok((key.to_string(), value))
+}
+
+/// The bytes of a keys file (`None` when it does not exist yet).
+///
+/// # Errors
+/// Not a regular file (a device would be read forever), or unreadable.
+pub fn read_keys_file(path: &std::path::Path) -> Result<Option<Vec<u8>>, Failure> {
+    let err = |e: std::io::Error| {
+        Failure::new(format!(
+            "cannot read keys file {}: {e}; check the path",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e)),
+        Ok(m) if !m.is_file() => {
+            return Err(Failure::new(format!(
+                "keys file {} is not a regular file",
+                path.display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    std::fs::read(path).map(Some).map_err(err)
 }
 
 /// Runs `custos decrypt`.
@@ -79,12 +112,7 @@ pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
         (None, Some(policy), Some(keys)) => {
             let compiled = load_compiled(policy, super::ShortKeys::Warn)?;
             let keks = compiled.keks();
-            let text = std::fs::read(keys).map_err(|e| {
-                Failure::new(format!(
-                    "cannot read keys file {}: {e}; check the path",
-                    keys.display()
-                ))
-            })?;
+            let text = read_keys_file(keys)?.unwrap_or_default();
             for (i, line) in text.split(|b| *b == b'\n').enumerate() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
@@ -135,10 +163,11 @@ pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
     }
     out.flush().map_err(io_err)?;
     eprintln!(
-        "custos: {} value{} decrypted, {} with the key destroyed, {} that did not decrypt ({} data keys read{})",
+        "custos: {} value{} decrypted, {} with the key destroyed (tombstone read), {} whose key is not on the keys topic (destroyed and compacted away, or another topic's), {} that did not decrypt ({} data keys read{})",
         counts.decrypted,
         if counts.decrypted == 1 { "" } else { "s" },
         counts.destroyed,
+        counts.missing,
         counts.failed,
         index.len(),
         if skipped > 0 {
@@ -159,40 +188,42 @@ pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
 /// Decrypts one output line in place: its value, key and headers.
 ///
 /// # Errors
-/// A line without `headers."custos-source"` (every token is bound to it).
+/// A line without `headers."custos-source"` or `headers."custos-purpose"`
+/// (every token is bound to both).
 pub fn decrypt_line(
     index: &KeyIndex,
     line: &mut Value,
     counts: &mut DecryptCounts,
 ) -> Result<(), String> {
-    let source = line
-        .get("headers")
-        .and_then(|h| h.get("custos-source"))
-        .and_then(Value::as_str)
-        .ok_or("the line has no headers.\"custos-source\": every encrypted value is bound to its event's source")?
-        .to_string();
+    let header = |name: &str| {
+        line.get("headers")
+            .and_then(|h| h.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or(format!("the line has no headers.\"{name}\": every encrypted value is bound to its event's source and purpose"))
+    };
+    let (source, purpose) = (header("custos-source")?, header("custos-purpose")?);
+    let origin = crypto::Origin {
+        source: &source,
+        purpose: &purpose,
+    };
     let Some(obj) = line.as_object_mut() else {
         return Err("the line is not a JSON object".into());
     };
     if let Some(v) = obj.get_mut("value") {
-        crypto::decrypt_value(index, &source, v, counts);
+        crypto::decrypt_value(index, origin, v, counts);
     }
     if let Some(Value::String(k)) = obj.get_mut("key") {
         if k.contains(crypto::TOKEN_PREFIX) {
-            *k = crypto::decrypt_text(index, &source, &[b"$key"], k, counts);
+            *k = crypto::decrypt_text(index, origin, crypto::Seg::Key, k, counts);
         }
     }
     if let Some(Value::Object(h)) = obj.get_mut("headers") {
         for (name, v) in h.iter_mut() {
             if let Value::String(t) = v {
                 if !name.starts_with("custos-") && t.contains(crypto::TOKEN_PREFIX) {
-                    *t = crypto::decrypt_text(
-                        index,
-                        &source,
-                        &[b"$headers", name.as_bytes()],
-                        t,
-                        counts,
-                    );
+                    let place = crypto::Seg::Header(name.as_bytes());
+                    *t = crypto::decrypt_text(index, origin, place, t, counts);
                 }
             }
         }

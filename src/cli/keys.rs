@@ -53,6 +53,8 @@ pub struct Rotated {
     pub current: u64,
     /// Under a KEK that is neither the previous nor the current one.
     pub foreign: u64,
+    /// Candidates that lost the agreement, tombstoned.
+    pub losers: u64,
 }
 
 /// Runs a `custos keys` command.
@@ -76,8 +78,8 @@ pub fn run(cmd: &KeysCommand) -> Result<(), Failure> {
         .map_err(|e| Failure::new(e.to_string()))?;
     let r = rotate(&cfg, &compiled, args.kek.as_deref(), &previous)?;
     eprintln!(
-        "custos: {} data key(s) re-wrapped under the current KEK, {} already under it, {} under another KEK (left as they are)",
-        r.rewrapped, r.current, r.foreign
+        "custos: {} data key(s) re-wrapped under the current KEK, {} already under it, {} under another KEK (left as they are), {} losing candidate(s) tombstoned",
+        r.rewrapped, r.current, r.foreign, r.losers
     );
     Ok(())
 }
@@ -117,22 +119,19 @@ pub fn rotate(
             "the previous secret is the current one: set the policy's key to the new secret and pass the old one",
         ));
     }
-    // The latest value of every record key (tombstones remove), and its partition.
+    // Every record key in the order of its first record, with its latest
+    // value (`None` once tombstoned).
     let topic = cfg.encryption.keys_topic.clone();
-    let mut latest: BTreeMap<String, (i32, Vec<u8>)> = BTreeMap::new();
-    super::audit::read_topic(cfg, &topic, "custos-keys-rotate", |pos, key, value| {
+    let mut order: Vec<String> = Vec::new();
+    let mut latest: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    super::audit::read_topic(cfg, &topic, "custos-keys-rotate", |_, key, value| {
         let Some(key) = key.and_then(|k| String::from_utf8(k.to_vec()).ok()) else {
             return;
         };
-        let partition = pos
-            .rsplit('/')
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        match value {
-            Some(v) => latest.insert(key, (partition, v.to_vec())),
-            None => latest.remove(&key),
-        };
+        if !latest.contains_key(&key) {
+            order.push(key.clone());
+        }
+        latest.insert(key, value.map(<[u8]>::to_vec));
     })?;
     let producer: FutureProducer =
         crate::kafka::base_config(&cfg.kafka.bootstrap_servers, &cfg.kafka.properties)
@@ -140,19 +139,40 @@ pub fn rotate(
             .set("acks", "all")
             .create()
             .map_err(|e| Failure::new(format!("cannot create a Kafka producer: {e}")))?;
+    let send = |key: &str, value: Option<&[u8]>| -> Result<(), Failure> {
+        let mut record: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(&topic).partition(0).key(key);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        producer
+            .send_result(record)
+            .map(drop)
+            .map_err(|(e, _)| Failure::new(format!("cannot queue a keys record: {e}")))
+    };
     let mut r = Rotated::default();
     let now = crate::audit::rfc3339_ms(chrono::Utc::now().timestamp_millis());
-    for (key, (partition, value)) in &latest {
+    // The first live record of a subject is its key; re-writing a later one
+    // could put it first, so the losers are tombstoned instead.
+    let mut winners: std::collections::HashSet<(String, [u8; 16])> =
+        std::collections::HashSet::new();
+    for key in &order {
+        let Some(Some(value)) = latest.get(key) else {
+            continue;
+        };
         let Ok(rk) = RecordKey::parse(key.as_bytes()) else {
             continue;
         };
+        if !winners.insert((rk.kek.clone(), rk.subject)) {
+            send(key, None)?;
+            r.losers += 1;
+            continue;
+        }
         if rk.kek != current.name() {
             continue;
         }
-        let fp = serde_json::from_slice::<Value>(value)
-            .ok()
-            .and_then(|v| v.get("kek").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+        let fp = v.get("kek").and_then(Value::as_str).unwrap_or_default();
         if fp == current.fingerprint() {
             r.current += 1;
             continue;
@@ -164,14 +184,9 @@ pub fn rotate(
         let data = old
             .unwrap(key, value)
             .map_err(|e| Failure::new(format!("keys record `{key}`: {e}")))?;
-        let wrapped = current.wrap(key, &data, &now);
-        let record = FutureRecord::to(&topic)
-            .partition(*partition)
-            .key(key.as_str())
-            .payload(wrapped.as_slice());
-        producer
-            .send_result(record)
-            .map_err(|(e, _)| Failure::new(format!("cannot queue a re-wrapped key: {e}")))?;
+        let subjects = v.get("subjects").and_then(Value::as_str);
+        let wrapped = current.wrap(key, &data, &now, subjects);
+        send(key, Some(&wrapped))?;
         r.rewrapped += 1;
     }
     producer

@@ -19,15 +19,22 @@ fn ring() -> KeyRing {
 #[test]
 fn a_token_opens_only_where_it_was_made() {
     let key = DataKey::new(&[7u8; 32]);
-    let here = aad("shop.orders/0/5", [&b"customer"[..], b"email"]);
+    let m = |n: &'static [u8]| Seg::Member(n);
+    let here = aad("shop.orders/0/5", "support", [m(b"customer"), m(b"email")]);
     let token = key.seal(&here, br#""a@example.com""#);
     assert!(token.starts_with(TOKEN_PREFIX));
     assert_eq!(key.open(&here, &token).unwrap(), br#""a@example.com""#);
     // Another field, another event, another key, a changed byte: refused.
-    let field = aad("shop.orders/0/5", [&b"customer"[..], b"name"]);
+    let field = aad("shop.orders/0/5", "support", [m(b"customer"), m(b"name")]);
     assert_eq!(key.open(&field, &token), Err(OpenError::Tampered));
-    let event = aad("shop.orders/0/6", [&b"customer"[..], b"email"]);
+    let event = aad("shop.orders/0/6", "support", [m(b"customer"), m(b"email")]);
     assert_eq!(key.open(&event, &token), Err(OpenError::Tampered));
+    let purpose = aad(
+        "shop.orders/0/5",
+        "analytics",
+        [m(b"customer"), m(b"email")],
+    );
+    assert_eq!(key.open(&purpose, &token), Err(OpenError::Tampered));
     assert_eq!(
         DataKey::new(&[8u8; 32]).open(&here, &token),
         Err(OpenError::OtherKey)
@@ -44,17 +51,36 @@ fn a_token_opens_only_where_it_was_made() {
 }
 
 #[test]
-fn path_segments_are_not_ambiguous() {
-    // ["a", "b"] and ["a\0b"] would collide if segments were only joined;
-    // a NUL inside a member name is legal JSON.
-    assert_ne!(aad("s", [&b"a"[..], b"b"]), aad("s", [&b"a\0b"[..]]));
-    assert_ne!(aad("s/0/1", [&b"x"[..]]), aad("s/0/1x", []));
+fn places_are_not_ambiguous() {
+    use Seg::{Element, Header, Key, Member};
+    // Joined names would collide (a NUL inside a member name is legal
+    // JSON); a member named like the key, a header or an element must not
+    // pass for them (red-team and review findings).
+    let distinct = [
+        aad("s", "p", [Member(b"a"), Member(b"b")]),
+        aad("s", "p", [Member(b"a\0b")]),
+        aad("s/0/1", "p", [Member(b"x")]),
+        aad("s/0/1x", "p", []),
+        aad("s", "p", [Member(b"$key")]),
+        aad("s", "p", [Key]),
+        aad("s", "p", [Member(b"$headers"), Member(b"x")]),
+        aad("s", "p", [Header(b"x")]),
+        aad("s", "p", [Member(b"[]")]),
+        aad("s", "p", [Element]),
+        aad("s", "pp", []),
+        aad("sp", "", []),
+    ];
+    for (i, a) in distinct.iter().enumerate() {
+        for b in &distinct[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
 }
 
 #[test]
 fn wrapped_keys_unwrap_only_under_their_kek_and_record_key() {
     let kek = Kek::new("kek", b"kek-secret-0123456789abcdef-0123");
-    let value = kek.wrap("kek/00/11", &[9u8; 32], "2026-12-01T00:00:00Z");
+    let value = kek.wrap("kek/00/11", &[9u8; 32], "2026-12-01T00:00:00Z", None);
     assert_eq!(kek.unwrap("kek/00/11", &value).unwrap(), [9u8; 32]);
     let moved = kek.unwrap("kek/00/12", &value).unwrap_err();
     assert!(matches!(moved, RecordError::Unwrap { .. }), "{moved}");
@@ -144,7 +170,7 @@ fn records_of_other_keks_or_forged_ones_are_refused() {
     let fake = "00".repeat(16);
     parts[2] = &fake;
     let forged = parts.join("/");
-    let rewrapped = r.kek("kek").unwrap().wrap(&forged, &[3u8; 32], "t");
+    let rewrapped = r.kek("kek").unwrap().wrap(&forged, &[3u8; 32], "t", None);
     assert_eq!(
         r.apply(forged.as_bytes(), Some(&rewrapped)),
         Err(RecordError::BadKey)
@@ -173,14 +199,18 @@ fn decrypt_value_restores_values_spans_and_reports_destroyed_keys() {
     let created = alive.take_created();
     let mut index = KeyIndex::default();
     for (k, v) in &created {
-        index.apply(&keks, k.as_bytes(), Some(v)).unwrap();
+        index.apply(&keks, k.as_bytes(), v.as_deref()).unwrap();
     }
-    let src = "t/0/1";
-    let at = |path: &[&[u8]]| aad(src, path.iter().copied());
-    let email = k1.seal(&at(&[b"customer", b"email"]), br#""a@example.com""#);
-    let n = k1.seal(&at(&[b"items", b"[]", b"qty"]), b"12.50");
-    let span = k1.seal(&at(&[b"notes"]), br#""b@example.org""#);
-    let gone = k2.seal(&at(&[b"other"]), br#""x""#);
+    let origin = Origin {
+        source: "t/0/1",
+        purpose: "support",
+    };
+    let at = |path: &[Seg<'_>]| aad(origin.source, origin.purpose, path.iter().copied());
+    let m = |n: &'static [u8]| Seg::Member(n);
+    let email = k1.seal(&at(&[m(b"customer"), m(b"email")]), br#""a@example.com""#);
+    let n = k1.seal(&at(&[m(b"items"), Seg::Element, m(b"qty")]), b"12.50");
+    let span = k1.seal(&at(&[m(b"notes")]), br#""b@example.org""#);
+    let gone = k2.seal(&at(&[m(b"other")]), br#""x""#);
     let mut v = json!({
         "customer": {"email": email},
         "items": [{"qty": n}],
@@ -195,7 +225,7 @@ fn decrypt_value_restores_values_spans_and_reports_destroyed_keys() {
         .unwrap();
     index.apply(&keks, k2_record.as_bytes(), None).unwrap();
     let mut counts = DecryptCounts::default();
-    decrypt_value(&index, src, &mut v, &mut counts);
+    decrypt_value(&index, origin, &mut v, &mut counts);
     let expected: Value = serde_json::from_str(
         r#"{"customer":{"email":"a@example.com"},"items":[{"qty":12.50}],
             "notes":"mail b@example.org, thanks","other":"[key destroyed]",
@@ -209,17 +239,140 @@ fn decrypt_value_restores_values_spans_and_reports_destroyed_keys() {
         DecryptCounts {
             decrypted: 3,
             destroyed: 1,
+            missing: 0,
             failed: 0
         }
     );
     // The same value read as another event's does not decrypt.
-    let mut moved =
-        json!({ "customer": { "email": k1.seal(&at(&[b"customer", b"email"]), b"1") } });
+    let token = k1.seal(&at(&[m(b"customer"), m(b"email")]), b"1");
+    let mut moved = json!({ "customer": { "email": token } });
     let mut c = DecryptCounts::default();
-    decrypt_value(&index, "t/0/2", &mut moved, &mut c);
+    let other = Origin {
+        source: "t/0/2",
+        ..origin
+    };
+    decrypt_value(&index, other, &mut moved, &mut c);
     assert_eq!(c.failed, 1);
     assert!(moved["customer"]["email"]
         .as_str()
         .unwrap()
         .starts_with(TOKEN_PREFIX));
+}
+
+#[test]
+fn erased_subjects_keys_read_later_are_marked_for_tombstoning() {
+    // A candidate made while the erasure was on its way, or a rotation that
+    // re-wrote a shredded key: read after the erasure, it must go too.
+    let mut r = ring();
+    let hash = r.subject_hash("kek", "c-1");
+    let (k, v) = r.candidate("kek", hash, "t");
+    r.forget("c-1");
+    assert_eq!(r.apply(k.as_bytes(), Some(&v)), Ok(Applied::Erased));
+    assert!(r.get(&hash).is_none());
+}
+
+#[test]
+fn keys_under_unknown_keks_or_another_audit_key_are_handled() {
+    // A KEK the policy no longer names: its keys still hold their place and
+    // an erasure still finds them.
+    let old = KeyRing::new(
+        vec![Kek::new("gone", b"gone-secret-0123456789abcdef-012")],
+        &audit(),
+    );
+    let (k, v) = old.candidate("gone", old.subject_hash("gone", "c-1"), "t");
+    let mut r = ring();
+    assert!(matches!(
+        r.apply(k.as_bytes(), Some(&v)),
+        Err(RecordError::UnknownKek(_))
+    ));
+    assert_eq!(r.records_of("c-1"), vec![k.clone()]);
+    // Subjects hashed under another audit key cannot be found: counted.
+    let other = KeyRing::new(
+        vec![Kek::new("kek", b"kek-secret-0123456789abcdef-0123")],
+        &AuditKey::new(b"another-audit-key"),
+    );
+    let (k2, v2) = other.candidate("kek", other.subject_hash("kek", "c-2"), "t");
+    assert!(matches!(
+        r.apply(k2.as_bytes(), Some(&v2)),
+        Err(RecordError::OtherSubjects(_))
+    ));
+    assert_eq!(r.foreign_subjects, 1);
+}
+
+#[test]
+fn decrypt_tells_destroyed_missing_and_unreadable_keys_apart() {
+    let keks = ring().keks().to_vec();
+    let local = LocalKeys::new(ring(), "t".into());
+    let (a, b, c) = (
+        local.data_key("kek", "a").unwrap(),
+        local.data_key("kek", "b").unwrap(),
+        local.data_key("kek", "c").unwrap(),
+    );
+    let created = local.take_created();
+    let record = |id: &KeyId| {
+        created
+            .iter()
+            .find(|(k, _)| k.ends_with(&hex::encode(id)))
+            .unwrap()
+    };
+    let mut index = KeyIndex::default();
+    // a: tombstoned; b: never on the topic; c: on it under another secret.
+    index
+        .apply(&keks, record(a.id()).0.as_bytes(), None)
+        .unwrap();
+    let wrong = vec![Kek::new("kek", b"a-wrong-secret-0123456789abcdef-")];
+    let (ck, cv) = record(c.id());
+    assert!(index.apply(&wrong, ck.as_bytes(), cv.as_deref()).is_err());
+    let o = Origin {
+        source: "t/0/1",
+        purpose: "p",
+    };
+    let at = aad(o.source, o.purpose, [Seg::Member(b"x")]);
+    let mut v = json!({"x": a.seal(&at, b"1")});
+    let mut counts = DecryptCounts::default();
+    decrypt_value(&index, o, &mut v, &mut counts);
+    assert_eq!(
+        (v["x"].clone(), counts.destroyed),
+        (json!(KEY_DESTROYED), 1)
+    );
+    let mut v = json!({"x": b.seal(&at, b"1")});
+    decrypt_value(&index, o, &mut v, &mut counts);
+    assert_eq!((v["x"].clone(), counts.missing), (json!(KEY_DESTROYED), 1));
+    let mut v = json!({"x": c.seal(&at, b"1")});
+    decrypt_value(&index, o, &mut v, &mut counts);
+    assert_eq!(
+        counts.failed, 1,
+        "an unreadable key is a failure, not an erasure"
+    );
+    assert!(v["x"].as_str().unwrap().starts_with(TOKEN_PREFIX));
+}
+
+#[test]
+fn a_token_inside_text_followed_by_base64_characters_is_found() {
+    let keks = ring().keks().to_vec();
+    let local = LocalKeys::new(ring(), "t".into());
+    let k = local.data_key("kek", "a").unwrap();
+    let mut index = KeyIndex::default();
+    for (key, value) in local.take_created() {
+        index
+            .apply(&keks, key.as_bytes(), value.as_deref())
+            .unwrap();
+    }
+    let o = Origin {
+        source: "t/0/1",
+        purpose: "p",
+    };
+    let at = aad(o.source, o.purpose, [Seg::Member(b"notes")]);
+    for after in ["/abc", "+x", "=", "abcd", ""] {
+        let token = k.seal(&at, br#""x@example.com""#);
+        let mut v = json!({ "notes": format!("mail {token}{after} now") });
+        let mut counts = DecryptCounts::default();
+        decrypt_value(&index, o, &mut v, &mut counts);
+        assert_eq!(
+            v["notes"],
+            json!(format!("mail x@example.com{after} now")),
+            "{after}"
+        );
+        assert_eq!(counts.decrypted, 1);
+    }
 }

@@ -123,9 +123,10 @@ pub(super) fn output_headers(
                 continue;
             }
             let d = &leaf.decisions[i];
-            let path: [&[u8]; 2] = [b"$headers", hn.as_bytes()];
+            let path = [crate::crypto::Seg::Header(hn.as_bytes())];
             let enc = Enc {
                 sealer,
+                purpose: out.name.as_str(),
                 path: &path,
             };
             let governed = if leaf.scan {

@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::crypto::Seg;
 
 /// Values with fewer digits cannot hold a card, IBAN or SSN.
 pub(super) const GUARD_MIN_DIGITS: usize = 9;
@@ -89,38 +90,78 @@ pub(super) fn json_string(s: &str) -> Vec<u8> {
     b
 }
 
-/// The data keys of one event's subject, per KEK, and the event's source
-/// (part of every token's associated data).
+/// Encryption for one event: its subject's data keys, fetched the first
+/// time a value needs one (a record that encrypts nothing makes no key),
+/// and its source (part of every token's associated data).
 pub(super) struct Sealer<'a> {
-    pub(super) source: &'a str,
-    pub(super) keys: &'a [(Arc<str>, crate::crypto::DataKey)],
+    source: &'a str,
+    subject: Option<&'a str>,
+    state: &'a dyn SubjectState,
+    /// Per KEK: the subject's key, or `None` when none could be had.
+    keys: std::cell::RefCell<Vec<(Arc<str>, Option<crate::crypto::DataKey>)>>,
 }
 
-impl Sealer<'_> {
-    /// A token for `plaintext` at `path`, or `None` when the event has no
-    /// key under `kek` (no subject, or none could be had): then redacted.
+impl<'a> Sealer<'a> {
+    pub(super) fn new(
+        source: &'a str,
+        subject: Option<&'a str>,
+        state: &'a dyn SubjectState,
+    ) -> Self {
+        Sealer {
+            source,
+            subject,
+            state,
+            keys: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A token for `plaintext` at `path` of `purpose`'s output, or `None`
+    /// when the event has no subject or no key could be had: then redacted.
     pub(super) fn seal<'s>(
         &self,
-        kek: &str,
-        path: impl IntoIterator<Item = &'s [u8]>,
+        kek: &Arc<str>,
+        purpose: &str,
+        path: impl IntoIterator<Item = Seg<'s>>,
         plaintext: &[u8],
     ) -> Option<String> {
-        let (_, key) = self.keys.iter().find(|(k, _)| &**k == kek)?;
-        Some(key.seal(&crate::crypto::aad(self.source, path), plaintext))
+        let subject = self.subject?;
+        let mut keys = self.keys.borrow_mut();
+        let at = match keys.iter().position(|(k, _)| k == kek) {
+            Some(at) => at,
+            None => {
+                keys.push((kek.clone(), self.state.data_key(kek, subject).ok()));
+                keys.len() - 1
+            }
+        };
+        let key = keys[at].1.as_ref()?;
+        Some(key.seal(&crate::crypto::aad(self.source, purpose, path), plaintext))
     }
 }
 
-/// A sealer and the path of the text being governed.
+/// A sealer, the purpose and the place of the text being governed.
 #[derive(Clone, Copy)]
 pub(super) struct Enc<'a> {
     pub(super) sealer: &'a Sealer<'a>,
-    pub(super) path: &'a [&'a [u8]],
+    pub(super) purpose: &'a str,
+    pub(super) path: &'a [Seg<'a>],
 }
 
 impl Enc<'_> {
-    pub(super) fn seal(&self, kek: &str, plaintext: &[u8]) -> Option<String> {
-        self.sealer.seal(kek, self.path.iter().copied(), plaintext)
+    pub(super) fn seal(&self, kek: &Arc<str>, plaintext: &[u8]) -> Option<String> {
+        self.sealer
+            .seal(kek, self.purpose, self.path.iter().copied(), plaintext)
     }
+}
+
+/// Path steps as [`Seg`]s (`None`: an array element).
+pub(super) fn segs<'n>(names: &'n [Option<Cow<'_, [u8]>>]) -> Vec<Seg<'n>> {
+    names
+        .iter()
+        .map(|n| match n {
+            Some(name) => Seg::Member(name),
+            None => Seg::Element,
+        })
+        .collect()
 }
 
 /// Where an encrypted value with nothing to encrypt it under goes: redacted.
@@ -606,29 +647,27 @@ impl<'a> Walker<'a> {
             .fold(0, |m, p| m | (1 << p))
     }
 
-    /// The output path of the value being walked, as token segments.
-    pub(super) fn path_segments(&self) -> Vec<Cow<'a, [u8]>> {
+    /// The output path of the value being walked: member names, `None`
+    /// for an array element.
+    pub(super) fn path_names(&self) -> Vec<Option<Cow<'a, [u8]>>> {
         let doc = self.doc;
         self.path
             .iter()
             .map(|&t| {
-                if t == ELEMENT {
-                    Cow::Borrowed(&b"[]"[..])
-                } else {
-                    match codec::string(doc.src, doc.tok(t as usize)) {
-                        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-                        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-                    }
-                }
+                (t != ELEMENT).then(|| match codec::string(doc.src, doc.tok(t as usize)) {
+                    Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                    Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+                })
             })
             .collect()
     }
 
     /// Writes `plaintext` (JSON text) encrypted under the subject's key for
     /// `kek` to output `p`; redacted when there is no such key.
-    fn write_sealed(&mut self, kek: &str, plaintext: &[u8], p: usize, string: bool) {
-        let segs = self.path_segments();
-        match self.sealer.seal(kek, segs.iter().map(|c| &**c), plaintext) {
+    fn write_sealed(&mut self, kek: &Arc<str>, plaintext: &[u8], p: usize, string: bool) {
+        let names = self.path_names();
+        let purpose = self.outputs[p].name.as_str();
+        match self.sealer.seal(kek, purpose, segs(&names), plaintext) {
             Some(token) => write_str(&mut self.bufs[p], &token),
             None => write_unsealed(&mut self.bufs[p], string),
         }
@@ -663,11 +702,12 @@ impl<'a> Walker<'a> {
             }
             // Spans first, in place; then the field's own action on the result.
             self.text.clear();
-            let segs = self.path_segments();
-            let segs: Vec<&[u8]> = segs.iter().map(|c| &**c).collect();
+            let names = self.path_names();
+            let path = segs(&names);
             let enc = Enc {
                 sealer: self.sealer,
-                path: &segs,
+                purpose: self.outputs[p].name.as_str(),
+                path: &path,
             };
             let (bits, words) = (&mut *self.bits, self.words);
             rewrite_spans(s, self.spans, &self.outputs[p], self.text, enc, |id| {

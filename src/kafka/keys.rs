@@ -35,14 +35,13 @@ use super::subjects::catch_up;
 use super::worker::Control;
 use super::{now_ms, WorkerError};
 use crate::audit::AuditKey;
-use crate::crypto::{Applied, DataKey, KeyRing, KeySource, SubjectHash, Unavailable};
+use crate::crypto::{Applied, DataKey, KeyRing, KeySource, Unavailable};
 use crate::policy::plan::Compiled;
 use crate::telemetry::Metrics;
 
 /// The data keys of every subject, fed by the keys topic.
 pub struct KafkaKeys {
     topic: String,
-    partitions: i32,
     ring: RwLock<KeyRing>,
     /// Per partition: the offset after the last one read.
     read: Mutex<HashMap<i32, i64>>,
@@ -65,19 +64,16 @@ impl std::fmt::Debug for KafkaKeys {
 /// The keys, and the thread that follows the keys topic.
 pub type Started = (Arc<KafkaKeys>, JoinHandle<()>);
 
-/// The partition of a subject's key records: the same for every worker.
-fn partition_of(hash: &SubjectHash, partitions: i32) -> i32 {
-    let n = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]);
-    (n % partitions.max(1) as u32) as i32
-}
-
 impl KafkaKeys {
     /// Reads the keys topic to its end, then follows it in a thread until
-    /// `stop`. `None` when the policy encrypts nothing.
+    /// `stop`. `None` when the policy encrypts nothing and there is no keys
+    /// topic (with one, its keys are followed so that erasures still shred
+    /// them after the policy stopped encrypting).
     ///
     /// # Errors
-    /// The topic is missing or unreadable within `timeout`, or the producer
-    /// cannot be made.
+    /// The topic is missing (while the policy encrypts), has more than one
+    /// partition, holds keys whose subjects are hashed under another audit
+    /// key, or is unreadable within `timeout`; the producer cannot be made.
     pub fn start(
         base: &ClientConfig,
         topic: &str,
@@ -87,25 +83,25 @@ impl KafkaKeys {
         timeout: Duration,
         metrics: &Metrics,
     ) -> Result<Option<Started>, WorkerError> {
-        if !compiled.encrypts() {
-            return Ok(None);
-        }
         let mut pconf = base.clone();
         pconf
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "0");
         let producer: FutureProducer = pconf.create()?;
-        let md = producer.client().fetch_metadata(Some(topic), timeout)?;
+        // All topics (asking for one could create it on a broker that
+        // auto-creates topics).
+        let md = producer.client().fetch_metadata(None, timeout)?;
         let partitions = match md.topics().iter().find(|t| t.name() == topic) {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                t.partitions().len() as i32
-            }
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions().len(),
+            _ if !compiled.encrypts() => return Ok(None),
             _ => return Err(WorkerError::MissingTopic(topic.to_string())),
         };
+        if partitions != 1 {
+            return Err(WorkerError::Keys(format!("the keys topic `{topic}` has {partitions} partitions; it needs exactly one (the agreement on each subject's key is the order of one partition): recreate it with one partition")));
+        }
         let keys = Arc::new(KafkaKeys {
             topic: topic.to_string(),
-            partitions,
             ring: RwLock::new(KeyRing::new(compiled.keks(), audit)),
             read: Mutex::new(HashMap::new()),
             progress: Condvar::new(),
@@ -121,6 +117,14 @@ impl KafkaKeys {
         let Some(consumer) = consumer else {
             return Ok(None); // stopped while starting
         };
+        let foreign = keys
+            .ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .foreign_subjects;
+        if foreign > 0 {
+            return Err(WorkerError::Keys(format!("{foreign} key(s) on `{topic}` name their subjects under another audit key, so erasures could not find them: run with the audit key that made them (the audit key cannot be changed while the keys topic holds keys)")));
+        }
         let n = keys
             .ring
             .read()
@@ -182,6 +186,12 @@ impl KafkaKeys {
                 .unwrap_or_else(PoisonError::into_inner)
                 .apply(key, m.payload());
             match applied {
+                Ok(Applied::Erased) => {
+                    // A key of a subject erased while this worker ran.
+                    if let Ok(text) = std::str::from_utf8(key) {
+                        let _ = self.queue_tombstone(text);
+                    }
+                }
                 Ok(Applied::Won | Applied::Destroyed) => {
                     let n = self
                         .ring
@@ -220,50 +230,59 @@ impl KafkaKeys {
         Unavailable
     }
 
-    fn tombstone(&self, record_key: &str, hash: &SubjectHash) {
-        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic)
-            .partition(partition_of(hash, self.partitions))
-            .key(record_key);
-        if let Err((e, _)) = self.producer.send_result(record) {
-            tracing::error!(topic = %self.topic, error = %e, "keys tombstone not queued");
-        }
+    /// Queues a tombstone for a keys record; the future says when it is
+    /// acknowledged.
+    fn queue_tombstone(
+        &self,
+        record_key: &str,
+    ) -> Result<rdkafka::producer::DeliveryFuture, String> {
+        let record: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(&self.topic).partition(0).key(record_key);
+        self.producer
+            .send_result(record)
+            .map_err(|(e, _)| format!("a keys tombstone could not be queued: {e}"))
     }
 
-    /// Crypto-shredding: tombstones every key record of these subjects and
-    /// forgets their keys.
-    pub fn shred(&self, subjects: &[String]) {
+    /// Crypto-shredding: tombstones every key record of these subjects,
+    /// waits until every tombstone is acknowledged, then forgets their keys
+    /// (and remembers them as erased: a key of theirs read later is
+    /// tombstoned too). Returns how many records were tombstoned.
+    ///
+    /// # Errors
+    /// A tombstone not queued or not acknowledged: nothing is forgotten, and
+    /// the caller must not report the keys destroyed.
+    pub fn shred(&self, subjects: &[String]) -> Result<usize, String> {
+        let mut pending = Vec::new();
         for s in subjects {
-            let (records, hashes): (Vec<String>, Vec<SubjectHash>) = {
-                let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-                let records = ring.records_of(s);
-                let hashes = records
-                    .iter()
-                    .filter_map(|r| crate::crypto::RecordKey::parse(r.as_bytes()).ok())
-                    .map(|r| r.subject)
-                    .collect();
-                (records, hashes)
-            };
-            if records.is_empty() {
-                continue;
-            }
-            for (r, h) in records.iter().zip(&hashes) {
-                self.tombstone(r, h);
-            }
-            self.ring
-                .write()
+            let records = self
+                .ring
+                .read()
                 .unwrap_or_else(PoisonError::into_inner)
-                .forget(s);
-            self.metrics
-                .data_keys_destroyed
-                .inc_by(records.len() as u64);
-            tracing::info!(
-                records = records.len(),
-                "data keys of an erased subject destroyed"
-            );
+                .records_of(s);
+            for r in &records {
+                pending.push(self.queue_tombstone(r)?);
+            }
         }
-        if self.producer.flush(self.timeout).is_err() {
-            tracing::error!(topic = %self.topic, "keys tombstones not acknowledged in time; the next erasure read (every restart) tombstones them again");
+        let n = pending.len();
+        for f in pending {
+            match futures::executor::block_on(f) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(format!("a keys tombstone was not acknowledged: {e}"))
+                }
+                Err(_) => return Err("the keys producer went away".into()),
+            }
         }
+        let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+        for s in subjects {
+            ring.forget(s);
+        }
+        drop(ring);
+        if n > 0 {
+            self.metrics.data_keys_destroyed.inc_by(n as u64);
+            tracing::info!(records = n, "data keys of erased subjects destroyed");
+        }
+        Ok(n)
     }
 }
 
@@ -289,7 +308,7 @@ impl KeySource for KafkaKeys {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .candidate(kek, hash, &crate::audit::rfc3339_ms(now_ms()));
-        let partition = partition_of(&hash, self.partitions);
+        let partition = 0;
         let record = FutureRecord::to(&self.topic)
             .partition(partition)
             .key(record_key.as_str())
@@ -340,8 +359,15 @@ impl KeySource for KafkaKeys {
         };
         drop(ring);
         if hex::encode(key.id()) != record_key.rsplit('/').next().unwrap_or_default() {
-            // Another worker's candidate came first: ours is never used.
-            self.tombstone(&record_key, &hash);
+            // Another worker's candidate came first: ours is never used, and
+            // is tombstoned before anything goes on (a loser left behind
+            // could come first after a rotation re-writes the topic).
+            let acked = self
+                .queue_tombstone(&record_key)
+                .map(futures::executor::block_on);
+            if !matches!(acked, Ok(Ok(Ok(_)))) {
+                tracing::warn!(topic = %self.topic, "a losing data key candidate was not tombstoned; it is never used");
+            }
         }
         Ok(key)
     }

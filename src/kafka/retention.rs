@@ -36,7 +36,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
-use serde_json::{Map, Value};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::subjects::Quiet;
@@ -362,23 +361,21 @@ fn sweep_once(
             .with_label_values(&[&t.purpose])
             .inc_by(due.len() as u64);
         tracing::info!(topic = %topic, partition, tombstones = due.len(), "retention tombstones written");
-        let mut m = Map::new();
-        m.insert(
-            "older_than".into(),
-            Value::String(audit::rfc3339_ms(cutoff)),
+        let record = audit::retention(
+            topic,
+            *partition,
+            p.position,
+            &t.purpose,
+            due.len(),
+            cutoff,
+            &audit::Context {
+                policy: &sweep.policy,
+                worker: &sweep.worker,
+                processed_at_ms: now,
+            },
         );
-        m.insert("policy".into(), Value::String(sweep.policy.clone()));
-        m.insert("processed_at".into(), Value::String(audit::rfc3339_ms(now)));
-        m.insert("purpose".into(), Value::String(t.purpose.clone()));
-        m.insert(
-            "source".into(),
-            serde_json::json!({"offset": p.position, "partition": partition, "timestamp": null, "topic": topic}),
-        );
-        m.insert("tombstones".into(), Value::from(due.len()));
-        m.insert("type".into(), Value::String("retention".into()));
-        m.insert("worker".into(), Value::String(sweep.worker.clone()));
         let chain = audit::chain_name(topic, *partition);
-        let (text, _) = chains.append(&sweep.audit_key, &chain, &audit::unsealed(&m));
+        let (text, _) = chains.append(&sweep.audit_key, &chain, &record);
         records.push((chain, text));
     }
     for (chain, text) in &records {

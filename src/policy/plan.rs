@@ -518,7 +518,8 @@ pub fn compile_stream(
 }
 
 /// Sets each output's [`OutputPlan::keks`]: the KEKs of its encrypt
-/// decisions on any leaf, and on spans when anything is scanned.
+/// decisions on any leaf and on detector findings (the guard of kept values
+/// acts on findings in fields that are not scanned too).
 fn fill_keks(outputs: &mut [OutputPlan], root: &Node, key: &Leaf, headers: &[(String, Arc<Leaf>)]) {
     fn leaves<'n>(n: &'n Node, out: &mut Vec<&'n Leaf>) {
         out.push(&n.leaf);
@@ -532,12 +533,11 @@ fn fill_keks(outputs: &mut [OutputPlan], root: &Node, key: &Leaf, headers: &[(St
     let mut all: Vec<&Leaf> = vec![key];
     all.extend(headers.iter().map(|(_, l)| &**l));
     leaves(root, &mut all);
-    let scanned = all.iter().any(|l| l.scan);
     for (i, out) in outputs.iter_mut().enumerate() {
         let ops = all
             .iter()
             .filter_map(|l| l.decisions.get(i).map(|d| &d.op))
-            .chain(out.spans.iter().filter(|_| scanned).map(|sd| &sd.op));
+            .chain(out.spans.iter().map(|sd| &sd.op));
         let mut keks: Vec<Arc<str>> = Vec::new();
         for op in ops {
             if let Op::Encrypt(k) = op {

@@ -171,6 +171,11 @@ def main():
     check(not errs, f"tests/golden/audit-erasure.json (type erasure) validates {errs[:3]}")
     check(bool(errors(av, dict(erasure_rec, subject="c-42"))), "audit schema refuses an erasure record with a raw subject id")
     check(bool(errors(av, {k: v for k, v in erasure_rec.items() if k != "actions"})), "audit schema refuses an erasure record without actions")
+    with open(path("tests", "golden", "audit-retention.json")) as f:
+        retention_rec = json.loads(f.read())
+    errs = errors(av, retention_rec)
+    check(not errs, f"tests/golden/audit-retention.json (type retention) validates {errs[:3]}")
+    check(bool(errors(av, dict(retention_rec, tombstones=0))), "audit schema refuses a retention record without tombstones")
 
     print("== the example Avro schema")
     with open(path("schemas", "avro", "shop-order.avsc")) as f:

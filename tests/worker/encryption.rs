@@ -208,10 +208,8 @@ fn encrypted_values_decrypt_with_the_keys_topic_survive_a_restart_and_erasure_sh
         .iter()
         .find(|(_, v, _)| v["type"] == "erasure")
         .unwrap();
-    assert_eq!(
-        record["actions"]["data_keys"],
-        json!({"destroyed": true, "keks": ["kek"]})
-    );
+    assert_eq!(record["actions"]["data_keys"]["destroyed"], true);
+    assert_eq!(record["actions"]["data_keys"]["keks"], json!(["kek"]));
     assert_eq!(
         record["subject"],
         json!(AuditKey::new(AUDIT_KEY).subject("s-1"))

@@ -78,13 +78,27 @@ impl Eraser {
     }
 
     /// The tombstones and the audit record for one erasure-topic record.
+    /// The erasure is applied to this worker's subject state first (its
+    /// follower may not have read it yet), so nothing more of the subject
+    /// is written here after the tombstones.
+    ///
+    /// # Errors
+    /// The subject's data keys could not be destroyed: the worker stops
+    /// without committing the erasure record, and carries it out again on
+    /// the next start.
     pub(super) fn execute(
         &self,
         msg: &BorrowedMessage<'_>,
         actx: &AuditCtx<'_>,
         keys: Option<&KafkaKeys>,
-    ) -> (Vec<OutRecord>, audit::Unsealed) {
+        state: &SharedState,
+    ) -> Result<(Vec<OutRecord>, audit::Unsealed), WorkerError> {
         let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
+        // Malformed records are read the most protective way here too.
+        let _ = state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply_erasure(key, msg.payload());
         let (subjects, requested_at) = crate::state::erasure_request(key, msg.payload());
         let mut outs = Vec::new();
         let mut tombstones: Vec<Value> = Vec::new();
@@ -122,8 +136,8 @@ impl Eraser {
         // before it records that it is done.
         let data_keys = match keys {
             Some(k) if !subjects.is_empty() => {
-                k.shred(&subjects);
-                json!({ "destroyed": true, "keks": self.keks })
+                let n = k.shred(&subjects).map_err(WorkerError::Keys)?;
+                json!({ "destroyed": true, "keks": self.keks, "records": n })
             }
             _ => json!({ "destroyed": false, "keks": [] }),
         };
@@ -159,6 +173,6 @@ impl Eraser {
                 processed_at_ms: now_ms(),
             },
         );
-        (outs, record)
+        Ok((outs, record))
     }
 }
