@@ -299,6 +299,65 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
+    // `encrypt`: the support purpose's contact data and name encrypted under
+    // the subject's data key (held in memory, as in a running worker after
+    // its first event of the subject) instead of kept; next to the same
+    // policy with those classes pseudonymized.
+    let variant = |action: &str| {
+        let text = POLICY.replace(
+            "      - classes: [pii, behavioral, public, internal]\n        action: keep\n",
+            &format!("      - classes: [pii, behavioral, public, internal]\n        action: keep\n      - classes: [pii.contact, pii.name]\n        action: {action}\n"),
+        );
+        let p = policy::load(&text, "policy.yaml").unwrap();
+        let keys = Keys::from_pairs([
+            ("analytics", b"analytics-key".to_vec()),
+            ("marketing", b"marketing-key".to_vec()),
+            ("kek", b"bench-kek-0123456789abcdef-012345".to_vec()),
+        ]);
+        policy::plan::compile(Arc::new(p), &keys).unwrap()
+    };
+    let encrypting = variant("{ encrypt: { key: kek } }");
+    let pseudonymizing = variant("{ pseudonymize: { key: kek } }");
+    assert!(encrypting.encrypts());
+    let local = custos::crypto::LocalKeys::new(
+        custos::crypto::KeyRing::new(encrypting.keks(), &custos::audit::AuditKey::new(b"a")),
+        "t".into(),
+    );
+    let with_keys = custos::state::WithKeys {
+        state: &state,
+        keys: &local,
+    };
+    let (ep, pp) = (&encrypting.streams[0], &pseudonymizing.streams[0]);
+    let mut group = c.benchmark_group("support_contact_3_purposes");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pseudonymize", |b| {
+        b.iter(|| {
+            let rec = rec(black_box(&value));
+            black_box(engine::govern(
+                pp,
+                &policy_id,
+                &rec,
+                &with_keys,
+                NOW,
+                &mut scratch,
+            ))
+        })
+    });
+    group.bench_function("encrypt", |b| {
+        b.iter(|| {
+            let rec = rec(black_box(&value));
+            black_box(engine::govern(
+                ep,
+                &policy_id,
+                &rec,
+                &with_keys,
+                NOW,
+                &mut scratch,
+            ))
+        })
+    });
+    group.finish();
+
     // Floors: decoding alone, and a plain pass-through that parses and re-serializes.
     let mut tape = custos::codec::Tape::default();
     c.bench_function("decode_only", |b| {

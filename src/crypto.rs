@@ -933,19 +933,26 @@ fn open_text(keys: &KeyIndex, aad: &[u8], s: &str, counts: &mut DecryptCounts) -
     if let Some(rest) = s.strip_prefix(TOKEN_PREFIX) {
         if rest.chars().all(is_b64) {
             let o = keys.open(aad, s);
-            count(&o, counts);
-            return match o {
-                Opened::Plain(p) => Some(serde_json::from_slice(&p).unwrap_or(Value::Null)),
-                Opened::KeyDestroyed | Opened::KeyMissing => {
-                    Some(Value::String(KEY_DESTROYED.into()))
+            match o {
+                Opened::Plain(p) => {
+                    count(&Opened::Plain(Vec::new()), counts);
+                    return Some(serde_json::from_slice(&p).unwrap_or(Value::Null));
                 }
-                Opened::Failed(_) => None,
-            };
+                Opened::KeyDestroyed | Opened::KeyMissing => {
+                    count(&o, counts);
+                    return Some(Value::String(KEY_DESTROYED.into()));
+                }
+                // Perhaps a token followed by text in the base64 alphabet:
+                // looked for below, as inside text.
+                Opened::Failed(_) => {}
+            }
         }
     }
     // Tokens inside text. Where one ends is not marked: text right after it
     // may continue the base64 alphabet (`a@b.c/x`), so shorter candidates
-    // are tried (a token's length is a multiple of four).
+    // are tried (a token's length is a multiple of four), up to
+    // `TRAILING_TRIES` of them (bounded work on hostile text).
+    const TRAILING_TRIES: usize = 16;
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut changed = false;
@@ -955,7 +962,8 @@ fn open_text(keys: &KeyIndex, aad: &[u8], s: &str, counts: &mut DecryptCounts) -
         let longest = tail.find(|c: char| !is_b64(c)).unwrap_or(tail.len());
         let mut found: Option<(usize, Opened)> = None;
         let mut end = longest - longest % 4;
-        while end >= 4 {
+        let lowest = end.saturating_sub(4 * TRAILING_TRIES).max(4);
+        while end >= lowest {
             let o = keys.open(aad, &rest[at..at + TOKEN_PREFIX.len() + end]);
             let settled = !matches!(
                 o,
@@ -969,7 +977,18 @@ fn open_text(keys: &KeyIndex, aad: &[u8], s: &str, counts: &mut DecryptCounts) -
             }
             end -= 4;
         }
-        let (end, o) = found.unwrap_or((longest, Opened::Failed(OpenError::NotAToken)));
+        let Some((end, o)) = found else {
+            // Not a token: only the prefix is passed over (another may start
+            // right after it, `enc:v1:enc:v1:…`).
+            out.push_str(TOKEN_PREFIX);
+            rest = tail;
+            continue;
+        };
+        if matches!(o, Opened::Failed(OpenError::NotAToken)) {
+            out.push_str(TOKEN_PREFIX);
+            rest = tail;
+            continue;
+        }
         let token = &rest[at..at + TOKEN_PREFIX.len() + end];
         count(&o, counts);
         match o {

@@ -393,3 +393,26 @@ fn retention_records_are_canonical_and_verifiable() {
     }
     assert_eq!(std::fs::read_to_string(&golden).unwrap(), line);
 }
+
+/// Retention chains restart with every assignment and may sweep twice at
+/// one position: neither is a break or a suspicious restart.
+#[test]
+fn retention_chains_verify_across_restarts_and_repeated_positions() {
+    let mut chains = Chains::default();
+    let mut verifier = Verifier::new(key());
+    let chain = retention_chain("out", 0);
+    for (position, restart) in [(10, false), (10, false), (25, true), (30, false)] {
+        if restart {
+            chains = Chains::default();
+        }
+        let u = retention("out", 0, position, "p", 1, 0, &ctx());
+        let (text, _) = chains.append(&key(), &chain, &u);
+        verifier.check("x", text.as_bytes());
+    }
+    let reports = verifier.finish();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].chain, "retention:out/0");
+    assert!(reports[0].breaks.is_empty(), "{:?}", reports[0].breaks);
+    assert!(reports[0].suspicious_restarts.is_empty());
+    assert_eq!(reports[0].restarts, 1);
+}

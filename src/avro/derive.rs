@@ -223,8 +223,10 @@ impl Deriver {
             // Only the classification is copied: other attributes are the
             // producer's free text (they could hold anything).
             let mut attrs = classification(&f.attrs);
-            let mut acted = cleaf.scan;
+            // A scalar where the policy expects an array: the element's rules
+            // (as in the walk).
             let sleaf = crate::policy::plan::scalar_leaf(cleaf, cnode).0;
+            let mut acted = sleaf.scan;
             if sleaf.is_classified() && f.ty.shape() != Shape::Container {
                 let kind = sleaf.decisions[self.p].kind;
                 if kind != crate::policy::ActionKind::Keep {
@@ -237,12 +239,12 @@ impl Deriver {
                 None => None,
                 Some(d) if ty == f.ty && !acted => Some(d.clone()),
                 // A scanned field's default would need the scan: left out.
-                Some(_) if cleaf.scan => ty
+                Some(_) if sleaf.scan => ty
                     .branches()
                     .first()
                     .filter(|b| **b == Ty::Null)
                     .map(|_| Value::Null),
-                Some(d) => self.default(d, &f.ty, &ty, cleaf),
+                Some(d) => self.default(d, &f.ty, &ty, sleaf),
             };
             fields.push(Field {
                 name: f.name.clone(),

@@ -266,6 +266,10 @@ fn anchor(
     let group = &cfg.kafka.group_id;
     let mut cleared = 0usize;
     for r in reports.iter_mut() {
+        if r.chain.starts_with("retention:") {
+            // Sweeps of an output topic: nothing to hold against an input.
+            continue;
+        }
         let Some((topic, partition)) = r
             .chain
             .rsplit_once('/')

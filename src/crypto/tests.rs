@@ -374,5 +374,25 @@ fn a_token_inside_text_followed_by_base64_characters_is_found() {
             "{after}"
         );
         assert_eq!(counts.decrypted, 1);
+        // At the very start of the text too.
+        let mut v = json!({ "notes": format!("{token}{after}") });
+        decrypt_value(&index, o, &mut v, &mut counts);
+        assert_eq!(
+            v["notes"],
+            json!(format!("x@example.com{after}")),
+            "{after}"
+        );
     }
+    // A prefix that starts no token does not hide the one right after it.
+    let token = k.seal(&at, br#""y@example.com""#);
+    let mut v = json!({ "notes": format!("enc:v1:{token} and enc:v1:") });
+    let mut counts = DecryptCounts::default();
+    decrypt_value(&index, o, &mut v, &mut counts);
+    assert_eq!(v["notes"], json!("enc:v1:y@example.com and enc:v1:"));
+    // Hostile text: a long run of the alphabet after a real key id costs a
+    // bounded number of tries (this returns quickly) and decrypts nothing.
+    let long = format!("{}{}", &token[..40], "A".repeat(1 << 20));
+    let mut v = json!({ "notes": long.clone() });
+    decrypt_value(&index, o, &mut v, &mut counts);
+    assert_eq!(v["notes"], json!(long));
 }

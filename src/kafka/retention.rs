@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
@@ -101,12 +102,13 @@ impl Schedule {
         }
     }
 
-    /// Removes and returns the keys last written before `cutoff`.
-    pub fn due(&mut self, cutoff: i64) -> Vec<Box<[u8]>> {
+    /// Removes and returns the keys last written before `cutoff`, with
+    /// their last write (to put one back whose tombstone failed).
+    pub fn due(&mut self, cutoff: i64) -> Vec<(Box<[u8]>, i64)> {
         let mut out = Vec::new();
         self.entries.retain(|_, (ts, key)| {
             if *ts < cutoff {
-                out.push(std::mem::take(key));
+                out.push((std::mem::take(key), *ts));
                 false
             } else {
                 true
@@ -151,15 +153,16 @@ pub fn targets(compiled: &Compiled, compacted: &std::collections::HashSet<String
 
 struct Part {
     schedule: Schedule,
-    /// High watermark at assignment; position; end of partition seen.
-    high: i64,
+    /// The offset after the last record read.
     position: i64,
-    eof: bool,
 }
 
 impl Part {
-    fn caught_up(&self) -> bool {
-        self.eof && self.position >= self.high
+    fn new() -> Part {
+        Part {
+            schedule: Schedule::new(),
+            position: 0,
+        }
     }
 }
 
@@ -199,7 +202,7 @@ pub fn start(
         .create_with_context(Quiet)?;
     let topics: Vec<&str> = targets.iter().map(|t| t.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
-    let producer: ThreadedProducer<DefaultProducerContext> = base
+    let producer: FutureProducer = base
         .clone()
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -216,7 +219,7 @@ pub fn start(
 
 fn run(
     consumer: &BaseConsumer<Quiet>,
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &FutureProducer,
     targets: &[Target],
     sweep: &Sweep,
     metrics: &Metrics,
@@ -236,36 +239,37 @@ fn run(
                 // A record can arrive before the assignment is looked at.
                 let p = parts
                     .entry((m.topic().to_string(), m.partition()))
-                    .or_insert_with(|| new_part(consumer, m.topic(), m.partition()));
-                p.position = p.position.max(m.offset() + 1);
-                p.eof = false;
+                    .or_insert_with(Part::new);
+                if m.offset() < p.position {
+                    // Read again from an earlier offset (revoked and assigned
+                    // again between two looks at the assignment): an old
+                    // record must not overwrite a newer write, so rebuild.
+                    *p = Part::new();
+                }
+                p.position = m.offset() + 1;
                 if let Some(key) = m.key() {
                     let ts = m.timestamp().to_millis().filter(|t| *t >= 0);
                     p.schedule
                         .read(key, ts, m.payload().is_none(), (sweep.clock.0)());
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                let position = consumer.position().ok();
-                for ((topic, pn), p) in &mut parts {
-                    if *pn == partition {
-                        let pos = position
-                            .as_ref()
-                            .and_then(|tpl| tpl.find_partition(topic, partition))
-                            .and_then(|e| e.offset().to_raw());
-                        if let Some(pos) = pos {
-                            p.position = p.position.max(pos);
-                        }
-                        p.eof = true;
-                    }
-                }
-            }
+            // End-of-partition events name no topic: the sweep asks for the
+            // high watermark of each partition itself.
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => tracing::warn!(error = %e, "retention sweeper"),
-            None => {}
         }
         if last_sweep.elapsed() >= sweep.interval {
             last_sweep = Instant::now();
-            sweep_once(producer, targets, sweep, metrics, &mut parts, &mut chains);
+            sweep_once(
+                consumer,
+                producer,
+                targets,
+                sweep,
+                metrics,
+                &mut parts,
+                &mut chains,
+                stop,
+            );
         }
     }
 }
@@ -282,91 +286,106 @@ fn follow_assignment(consumer: &BaseConsumer<Quiet>, parts: &mut HashMap<(String
         .map(|e| (e.topic().to_string(), e.partition()))
         .collect();
     parts.retain(|k, _| now.contains(k));
-    for (topic, partition) in now {
-        if parts.contains_key(&(topic.clone(), partition)) {
-            continue;
+    for k in now {
+        parts.entry(k).or_insert_with(Part::new);
+    }
+}
+
+/// True when every record of the partition up to its current end has been
+/// read: the position has reached the high watermark the broker reports
+/// now. Under `read_committed` the position stops at the last stable
+/// offset, so a partition with an open transaction waits for the next sweep.
+fn caught_up(consumer: &BaseConsumer<Quiet>, topic: &str, partition: i32, position: i64) -> bool {
+    let position = consumer
+        .position()
+        .ok()
+        .and_then(|tpl| tpl.find_partition(topic, partition)?.offset().to_raw())
+        .map_or(position, |p| p.max(position));
+    match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+        Ok((_, high)) => position >= high,
+        Err(e) => {
+            tracing::debug!(topic, partition, error = %e, "retention: high watermark not known; the partition waits");
+            false
         }
-        let part = new_part(consumer, &topic, partition);
-        parts.insert((topic, partition), part);
     }
 }
 
-/// A partition just assigned: read from its beginning (nothing is committed).
-fn new_part(consumer: &BaseConsumer<Quiet>, topic: &str, partition: i32) -> Part {
-    let high = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_or(i64::MAX, |(_, h)| h);
-    tracing::debug!(
-        topic,
-        partition,
-        high,
-        "retention: partition assigned, reading it from the beginning"
-    );
-    Part {
-        schedule: Schedule::new(),
-        high,
-        position: 0,
-        eof: false,
-    }
-}
-
+#[allow(clippy::too_many_arguments)]
 fn sweep_once(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    consumer: &BaseConsumer<Quiet>,
+    producer: &FutureProducer,
     targets: &[Target],
     sweep: &Sweep,
     metrics: &Metrics,
     parts: &mut HashMap<(String, i32), Part>,
     chains: &mut Chains,
+    stop: &AtomicBool,
 ) {
     let now = (sweep.clock.0)();
-    let mut records: Vec<(String, String)> = Vec::new();
     for ((topic, partition), p) in parts.iter_mut() {
         let Some(t) = targets.iter().find(|t| &t.topic == topic) else {
             continue;
         };
-        if !p.caught_up() {
-            tracing::debug!(topic = %topic, partition, position = p.position, high = p.high, eof = p.eof, "retention: not read to its end yet");
+        let cutoff = now.saturating_sub(t.retention_ms);
+        if p.schedule.is_empty() || !caught_up(consumer, topic, *partition, p.position) {
             continue;
         }
-        let cutoff = now.saturating_sub(t.retention_ms);
         let due = p.schedule.due(cutoff);
         if due.is_empty() {
             continue;
         }
-        for key in &due {
+        // Every tombstone queued, then each acknowledgement awaited; a key
+        // whose tombstone failed goes back into the schedule.
+        let mut pending = Vec::with_capacity(due.len());
+        for (key, ts) in due {
             let headers = OwnedHeaders::new().insert(Header {
                 key: "custos-purpose",
                 value: Some(t.purpose.as_bytes()),
             });
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
                 .partition(*partition)
                 .key(&key[..])
                 .headers(headers);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(_), back)) => {
+            let queued = loop {
+                match producer.send_result(record) {
+                    Ok(f) => break Some(f),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if !stop.load(Ordering::Relaxed) =>
+                    {
                         record = back;
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
-                        tracing::error!(topic = %topic, error = %e, "retention tombstone not queued; the next start sweeps the key again");
-                        break;
+                        tracing::error!(topic = %topic, error = %e, "retention tombstone not queued; the key is swept again");
+                        break None;
                     }
                 }
+            };
+            pending.push((key, ts, queued));
+        }
+        let mut written = 0usize;
+        for (key, ts, queued) in pending {
+            let acked = queued.map(futures::executor::block_on);
+            if matches!(acked, Some(Ok(Ok(_)))) {
+                written += 1;
+            } else {
+                p.schedule.read(&key, Some(ts), false, now);
             }
+        }
+        if written == 0 {
+            continue;
         }
         metrics
             .retention_tombstones
             .with_label_values(&[&t.purpose])
-            .inc_by(due.len() as u64);
-        tracing::info!(topic = %topic, partition, tombstones = due.len(), "retention tombstones written");
+            .inc_by(written as u64);
+        tracing::info!(topic = %topic, partition, tombstones = written, "retention tombstones written");
         let record = audit::retention(
             topic,
             *partition,
             p.position,
             &t.purpose,
-            due.len(),
+            written,
             cutoff,
             &audit::Context {
                 policy: &sweep.policy,
@@ -374,25 +393,21 @@ fn sweep_once(
                 processed_at_ms: now,
             },
         );
-        let chain = audit::chain_name(topic, *partition);
+        let chain = audit::retention_chain(topic, *partition);
         let (text, _) = chains.append(&sweep.audit_key, &chain, &record);
-        records.push((chain, text));
-    }
-    for (chain, text) in &records {
-        let record: BaseRecord<'_, str, str> = BaseRecord::to(&sweep.audit_topic)
+        let audit_record: FutureRecord<'_, str, str> = FutureRecord::to(&sweep.audit_topic)
             .key(chain.as_str())
             .payload(text.as_str());
-        if let Err((e, _)) = producer.send(record) {
-            tracing::error!(error = %e, "retention audit record not queued");
-        } else {
-            metrics
+        match producer
+            .send_result(audit_record)
+            .map(futures::executor::block_on)
+        {
+            Ok(Ok(Ok(_))) => metrics
                 .audit_records
                 .with_label_values(&["retention"])
-                .inc();
+                .inc(),
+            _ => tracing::error!(topic = %topic, partition, "retention audit record not written"),
         }
-    }
-    if !records.is_empty() && producer.flush(Duration::from_secs(30)).is_err() {
-        tracing::error!("retention tombstones or audit records not acknowledged in 30 s");
     }
 }
 
@@ -410,9 +425,9 @@ mod tests {
         s.read(b"b", None, true, 0); // b already tombstoned
         assert_eq!(s.len(), 2);
         assert!(s.due(50).is_empty());
-        assert_eq!(s.due(101), vec![Box::from(&b"c"[..])]);
+        assert_eq!(s.due(101), vec![(Box::from(&b"c"[..]), 50)]);
         assert_eq!(s.len(), 1);
-        assert_eq!(s.due(501), vec![Box::from(&b"a"[..])]);
+        assert_eq!(s.due(501), vec![(Box::from(&b"a"[..]), 500)]);
         assert!(s.is_empty());
     }
 }

@@ -339,8 +339,8 @@ impl Worker {
         };
         let on_erased: Option<subjects::OnErased> = keys.clone().map(|k| {
             let hook: subjects::OnErased = Arc::new(move |ids: &[String]| {
-                // The erasure's own handling (the group member that carries
-                // it out) fails on this; here the next read of it retries.
+                // The group member that carries the erasure out shreds too,
+                // and stops (to redo it) if that fails; here it is logged.
                 if let Err(e) = k.shred(ids) {
                     tracing::error!(error = %e, "data keys of an erased subject not destroyed yet");
                 }
