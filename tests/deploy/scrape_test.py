@@ -179,6 +179,11 @@ def keyed(path):
     return out
 
 
+def audit_of(prom, kind):
+    """custos_audit_records_total of one type, as Prometheus sees it."""
+    return prom.scalar(f'sum(custos_audit_records_total{{job="custos", type="{kind}"}})')
+
+
 def expected_from_apply(binary, workdir, now, inputs_path, env):
     """What custos's engine does with the inputs, from `custos apply --audit`."""
     audit = os.path.join(workdir, "apply-audit.ndjson")
@@ -421,7 +426,7 @@ def main():
 
         # Everything consumed and audited.
         wait_for("every event consumed and audited, as seen by prometheus",
-                 lambda: prom.scalar('sum(custos_audit_records_total{job="custos"})') == float(exp["consumed"]),
+                 lambda: prom.scalar('sum(custos_audit_records_total{job="custos", type=~"record|dead_letter"})') == float(exp["consumed"]),
                  left(60))
 
         q = prom.query
@@ -448,6 +453,10 @@ def main():
         for t in ("record", "dead_letter"):
             checks.check(audit.get(t) == exp["audit"][t],
                          f"custos_audit_records_total{{type={t}}} = {audit.get(t)}, custos apply: {exp['audit'][t]}")
+        # The group carries out each erasure record once, with an audit record.
+        erasure_records = sum(1 for _ in keyed(ERASURE))
+        wait_for("an erasure audit record per erasure record",
+                 lambda: audit_of(prom, "erasure") == float(erasure_records), left(30))
         consent_n = sum(1 for _ in keyed(CONSENT))
         erased_n = len({s for s, _ in keyed(ERASURE)})
         consent_v = prom.scalar('custos_consent_subjects{job="custos"}')
