@@ -304,7 +304,7 @@ fn bench(c: &mut Criterion) {
     // its first event of the subject) instead of kept; next to the same
     // policy with those classes pseudonymized.
     let variant = |action: &str| {
-        let text = POLICY.replace(
+        let text = POLICY.replacen("keys:\n", "keys:\n  kek: { env: CUSTOS_KEK }\n", 1).replace(
             "      - classes: [pii, behavioral, public, internal]\n        action: keep\n",
             &format!("      - classes: [pii, behavioral, public, internal]\n        action: keep\n      - classes: [pii.contact, pii.name]\n        action: {action}\n"),
         );
