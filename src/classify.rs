@@ -485,10 +485,38 @@ fn detect_raw(text: &str, out: &mut Vec<Span>) {
     let brackets =
         memchr::memchr3(b'[', b'(', b'{', bytes).is_some() || memchr::memchr(b'<', bytes).is_some();
     if at {
-        for m in p.email.find_iter(text) {
-            if let Some(start) = email_valid(text, m.start(), m.end()) {
-                cands.push(Span::new(start, m.end(), Detector::Email));
+        let mut from = 0;
+        while let Some(m) = p.email.find_at(text, from) {
+            let (start, mut end) = (m.start(), m.end());
+            // Glued addresses (`a@b.coc@d.com`, `ada@example.comada@x.io`):
+            // the next one starts inside this one's domain. One span covers
+            // the whole run (fail closed: no part of either is left).
+            let mut glued = false;
+            while text[end..].starts_with('@') {
+                glued = true;
+                let last_at = start + text[start..end].rfind('@').unwrap_or(0) + 1;
+                match p.email.find_at(text, last_at) {
+                    Some(n) if n.start() <= end && n.end() > end => end = n.end(),
+                    _ => break,
+                }
             }
+            if let Some(s) = email_valid(text, start, end) {
+                cands.push(Span::new(s, end, Detector::Email));
+            } else if glued {
+                // Still followed by an `@` or a word: the run is taken whole.
+                let tail = text[end..]
+                    .find(|c: char| {
+                        c.is_whitespace()
+                            || matches!(
+                                c,
+                                ',' | ';' | '"' | '\'' | '<' | '>' | '(' | ')' | '[' | ']'
+                            )
+                    })
+                    .map_or(text.len(), |i| end + i);
+                cands.push(Span::new(start, tail, Detector::Email));
+                end = tail;
+            }
+            from = end;
         }
         if memchr::memmem::find(bytes, b"\"@").is_some() {
             for m in p.email_quoted.find_iter(text) {

@@ -275,15 +275,17 @@ impl Kek {
         &self.fingerprint
     }
 
-    /// The keys-topic value holding `key` wrapped, bound to `record_key`;
-    /// `subjects` is the fingerprint of the key its subject hash is made
-    /// under ([`KeyRing::subjects_fingerprint`]).
+    /// The keys-topic value holding `key` wrapped, bound to `record_key`
+    /// and to `subjects`, the fingerprint of the key its subject hash is
+    /// made under ([`KeyRing::subjects_fingerprint`]): a record copied to
+    /// another record key, or relabelled as another deployment's, does not
+    /// unwrap.
     pub fn wrap(
         &self,
         record_key: &str,
         key: &[u8; 32],
         created_at: &str,
-        subjects: Option<&str>,
+        subjects: &str,
     ) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = random();
         let ct = self
@@ -292,22 +294,21 @@ impl Kek {
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: key,
-                    aad: record_key.as_bytes(),
+                    aad: &wrap_aad(record_key, subjects),
                 },
             )
             .expect("AES-GCM encrypts 32 bytes");
         let mut raw = nonce.to_vec();
         raw.extend_from_slice(&ct);
-        let mut v = serde_json::json!({
+        serde_json::json!({
             "v": 1,
             "kek": self.fingerprint,
+            "subjects": subjects,
             "wrapped": B64.encode(raw),
             "created_at": created_at,
-        });
-        if let Some(fp) = subjects {
-            v["subjects"] = Value::String(fp.to_string());
-        }
-        v.to_string().into_bytes()
+        })
+        .to_string()
+        .into_bytes()
     }
 
     /// The data key a keys-topic value holds.
@@ -316,9 +317,10 @@ impl Kek {
     /// Not such a value, or one that does not unwrap under this KEK.
     pub fn unwrap(&self, record_key: &str, value: &[u8]) -> Result<[u8; 32], RecordError> {
         let v: Value = serde_json::from_slice(value).map_err(|_| RecordError::BadValue)?;
-        let (Some(1), Some(fp), Some(wrapped)) = (
+        let (Some(1), Some(fp), Some(subjects), Some(wrapped)) = (
             v.get("v").and_then(Value::as_u64),
             v.get("kek").and_then(Value::as_str),
+            v.get("subjects").and_then(Value::as_str),
             v.get("wrapped").and_then(Value::as_str),
         ) else {
             return Err(RecordError::BadValue);
@@ -338,12 +340,35 @@ impl Kek {
                 Nonce::from_slice(&raw[..NONCE_LEN]),
                 Payload {
                     msg: &raw[NONCE_LEN..],
-                    aad: record_key.as_bytes(),
+                    aad: &wrap_aad(record_key, subjects),
                 },
             )
             .map_err(|_| unwrap_err())?;
         key.try_into().map_err(|_| unwrap_err())
     }
+}
+
+/// Associated data of a wrapped data key: its record key and the
+/// subjects fingerprint, length-prefixed.
+fn wrap_aad(record_key: &str, subjects: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(16 + record_key.len() + subjects.len());
+    for part in [record_key, subjects] {
+        aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad
+}
+
+/// Where a (KEK name, subject hash) lives in a [`KeyRing`].
+fn slot(kek: &str, hash: &SubjectHash) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(kek.as_bytes());
+    h.update([0]);
+    h.update(hash);
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
 }
 
 /// A keys-topic record key, parsed.
@@ -371,10 +396,17 @@ impl RecordKey {
         };
         hex::decode_to_slice(subject, &mut out.subject).map_err(|_| RecordError::BadKey)?;
         hex::decode_to_slice(id, &mut out.id).map_err(|_| RecordError::BadKey)?;
-        if kek.is_empty() {
+        // Only the form custos writes (lower-case hex, nothing around it):
+        // compaction goes by the exact bytes, so a look-alike must not pass
+        // for the record it imitates.
+        if kek.is_empty() || out.render() != s {
             return Err(RecordError::BadKey);
         }
         Ok(out)
+    }
+
+    fn slot(&self) -> [u8; 16] {
+        slot(&self.kek, &self.subject)
     }
 
     pub fn render(&self) -> String {
@@ -482,14 +514,15 @@ impl KeyRing {
         h
     }
 
-    /// The agreed key of a subject, if any.
-    pub fn get(&self, hash: &SubjectHash) -> Option<DataKey> {
-        self.keys.get(hash).map(DataKey::new)
+    /// The agreed key of a subject under KEK `kek`, if any (`hash`: its
+    /// [`KeyRing::subject_hash`]).
+    pub fn get(&self, kek: &str, hash: &SubjectHash) -> Option<DataKey> {
+        self.keys.get(&slot(kek, hash)).map(DataKey::new)
     }
 
     /// True when the subject's key is on the topic but does not unwrap here.
-    pub fn is_unreadable(&self, hash: &SubjectHash) -> bool {
-        self.unreadable.contains_key(hash)
+    pub fn is_unreadable(&self, kek: &str, hash: &SubjectHash) -> bool {
+        self.unreadable.contains_key(&slot(kek, hash))
     }
 
     /// Number of subjects (per KEK) with a key.
@@ -515,7 +548,7 @@ impl KeyRing {
             id: key_id(&key),
         }
         .render();
-        let value = k.wrap(&rk, &key, created_at, Some(&self.subjects_fp));
+        let value = k.wrap(&rk, &key, created_at, &self.subjects_fp);
         (rk, value)
     }
 
@@ -529,35 +562,40 @@ impl KeyRing {
     /// it is ignored (the reader logs its coordinates).
     pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<Applied, RecordError> {
         let rk = RecordKey::parse(key)?;
+        // Slots are per KEK name and subject hash: a tombstone or record
+        // under another KEK name touches nothing of this one's.
+        let at = rk.slot();
         if !self.seen_keks.contains(&rk.kek) {
             self.seen_keks.insert(rk.kek.clone());
         }
         let Some(value) = value else {
-            if self.keys.get(&rk.subject).map(key_id) == Some(rk.id) {
-                self.keys.remove(&rk.subject);
+            if self.keys.get(&at).map(key_id) == Some(rk.id) {
+                self.keys.remove(&at);
             }
-            if self.unreadable.get(&rk.subject) == Some(&rk.id) {
-                self.unreadable.remove(&rk.subject);
+            if self.unreadable.get(&at) == Some(&rk.id) {
+                self.unreadable.remove(&at);
             }
-            if let Some(l) = self.losers.get_mut(&rk.subject) {
+            if let Some(l) = self.losers.get_mut(&at) {
                 l.retain(|id| *id != rk.id);
                 if l.is_empty() {
-                    self.losers.remove(&rk.subject);
+                    self.losers.remove(&at);
                 }
             }
             return Ok(Applied::Destroyed);
         };
-        if let Some(fp) = serde_json::from_slice::<Value>(value).ok().and_then(|v| {
-            v.get("subjects")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        }) {
-            if fp != self.subjects_fp {
-                self.foreign_subjects += 1;
-                return Err(RecordError::OtherSubjects(fp.chars().take(16).collect()));
-            }
+        let fp = serde_json::from_slice::<Value>(value)
+            .ok()
+            .and_then(|v| {
+                v.get("subjects")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .ok_or(RecordError::BadValue)?;
+        if fp != self.subjects_fp {
+            self.foreign_subjects += 1;
+            return Err(RecordError::OtherSubjects(fp.chars().take(16).collect()));
         }
-        if self.erased.contains(&rk.subject) {
+        if self.erased.contains(&at) {
             return Ok(Applied::Erased);
         }
         let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
@@ -565,18 +603,17 @@ impl KeyRing {
             Some(kek) => kek.unwrap(text, value),
             None => Err(RecordError::UnknownKek(rk.kek.clone())),
         };
-        let again = self.keys.get(&rk.subject).map(key_id) == Some(rk.id)
-            || self.unreadable.get(&rk.subject) == Some(&rk.id);
-        let taken =
-            self.keys.contains_key(&rk.subject) || self.unreadable.contains_key(&rk.subject);
+        let again = self.keys.get(&at).map(key_id) == Some(rk.id)
+            || self.unreadable.get(&at) == Some(&rk.id);
+        let taken = self.keys.contains_key(&at) || self.unreadable.contains_key(&at);
         match unwrapped {
             // Forged: the key is not the one its record key names.
             Ok(d) if key_id(&d) != rk.id => Err(RecordError::BadKey),
             Ok(d) => {
-                if self.unreadable.get(&rk.subject) == Some(&rk.id) {
+                if self.unreadable.get(&at) == Some(&rk.id) {
                     // The winner, re-wrapped under a KEK this ring has.
-                    self.unreadable.remove(&rk.subject);
-                    self.keys.insert(rk.subject, d);
+                    self.unreadable.remove(&at);
+                    self.keys.insert(at, d);
                     return Ok(Applied::Won);
                 }
                 if again {
@@ -586,13 +623,13 @@ impl KeyRing {
                     self.lose(&rk);
                     return Ok(Applied::Lost);
                 }
-                self.keys.insert(rk.subject, d);
+                self.keys.insert(at, d);
                 Ok(Applied::Won)
             }
             // Unreadable here, but it holds its place in the agreement.
             Err(e @ (RecordError::Unwrap { .. } | RecordError::UnknownKek(_))) => {
                 if !taken {
-                    self.unreadable.insert(rk.subject, rk.id);
+                    self.unreadable.insert(at, rk.id);
                 } else if !again {
                     self.lose(&rk);
                 }
@@ -603,7 +640,7 @@ impl KeyRing {
     }
 
     fn lose(&mut self, rk: &RecordKey) {
-        let l = self.losers.entry(rk.subject).or_default();
+        let l = self.losers.entry(rk.slot()).or_default();
         if !l.contains(&rk.id) {
             l.push(rk.id);
         }
@@ -626,13 +663,14 @@ impl KeyRing {
         let mut out = Vec::new();
         for kek in self.kek_names() {
             let hash = self.subject_hash(&kek, subject);
+            let at = slot(&kek, &hash);
             let ids = self
                 .keys
-                .get(&hash)
+                .get(&at)
                 .map(key_id)
                 .into_iter()
-                .chain(self.unreadable.get(&hash).copied())
-                .chain(self.losers.get(&hash).into_iter().flatten().copied());
+                .chain(self.unreadable.get(&at).copied())
+                .chain(self.losers.get(&at).into_iter().flatten().copied());
             for id in ids {
                 out.push(
                     RecordKey {
@@ -651,24 +689,34 @@ impl KeyRing {
     /// their way) and remembers it: a key of it read later is tombstoned too.
     pub fn forget(&mut self, subject: &str) {
         for kek in self.kek_names() {
-            let hash = self.subject_hash(&kek, subject);
-            self.keys.remove(&hash);
-            self.losers.remove(&hash);
-            self.unreadable.remove(&hash);
-            self.erased.insert(hash);
+            let at = slot(&kek, &self.subject_hash(&kek, subject));
+            self.keys.remove(&at);
+            self.losers.remove(&at);
+            self.unreadable.remove(&at);
+            self.erased.insert(at);
         }
     }
 }
 
-/// The keys `custos decrypt` holds: every live data key by id.
+/// The keys `custos decrypt` holds: every keys-topic record by key id.
 #[derive(Default)]
 pub struct KeyIndex {
-    keys: HashMap<KeyId, DataKey>,
-    /// Ids whose tombstone was read: destroyed for certain.
-    destroyed: std::collections::HashSet<KeyId>,
-    /// Ids of records on the topic that did not unwrap here (another KEK,
-    /// another secret): their tokens failed, they are not destroyed.
-    unreadable: std::collections::HashSet<KeyId>,
+    /// Per key id, the state of every keys-topic record naming it (by its
+    /// exact record key): a record under another KEK name or subject hash
+    /// is another record, and says nothing of this one.
+    ids: HashMap<KeyId, Vec<(String, KeyState)>>,
+}
+
+#[derive(Debug, Clone)]
+enum KeyState {
+    Live(Box<DataKey>),
+    /// A tombstone was read: destroyed for certain, and stays so (a value
+    /// written again under this record key after its tombstone does not
+    /// bring the key back).
+    Destroyed,
+    /// On the topic, but does not unwrap here (another KEK, another
+    /// secret): its tokens fail, they are not destroyed.
+    Unreadable,
 }
 
 /// What became of one token.
@@ -696,55 +744,80 @@ impl KeyIndex {
         value: Option<&[u8]>,
     ) -> Result<(), RecordError> {
         let rk = RecordKey::parse(key)?;
+        let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
+        let records = self.ids.entry(rk.id).or_default();
+        let at = records.iter().position(|(k, _)| k == text);
         let Some(value) = value else {
-            self.keys.remove(&rk.id);
-            self.unreadable.remove(&rk.id);
-            self.destroyed.insert(rk.id);
+            match at {
+                Some(i) => records[i].1 = KeyState::Destroyed,
+                None => records.push((text.to_string(), KeyState::Destroyed)),
+            }
             return Ok(());
         };
-        let text = std::str::from_utf8(key).map_err(|_| RecordError::BadKey)?;
+        let state = at.map(|i| &records[i].1);
+        if matches!(state, Some(KeyState::Destroyed)) {
+            return Ok(());
+        }
         let data = match keks.iter().find(|k| k.name == rk.kek) {
             Some(kek) => kek.unwrap(text, value),
             None => Err(RecordError::UnknownKek(rk.kek.clone())),
         };
-        let data = match data {
-            Ok(d) if key_id(&d) == rk.id => d,
+        let next = match data {
+            Ok(d) if key_id(&d) == rk.id => KeyState::Live(Box::new(DataKey::new(&d))),
             Ok(_) => return Err(RecordError::BadKey),
+            // A key already read stays known when its record is re-wrapped
+            // under a KEK this reader lacks.
             Err(e) => {
-                if !self.keys.contains_key(&rk.id) && !self.destroyed.contains(&rk.id) {
-                    self.unreadable.insert(rk.id);
+                if at.is_none() {
+                    records.push((text.to_string(), KeyState::Unreadable));
                 }
                 return Err(e);
             }
         };
-        if !self.destroyed.contains(&rk.id) {
-            self.unreadable.remove(&rk.id);
-            self.keys.insert(rk.id, DataKey::new(&data));
+        match at {
+            Some(i) => records[i].1 = next,
+            None => records.push((text.to_string(), next)),
         }
         Ok(())
     }
 
+    /// Number of keys that open tokens.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.ids
+            .values()
+            .filter(|r| r.iter().any(|(_, s)| matches!(s, KeyState::Live(_))))
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
-    /// Decrypts one token found at `aad`.
+    /// Decrypts one token found at `aad`. Any live record of the token's
+    /// key id opens it; failing that, an unreadable one makes it fail, and
+    /// only a key whose every record is tombstoned is destroyed.
     pub fn open(&self, aad: &[u8], token: &str) -> Opened {
         let Some(id) = token_key_id(token) else {
             return Opened::Failed(OpenError::NotAToken);
         };
-        match self.keys.get(&id) {
-            None if self.destroyed.contains(&id) => Opened::KeyDestroyed,
-            None if self.unreadable.contains(&id) => Opened::Failed(OpenError::Unreadable),
-            None => Opened::KeyMissing,
+        let records = self.ids.get(&id).map(Vec::as_slice).unwrap_or_default();
+        let live = records.iter().find_map(|(_, s)| match s {
+            KeyState::Live(k) => Some(k),
+            _ => None,
+        });
+        match live {
             Some(k) => match k.open(aad, token) {
                 Ok(p) => Opened::Plain(p),
                 Err(e) => Opened::Failed(e),
             },
+            None if records
+                .iter()
+                .any(|(_, s)| matches!(s, KeyState::Unreadable)) =>
+            {
+                Opened::Failed(OpenError::Unreadable)
+            }
+            None if !records.is_empty() => Opened::KeyDestroyed,
+            None => Opened::KeyMissing,
         }
     }
 }
@@ -812,7 +885,7 @@ impl LocalKeys {
 impl KeySource for LocalKeys {
     fn data_key(&self, kek: &str, subject: &str) -> Result<DataKey, Unavailable> {
         let hash = self.ring.borrow().subject_hash(kek, subject);
-        if let Some(k) = self.ring.borrow().get(&hash) {
+        if let Some(k) = self.ring.borrow().get(kek, &hash) {
             return Ok(k);
         }
         if self.ring.borrow().kek(kek).is_none() {
@@ -824,7 +897,7 @@ impl KeySource for LocalKeys {
             .apply(rk.as_bytes(), Some(&value))
             .map_err(|_| Unavailable)?;
         self.created.borrow_mut().push((rk, Some(value)));
-        self.ring.borrow().get(&hash).ok_or(Unavailable)
+        self.ring.borrow().get(kek, &hash).ok_or(Unavailable)
     }
 }
 

@@ -1548,6 +1548,26 @@ fn apply_encrypts_and_decrypt_restores_refuses_moves_and_honours_destroyed_keys(
         outputs[1]["value"]["customer"]["email"]
     );
 
+    // A line that is not an output line (not JSON, a member twice) is
+    // written as read and counted; the lines after it are still decrypted.
+    let first = format!("{}\n", outputs[0]);
+    let dup = format!("{{\"value\":{},\"value\":{{}}}}\n", outputs[0]["value"]);
+    let mixed = format!("not json\n{dup}{first}");
+    let partial = decrypt(&mixed);
+    assert_eq!(partial.status.code(), Some(1), "{}", stderr(&partial));
+    let out = stdout(&partial);
+    let out: Vec<&str> = out.lines().collect();
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(out[0], "not json");
+    assert_eq!(format!("{}\n", out[1]), dup);
+    let last: Value = serde_json::from_str(out[2]).unwrap();
+    assert_eq!(last["value"]["customer"]["email"], "ann@example.com");
+    assert!(
+        stderr(&partial).contains("2 value(s) or line(s)"),
+        "{}",
+        stderr(&partial)
+    );
+
     // An erasure of c-1 (apply --erasure with the keys file) tombstones its
     // key (crypto-shredding): its values never come back. The keys file
     // lost its final newline meanwhile: the tombstone still gets a line.
@@ -1613,6 +1633,23 @@ fn apply_encrypts_and_decrypt_restores_refuses_moves_and_honours_destroyed_keys(
     let refused = no_audit.output().unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--keys needs CUSTOS_AUDIT_KEY"));
+
+    // Keys records that are not custos's (tampering): the lines are still
+    // decrypted with the rest, and the exit status says so.
+    let mut tampered = std::fs::read_to_string(&keys).unwrap();
+    tampered.push_str("{\"key\":\"kek/XYZ/00\",\"value\":{\"v\":1}}\n");
+    std::fs::write(&keys, tampered).unwrap();
+    let warned = decrypt(&text);
+    assert_eq!(warned.status.code(), Some(1));
+    assert!(
+        stderr(&warned).contains("not custos's"),
+        "{}",
+        stderr(&warned)
+    );
+    assert_eq!(
+        lines(&warned)[1]["value"]["customer"]["email"],
+        "bo@example.com"
+    );
 
     let nowhere = custos(&["decrypt"], Some(b""));
     assert_eq!(nowhere.status.code(), Some(1));

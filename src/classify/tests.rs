@@ -14,6 +14,21 @@ fn check(text: &str, expected: &[(&str, Detector)]) {
 }
 
 #[test]
+fn glued_emails_are_covered_whole() {
+    for (text, span) in [
+        ("write a@b.coc@d.com now", "a@b.coc@d.com"),
+        (
+            "mail ada@example.comada@example.com end",
+            "ada@example.comada@example.com",
+        ),
+        ("x a@b.io@c.io@d.io y", "a@b.io@c.io@d.io"),
+        ("x a@b.io@ y", "a@b.io@"),
+    ] {
+        check(text, &[(span, Detector::Email)]);
+    }
+}
+
+#[test]
 fn emails() {
     check(
         "mail me at jane.doe+x@example.co.uk please",

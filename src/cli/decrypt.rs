@@ -95,6 +95,20 @@ pub fn read_keys_file(path: &std::path::Path) -> Result<Option<Vec<u8>>, Failure
 pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
     let mut index = KeyIndex::default();
     let mut skipped = 0u64;
+    // Records that are not custos's shape at all (tampering, or another
+    // tool's topic): reported and the exit status says so.
+    let mut malformed = 0u64;
+    let mut skip = |at: &str, e: String, bad: bool| {
+        skipped += 1;
+        malformed += u64::from(bad);
+        eprintln!("custos: warning: {at}: keys record skipped: {e}");
+    };
+    let bad = |e: &crypto::RecordError| {
+        matches!(
+            e,
+            crypto::RecordError::BadKey | crypto::RecordError::BadValue
+        )
+    };
     match (&args.config, &args.policy, &args.keys) {
         (Some(config), _, _) => {
             let (cfg, _) = super::audit::load(config)?;
@@ -104,8 +118,7 @@ pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
             super::audit::read_topic(&cfg, &topic, "custos-decrypt", |pos, key, value| {
                 let Some(key) = key else { return };
                 if let Err(e) = index.apply(&keks, key, value) {
-                    skipped += 1;
-                    eprintln!("custos: warning: {pos}: keys record skipped: {e}");
+                    skip(pos, e.to_string(), bad(&e));
                 }
             })?;
         }
@@ -118,10 +131,13 @@ pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
                     continue;
                 }
                 let at = format!("{}:{}", keys.display(), i + 1);
-                let (key, value) = keys_line(line).map_err(|e| Failure::new(format!("{at}: {e}")))?;
-                if let Err(e) = index.apply(&keks, key.as_bytes(), value.as_deref()) {
-                    skipped += 1;
-                    eprintln!("custos: warning: {at}: keys record skipped: {e}");
+                match keys_line(line) {
+                    Ok((key, value)) => {
+                        if let Err(e) = index.apply(&keks, key.as_bytes(), value.as_deref()) {
+                            skip(&at, e.to_string(), bad(&e));
+                        }
+                    }
+                    Err(e) => skip(&at, e, true),
                 }
             }
         }
@@ -151,15 +167,20 @@ pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let mut v: Value = serde_json::from_slice(&line).map_err(|e| {
-            Failure::new(format!(
-                "line {}: not JSON ({e}); decrypt reads output lines {{\"value\":…,\"headers\":{{\"custos-source\":…}}}}",
-                i + 1
-            ))
-        })?;
-        decrypt_line(&index, &mut v, &mut counts)
-            .map_err(|e| Failure::new(format!("line {}: {e}", i + 1)))?;
-        writeln!(out, "{v}").map_err(io_err)?;
+        // A line that cannot be decrypted is written as it came (its tokens
+        // stay ciphertext), counted as failed, and the rest goes on.
+        match parse_line(&line).and_then(|mut v| {
+            decrypt_line(&index, &mut v, &mut counts)?;
+            Ok(v)
+        }) {
+            Ok(v) => writeln!(out, "{v}").map_err(io_err)?,
+            Err(e) => {
+                counts.failed += 1;
+                eprintln!("custos: warning: line {}: written as read: {e}", i + 1);
+                out.write_all(&line).map_err(io_err)?;
+                out.write_all(b"\n").map_err(io_err)?;
+            }
+        }
     }
     out.flush().map_err(io_err)?;
     eprintln!(
@@ -178,11 +199,28 @@ pub fn run(args: &DecryptArgs) -> Result<(), Failure> {
     );
     if counts.failed > 0 {
         return Err(Failure::new(format!(
-            "{} value(s) did not decrypt: changed, moved to another field or event, or made under a key these KEKs do not unwrap",
+            "{} value(s) or line(s) did not decrypt: changed, moved to another field or event, made under a key these KEKs do not unwrap, or not an output line",
             counts.failed
         )));
     }
+    if malformed > 0 {
+        return Err(Failure::new(format!(
+            "{malformed} keys record(s) are not custos's (see the warnings above): the keys topic or file holds records custos did not write"
+        )));
+    }
     Ok(())
+}
+
+/// One input line as JSON; a line with a member twice is refused (readers
+/// disagree on which one counts).
+fn parse_line(line: &[u8]) -> Result<Value, String> {
+    if let Err(crate::codec::JsonError::DuplicateKey(k)) = crate::codec::Tape::default().parse(line)
+    {
+        return Err(format!("duplicate member `{k}`"));
+    }
+    serde_json::from_slice(line).map_err(|e| {
+        format!("not JSON ({e}); decrypt reads output lines {{\"value\":…,\"headers\":{{\"custos-source\":…}}}}")
+    })
 }
 
 /// Decrypts one output line in place: its value, key and headers.

@@ -184,7 +184,10 @@ pub fn rotate(
         let data = old
             .unwrap(key, value)
             .map_err(|e| Failure::new(format!("keys record `{key}`: {e}")))?;
-        let subjects = v.get("subjects").and_then(Value::as_str);
+        let subjects = v
+            .get("subjects")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let wrapped = current.wrap(key, &data, &now, subjects);
         send(key, Some(&wrapped))?;
         r.rewrapped += 1;

@@ -80,10 +80,26 @@ fn places_are_not_ambiguous() {
 #[test]
 fn wrapped_keys_unwrap_only_under_their_kek_and_record_key() {
     let kek = Kek::new("kek", b"kek-secret-0123456789abcdef-0123");
-    let value = kek.wrap("kek/00/11", &[9u8; 32], "2026-12-01T00:00:00Z", None);
+    let value = kek.wrap("kek/00/11", &[9u8; 32], "2026-12-01T00:00:00Z", "fp");
     assert_eq!(kek.unwrap("kek/00/11", &value).unwrap(), [9u8; 32]);
     let moved = kek.unwrap("kek/00/12", &value).unwrap_err();
     assert!(matches!(moved, RecordError::Unwrap { .. }), "{moved}");
+    // The subjects fingerprint is bound too: relabelled, it does not unwrap;
+    // removed, the value is not custos's.
+    let mut v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    v["subjects"] = "other".into();
+    let relabelled = kek
+        .unwrap("kek/00/11", v.to_string().as_bytes())
+        .unwrap_err();
+    assert!(
+        matches!(relabelled, RecordError::Unwrap { .. }),
+        "{relabelled}"
+    );
+    v.as_object_mut().unwrap().remove("subjects");
+    assert_eq!(
+        kek.unwrap("kek/00/11", v.to_string().as_bytes()),
+        Err(RecordError::BadValue)
+    );
     let other = Kek::new("kek", b"another-secret-0123456789abcdef-");
     let e = other.unwrap("kek/00/11", &value).unwrap_err().to_string();
     assert!(
@@ -108,6 +124,9 @@ fn record_keys_round_trip_and_bad_ones_are_refused() {
         b"kek/0101",
         b"/01010101010101010101010101010101/02020202020202020202020202020202",
         b"\xff",
+        // Look-alikes of a real key: compaction goes by the exact bytes.
+        b"kek/0101010101010101010101010101010A/02020202020202020202020202020202",
+        b"kek/01010101010101010101010101010101/02020202020202020202020202020202 ",
     ] {
         assert_eq!(RecordKey::parse(bad), Err(RecordError::BadKey));
     }
@@ -117,7 +136,7 @@ fn record_keys_round_trip_and_bad_ones_are_refused() {
 fn the_first_key_of_a_subject_wins_and_later_ones_are_losers() {
     let mut r = ring();
     let hash = r.subject_hash("kek", "c-1");
-    assert!(r.get(&hash).is_none());
+    assert!(r.get("kek", &hash).is_none());
     let (k1, v1) = r.candidate("kek", hash, "t");
     let (k2, v2) = r.candidate("kek", hash, "t");
     assert_ne!(
@@ -126,7 +145,7 @@ fn the_first_key_of_a_subject_wins_and_later_ones_are_losers() {
     );
     assert_eq!(r.apply(k1.as_bytes(), Some(&v1)).unwrap(), Applied::Won);
     assert_eq!(r.apply(k2.as_bytes(), Some(&v2)).unwrap(), Applied::Lost);
-    let won = r.get(&hash).unwrap();
+    let won = r.get("kek", &hash).unwrap();
     assert_eq!(hex::encode(won.id()), k1.rsplit('/').next().unwrap());
     // Reading the winner again (a restart) changes nothing.
     assert_eq!(r.apply(k1.as_bytes(), Some(&v1)).unwrap(), Applied::Won);
@@ -139,8 +158,19 @@ fn the_first_key_of_a_subject_wins_and_later_ones_are_losers() {
     // Subjects hash apart per KEK and per subject.
     assert_ne!(hash, r.subject_hash("other", "c-1"));
     assert_ne!(hash, r.subject_hash("kek", "c-2"));
+    // A tombstone under another KEK name with the same subject hash and id
+    // is another record: it destroys nothing of this one.
+    let renamed = k1.replacen("kek/", "other/", 1);
+    r.apply(renamed.as_bytes(), None).unwrap();
+    assert!(
+        r.get("kek", &hash).is_some(),
+        "{renamed} must not destroy {k1}"
+    );
     r.apply(k1.as_bytes(), None).unwrap();
-    assert!(r.get(&hash).is_none(), "a tombstone destroys the key");
+    assert!(
+        r.get("kek", &hash).is_none(),
+        "a tombstone destroys the key"
+    );
     r.apply(k2.as_bytes(), None).unwrap();
     assert!(r.records_of("c-1").is_empty());
 }
@@ -158,7 +188,7 @@ fn records_of_other_keks_or_forged_ones_are_refused() {
         r.apply(k.as_bytes(), Some(&v)),
         Err(RecordError::Unwrap { .. })
     ));
-    assert!(r.get(&hash).is_none());
+    assert!(r.get("kek", &hash).is_none());
     let (k, v) = r.candidate("kek", hash, "t");
     let renamed = k.replacen("kek/", "gone/", 1);
     assert_eq!(
@@ -170,7 +200,10 @@ fn records_of_other_keks_or_forged_ones_are_refused() {
     let fake = "00".repeat(16);
     parts[2] = &fake;
     let forged = parts.join("/");
-    let rewrapped = r.kek("kek").unwrap().wrap(&forged, &[3u8; 32], "t", None);
+    let rewrapped = r
+        .kek("kek")
+        .unwrap()
+        .wrap(&forged, &[3u8; 32], "t", r.subjects_fingerprint());
     assert_eq!(
         r.apply(forged.as_bytes(), Some(&rewrapped)),
         Err(RecordError::BadKey)
@@ -260,6 +293,52 @@ fn decrypt_value_restores_values_spans_and_reports_destroyed_keys() {
 }
 
 #[test]
+fn the_key_index_goes_by_exact_record_keys() {
+    let keks = vec![Kek::new("kek", b"kek-secret-0123456789abcdef-0123")];
+    let keys = LocalKeys::new(KeyRing::new(keks.clone(), &audit()), "t".into());
+    let k = keys.data_key("kek", "c-1").unwrap();
+    let (record, value) = keys.take_created().pop().unwrap();
+    let value = value.unwrap();
+    let origin = Origin {
+        source: "t/0/1",
+        purpose: "support",
+    };
+    let token = k.seal(
+        &aad(origin.source, origin.purpose, [Seg::Member(b"e")]),
+        b"1",
+    );
+    let open = |index: &KeyIndex| {
+        index.open(
+            &aad(origin.source, origin.purpose, [Seg::Member(b"e")]),
+            &token,
+        )
+    };
+    let mut index = KeyIndex::default();
+    index.apply(&keks, record.as_bytes(), Some(&value)).unwrap();
+    assert_eq!(open(&index), Opened::Plain(b"1".to_vec()));
+    // A tombstone of a look-alike record (another KEK name, same subject
+    // hash and id) destroys nothing.
+    let renamed = record.replacen("kek/", "gone/", 1);
+    index.apply(&keks, renamed.as_bytes(), None).unwrap();
+    assert_eq!(open(&index), Opened::Plain(b"1".to_vec()));
+    assert_eq!(index.len(), 1);
+    // The record's own tombstone does, and a value written again under the
+    // record key after it does not bring the key back.
+    index.apply(&keks, record.as_bytes(), None).unwrap();
+    assert_eq!(open(&index), Opened::KeyDestroyed);
+    index.apply(&keks, record.as_bytes(), Some(&value)).unwrap();
+    assert_eq!(open(&index), Opened::KeyDestroyed);
+    assert!(index.is_empty());
+    // A record this reader cannot unwrap makes the token fail, not destroyed.
+    let mut other = KeyIndex::default();
+    let stranger = vec![Kek::new("kek", b"another-secret-0123456789abcdef-")];
+    assert!(other
+        .apply(&stranger, record.as_bytes(), Some(&value))
+        .is_err());
+    assert_eq!(open(&other), Opened::Failed(OpenError::Unreadable));
+}
+
+#[test]
 fn erased_subjects_keys_read_later_are_marked_for_tombstoning() {
     // A candidate made while the erasure was on its way, or a rotation that
     // re-wrote a shredded key: read after the erasure, it must go too.
@@ -268,7 +347,7 @@ fn erased_subjects_keys_read_later_are_marked_for_tombstoning() {
     let (k, v) = r.candidate("kek", hash, "t");
     r.forget("c-1");
     assert_eq!(r.apply(k.as_bytes(), Some(&v)), Ok(Applied::Erased));
-    assert!(r.get(&hash).is_none());
+    assert!(r.get("kek", &hash).is_none());
 }
 
 #[test]

@@ -291,10 +291,10 @@ impl KeySource for KafkaKeys {
         let hash = {
             let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
             let hash = ring.subject_hash(kek, subject);
-            if let Some(k) = ring.get(&hash) {
+            if let Some(k) = ring.get(kek, &hash) {
                 return Ok(k);
             }
-            if ring.is_unreadable(&hash) {
+            if ring.is_unreadable(kek, &hash) {
                 drop(ring);
                 return Err(self.fail("a subject's data key on the keys topic is wrapped under a KEK this worker does not have (see the `keys record skipped` warning for its fingerprint): give the worker that KEK, or finish the rotation with `custos keys rotate`".into()));
             }
@@ -348,9 +348,9 @@ impl KeySource for KafkaKeys {
         }
         drop(r);
         let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-        let key = match ring.get(&hash) {
+        let key = match ring.get(kek, &hash) {
             Some(k) => k,
-            None if ring.is_unreadable(&hash) => {
+            None if ring.is_unreadable(kek, &hash) => {
                 drop(ring);
                 return Err(self.fail("the subject's data key that came first on the keys topic is wrapped under a KEK this worker does not have".into()));
             }
