@@ -100,6 +100,10 @@ fn jstr(s: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct StreamAudit {
     stream: String,
+    /// The stream's name as it is.
+    name: String,
+    /// Per output: its purpose and topic.
+    outputs: Vec<(String, String)>,
     /// Per output: the canonical outcome object when emitted.
     emitted: Vec<String>,
     /// Per output, per reason (in [`Suppression::ALL`] order): when suppressed.
@@ -114,7 +118,9 @@ impl StreamAudit {
     pub fn new(plan: &StreamPlan) -> StreamAudit {
         let mut emitted = Vec::new();
         let mut suppressed = Vec::new();
+        let mut outputs = Vec::new();
         for (i, o) in plan.outputs.iter().enumerate() {
+            outputs.push((o.name.to_string(), o.topic.to_string()));
             let mut dropped = Vec::new();
             let mut transformed = Map::new();
             for (path, _, d) in plan.named_decisions(i) {
@@ -135,6 +141,8 @@ impl StreamAudit {
         }
         StreamAudit {
             stream: jstr(&plan.name),
+            name: plan.name.to_string(),
+            outputs,
             emitted,
             suppressed,
         }
@@ -279,6 +287,133 @@ pub fn dead_letter(stream: &str, source: &Source<'_>, reason: &str, ctx: &Contex
         jstr(ctx.worker)
     ));
     Unsealed { head, tail }
+}
+
+/// What one input partition's records came to since its last summary
+/// (`level = "summary"`): counts per purpose and outcome, dead letters per
+/// reason, detections per field and class, and the input offsets counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub records: u64,
+    /// Inclusive ranges of the input offsets counted, ascending.
+    pub ranges: Vec<(i64, i64)>,
+    /// Per plan output: records emitted.
+    pub emitted: Vec<u64>,
+    /// Per plan output, per reason in [`Suppression::ALL`] order.
+    pub suppressed: Vec<[u64; 4]>,
+    pub dead_letters: std::collections::BTreeMap<String, u64>,
+    /// (field, class) → findings.
+    pub detections: std::collections::BTreeMap<(String, &'static str), u64>,
+}
+
+impl Tally {
+    /// Counts the record at input `offset`: its outcome per output
+    /// (`None`: emitted) or the dead letter's reason, and its detections.
+    pub fn add(
+        &mut self,
+        offset: i64,
+        outcomes: impl Iterator<Item = Option<Suppression>>,
+        dead_letter: Option<&str>,
+        detections: &[crate::engine::Detection],
+    ) {
+        self.records += 1;
+        match self.ranges.last_mut() {
+            Some((_, end)) if *end + 1 == offset => *end = offset,
+            _ => self.ranges.push((offset, offset)),
+        }
+        if let Some(reason) = dead_letter {
+            *self.dead_letters.entry(reason.to_string()).or_default() += 1;
+        }
+        for (i, o) in outcomes.enumerate() {
+            if self.emitted.len() <= i {
+                self.emitted.resize(i + 1, 0);
+                self.suppressed.resize(i + 1, [0; 4]);
+            }
+            match o {
+                None => self.emitted[i] += 1,
+                Some(r) => {
+                    let slot = Suppression::ALL.iter().position(|x| *x == r).unwrap_or(0);
+                    self.suppressed[i][slot] += 1;
+                }
+            }
+        }
+        for d in detections {
+            *self
+                .detections
+                .entry((d.field.to_string(), d.detector.class()))
+                .or_default() += u64::from(d.count);
+        }
+    }
+
+    /// The last input offset counted.
+    pub fn last(&self) -> Option<i64> {
+        self.ranges.last().map(|r| r.1)
+    }
+}
+
+impl StreamAudit {
+    /// The summary record of one input partition (`type: summary`).
+    pub fn summary(&self, topic: &str, partition: i32, t: &Tally, ctx: &Context<'_>) -> Unsealed {
+        let outcomes: Vec<Value> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, (purpose, out_topic))| {
+                let suppressed: Map<String, Value> = Suppression::ALL
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(slot, r)| {
+                        let n = t.suppressed.get(i).map_or(0, |s| s[slot]);
+                        (n > 0).then(|| (r.name().to_string(), Value::from(n)))
+                    })
+                    .collect();
+                json!({
+                    "purpose": purpose,
+                    "topic": out_topic,
+                    "emitted": t.emitted.get(i).copied().unwrap_or(0),
+                    "suppressed": suppressed,
+                })
+            })
+            .collect();
+        let mut m = Map::new();
+        m.insert(
+            "dead_letters".into(),
+            t.dead_letters
+                .iter()
+                .map(|(r, n)| (r.clone(), Value::from(*n)))
+                .collect::<Map<String, Value>>()
+                .into(),
+        );
+        m.insert(
+            "detections".into(),
+            t.detections
+                .iter()
+                .map(|((field, class), n)| json!({"class": class, "count": n, "field": field}))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        m.insert("outcomes".into(), outcomes.into());
+        m.insert("policy".into(), Value::String(ctx.policy.into()));
+        m.insert(
+            "processed_at".into(),
+            Value::String(rfc3339_ms(ctx.processed_at_ms)),
+        );
+        m.insert("records".into(), Value::from(t.records));
+        m.insert(
+            "source".into(),
+            json!({
+                "topic": topic,
+                "partition": partition,
+                "offset": t.last().unwrap_or(-1),
+                "offsets": t.ranges.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
+                "timestamp": null,
+            }),
+        );
+        m.insert("stream".into(), Value::String(self.name.clone()));
+        m.insert("type".into(), Value::String("summary".into()));
+        m.insert("worker".into(), Value::String(ctx.worker.into()));
+        unsealed(&m)
+    }
 }
 
 /// An audit record from its members (without `prev` and `hash`, which
@@ -542,6 +677,34 @@ fn is_sealed_form(bytes: &[u8], canon: &str, hash: &str) -> bool {
         && bytes.ends_with(tail.as_bytes())
 }
 
+/// A summary record's `source.offsets`: inclusive ranges, ascending, apart,
+/// the last ending at `source.offset`.
+fn summary_ranges(record: &Value, offset: i64) -> Result<Vec<(i64, i64)>, &'static str> {
+    let bad = "summary offsets are not ascending ranges ending at source.offset";
+    let list = record["source"]["offsets"].as_array().ok_or(bad)?;
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(list.len());
+    for r in list {
+        let (Some(a), Some(b)) = (r[0].as_i64(), r[1].as_i64()) else {
+            return Err(bad);
+        };
+        let after = out.last().is_none_or(|l| a > l.1);
+        if a < 0 || a > b || !after || r.as_array().map_or(0, Vec::len) != 2 {
+            return Err(bad);
+        }
+        out.push((a, b));
+    }
+    // As many offsets as records counted (and a bound on what one summary
+    // can make this verifier hold).
+    let covered = out.iter().fold(0i64, |n, (a, b)| {
+        n.saturating_add((b - a).saturating_add(1))
+    });
+    let records = record["records"].as_i64();
+    match out.last() {
+        Some(l) if l.1 == offset && records == Some(covered) && covered <= 1 << 24 => Ok(out),
+        _ => Err(bad),
+    }
+}
+
 /// Checks audit records one by one, in the order of the audit stream.
 #[derive(Debug)]
 pub struct Verifier {
@@ -602,6 +765,8 @@ impl Verifier {
             }
         };
         let offset = record["source"]["offset"].as_i64().unwrap_or(-1);
+        // A summary covers ranges of input offsets, ending at its offset.
+        let ranges = (record["type"] == "summary").then(|| summary_ranges(&record, offset));
         // Strict reading: a record with duplicate keys can show one value to
         // this verifier and another to a first-wins reader.
         let strict = crate::codec::Tape::default().parse(bytes);
@@ -632,6 +797,14 @@ impl Verifier {
                 "record is not in the canonical form custos writes (duplicate keys, reordered or re-encoded)",
             ));
         }
+        let low = match &ranges {
+            Some(Ok(r)) => r.first().map_or(offset, |r| r.0),
+            Some(Err(why)) => {
+                st.report.breaks.push(broken(why));
+                offset
+            }
+            None => offset,
+        };
         let (h, p) = (short(&hash), short(&prev));
         if h.is_some_and(|h| st.seen.contains_key(&h)) {
             st.report
@@ -645,7 +818,7 @@ impl Verifier {
             Some((_, last_offset)) if prev.is_empty() => {
                 st.report.restarts += 1;
                 // A sweeper restarts its chain with every worker start.
-                if offset > last_offset.saturating_add(1) && !chain.starts_with("retention:") {
+                if low > last_offset.saturating_add(1) && !chain.starts_with("retention:") {
                     st.report.suspicious_restarts.push(position.to_string());
                 }
             }
@@ -658,14 +831,22 @@ impl Verifier {
         // (retention sweeps may find a partition where the last one left it).
         let sweeps = chain.starts_with("retention:");
         if let Some(po) = p.and_then(|p| st.seen.get(&p)) {
-            if offset <= *po && !(sweeps && offset == *po) {
+            if low <= *po && !(sweeps && offset == *po) {
                 st.report.breaks.push(broken(
                     "record follows a record of a later input offset (records moved)",
                 ));
             }
         }
-        if offset >= 0 {
-            st.report.covered.insert(offset);
+        match &ranges {
+            Some(Ok(r)) => {
+                for (a, b) in r {
+                    st.report.covered.extend(*a..=*b);
+                }
+            }
+            _ if offset >= 0 => {
+                st.report.covered.insert(offset);
+            }
+            _ => {}
         }
         if let Some(h) = h {
             st.seen.insert(h, offset);

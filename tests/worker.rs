@@ -1924,3 +1924,6 @@ mod erasure;
 
 #[path = "worker/retention.rs"]
 mod retention;
+
+#[path = "worker/summary.rs"]
+mod summary;

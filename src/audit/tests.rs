@@ -416,3 +416,143 @@ fn retention_chains_verify_across_restarts_and_repeated_positions() {
     assert!(reports[0].suspicious_restarts.is_empty());
     assert_eq!(reports[0].restarts, 1);
 }
+
+/// The policy of [`governed_records_are_canonical_too`], compiled.
+fn two_purposes() -> StreamAudit {
+    let text = "version: 1\nname: t\nkeys: { k: { env: K } }\npurposes:\n  a:\n    basis: contract\n    retention: 1d\n    rules:\n      - { classes: [pii.contact.email], action: keep }\n  b:\n    basis: consent\n    retention: 1d\n    rules: []\nstreams:\n  s:\n    topic: in\n    subject: id\n    fields: { id: pii.identifier.customer_id, note: { classes: [internal], scan: true } }\n    outputs: { a: out.a, b: out.b }\nconsent: { topic: c }\n";
+    let p = crate::policy::load(text, "t.yaml").unwrap();
+    let keys = crate::policy::keys::Keys::from_pairs([("k", b"x".to_vec())]);
+    let c = crate::policy::plan::compile(std::sync::Arc::new(p), &keys).unwrap();
+    StreamAudit::new(&c.streams[0])
+}
+
+#[test]
+fn summary_records_count_per_purpose_and_outcome_and_cover_their_offsets() {
+    use crate::classify::Detector;
+    use crate::engine::Detection;
+    let sa = two_purposes();
+    let mut t = Tally::default();
+    let note = [Detection {
+        field: "note".into(),
+        detector: Detector::Email,
+        count: 2,
+    }];
+    t.add(
+        10,
+        [None, Some(Suppression::Consent)].into_iter(),
+        None,
+        &note,
+    );
+    t.add(11, [None, None].into_iter(), None, &note);
+    t.add(12, std::iter::empty(), Some("parse"), &[]);
+    // 13 is a transaction marker: not a record.
+    t.add(
+        14,
+        [Some(Suppression::Erasure), Some(Suppression::Erasure)].into_iter(),
+        None,
+        &[],
+    );
+    assert_eq!(t.ranges, vec![(10, 12), (14, 14)]);
+    let cx = Context {
+        policy: "acme-shop@4be1c0d2a9f1",
+        worker: "custos-0",
+        ..ctx()
+    };
+    let mut chains = Chains::default();
+    let (text, _) = chains.append(&key(), "in/0", &sa.summary("in", 0, &t, &cx));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], json!("summary"));
+    assert_eq!(v["records"], json!(4));
+    assert_eq!(v["dead_letters"], json!({"parse": 1}));
+    assert_eq!(
+        v["outcomes"],
+        json!([
+            {"purpose": "a", "topic": "out.a", "emitted": 2, "suppressed": {"erasure": 1}},
+            {"purpose": "b", "topic": "out.b", "emitted": 1, "suppressed": {"consent": 1, "erasure": 1}},
+        ])
+    );
+    assert_eq!(
+        v["detections"],
+        json!([{"field": "note", "class": "pii.contact.email", "count": 4}])
+    );
+    assert_eq!(v["source"]["offset"], json!(14));
+    assert_eq!(v["source"]["offsets"], json!([[10, 12], [14, 14]]));
+    assert!(v.get("subject").is_none(), "a summary names no subject");
+    // The next summary of the partition follows it; the verifier counts
+    // every offset of both as covered.
+    let mut next = Tally::default();
+    next.add(15, [None, None].into_iter(), None, &[]);
+    let (second, _) = chains.append(&key(), "in/0", &sa.summary("in", 0, &next, &cx));
+    let mut verifier = Verifier::new(key());
+    verifier.check("a", text.as_bytes());
+    verifier.check("b", second.as_bytes());
+    let r = verifier.finish();
+    assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+    assert_eq!(
+        r[0].covered.iter().copied().collect::<Vec<_>>(),
+        vec![10, 11, 12, 14, 15]
+    );
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/audit-summary.json");
+    let line = format!("{text}\n");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &line).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&golden).unwrap(), line);
+}
+
+#[test]
+fn summaries_whose_offsets_do_not_add_up_or_go_back_are_breaks() {
+    let sa = two_purposes();
+    let mut t = Tally::default();
+    t.add(5, [None, None].into_iter(), None, &[]);
+    t.add(6, [None, None].into_iter(), None, &[]);
+    let check = |chain: &[Vec<u8>]| {
+        let mut v = Verifier::new(key());
+        for (i, r) in chain.iter().enumerate() {
+            v.check(&format!("p/{i}"), r);
+        }
+        v.finish()
+    };
+    // Signed with the key but claiming offsets it did not count.
+    for (ranges, records) in [
+        (json!([[5, 6]]), 3),
+        (json!([[5, 9]]), 2),
+        (json!([[6, 5]]), 2),
+        (json!([[5, 5], [5, 5]]), 2),
+        (json!([[0, 9_223_372_036_854_775_807i64]]), 2),
+    ] {
+        let mut m: Map<String, Value> =
+            serde_json::from_str(&seal(&key(), "", &sa.summary("in", 0, &t, &ctx())).0).unwrap();
+        m.remove("hash");
+        m.remove("prev");
+        m["source"]["offsets"] = ranges.clone();
+        m["records"] = json!(records);
+        let (forged, _) = seal(&key(), "", &unsealed(&m));
+        let r = check(&[forged.into_bytes()]);
+        assert!(
+            r[0].breaks
+                .iter()
+                .any(|b| b.reason.contains("summary offsets")),
+            "{ranges} {records}: {:?}",
+            r[0].breaks
+        );
+    }
+    // A summary going back over offsets an earlier one counted.
+    let mut c = Chains::default();
+    let first = c.append(&key(), "in/0", &sa.summary("in", 0, &t, &ctx())).0;
+    let mut back = Tally::default();
+    back.add(6, [None, None].into_iter(), None, &[]);
+    back.add(7, [None, None].into_iter(), None, &[]);
+    let second = c
+        .append(&key(), "in/0", &sa.summary("in", 0, &back, &ctx()))
+        .0;
+    let r = check(&[first.into_bytes(), second.into_bytes()]);
+    assert!(
+        r[0].breaks
+            .iter()
+            .any(|b| b.reason.contains("later input offset")),
+        "{:?}",
+        r[0].breaks
+    );
+}

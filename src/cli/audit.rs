@@ -155,7 +155,7 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
                 subject.clone()
             };
             let wanted = key.subject(&subject);
-            let mut found = 0u64;
+            let (mut found, mut summaries) = (0u64, 0u64);
             // A closed pipe (`… | head`) ends the output, never in a panic.
             let mut out = std::io::stdout().lock();
             let mut open = true;
@@ -171,11 +171,18 @@ pub fn run(cmd: &AuditCommand) -> Result<(), Failure> {
                     found += 1;
                     open = open && writeln!(out, "{v}").is_ok();
                 }
+                summaries += u64::from(v["type"] == "summary");
             })?;
             eprintln!(
                 "custos: {found} audit record{} of subject {wanted}",
                 plural(found as usize)
             );
+            if summaries > 0 {
+                eprintln!(
+                    "custos: note: the trail also holds {summaries} summary record{} (audit.level = \"summary\"), which count events without naming subjects: events counted there are not listed",
+                    plural(summaries as usize)
+                );
+            }
             Ok(())
         }
     }

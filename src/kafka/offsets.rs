@@ -91,6 +91,19 @@ impl OffsetTracker {
         part.generation
     }
 
+    /// Sets the audit chain head after the record at `offset` (written
+    /// later than the record began: a summary). Ignored for a partition no
+    /// longer tracked, or tracked again since.
+    pub fn set_head(&mut self, tp: &Tp, offset: i64, generation: u64, head: String) {
+        if let Some(part) = self
+            .parts
+            .get_mut(tp)
+            .filter(|p| p.generation == generation)
+        {
+            part.heads.insert(offset, head);
+        }
+    }
+
     /// Whether `generation` is the partition's current one (its records are still tracked).
     pub fn is_current(&self, tp: &Tp, generation: u64) -> bool {
         self.parts
@@ -188,6 +201,31 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].offset, c[0].advanced), (14, 4));
         assert!(t.committable().is_empty(), "reported once");
+    }
+
+    #[test]
+    fn a_head_set_later_goes_with_the_offset_after_it() {
+        let mut t = OffsetTracker::new();
+        let g = t.begin(&tp(0), 3, 1, None);
+        t.begin(&tp(0), 4, 1, None);
+        t.set_head(&tp(0), 4, g, "s1".into());
+        t.set_head(&tp(0), 4, g + 1, "stale".into());
+        t.ack(&tp(0), 3, g);
+        let c = t.committable();
+        assert_eq!(
+            (c[0].offset, c[0].head.clone()),
+            (4, None),
+            "3 has no head of its own"
+        );
+        t.ack(&tp(0), 4, g);
+        let c = t.committable();
+        assert_eq!((c[0].offset, c[0].head.clone()), (5, Some("s1".into())));
+        t.remove(&tp(0));
+        t.set_head(&tp(0), 9, g, "gone".into());
+        assert!(
+            t.partitions().is_empty(),
+            "a revoked partition is not tracked again"
+        );
     }
 
     #[test]

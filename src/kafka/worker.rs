@@ -44,7 +44,7 @@ use super::subjects::{self, SharedState};
 use super::topics::{self, TopicSpec};
 use super::{base_config, now_ms, WorkerError};
 use crate::audit::{self, AuditKey, Chains, StreamAudit};
-use crate::config::{Config, Guarantee};
+use crate::config::{AuditLevel, Config, Guarantee};
 use crate::engine::{self, Outcome, Scratch};
 use crate::lineage::{self, EventType};
 use crate::pipeline;
@@ -61,6 +61,7 @@ mod erasure;
 mod lineage_out;
 mod rebalance;
 mod specs;
+mod summary;
 mod txn;
 
 pub(crate) use self::client::raw_headers;
@@ -70,6 +71,7 @@ use self::erasure::Eraser;
 use self::lineage_out::*;
 use self::rebalance::*;
 pub use self::specs::topic_specs;
+use self::summary::{Count, Summaries, SummaryCtx, Which};
 use self::txn::*;
 
 /// How the worker is run (not user configuration).
@@ -132,6 +134,9 @@ struct Origin {
     /// record instead of one per output). A failed output is sent again
     /// with the same origin, so it is counted once, when it lands.
     pending: std::sync::atomic::AtomicU32,
+    /// A summary audit record (at_least_once): the records it counts; its
+    /// acknowledgement counts as one of theirs.
+    covers: Vec<Arc<Origin>>,
 }
 
 struct Shared {
@@ -151,6 +156,8 @@ struct Shared {
     finished: Arc<AtomicU64>,
     /// Audit chain heads of the assigned input partitions.
     chains: Mutex<Chains>,
+    /// `audit.level = "summary"`: the open summaries.
+    summaries: Option<Mutex<Summaries>>,
     /// Assigned partitions whose chain head is not looked up yet.
     unseeded: Mutex<std::collections::HashSet<Tp>>,
     /// at_least_once: an audit record could not be delivered; the worker stops.
@@ -360,35 +367,6 @@ impl Worker {
         )?;
         drop(keys_reader); // detached: it watches the stop flag
 
-        let shared = Arc::new(Shared {
-            tracker: Mutex::new(OffsetTracker::new()),
-            retries: Mutex::new(Vec::new()),
-            metrics: self.metrics.clone(),
-            txn: eos.then(|| Mutex::new(Txn::default())),
-            txn_failed: AtomicBool::new(false),
-            txn_unresolved: AtomicBool::new(false),
-            txn_timeout: Duration::from_millis(
-                base.get("transaction.timeout.ms")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(60_000),
-            ),
-            finished: self.control.finished.clone(),
-            chains: Mutex::new(Chains::default()),
-            unseeded: Mutex::new(std::collections::HashSet::new()),
-            audit_failed: AtomicBool::new(false),
-            dead_letter_topic: Arc::from(cfg.dead_letter.topic.as_str()),
-            health: self.control.health.clone(),
-            acks: AtomicU64::new(0),
-            lag_series: Mutex::new(Default::default()),
-            stop: self.control.stop.clone(),
-            drain,
-            stop_deadline: Mutex::new(None),
-        });
-        let mut pconf = base.clone();
-        pconf.set("enable.idempotence", "true");
-        if pconf.get("linger.ms").is_none() && pconf.get("queue.buffering.max.ms").is_none() {
-            pconf.set("linger.ms", "5"); // the user's `[kafka.properties]` tuning wins
-        }
         let instance = self
             .options
             .instance_id
@@ -404,6 +382,46 @@ impl Worker {
             (None, false) => "custos".into(),
             (None, true) => return Err(WorkerError::NoInstanceId),
         };
+        let shared = Arc::new(Shared {
+            tracker: Mutex::new(OffsetTracker::new()),
+            retries: Mutex::new(Vec::new()),
+            metrics: self.metrics.clone(),
+            txn: eos.then(|| Mutex::new(Txn::default())),
+            txn_failed: AtomicBool::new(false),
+            txn_unresolved: AtomicBool::new(false),
+            txn_timeout: Duration::from_millis(
+                base.get("transaction.timeout.ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60_000),
+            ),
+            finished: self.control.finished.clone(),
+            chains: Mutex::new(Chains::default()),
+            summaries: (cfg.audit.level == AuditLevel::Summary).then(|| {
+                Mutex::new(Summaries::new(SummaryCtx {
+                    key: self.audit_key.clone(),
+                    policy: self.compiled.policy.id(),
+                    worker: instance.clone(),
+                    topic: Arc::from(cfg.audit.topic.as_str()),
+                    audits: self.compiled.streams.iter().map(StreamAudit::new).collect(),
+                    interval: Duration::from_millis(cfg.audit.summary_interval_ms),
+                    written: self.metrics.audit_records.with_label_values(&["summary"]),
+                }))
+            }),
+            unseeded: Mutex::new(std::collections::HashSet::new()),
+            audit_failed: AtomicBool::new(false),
+            dead_letter_topic: Arc::from(cfg.dead_letter.topic.as_str()),
+            health: self.control.health.clone(),
+            acks: AtomicU64::new(0),
+            lag_series: Mutex::new(Default::default()),
+            stop: self.control.stop.clone(),
+            drain,
+            stop_deadline: Mutex::new(None),
+        });
+        let mut pconf = base.clone();
+        pconf.set("enable.idempotence", "true");
+        if pconf.get("linger.ms").is_none() && pconf.get("queue.buffering.max.ms").is_none() {
+            pconf.set("linger.ms", "5"); // the user's `[kafka.properties]` tuning wins
+        }
         if !eos && pconf.get("enable.gapless.guarantee").is_none() {
             // A record that fails for good fails the producer instead of
             // letting later records of its partition through (audit chains).
@@ -539,6 +557,8 @@ impl Worker {
         let interval = Duration::from_millis(cfg.delivery.transaction_interval_ms);
         let mut txn_started = Instant::now();
 
+        let summarize = shared.summaries.is_some();
+        let mut last_summaries = Instant::now();
         let mut crashed = false;
         let result = (|| -> Result<(), WorkerError> {
             while !self.control.stop.load(Ordering::Relaxed) {
@@ -590,6 +610,10 @@ impl Worker {
                     resend(&producer, &shared);
                     last_retry = Instant::now();
                 }
+                if summarize && !eos && last_summaries.elapsed() >= Duration::from_millis(10) {
+                    summary::write(&producer, &shared, Which::Due);
+                    last_summaries = Instant::now();
+                }
                 if !eos && last_store.elapsed() >= Duration::from_millis(100) {
                     store(&consumer, &shared);
                     last_store = Instant::now();
@@ -640,7 +664,7 @@ impl Worker {
                     (None, Some(eraser)) => {
                         let (outs, record) =
                             eraser.execute(&msg, &actx, keys.as_deref(), &state)?;
-                        (outs, record, 2)
+                        (outs, Audited::Record(record), 2)
                     }
                     (None, None) => continue,
                     (Some(si), _) => {
@@ -708,6 +732,7 @@ impl Worker {
                                 &mut scratch,
                                 &dead_letter_topic,
                                 limits,
+                                summarize,
                             )
                         };
                         // A value that should have been encrypted was redacted for
@@ -719,23 +744,30 @@ impl Worker {
                     }
                 };
                 // The audit record: next in its input partition's chain, acknowledged
-                // (or committed) with the outputs before the offset may move.
-                let (start_head, (text, hash)) = {
+                // (or committed) with the outputs before the offset may move. A
+                // summary's record is written later and covers this offset then.
+                let (start_head, hash, count) = {
                     let mut c = shared.chains.lock().unwrap_or_else(PoisonError::into_inner);
                     let start = eos.then(|| c.head(chain).map(str::to_string)).flatten();
-                    (start, c.append(&self.audit_key, chain, &record))
+                    match record {
+                        Audited::Record(record) => {
+                            let (text, hash) = c.append(&self.audit_key, chain, &record);
+                            audit_counts[kind].inc();
+                            outs.push(OutRecord {
+                                audit: true,
+                                topic: audit_topic.clone(),
+                                key: Some(chain.as_bytes().to_vec()),
+                                payload: Some(text.into_bytes()),
+                                headers: Vec::new(),
+                                // Written now (the input's time is in `source.timestamp`):
+                                // the audit topic's retention counts from when it was written.
+                                timestamp: None,
+                            });
+                            (start, Some(hash), None)
+                        }
+                        Audited::Count(count) => (start, None, Some(count)),
+                    }
                 };
-                audit_counts[kind].inc();
-                outs.push(OutRecord {
-                    audit: true,
-                    topic: audit_topic.clone(),
-                    key: Some(chain.as_bytes().to_vec()),
-                    payload: Some(text.into_bytes()),
-                    headers: Vec::new(),
-                    // Written now (the input's time is in `source.timestamp`):
-                    // the audit topic's retention counts from when it was written.
-                    timestamp: None,
-                });
                 let mut generation = 0;
                 if let Some(txn) = &shared.txn {
                     let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
@@ -751,23 +783,39 @@ impl Worker {
                         head: String::new(),
                     });
                     e.next = msg.offset() + 1;
-                    e.head = hash;
+                    if let Some(hash) = hash {
+                        e.head = hash;
+                    }
                     t.records += 1;
                 } else {
                     generation = shared
                         .tracker
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .begin(&tp, msg.offset(), 1, Some(hash));
+                        .begin(&tp, msg.offset(), 1, hash);
                 }
+                // Counted in a summary (at_least_once): the record also waits
+                // for the summary's acknowledgement.
+                let waits = outs.len() + usize::from(count.is_some() && !eos);
                 let origin = Arc::new(Origin {
                     tp: tp.clone(),
                     offset: msg.offset(),
                     generation,
-                    pending: std::sync::atomic::AtomicU32::new(outs.len() as u32),
+                    pending: std::sync::atomic::AtomicU32::new(waits as u32),
+                    covers: Vec::new(),
                 });
+                let full = match (&count, &shared.summaries) {
+                    (Some(count), Some(s)) => s
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .add(slot, &origin, count, !eos),
+                    _ => false,
+                };
                 for out in outs {
                     send(&producer, &shared, out, origin.clone());
+                }
+                if full && !eos {
+                    summary::write(&producer, &shared, Which::Due);
                 }
             }
 
@@ -802,6 +850,7 @@ impl Worker {
             }
             // Graceful stop: drain, commit, leave the group.
             tracing::info!(drain_ms = left().as_millis() as u64, "draining");
+            summary::write(&producer, &shared, Which::All);
             flush(&producer, left());
             let left_over = loop {
                 resend(&producer, &shared);
@@ -953,8 +1002,17 @@ struct AuditCtx<'a> {
     worker: &'a str,
 }
 
+/// What a governed record leaves for the audit trail.
+enum Audited {
+    /// Its own record (not yet sealed).
+    Record(audit::Unsealed),
+    /// `level = "summary"`: what it adds to its partition's summary.
+    Count(Count),
+}
+
 /// Governs one consumed message into the records to produce (outputs or a
-/// dead letter) and its audit record (not yet sealed); true for a dead letter.
+/// dead letter) and its audit record (not yet sealed) or what it counts in
+/// its summary; true for a dead letter.
 #[allow(clippy::too_many_arguments)]
 fn govern_message(
     compiled: &Compiled,
@@ -967,7 +1025,8 @@ fn govern_message(
     scratch: &mut Scratch,
     dead_letter_topic: &Arc<str>,
     limits: engine::Limits,
-) -> (Vec<OutRecord>, audit::Unsealed, bool) {
+    summary: bool,
+) -> (Vec<OutRecord>, Audited, bool) {
     let (plan, ctx) = match avro {
         Some(AvroIn::Ready(c)) => (&c.sp.plan, &c.ctx),
         _ => (&compiled.streams[si], ctx),
@@ -990,7 +1049,8 @@ fn govern_message(
         now_ms: now_ms(),
         limits,
     };
-    let audit_with = Some((&ctx.audit, actx.key));
+    // Summaries count records: no record of each is built.
+    let audit_with = (!summary).then_some((&ctx.audit, actx.key));
     let processed = match avro {
         None => pipeline::process(plan, audit_with, &input, state, &cx, scratch),
         Some(AvroIn::Dead(why)) => {
@@ -1024,9 +1084,17 @@ fn govern_message(
             )
         }),
     };
-    sm.observe(&processed.deltas(), || input.source());
-    let pipeline::Processed { written, audit } = processed;
-    let audit = audit.expect("asked for an audit record");
+    let deltas = processed.deltas();
+    sm.observe(&deltas, || input.source());
+    let audit = match processed.audit {
+        Some(a) => Audited::Record(a),
+        None => Audited::Count(Count {
+            outcomes: deltas.suppressions().collect(),
+            dead_letter: deltas.dead_letter.map(engine::DeadLetterReason::code),
+            detections: deltas.detections.to_vec(),
+        }),
+    };
+    let written = processed.written;
     let result = match written {
         pipeline::Written::DeadLetter(d) => {
             let dl = OutRecord {

@@ -292,6 +292,8 @@ def main():
     ap.add_argument("--strict", action="store_true",
                     help="fail on any duplicate, also those of transactions fenced at a kill "
                          "(which tansu 0.6.0 shows to read_committed readers)")
+    ap.add_argument("--audit-level", choices=["record", "summary"], default="record",
+                    help="audit.level: summaries are written in each transaction before it commits")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--logs", default=None, help="directory for the broker and worker logs")
     ap.add_argument("--deadline", type=float, default=170.0, help="bound on the whole run, seconds")
@@ -390,6 +392,7 @@ drain_timeout_ms = {args.drain_timeout_ms}
 [audit]
 topic = "{AUDIT}"
 key = {{ env = "CUSTOS_AUDIT_KEY" }}
+level = "{args.audit_level}"
 [dead_letter]
 topic = "{DEAD_LETTER}"
 [lineage]

@@ -176,6 +176,12 @@ def main():
     errs = errors(av, retention_rec)
     check(not errs, f"tests/golden/audit-retention.json (type retention) validates {errs[:3]}")
     check(bool(errors(av, dict(retention_rec, tombstones=0))), "audit schema refuses a retention record without tombstones")
+    with open(path("tests", "golden", "audit-summary.json")) as f:
+        summary_rec = json.loads(f.read())
+    errs = errors(av, summary_rec)
+    check(not errs, f"tests/golden/audit-summary.json (type summary) validates {errs[:3]}")
+    check(bool(errors(av, dict(summary_rec, subject="c-1"))), "audit schema refuses a summary naming a subject")
+    check(bool(errors(av, dict(summary_rec, source={k: v for k, v in summary_rec["source"].items() if k != "offsets"}))), "audit schema refuses a summary without its offsets")
 
     print("== the example Avro schema")
     with open(path("schemas", "avro", "shop-order.avsc")) as f:

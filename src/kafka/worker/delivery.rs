@@ -71,11 +71,21 @@ impl ProducerContext for DeliveryContext {
             Ok(_) => {
                 // The record's last output landed: the record is done.
                 if origin.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    self.shared
+                    let mut tracker = self
+                        .shared
                         .tracker
                         .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .ack(&origin.tp, origin.offset, origin.generation);
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if origin.covers.is_empty() {
+                        tracker.ack(&origin.tp, origin.offset, origin.generation);
+                    }
+                    // A summary: it was what each record it counts waited for
+                    // last, or one of the things.
+                    for c in &origin.covers {
+                        if c.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            tracker.ack(&c.tp, c.offset, c.generation);
+                        }
+                    }
                 }
             }
             Err((

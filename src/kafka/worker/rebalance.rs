@@ -91,6 +91,8 @@ impl ConsumerContext for WorkerContext {
             .iter()
             .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect();
+        // Their summaries are written first: their records wait for them.
+        summary::write(&self.producer, &self.shared, Which::Partitions(&revoked));
         let left = self.shared.remaining(self.drain);
         let deadline = Instant::now() + left;
         flush(&self.producer, left);

@@ -95,6 +95,12 @@ pub(super) fn finish(
     if !t.open {
         return Ok(());
     }
+    // The transaction's summaries go in it; each is its partition's new head.
+    for (tp, head) in summary::write(producer, shared, Which::All) {
+        if let Some(part) = t.offsets.get_mut(&tp) {
+            part.head = head;
+        }
+    }
     let mut tpl = TopicPartitionList::new();
     for (tp, part) in &t.offsets {
         add_offset(&mut tpl, tp, part.next, Some(&part.head));
