@@ -538,6 +538,20 @@ fn summaries_whose_offsets_do_not_add_up_or_go_back_are_breaks() {
             r[0].breaks
         );
     }
+    // Unsigned (altered after sealing): a break, and none of its ranges
+    // counts as covered.
+    let (text, _) = seal(&key(), "", &sa.summary("in", 0, &t, &ctx()));
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["source"]["offsets"] = json!([[0, 16_000_000]]);
+    v["source"]["offset"] = json!(16_000_000);
+    v["records"] = json!(16_000_001);
+    let r = check(&[v.to_string().into_bytes()]);
+    assert!(!r[0].breaks.is_empty());
+    assert!(
+        r[0].covered.is_empty(),
+        "{} offsets covered",
+        r[0].covered.len()
+    );
     // A summary going back over offsets an earlier one counted.
     let mut c = Chains::default();
     let first = c.append(&key(), "in/0", &sa.summary("in", 0, &t, &ctx())).0;

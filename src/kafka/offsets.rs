@@ -48,12 +48,17 @@ pub struct Committable {
 }
 
 impl Part {
-    /// The hash of the last record before `safe`; forgets older hashes.
-    fn head(heads: &mut BTreeMap<i64, String>, safe: i64) -> Option<String> {
+    /// The offset to commit at most `safe`: one past the last record before
+    /// `safe` whose audit chain head is known, with that head; forgets older
+    /// hashes. With a head per record that is `safe` itself (or the offset
+    /// of a gap just before it); with a head per summary, the end of the
+    /// last summary acknowledged: an offset never travels without the chain
+    /// head its record left.
+    fn head(heads: &mut BTreeMap<i64, String>, safe: i64) -> Option<(i64, String)> {
         let (&at, h) = heads.range(..safe).next_back()?;
         let h = h.clone();
         *heads = heads.split_off(&at);
-        Some(h)
+        Some((at + 1, h))
     }
 }
 
@@ -139,14 +144,20 @@ impl OffsetTracker {
         let mut out = Vec::new();
         for (tp, part) in self.parts.iter_mut() {
             let safe = part.inflight.keys().next().copied().unwrap_or(part.next);
-            if safe > part.stored {
+            if safe <= part.stored {
+                continue;
+            }
+            let Some((offset, head)) = Part::head(&mut part.heads, safe) else {
+                continue;
+            };
+            if offset > part.stored {
                 out.push(Committable {
                     tp: tp.clone(),
-                    offset: safe,
-                    advanced: (safe - part.stored) as u64,
-                    head: Part::head(&mut part.heads, safe),
+                    offset,
+                    advanced: (offset - part.stored) as u64,
+                    head: Some(head),
                 });
-                part.stored = safe;
+                part.stored = offset;
             }
         }
         out
@@ -161,11 +172,15 @@ impl OffsetTracker {
             .sum()
     }
 
-    /// Forgets a partition (revoked); returns its committable offset and chain head.
+    /// Forgets a partition (revoked); returns its committable offset and
+    /// chain head (`None`: nothing finished with a head since it began).
     pub fn remove(&mut self, tp: &Tp) -> Option<(i64, Option<String>)> {
         let safe = self.safe(tp)?;
         let mut part = self.parts.remove(tp)?;
-        Some((safe, Part::head(&mut part.heads, safe)))
+        Some(match Part::head(&mut part.heads, safe) {
+            Some((offset, head)) => (offset, Some(head)),
+            None => (safe, None),
+        })
     }
 
     pub fn partitions(&self) -> Vec<Tp> {
@@ -184,10 +199,11 @@ mod tests {
     #[test]
     fn out_of_order_acks_commit_only_the_contiguous_prefix() {
         let mut t = OffsetTracker::new();
-        let g = t.begin(&tp(0), 10, 2, None);
-        t.begin(&tp(0), 11, 1, None);
-        t.begin(&tp(0), 12, 0, None); // suppressed everywhere: nothing to wait for
-        t.begin(&tp(0), 13, 1, None);
+        let h = |o: i64| Some(format!("h{o}"));
+        let g = t.begin(&tp(0), 10, 2, h(10));
+        t.begin(&tp(0), 11, 1, h(11));
+        t.begin(&tp(0), 12, 0, h(12)); // suppressed everywhere: nothing to wait for
+        t.begin(&tp(0), 13, 1, h(13));
         assert_eq!(t.safe(&tp(0)), Some(10));
         assert!(t.committable().is_empty());
         t.ack(&tp(0), 11, g);
@@ -211,11 +227,9 @@ mod tests {
         t.set_head(&tp(0), 4, g, "s1".into());
         t.set_head(&tp(0), 4, g + 1, "stale".into());
         t.ack(&tp(0), 3, g);
-        let c = t.committable();
-        assert_eq!(
-            (c[0].offset, c[0].head.clone()),
-            (4, None),
-            "3 has no head of its own"
+        assert!(
+            t.committable().is_empty(),
+            "3 is done but its summary's head is at 4: nothing to commit yet"
         );
         t.ack(&tp(0), 4, g);
         let c = t.committable();
@@ -226,6 +240,33 @@ mod tests {
             t.partitions().is_empty(),
             "a revoked partition is not tracked again"
         );
+    }
+
+    #[test]
+    fn with_summaries_offsets_are_committed_at_summary_ends_only() {
+        // A summary covering 0..=2 is acknowledged while 1 still has an
+        // output in flight: 0 is done, but its offset must not travel
+        // without a head (the next owner would restart the chain).
+        let mut t = OffsetTracker::new();
+        let g = t.begin(&tp(0), 0, 1, None);
+        t.begin(&tp(0), 1, 1, None);
+        t.begin(&tp(0), 2, 1, None);
+        t.set_head(&tp(0), 2, g, "s1".into());
+        t.ack(&tp(0), 0, g);
+        t.ack(&tp(0), 2, g);
+        assert!(t.committable().is_empty());
+        assert_eq!(t.remove(&tp(0)), Some((1, None)), "revoked: no commit");
+        // The next summary (3..=5) done while 6 waits: commit at 6 with it.
+        let g = t.begin(&tp(0), 3, 1, None);
+        for o in 4..=6 {
+            t.begin(&tp(0), o, 1, None);
+        }
+        t.set_head(&tp(0), 5, g, "s2".into());
+        for o in 3..=5 {
+            t.ack(&tp(0), o, g);
+        }
+        let c = t.committable();
+        assert_eq!((c[0].offset, c[0].head.as_deref()), (6, Some("s2")));
     }
 
     #[test]

@@ -558,13 +558,15 @@ impl Worker {
         let mut txn_started = Instant::now();
 
         let summarize = shared.summaries.is_some();
+        let mut end_txn_now = false;
         let mut last_summaries = Instant::now();
         let mut crashed = false;
         let result = (|| -> Result<(), WorkerError> {
             while !self.control.stop.load(Ordering::Relaxed) {
                 if let Some(txn) = &shared.txn {
                     let mut t = txn.lock().unwrap_or_else(PoisonError::into_inner);
-                    if t.open && txn_started.elapsed() >= interval {
+                    if t.open && (txn_started.elapsed() >= interval || end_txn_now) {
+                        end_txn_now = false;
                         finish(&producer, &consumer, &mut t, &shared, drain)?;
                     }
                 }
@@ -805,10 +807,22 @@ impl Worker {
                     covers: Vec::new(),
                 });
                 let full = match (&count, &shared.summaries) {
-                    (Some(count), Some(s)) => s
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .add(slot, &origin, count, !eos),
+                    (Some(count), Some(s)) => {
+                        let back = s
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .goes_back(&tp, msg.offset());
+                        if back {
+                            summary::write(
+                                &producer,
+                                &shared,
+                                Which::Partitions(std::slice::from_ref(&tp)),
+                            );
+                        }
+                        s.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .add(slot, &origin, count, !eos)
+                    }
                     _ => false,
                 };
                 for out in outs {
@@ -816,6 +830,9 @@ impl Worker {
                 }
                 if full && !eos {
                     summary::write(&producer, &shared, Which::Due);
+                } else if full {
+                    // exactly_once: a full summary ends its transaction.
+                    end_txn_now = true;
                 }
             }
 

@@ -60,6 +60,17 @@ impl Summaries {
         }
     }
 
+    /// Whether the record at `offset` of `tp` comes at or before the last
+    /// one its open summary counts (the partition was read again from an
+    /// earlier offset): that summary must be written first, as summaries
+    /// count ascending offsets.
+    pub(super) fn goes_back(&self, tp: &Tp, offset: i64) -> bool {
+        self.open
+            .get(tp)
+            .and_then(|o| o.tally.last())
+            .is_some_and(|last| offset <= last)
+    }
+
     /// Counts the record at `origin` (stream `stream`). Returns true when
     /// its summary is full and must be written now.
     pub(super) fn add(
@@ -118,6 +129,10 @@ pub(super) fn write(producer: &Prod, shared: &Shared, which: Which<'_>) -> Vec<(
     let Some(summaries) = &shared.summaries else {
         return Vec::new();
     };
+    if shared.audit_failed.load(Ordering::SeqCst) {
+        // The chain's last record never landed: the worker stops.
+        return Vec::new();
+    }
     let mut s = summaries.lock().unwrap_or_else(PoisonError::into_inner);
     let interval = s.ctx.interval;
     let taken = s.take(&|tp, o| match &which {
