@@ -602,7 +602,8 @@ def check_helm(binary):
         ("bad-grace.yaml", ["terminationGracePeriodSeconds (10)"]),
     ]
     inline = [
-        ({"config": {"audit": {"level": "summary"}}}, ["level"]),
+        ({"config": {"audit": {"level": "everything"}}}, ["level"]),
+        ({"config": {"audit": {"summary_interval_ms": 5}}}, ["summary_interval_ms"]),
         ({"config": {"kafka": {"properties": {"enable.auto.commit": "true"}}}}, ["enable.auto.commit"]),
         ({"securityContext": {"capabilities": {"drop": []}}}, ["drop"]),
         ({"podSecurityContext": {"runAsNonRoot": False}}, ["runAsNonRoot"]),
