@@ -56,6 +56,7 @@ use crate::telemetry::{Metrics, StreamMetrics};
 
 mod avro_in;
 mod client;
+mod commit;
 mod delivery;
 mod erasure;
 mod lineage_out;
@@ -893,29 +894,21 @@ impl Worker {
                 return Err(WorkerError::AuditUndeliverable);
             }
             store(&consumer, &shared);
-            // Commit without blocking past the deadline: a synchronous commit
-            // waits for the broker as long as librdkafka's own timeouts say
-            // (~45 s with the broker down), so it runs on a thread of its own.
-            let committed = {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let c = consumer.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("custos-final-commit".into())
-                    .spawn(move || {
-                        let _ = tx.send(c.commit_consumer_state(CommitMode::Sync));
-                    });
-                match spawned.map(|_| rx.recv_timeout(left())) {
-                    Ok(Ok(
-                        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)),
-                    )) => true,
-                    Ok(Ok(Err(e))) => {
-                        tracing::warn!(error = %e, "final commit failed");
-                        false
-                    }
-                    Ok(Err(_)) | Err(_) => {
-                        tracing::warn!("final commit not confirmed before the shutdown deadline");
-                        false
-                    }
+            let committed = match commit::final_commit(&consumer, deadline) {
+                commit::FinalCommit::Committed => true,
+                commit::FinalCommit::GroupMovedOn(e) => {
+                    // Everything was delivered; only the offsets are not
+                    // committed, as when partitions are lost at a rebalance.
+                    tracing::warn!(error = %e, "the group took the partitions back before the final commit (membership lost, e.g. after an outage longer than the session timeout); everything was delivered, the next owner processes the records since the last commit again");
+                    true
+                }
+                commit::FinalCommit::Failed(Some(e)) => {
+                    tracing::warn!(error = %e, "final commit failed");
+                    false
+                }
+                commit::FinalCommit::Failed(None) => {
+                    tracing::warn!("final commit not confirmed before the shutdown deadline");
+                    false
                 }
             };
             if left_over > 0 || !committed {
