@@ -654,16 +654,22 @@ pub struct ChainReport {
 #[derive(Debug, Default)]
 struct ChainState {
     report: ChainReport,
-    /// The last record's hash and input offset.
-    last: Option<(u128, i64)>,
-    /// Every record's hash, with its input offset.
-    seen: HashMap<u128, i64>,
+    /// The last signed record's hash and input offset.
+    last: Option<([u8; 32], i64)>,
+    /// Every signed record's hash, with its input offset.
+    seen: HashMap<[u8; 32], i64>,
 }
 
-fn short(hash: &str) -> Option<u128> {
-    let b = hex::decode(hash.get(..32)?).ok()?;
-    Some(u128::from_be_bytes(b.try_into().ok()?))
+/// A chain hash as custos writes it: 64 lowercase hex digits.
+fn chain_hash_bytes(hash: &str) -> Option<[u8; 32]> {
+    if hash.len() != 64 || hash.bytes().any(|c| c.is_ascii_uppercase()) {
+        return None;
+    }
+    hex::decode(hash).ok()?.try_into().ok()
 }
+
+/// The record types custos writes to an audit topic.
+const RECORD_TYPES: [&str; 5] = ["record", "dead_letter", "erasure", "retention", "summary"];
 
 /// True when `bytes` are exactly what [`seal`] writes for a record whose
 /// canonical form without `hash` is `canon`.
@@ -677,12 +683,19 @@ fn is_sealed_form(bytes: &[u8], canon: &str, hash: &str) -> bool {
         && bytes.ends_with(tail.as_bytes())
 }
 
+/// The most records one summary counts: the worker writes a summary at the
+/// latest when it reaches this many, and `audit verify` refuses one claiming
+/// more (a bound on what one record can make the verifier hold).
+pub const SUMMARY_MAX_RECORDS: i64 = 10_000;
+
 /// A summary record's `source.offsets`: inclusive ranges, ascending, apart,
 /// the last ending at `source.offset`.
 fn summary_ranges(record: &Value, offset: i64) -> Result<Vec<(i64, i64)>, &'static str> {
     let bad = "summary offsets are not ascending ranges ending at source.offset";
     let list = record["source"]["offsets"].as_array().ok_or(bad)?;
-    let mut out: Vec<(i64, i64)> = Vec::with_capacity(list.len());
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    // As many offsets as records counted, and no more than one summary counts.
+    let mut covered = 0i64;
     for r in list {
         let (Some(a), Some(b)) = (r[0].as_i64(), r[1].as_i64()) else {
             return Err(bad);
@@ -691,16 +704,15 @@ fn summary_ranges(record: &Value, offset: i64) -> Result<Vec<(i64, i64)>, &'stat
         if a < 0 || a > b || !after || r.as_array().map_or(0, Vec::len) != 2 {
             return Err(bad);
         }
+        covered = covered.saturating_add((b - a).saturating_add(1));
+        if covered > SUMMARY_MAX_RECORDS {
+            return Err(bad);
+        }
         out.push((a, b));
     }
-    // As many offsets as records counted (and a bound on what one summary
-    // can make this verifier hold).
-    let covered = out.iter().fold(0i64, |n, (a, b)| {
-        n.saturating_add((b - a).saturating_add(1))
-    });
     let records = record["records"].as_i64();
     match out.last() {
-        Some(l) if l.1 == offset && records == Some(covered) && covered <= 1 << 24 => Ok(out),
+        Some(l) if l.1 == offset && records == Some(covered) => Ok(out),
         _ => Err(bad),
     }
 }
@@ -800,6 +812,20 @@ impl Verifier {
                 "record is not in the canonical form custos writes (duplicate keys, reordered or re-encoded)",
             ));
         }
+        let known = record["type"]
+            .as_str()
+            .is_some_and(|t| RECORD_TYPES.contains(&t));
+        if !known {
+            st.report
+                .breaks
+                .push(broken("record of a type custos does not write"));
+        }
+        let (h, p) = (chain_hash_bytes(&hash), chain_hash_bytes(&prev));
+        if p.is_none() && !prev.is_empty() {
+            st.report
+                .breaks
+                .push(broken("prev is neither empty nor a chain hash"));
+        }
         let low = match &ranges {
             Some(Ok(r)) => r.first().map_or(offset, |r| r.0),
             Some(Err(why)) => {
@@ -808,8 +834,18 @@ impl Verifier {
             }
             None => offset,
         };
-        let (h, p) = (short(&hash), short(&prev));
-        if h.is_some_and(|h| st.seen.contains_key(&h)) {
+        // What follows counts only records that are custos's own: an
+        // unsigned one is a break above; its successor is linked to the
+        // hash it claims (one record altered in place is one break), but it
+        // covers no offsets and no later record can replay from it.
+        let Some(h) = h else {
+            return;
+        };
+        if !(signed && known) {
+            st.last = Some((h, offset));
+            return;
+        }
+        if st.seen.contains_key(&h) {
             st.report
                 .breaks
                 .push(broken("the same record a second time (duplicated)"));
@@ -841,7 +877,7 @@ impl Verifier {
             }
         }
         match &ranges {
-            Some(Ok(r)) if signed => {
+            Some(Ok(r)) => {
                 for (a, b) in r {
                     st.report.covered.extend(*a..=*b);
                 }
@@ -851,10 +887,8 @@ impl Verifier {
             }
             _ => {}
         }
-        if let Some(h) = h {
-            st.seen.insert(h, offset);
-            st.last = Some((h, offset));
-        }
+        st.seen.insert(h, offset);
+        st.last = Some((h, offset));
     }
 
     /// One report per chain, in the order chains were first seen.

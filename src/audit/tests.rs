@@ -570,3 +570,83 @@ fn summaries_whose_offsets_do_not_add_up_or_go_back_are_breaks() {
         r[0].breaks
     );
 }
+
+#[test]
+fn a_summary_counts_at_most_its_maximum() {
+    let sa = two_purposes();
+    let mut t = Tally::default();
+    t.add(0, [None, None].into_iter(), None, &[]);
+    let signed = |last: i64| {
+        let mut m: Map<String, Value> =
+            serde_json::from_str(&seal(&key(), "", &sa.summary("in", 0, &t, &ctx())).0).unwrap();
+        m.remove("hash");
+        m.remove("prev");
+        m["source"]["offsets"] = json!([[0, last]]);
+        m["source"]["offset"] = json!(last);
+        m["records"] = json!(last + 1);
+        seal(&key(), "", &unsealed(&m)).0.into_bytes()
+    };
+    let mut v = Verifier::new(key());
+    v.check("p/0", &signed(SUMMARY_MAX_RECORDS - 1));
+    let r = v.finish();
+    assert!(r[0].breaks.is_empty(), "{:?}", r[0].breaks);
+    assert_eq!(r[0].covered.len() as i64, SUMMARY_MAX_RECORDS);
+    let mut v = Verifier::new(key());
+    v.check("p/0", &signed(SUMMARY_MAX_RECORDS));
+    let r = v.finish();
+    assert!(r[0].breaks[0].reason.contains("summary offsets"));
+    assert!(r[0].covered.is_empty());
+}
+
+#[test]
+fn records_custos_did_not_sign_or_write_shape_nothing() {
+    // Altered: a break, and its input offset is not covered.
+    let mut altered = chain(3);
+    altered[1] = String::from_utf8(altered[1].clone())
+        .unwrap()
+        .replace("decode", "schema")
+        .into_bytes();
+    let r = verify(&altered);
+    assert_eq!(r[0].breaks.len(), 1, "{:?}", r[0].breaks);
+    assert_eq!(r[0].covered.iter().copied().collect::<Vec<_>>(), vec![0, 2]);
+
+    // Signed, but of a type custos does not write.
+    let mut m: Map<String, Value> = serde_json::from_str(&seal(&key(), "", &rec(0)).0).unwrap();
+    m.remove("hash");
+    m.remove("prev");
+    m.insert("type".into(), json!("note"));
+    let r = verify(&[seal(&key(), "", &unsealed(&m)).0.into_bytes()]);
+    assert!(r[0].breaks[0].reason.contains("type"), "{:?}", r[0].breaks);
+    assert!(r[0].covered.is_empty());
+
+    // Signed, with a prev that is not a chain hash.
+    let mut c = Chains::default();
+    let (first, head) = c.append(&key(), "t/0", &rec(0));
+    for prev in [head.to_uppercase(), head[..32].to_string(), "x".repeat(64)] {
+        let r = verify(&[
+            first.clone().into_bytes(),
+            seal(&key(), &prev, &rec(1)).0.into_bytes(),
+        ]);
+        assert!(
+            r[0].breaks
+                .iter()
+                .any(|b| b.reason.contains("prev is neither")),
+            "{prev}: {:?}",
+            r[0].breaks
+        );
+    }
+
+    // Signed, with a prev sharing only its first half with the record before.
+    let near = format!("{}{}", &head[..32], "0".repeat(32));
+    let r = verify(&[
+        first.into_bytes(),
+        seal(&key(), &near, &rec(1)).0.into_bytes(),
+    ]);
+    assert!(
+        r[0].breaks
+            .iter()
+            .any(|b| b.reason.contains("matches no earlier")),
+        "{:?}",
+        r[0].breaks
+    );
+}

@@ -14,8 +14,9 @@
 use super::*;
 
 /// A summary is written at the latest when it counts this many records
-/// (bounds the memory its offsets and acknowledgements hold).
-pub(super) const MAX_RECORDS: usize = 10_000;
+/// (bounds the memory its offsets and acknowledgements hold; `audit verify`
+/// refuses a summary claiming more).
+pub(super) const MAX_RECORDS: usize = audit::SUMMARY_MAX_RECORDS as usize;
 
 /// What every summary of this worker shares.
 pub(super) struct SummaryCtx {
