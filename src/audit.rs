@@ -861,6 +861,8 @@ impl Verifier {
                     st.report.suspicious_restarts.push(position.to_string());
                 }
             }
+            // Not a chain hash: a break above already.
+            Some(_) if p.is_none() => {}
             Some(_) if p.is_some_and(|p| st.seen.contains_key(&p)) => st.report.replays += 1,
             Some(_) => st.report.breaks.push(broken(
                 "prev matches no earlier record of this chain (a record is missing or out of order)",

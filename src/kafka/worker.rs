@@ -894,7 +894,9 @@ impl Worker {
                 return Err(WorkerError::AuditUndeliverable);
             }
             store(&consumer, &shared);
-            let committed = match commit::final_commit(&consumer, deadline) {
+            let outcome = commit::final_commit(&consumer, deadline);
+            let moved_on = matches!(outcome, commit::FinalCommit::GroupMovedOn(_));
+            let committed = match outcome {
                 commit::FinalCommit::Committed => true,
                 commit::FinalCommit::GroupMovedOn(e) => {
                     // Everything was delivered; only the offsets are not
@@ -916,6 +918,14 @@ impl Worker {
                 return Err(WorkerError::DrainIncomplete {
                     records: left_over as u64,
                 });
+            }
+            if moved_on {
+                // No graceful close: the membership is over (there is no
+                // group to leave), and librdkafka's close of a consumer whose
+                // assignment was lost can wait on the coordinator unbounded.
+                abandon(consumer, producer, follower);
+                tracing::info!("worker stopped");
+                return Ok(());
             }
             consumer.unsubscribe();
             drop(consumer);

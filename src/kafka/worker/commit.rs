@@ -39,15 +39,22 @@ pub(super) fn final_commit<X: ConsumerContext + 'static>(
             Ok(Ok(Err(e))) => e,
             Ok(Err(_)) | Err(_) => return FinalCommit::Failed(None),
         };
+        let retry = Instant::now() + COMMIT_RETRY < deadline;
         match e.rdkafka_error_code() {
+            // librdkafka saw the membership end (session timed out, a
+            // heartbeat answered unknown member or illegal generation) and
+            // fails the commit itself; or the broker refuses it for a
+            // generation that is over.
             Some(
-                C::UnknownMemberId
-                | C::IllegalGeneration
-                | C::RebalanceInProgress
-                | C::FencedInstanceId,
+                C::AssignmentLost | C::UnknownMemberId | C::IllegalGeneration | C::StaleMemberEpoch,
             ) => return FinalCommit::GroupMovedOn(e),
+            // Between join and sync the member is still in the group (and
+            // keeps its partitions under cooperative assignment): a moment
+            // may do, else the group moves on without this worker.
+            Some(C::RebalanceInProgress) if !retry => return FinalCommit::GroupMovedOn(e),
             Some(
-                C::CoordinatorLoadInProgress
+                C::RebalanceInProgress
+                | C::CoordinatorLoadInProgress
                 | C::CoordinatorNotAvailable
                 | C::NotCoordinator
                 | C::RequestTimedOut
@@ -57,10 +64,12 @@ pub(super) fn final_commit<X: ConsumerContext + 'static>(
                 | C::OperationTimedOut
                 | C::WaitingForCoordinator
                 | C::TimedOutQueue,
-            ) if Instant::now() + COMMIT_RETRY < deadline => {
+            ) if retry => {
                 tracing::debug!(error = %e, "final commit retried");
                 std::thread::sleep(COMMIT_RETRY);
             }
+            // Fenced (another live worker with this instance id: a
+            // configuration error) and the rest: not committed.
             _ => return FinalCommit::Failed(Some(e)),
         }
     }
@@ -122,12 +131,18 @@ mod tests {
     #[test]
     fn errors_a_moment_cures_are_retried_until_committed() {
         let (cluster, consumer) = stored();
+        // More than librdkafka's own two retries of a request.
         cluster.request_errors(
             RDKafkaApiKey::OffsetCommit,
             &[
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
             ],
         );
         assert!(matches!(
@@ -138,11 +153,10 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_membership_is_told_apart_and_not_retried() {
+    fn a_generation_that_is_over_is_told_apart_and_not_retried() {
         for code in [
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID,
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
         ] {
             let (cluster, consumer) = stored();
             // Twice: a retry would meet the second one and not commit either.
@@ -159,18 +173,102 @@ mod tests {
     }
 
     #[test]
-    fn a_permanent_error_fails_at_once() {
+    fn a_rebalance_that_outlasts_the_deadline_moves_the_group_on() {
         let (cluster, consumer) = stored();
         cluster.request_errors(
             RDKafkaApiKey::OffsetCommit,
-            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS; 200],
         );
-        let started = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(1);
         assert!(matches!(
-            final_commit(&consumer, started + Duration::from_secs(60)),
+            final_commit(&consumer, deadline),
+            FinalCommit::GroupMovedOn(_)
+        ));
+        assert_eq!(committed(&consumer), Offset::Invalid);
+    }
+
+    #[test]
+    fn a_membership_lost_to_the_session_timeout_moves_the_group_on() {
+        // The broker unreachable for longer than the session timeout:
+        // librdkafka marks the assignment lost and fails the commit itself.
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "g")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        let waited = Instant::now();
+        while consumer.assignment().map_or(0, |a| a.count()) == 0 {
+            assert!(waited.elapsed() < Duration::from_secs(60), "no assignment");
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        let mut at = TopicPartitionList::new();
+        at.add_partition_offset(TOPIC, 0, Offset::Offset(7))
+            .unwrap();
+        consumer.store_offsets(&at).unwrap();
+        cluster.broker_down(1).unwrap();
+        let waited = Instant::now();
+        while !consumer.assignment_lost() {
+            assert!(waited.elapsed() < Duration::from_secs(60), "never lost");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let consumer = Arc::new(consumer);
+        let outcome = final_commit(&consumer, soon());
+        assert!(
+            matches!(
+                &outcome,
+                FinalCommit::GroupMovedOn(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AssignmentLost)
+            ),
+            "{}",
+            match outcome {
+                FinalCommit::Committed => "committed".to_string(),
+                FinalCommit::GroupMovedOn(e) | FinalCommit::Failed(Some(e)) => e.to_string(),
+                FinalCommit::Failed(None) => "no answer".to_string(),
+            }
+        );
+        cluster.broker_up(1).unwrap();
+        // Not closed, as the worker does not close it either: librdkafka's
+        // destroy of a consumer whose assignment was lost this way does not
+        // return (its broker thread spins).
+        std::mem::forget(consumer);
+    }
+
+    #[test]
+    fn a_permanent_error_fails_at_once() {
+        let (cluster, consumer) = stored();
+        // Three times: a retry would meet the next one, a third the last.
+        cluster.request_errors(
+            RDKafkaApiKey::OffsetCommit,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 3],
+        );
+        assert!(matches!(
+            final_commit(&consumer, soon()),
             FinalCommit::Failed(Some(_))
         ));
-        assert!(started.elapsed() < Duration::from_secs(60));
+        assert_eq!(committed(&consumer), Offset::Invalid);
+    }
+
+    #[test]
+    fn fenced_by_another_instance_fails() {
+        // A second live worker with this instance id: a configuration
+        // error, not a group that moved on.
+        let (cluster, consumer) = stored();
+        cluster.request_errors(
+            RDKafkaApiKey::OffsetCommit,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 3],
+        );
+        let outcome = final_commit(&consumer, soon());
+        let failed = matches!(outcome, FinalCommit::Failed(_));
+        // librdkafka makes a fence fatal: its destroy of the client does
+        // not return, and the worker does not close it either.
+        std::mem::forget(consumer);
+        assert!(failed);
     }
 
     #[test]
@@ -182,6 +280,13 @@ mod tests {
             final_commit(&consumer, deadline),
             FinalCommit::Failed(_)
         ));
+        // Not librdkafka's own timeout (~45 s with the broker down): the
+        // deadline, give or take one retry pause and a loaded machine.
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "returned {:?} after the deadline",
+            Instant::now() - deadline
+        );
         cluster.broker_up(1).unwrap();
     }
 }

@@ -129,7 +129,14 @@ impl ConsumerContext for WorkerContext {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|(_, o)| !revoked.contains(&o.tp));
-        if commit.count() > 0 {
+        if commit.count() > 0 && consumer.assignment_lost() {
+            // The group has given them to others already: a commit would be
+            // refused (and, with the broker away, wait for it unbounded).
+            tracing::warn!(
+                partitions = commit.count(),
+                "partitions lost, not revoked (membership ended); not committed: the next owner processes their records since the last commit again"
+            );
+        } else if commit.count() > 0 {
             match consumer.commit(&commit, CommitMode::Sync) {
                 Ok(()) => tracing::info!(
                     partitions = commit.count(),
