@@ -654,7 +654,8 @@ pub struct ChainReport {
 #[derive(Debug, Default)]
 struct ChainState {
     report: ChainReport,
-    /// The last signed record's hash and input offset.
+    /// The last record's hash and input offset (an unsigned record's as it
+    /// claims: its successor links to it).
     last: Option<([u8; 32], i64)>,
     /// Every signed record's hash, with its input offset.
     seen: HashMap<[u8; 32], i64>,

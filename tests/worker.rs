@@ -842,7 +842,16 @@ fn a_broker_outage_stalls_but_loses_nothing() {
     let b = broker.bootstrap();
     let p = producer(&b);
     produce(&p, &n.input, &(0..50).map(event).collect::<Vec<_>>());
-    let w = start(&broker, &n, &compiled, false);
+    // Reconnects within a second of the broker's return: with librdkafka's
+    // default backoff (doubling up to 10 s) the first heartbeat after a 3 s
+    // outage can come after the 6 s session has run out, and a stop while
+    // the group is being joined again cannot commit (a failed drain).
+    let mut config = config(&n, "at_least_once");
+    config
+        .kafka
+        .properties
+        .insert("reconnect.backoff.max.ms".into(), "1000".into());
+    let w = start_with_config(&broker, &n, &compiled, false, config);
     wait_until("the worker to start", || w.consumed() >= 10);
     let Broker::Mock(mock) = &broker else {
         unreachable!()

@@ -14,7 +14,9 @@ pub(super) enum FinalCommit {
 }
 
 /// Commits the stored offsets, retrying what a moment may cure (coordinator
-/// moving or loading, a connection lost) until the deadline. A synchronous
+/// moving or loading, a connection lost, a rebalance under way) until the
+/// deadline; tells a group that has moved on (the membership is over) from
+/// a failure. A synchronous
 /// commit waits for the broker as long as librdkafka's own timeouts say
 /// (~45 s with the broker down), so each attempt runs on a thread of its own
 /// and is waited for only until the deadline.
@@ -41,13 +43,10 @@ pub(super) fn final_commit<X: ConsumerContext + 'static>(
         };
         let retry = Instant::now() + COMMIT_RETRY < deadline;
         match e.rdkafka_error_code() {
-            // librdkafka saw the membership end (session timed out, a
-            // heartbeat answered unknown member or illegal generation) and
-            // fails the commit itself; or the broker refuses it for a
-            // generation that is over.
-            Some(
-                C::AssignmentLost | C::UnknownMemberId | C::IllegalGeneration | C::StaleMemberEpoch,
-            ) => return FinalCommit::GroupMovedOn(e),
+            // The coordinator says the membership is over.
+            Some(C::UnknownMemberId | C::IllegalGeneration | C::StaleMemberEpoch) => {
+                return FinalCommit::GroupMovedOn(e)
+            }
             // Between join and sync the member is still in the group (and
             // keeps its partitions under cooperative assignment): a moment
             // may do, else the group moves on without this worker.
@@ -68,8 +67,11 @@ pub(super) fn final_commit<X: ConsumerContext + 'static>(
                 tracing::debug!(error = %e, "final commit retried");
                 std::thread::sleep(COMMIT_RETRY);
             }
-            // Fenced (another live worker with this instance id: a
-            // configuration error) and the rest: not committed.
+            // Not committed, and not known to be moot: fenced (another live
+            // worker with this instance id, a configuration error); the
+            // assignment given up by librdkafka itself (`AssignmentLost`:
+            // typically the session ran out while the coordinator could not
+            // be reached); the rest.
             _ => return FinalCommit::Failed(Some(e)),
         }
     }
@@ -188,9 +190,10 @@ mod tests {
     }
 
     #[test]
-    fn a_membership_lost_to_the_session_timeout_moves_the_group_on() {
+    fn a_session_run_out_while_the_broker_is_away_is_a_failure() {
         // The broker unreachable for longer than the session timeout:
         // librdkafka marks the assignment lost and fails the commit itself.
+        // Nothing confirms that the group moved on: the stop did not finish.
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic(TOPIC, 1, 1).unwrap();
         let consumer: BaseConsumer = ClientConfig::new()
@@ -223,7 +226,7 @@ mod tests {
         assert!(
             matches!(
                 &outcome,
-                FinalCommit::GroupMovedOn(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AssignmentLost)
+                FinalCommit::Failed(Some(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AssignmentLost)
             ),
             "{}",
             match outcome {
