@@ -91,12 +91,9 @@ mod tests {
 
     const TOPIC: &str = "in";
 
-    /// A consumer of the group "g" with offset 7 of partition 0 stored, and
-    /// the cluster it talks to.
-    fn stored() -> (
-        MockCluster<'static, DefaultProducerContext>,
-        Arc<BaseConsumer<DefaultConsumerContext>>,
-    ) {
+    /// A cluster with the topic, and a consumer of the group "g" that
+    /// commits only when told.
+    fn cluster_and_consumer() -> (MockCluster<'static, DefaultProducerContext>, BaseConsumer) {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic(TOPIC, 1, 1).unwrap();
         let consumer: BaseConsumer = ClientConfig::new()
@@ -104,16 +101,33 @@ mod tests {
             .set("group.id", "g")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
             .create()
             .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(TOPIC, 0, Offset::Beginning)
-            .unwrap();
-        consumer.assign(&tpl).unwrap();
+        (cluster, consumer)
+    }
+
+    /// Stores offset 7 of partition 0, for the next commit.
+    fn store_7(consumer: &BaseConsumer) {
         let mut at = TopicPartitionList::new();
         at.add_partition_offset(TOPIC, 0, Offset::Offset(7))
             .unwrap();
         consumer.store_offsets(&at).unwrap();
+    }
+
+    /// A consumer assigned partition 0 with offset 7 stored, and the
+    /// cluster it talks to.
+    fn stored() -> (
+        MockCluster<'static, DefaultProducerContext>,
+        Arc<BaseConsumer<DefaultConsumerContext>>,
+    ) {
+        let (cluster, consumer) = cluster_and_consumer();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(TOPIC, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        store_7(&consumer);
         (cluster, Arc::new(consumer))
     }
 
@@ -194,27 +208,14 @@ mod tests {
         // The broker unreachable for longer than the session timeout:
         // librdkafka marks the assignment lost and fails the commit itself.
         // Nothing confirms that the group moved on: the stop did not finish.
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic(TOPIC, 1, 1).unwrap();
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap_servers())
-            .set("group.id", "g")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .create()
-            .unwrap();
+        let (cluster, consumer) = cluster_and_consumer();
         consumer.subscribe(&[TOPIC]).unwrap();
         let waited = Instant::now();
         while consumer.assignment().map_or(0, |a| a.count()) == 0 {
             assert!(waited.elapsed() < Duration::from_secs(60), "no assignment");
             let _ = consumer.poll(Duration::from_millis(100));
         }
-        let mut at = TopicPartitionList::new();
-        at.add_partition_offset(TOPIC, 0, Offset::Offset(7))
-            .unwrap();
-        consumer.store_offsets(&at).unwrap();
+        store_7(&consumer);
         cluster.broker_down(1).unwrap();
         let waited = Instant::now();
         while !consumer.assignment_lost() {
