@@ -38,6 +38,14 @@ fn chain(n: i64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A record with one value changed after sealing (its hash left as it was).
+fn altered_in_place(record: &[u8]) -> Vec<u8> {
+    String::from_utf8(record.to_vec())
+        .unwrap()
+        .replace("decode", "schema")
+        .into_bytes()
+}
+
 fn verify(records: &[Vec<u8>]) -> Vec<ChainReport> {
     let mut v = Verifier::new(key());
     for (i, r) in records.iter().enumerate() {
@@ -151,10 +159,7 @@ fn an_intact_chain_verifies() {
 #[test]
 fn altered_removed_and_reordered_records_are_breaks() {
     let mut altered = chain(4);
-    altered[2] = String::from_utf8(altered[2].clone())
-        .unwrap()
-        .replace("decode", "schema")
-        .into_bytes();
+    altered[2] = altered_in_place(&altered[2]);
     let r = verify(&altered);
     assert_eq!(r[0].breaks.len(), 1);
     assert_eq!(r[0].breaks[0].position, "0/2");
@@ -602,10 +607,7 @@ fn a_summary_counts_at_most_its_maximum() {
 fn records_custos_did_not_sign_or_write_shape_nothing() {
     // Altered: a break, and its input offset is not covered.
     let mut altered = chain(3);
-    altered[1] = String::from_utf8(altered[1].clone())
-        .unwrap()
-        .replace("decode", "schema")
-        .into_bytes();
+    altered[1] = altered_in_place(&altered[1]);
     let r = verify(&altered);
     assert_eq!(r[0].breaks.len(), 1, "{:?}", r[0].breaks);
     assert_eq!(r[0].covered.iter().copied().collect::<Vec<_>>(), vec![0, 2]);

@@ -131,6 +131,11 @@ mod tests {
         (cluster, Arc::new(consumer))
     }
 
+    /// The cluster answers the next `codes.len()` offset commits with them.
+    fn refuse(cluster: &MockCluster<'static, DefaultProducerContext>, codes: &[RDKafkaRespErr]) {
+        cluster.request_errors(RDKafkaApiKey::OffsetCommit, codes);
+    }
+
     fn committed(consumer: &BaseConsumer) -> Offset {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(TOPIC, 0);
@@ -148,8 +153,8 @@ mod tests {
     fn errors_a_moment_cures_are_retried_until_committed() {
         let (cluster, consumer) = stored();
         // More than librdkafka's own two retries of a request.
-        cluster.request_errors(
-            RDKafkaApiKey::OffsetCommit,
+        refuse(
+            &cluster,
             &[
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
@@ -176,7 +181,7 @@ mod tests {
         ] {
             let (cluster, consumer) = stored();
             // Twice: a retry would meet the second one and not commit either.
-            cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[code, code]);
+            refuse(&cluster, &[code, code]);
             assert!(
                 matches!(
                     final_commit(&consumer, soon()),
@@ -191,8 +196,8 @@ mod tests {
     #[test]
     fn a_rebalance_that_outlasts_the_deadline_moves_the_group_on() {
         let (cluster, consumer) = stored();
-        cluster.request_errors(
-            RDKafkaApiKey::OffsetCommit,
+        refuse(
+            &cluster,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS; 200],
         );
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -247,8 +252,8 @@ mod tests {
     fn a_permanent_error_fails_at_once() {
         let (cluster, consumer) = stored();
         // Three times: a retry would meet the next one, a third the last.
-        cluster.request_errors(
-            RDKafkaApiKey::OffsetCommit,
+        refuse(
+            &cluster,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 3],
         );
         assert!(matches!(
@@ -263,8 +268,8 @@ mod tests {
         // A second live worker with this instance id: a configuration
         // error, not a group that moved on.
         let (cluster, consumer) = stored();
-        cluster.request_errors(
-            RDKafkaApiKey::OffsetCommit,
+        refuse(
+            &cluster,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 3],
         );
         let outcome = final_commit(&consumer, soon());
