@@ -244,11 +244,23 @@ fn bench(c: &mut Criterion) {
     let mut out_tape = custos::codec::Tape::default();
     let mut govern_avro = |value: &[u8], json_buf: &mut Vec<u8>, scratch: &mut Scratch| -> usize {
         let (_, body) = custos::avro::split_wire(value).unwrap();
-        json_buf.clear();
-        custos::avro::value::decode(&sp.writer.root, body, json_buf).unwrap();
-        let Verdict::Governed(g) =
-            engine::govern(&sp.plan, &policy_id, &rec(json_buf), &state, NOW, scratch)
-        else {
+        custos::avro::value::decode_limited(
+            &sp.writer.root,
+            body,
+            json_buf,
+            scratch.decoded_tape(),
+            engine::DEFAULT_MAX_RECORD_BYTES,
+        )
+        .unwrap();
+        let Verdict::Governed(g) = engine::govern_decoded(
+            &sp.plan,
+            &policy_id,
+            &rec(json_buf),
+            &state,
+            NOW,
+            scratch,
+            engine::Limits::default(),
+        ) else {
             panic!("the Avro order must govern")
         };
         let mut n = 0;

@@ -35,7 +35,7 @@ pub enum Kind {
 /// container counts as one; a scalar is one), and `hollow` says a container
 /// is empty or holds an empty container somewhere below: both are computed
 /// once while parsing, so governance never re-walks a subtree to know them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tok {
     pub kind: Kind,
     pub hollow: bool,
@@ -72,18 +72,35 @@ impl Tape {
     /// # Errors
     /// Any deviation from RFC 8259, nesting deeper than [`MAX_DEPTH`], or a duplicate key.
     pub fn parse(&mut self, src: &[u8]) -> Result<(), JsonError> {
-        if src.len() >= u32::MAX as usize {
-            return Err(JsonError::TooLarge);
-        }
         if let Err(e) = std::str::from_utf8(src) {
             return Err(JsonError::Utf8(e.valid_up_to()));
         }
-        self.toks.clear();
-        self.stack.clear();
+        self.parse_checked(src, true)
+    }
+
+    /// Parses JSON text custos wrote itself from a governed document (a
+    /// purpose's output): UTF-8 by construction, and its objects hold the
+    /// members of objects that were checked for duplicates when read, so
+    /// neither is checked again. Everything else is checked as by [`parse`].
+    ///
+    /// # Errors
+    /// As [`parse`] (a bug in the writer: the caller dead-letters the record).
+    ///
+    /// [`parse`]: Tape::parse
+    pub fn parse_written(&mut self, src: &[u8]) -> Result<(), JsonError> {
+        self.parse_checked(src, false)
+    }
+
+    fn parse_checked(&mut self, src: &[u8], check_keys: bool) -> Result<(), JsonError> {
+        if src.len() >= u32::MAX as usize {
+            return Err(JsonError::TooLarge);
+        }
+        self.begin();
         let mut p = Parser {
             src,
             pos: 0,
             tape: self,
+            check_keys,
         };
         p.ws();
         p.value()?;
@@ -100,6 +117,90 @@ impl Tape {
     /// The root token (index 0).
     pub fn root(&self) -> Option<&Tok> {
         self.toks.first()
+    }
+
+    /// Empties the tape for a document built token by token (a decoder of
+    /// another format writing the JSON text and its tape side by side).
+    pub fn begin(&mut self) {
+        self.toks.clear();
+        self.stack.clear();
+    }
+
+    /// Appends a scalar token (`start..end` as in [`Tok`]); its index.
+    #[inline]
+    pub fn scalar(&mut self, kind: Kind, start: usize, end: usize) -> usize {
+        let i = self.toks.len();
+        self.toks.push(Tok {
+            kind,
+            hollow: false,
+            start: start as u32,
+            end: end as u32,
+            next: i as u32 + 1,
+            leaves: 1,
+        });
+        i
+    }
+
+    /// Opens an object or array whose `{`/`[` is at `start`.
+    ///
+    /// # Errors
+    /// [`JsonError::TooDeep`] past [`MAX_DEPTH`].
+    pub fn open(&mut self, kind: Kind, start: usize) -> Result<(), JsonError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(JsonError::TooDeep);
+        }
+        let i = self.scalar(kind, start, start);
+        self.stack.push(i);
+        Ok(())
+    }
+
+    /// Closes the innermost open container, `end` just past its `}`/`]`:
+    /// sets its `next`, `leaves` and `hollow` from its children, and with
+    /// `check_keys` refuses an object with a duplicate key. `src` is the
+    /// text written so far.
+    ///
+    /// # Errors
+    /// [`JsonError::DuplicateKey`], or no container open.
+    pub fn close(&mut self, src: &[u8], end: usize, check_keys: bool) -> Result<(), JsonError> {
+        let Some(i) = self.stack.pop() else {
+            return Err(JsonError::Syntax {
+                what: "a close without an open container",
+                at: end,
+            });
+        };
+        let n = self.toks.len() as u32;
+        let t = &mut self.toks[i];
+        t.end = end as u32;
+        t.next = n;
+        let object = t.kind == Kind::Object;
+        // Children are closed already: sum what they know (linear overall).
+        let (mut leaves, mut hollow, mut any) = (0u32, false, false);
+        let mut fold = |c: &Tok| {
+            leaves = leaves.saturating_add(c.leaves);
+            hollow |= c.hollow;
+            any = true;
+        };
+        if object {
+            self.members(i).for_each(|(_, v)| fold(&self.toks[v]));
+        } else {
+            self.elements(i).for_each(|v| fold(&self.toks[v]));
+        }
+        let t = &mut self.toks[i];
+        t.leaves = leaves.max(1);
+        t.hollow = hollow || !any;
+        if object && check_keys {
+            check_duplicates(src, self, i)?;
+        }
+        Ok(())
+    }
+
+    /// True when the tape holds one whole document of `src` (its root spans
+    /// all of it and every container is closed).
+    pub fn spans(&self, src: &[u8]) -> bool {
+        self.stack.is_empty()
+            && self.toks.first().is_some_and(|t| {
+                t.start == 0 && t.end as usize == src.len() && t.next as usize == self.toks.len()
+            })
     }
 
     /// Iterates an object's members as (key token index, value token index).
@@ -155,6 +256,27 @@ impl Iterator for Elements<'_> {
         let v = self.at;
         self.at = self.toks[v].next as usize;
         Some(v)
+    }
+}
+
+/// Writes `s` as a JSON string: in quotes, with `"`, `\` and control
+/// characters escaped (as `serde_json` writes it, byte for byte). Text with
+/// nothing to escape, the common case, is copied whole.
+#[inline]
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    // Without early exit, so that the check runs over wide words.
+    let plain = b
+        .iter()
+        .fold(true, |ok, &c| ok & (c >= 0x20) & (c != b'"') & (c != b'\\'));
+    if plain {
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+    } else {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(out, s);
     }
 }
 
@@ -226,6 +348,8 @@ struct Parser<'s, 't> {
     src: &'s [u8],
     pos: usize,
     tape: &'t mut Tape,
+    /// Refuse objects with duplicate keys.
+    check_keys: bool,
 }
 
 impl Parser<'_, '_> {
@@ -240,17 +364,9 @@ impl Parser<'_, '_> {
         JsonError::Syntax { what, at: self.pos }
     }
 
+    #[inline]
     fn push(&mut self, kind: Kind, start: usize, end: usize) -> usize {
-        let i = self.tape.toks.len();
-        self.tape.toks.push(Tok {
-            kind,
-            hollow: false,
-            start: start as u32,
-            end: end as u32,
-            next: i as u32 + 1,
-            leaves: 1,
-        });
-        i
+        self.tape.scalar(kind, start, end)
     }
 
     /// Parses one value. Containers are handled with an explicit stack, so
@@ -264,12 +380,8 @@ impl Parser<'_, '_> {
             };
             match b {
                 b'{' | b'[' => {
-                    if self.tape.stack.len() >= MAX_DEPTH {
-                        return Err(JsonError::TooDeep);
-                    }
                     let kind = if b == b'{' { Kind::Object } else { Kind::Array };
-                    let i = self.push(kind, self.pos, self.pos);
-                    self.tape.stack.push(i);
+                    self.tape.open(kind, self.pos)?;
                     self.pos += 1;
                     self.ws();
                     let close = if b == b'{' { b'}' } else { b']' };
@@ -330,66 +442,7 @@ impl Parser<'_, '_> {
 
     /// Closes the innermost container: sets its end and `next`, checks keys.
     fn close(&mut self) -> Result<(), JsonError> {
-        let i = self.tape.stack.pop().unwrap_or(0);
-        let n = self.tape.toks.len() as u32;
-        let t = &mut self.tape.toks[i];
-        t.end = self.pos as u32;
-        t.next = n;
-        let object = t.kind == Kind::Object;
-        // Children are closed already: sum what they know (linear overall).
-        let (mut leaves, mut hollow, mut any) = (0u32, false, false);
-        let mut fold = |c: &Tok| {
-            leaves = leaves.saturating_add(c.leaves);
-            hollow |= c.hollow;
-            any = true;
-        };
-        if object {
-            self.tape
-                .members(i)
-                .for_each(|(_, v)| fold(&self.tape.toks[v]));
-        } else {
-            self.tape.elements(i).for_each(|v| fold(&self.tape.toks[v]));
-        }
-        let t = &mut self.tape.toks[i];
-        t.leaves = leaves.max(1);
-        t.hollow = hollow || !any;
-        if object {
-            self.check_duplicates(i)?;
-        }
-        Ok(())
-    }
-
-    fn check_duplicates(&self, obj: usize) -> Result<(), JsonError> {
-        let same = |a: &Tok, b: &Tok| {
-            if a.kind == Kind::Str && b.kind == Kind::Str {
-                raw(self.src, a) == raw(self.src, b)
-            } else {
-                string(self.src, a) == string(self.src, b)
-            }
-        };
-        let toks = &self.tape.toks;
-        let n = self.tape.members(obj).count();
-        if n <= 32 {
-            for (i, (ka, _)) in self.tape.members(obj).enumerate() {
-                let a = &toks[ka];
-                if self
-                    .tape
-                    .members(obj)
-                    .take(i)
-                    .any(|(kb, _)| same(a, &toks[kb]))
-                {
-                    return Err(JsonError::DuplicateKey(a.start as usize));
-                }
-            }
-        } else {
-            let mut seen = std::collections::HashSet::with_capacity(n);
-            for a in self.tape.members(obj).map(|(k, _)| &toks[k]) {
-                if !seen.insert(string(self.src, a)) {
-                    return Err(JsonError::DuplicateKey(a.start as usize));
-                }
-            }
-        }
-        Ok(())
+        self.tape.close(self.src, self.pos, self.check_keys)
     }
 
     fn key(&mut self) -> Result<(), JsonError> {
@@ -540,6 +593,35 @@ impl Parser<'_, '_> {
         self.pos = i;
         Ok(())
     }
+}
+
+/// Refuses an object of `tape` with two members of the same key.
+fn check_duplicates(src: &[u8], tape: &Tape, obj: usize) -> Result<(), JsonError> {
+    let same = |a: &Tok, b: &Tok| {
+        if a.kind == Kind::Str && b.kind == Kind::Str {
+            raw(src, a) == raw(src, b)
+        } else {
+            string(src, a) == string(src, b)
+        }
+    };
+    let toks = &tape.toks;
+    let n = tape.members(obj).count();
+    if n <= 32 {
+        for (i, (ka, _)) in tape.members(obj).enumerate() {
+            let a = &toks[ka];
+            if tape.members(obj).take(i).any(|(kb, _)| same(a, &toks[kb])) {
+                return Err(JsonError::DuplicateKey(a.start as usize));
+            }
+        }
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        for a in tape.members(obj).map(|(k, _)| &toks[k]) {
+            if !seen.insert(string(src, a)) {
+                return Err(JsonError::DuplicateKey(a.start as usize));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn hex4(src: &[u8], at: usize) -> Option<u32> {

@@ -252,6 +252,48 @@ pub fn govern_with_limits(
     scratch: &mut Scratch,
     limits: Limits,
 ) -> Verdict {
+    govern_in(plan, policy_id, rec, state, now_ms, scratch, limits, false)
+}
+
+impl Scratch {
+    /// The tape a decoder of another format fills for the JSON it writes
+    /// (Avro: [`crate::avro::value::decode_limited`]), which
+    /// [`govern_decoded`] then governs without parsing the text again.
+    pub fn decoded_tape(&mut self) -> &mut Tape {
+        &mut self.tape
+    }
+}
+
+/// [`govern_with_limits`] for a value decoded from another format into
+/// JSON text (`rec.value`) whose tape the decoder left in
+/// [`Scratch::decoded_tape`]. A tape that does not span the whole value (a
+/// caller's mistake) is not trusted: the text is parsed as for JSON.
+pub fn govern_decoded(
+    plan: &StreamPlan,
+    policy_id: &str,
+    rec: &Record<'_>,
+    state: &dyn SubjectState,
+    now_ms: i64,
+    scratch: &mut Scratch,
+    limits: Limits,
+) -> Verdict {
+    let decoded = scratch.tape.spans(rec.value);
+    govern_in(
+        plan, policy_id, rec, state, now_ms, scratch, limits, decoded,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn govern_in(
+    plan: &StreamPlan,
+    policy_id: &str,
+    rec: &Record<'_>,
+    state: &dyn SubjectState,
+    now_ms: i64,
+    scratch: &mut Scratch,
+    limits: Limits,
+    decoded: bool,
+) -> Verdict {
     let max_record_bytes = limits.max_record_bytes;
     if rec.value.len() > max_record_bytes {
         return dead(
@@ -263,7 +305,11 @@ pub fn govern_with_limits(
         );
     }
     let mut tape = std::mem::take(&mut scratch.tape);
-    let verdict = govern_tape(plan, policy_id, rec, state, now_ms, scratch, &mut tape);
+    let verdict = govern_tape(
+        plan, policy_id, rec, state, now_ms, scratch, &mut tape, decoded,
+    );
+    // Never reused for another value by mistake.
+    tape.begin();
     scratch.tape = tape;
     match verdict {
         Verdict::Governed(g) => check_output_sizes(plan, g, limits.max_output_bytes),
@@ -295,6 +341,7 @@ fn check_output_sizes(plan: &StreamPlan, g: Governed, max: usize) -> Verdict {
     Verdict::Governed(g)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn govern_tape(
     plan: &StreamPlan,
     policy_id: &str,
@@ -303,9 +350,12 @@ fn govern_tape(
     now_ms: i64,
     scratch: &mut Scratch,
     tape: &mut Tape,
+    decoded: bool,
 ) -> Verdict {
-    if let Err(e) = tape.parse(rec.value) {
-        return dead(DeadLetterReason::Decode, format!("not valid JSON: {e}"));
+    if !decoded {
+        if let Err(e) = tape.parse(rec.value) {
+            return dead(DeadLetterReason::Decode, format!("not valid JSON: {e}"));
+        }
     }
     if tape.root().map(|t| t.kind) != Some(Kind::Object) {
         return dead(DeadLetterReason::Decode, "the value is not a JSON object");

@@ -156,6 +156,19 @@ pub fn process(
     cx: &Context<'_>,
     scratch: &mut Scratch,
 ) -> Processed {
+    process_in(plan, audit_with, input, state, cx, scratch, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_in(
+    plan: &StreamPlan,
+    audit_with: Option<(&StreamAudit, &AuditKey)>,
+    input: &Input<'_>,
+    state: &dyn SubjectState,
+    cx: &Context<'_>,
+    scratch: &mut Scratch,
+    decoded: bool,
+) -> Processed {
     let text = text_headers(input.headers);
     let verdict = match (input.value, &text) {
         (None, _) => dead(
@@ -173,7 +186,12 @@ pub fn process(
                 value,
                 headers,
             };
-            engine::govern_with_limits(plan, cx.policy, &rec, state, cx.now_ms, scratch, cx.limits)
+            let govern = if decoded {
+                engine::govern_decoded
+            } else {
+                engine::govern_with_limits
+            };
+            govern(plan, cx.policy, &rec, state, cx.now_ms, scratch, cx.limits)
         }
     };
     match verdict {
@@ -198,7 +216,8 @@ pub fn process(
 pub type Encoder<'a> = dyn FnMut(usize, &[u8]) -> Result<Vec<u8>, String> + 'a;
 
 /// Governs a record whose value was decoded from another format (Avro)
-/// into the JSON the engine governs: `decoded` is that JSON, or why the
+/// into the JSON the engine governs: `decoded` is that JSON (its tape in
+/// [`Scratch::decoded_tape`], as the decoder left it), or why the
 /// value did not decode (`schema`, or `too_large` for a datum whose JSON
 /// would pass the record size limit). Each emitted output's
 /// JSON is then re-encoded by `encode(output index, json)`; an output that
@@ -206,6 +225,24 @@ pub type Encoder<'a> = dyn FnMut(usize, &[u8]) -> Result<Vec<u8>, String> + 'a;
 /// written half). Dead letters carry the input value as it arrived.
 #[allow(clippy::too_many_arguments)]
 pub fn process_decoded(
+    plan: &StreamPlan,
+    audit_with: Option<(&StreamAudit, &AuditKey)>,
+    input: &Input<'_>,
+    decoded: Result<&[u8], (DeadLetterReason, String)>,
+    state: &dyn SubjectState,
+    cx: &Context<'_>,
+    scratch: &mut Scratch,
+    encode: &mut Encoder<'_>,
+) -> Processed {
+    let processed = decoded_in(plan, audit_with, input, decoded, state, cx, scratch, encode);
+    // Governed, refused or not decoded: the tape is never left behind to be
+    // taken for another value's.
+    scratch.decoded_tape().begin();
+    processed
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decoded_in(
     plan: &StreamPlan,
     audit_with: Option<(&StreamAudit, &AuditKey)>,
     input: &Input<'_>,
@@ -226,7 +263,7 @@ pub fn process_decoded(
         value: Some(json),
         ..*input
     };
-    let mut processed = process(plan, audit_with, &as_json, state, cx, scratch);
+    let mut processed = process_in(plan, audit_with, &as_json, state, cx, scratch, true);
     match &mut processed.written {
         Written::DeadLetter(d) => d.value = input.value.map(<[u8]>::to_vec),
         Written::Governed { governed, .. } => {

@@ -180,9 +180,13 @@ proptest! {
         let apache = apache_avro::Schema::parse_str(&text).unwrap();
         #[allow(deprecated)]
         let body = apache_avro::to_avro_datum(&apache, record(&case)).unwrap();
-        let mut json = Vec::new();
-        let decoded = avro::value::decode(&sp.writer.root, &body, &mut json).map(|()| json.as_slice()).map_err(|e| (custos::engine::DeadLetterReason::Schema, e));
+        let (mut json, mut scratch) = (Vec::new(), Scratch::default());
+        let decoded = avro::value::decode_limited(&sp.writer.root, &body, &mut json, scratch.decoded_tape(), usize::MAX).map(|()| json.as_slice()).map_err(|e| (custos::engine::DeadLetterReason::Schema, format!("{e:?}")));
         prop_assert!(decoded.is_ok(), "{:?}", decoded);
+        // The engine governs the decoder's tape: the parser's of the same text.
+        let mut parsed = custos::codec::Tape::default();
+        parsed.parse(decoded.as_ref().unwrap()).unwrap();
+        prop_assert_eq!(&scratch.decoded_tape().toks, &parsed.toks);
         let input = Input { topic: "in", partition: 0, offset: 0, timestamp: Some(1_795_000_000_000), key: None, value: Some(&body), headers: &[] };
         let cx = Context { policy: "avroprop@0", worker: "w", now_ms: 1_795_000_000_000, limits: Limits::default() };
         let mut tape = custos::codec::Tape::default();
@@ -191,7 +195,7 @@ proptest! {
             avro::value::encode_json(&sp.derived[o].ty, j, &mut tape, &mut out)?;
             Ok(out)
         };
-        let p = pipeline::process_decoded(&sp.plan, None, &input, decoded, &MemoryState::default(), &cx, &mut Scratch::default(), &mut encode);
+        let p = pipeline::process_decoded(&sp.plan, None, &input, decoded, &MemoryState::default(), &cx, &mut scratch, &mut encode);
         let governed = match p.written {
             Written::Governed { governed, .. } => governed,
             // Values here have under 9 digits: the guard of kept values never
@@ -230,8 +234,11 @@ proptest! {
     fn arbitrary_bytes_decode_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..96)) {
         let text = schema_text(&Case { classes: vec![vec![0]; FIELDS.len()], rules: Vec::new(), nested: vec![0], n: 0, x: 0.0, day: 0, some: false, items: 0 });
         let schema = Schema::parse(&text).unwrap();
-        let mut out = Vec::new();
-        if avro::value::decode(&schema.root, &bytes, &mut out).is_ok() {
+        let (mut out, mut tape) = (Vec::new(), custos::codec::Tape::default());
+        if avro::value::decode_limited(&schema.root, &bytes, &mut out, &mut tape, 1 << 20).is_ok() {
+            let mut parsed = custos::codec::Tape::default();
+            parsed.parse(&out).unwrap();
+            prop_assert_eq!(&tape.toks, &parsed.toks);
             let mut again = Vec::new();
             avro::value::encode_json(&schema.root, &out, &mut custos::codec::Tape::default(), &mut again).unwrap();
             // Floats may be written back in a different bit pattern (NaN payloads); everything else round-trips.

@@ -787,3 +787,72 @@ fn field_actions_and_class_occurrences_count_classified_values() {
     assert_eq!(by("marketing", ActionKind::Keep), 5);
     assert_eq!(g.unclassified_fields, 3, "two prices and the coupon");
 }
+
+/// A value decoded from another format (Avro) is governed from the tape its
+/// decoder wrote, and only from a tape of the whole value: any other tape
+/// in the scratch (none, or one of another value) is not trusted and the
+/// text is parsed, with the same verdict as for JSON.
+#[test]
+fn a_decoded_value_is_governed_from_its_tape_and_only_from_its_own() {
+    let c = compile(SHOP);
+    let state = consented("c-1", json!({"marketing": true}));
+    let bytes = serde_json::to_vec(&order()).unwrap();
+    let plan = &c.streams[0];
+    let rec = |value: &'static [u8]| Record {
+        topic: "shop.orders",
+        partition: 2,
+        offset: 41,
+        timestamp: Some(NOW),
+        key: None,
+        value,
+        headers: &[],
+    };
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    let expected = engine::govern(
+        plan,
+        &c.policy.id(),
+        &rec(bytes),
+        &state,
+        NOW,
+        &mut Scratch::default(),
+    );
+    assert!(matches!(expected, Verdict::Governed(_)));
+    let decoded = |scratch: &mut Scratch| {
+        engine::govern_decoded(
+            plan,
+            &c.policy.id(),
+            &rec(bytes),
+            &state,
+            NOW,
+            scratch,
+            engine::Limits::default(),
+        )
+    };
+    // Its own tape.
+    let mut scratch = Scratch::default();
+    scratch.decoded_tape().parse(bytes).unwrap();
+    assert_eq!(decoded(&mut scratch), expected);
+    // The tape is used up: governing again parses.
+    assert!(scratch.decoded_tape().toks.is_empty());
+    assert_eq!(decoded(&mut scratch), expected);
+    // A tape of another value: not trusted.
+    let other = br#"{"order_id":"o-2","customer":{"email":"bob@example.com"}}"#;
+    scratch.decoded_tape().parse(other).unwrap();
+    assert_eq!(decoded(&mut scratch), expected);
+    // A tape that is not one: the text is parsed, and a bad text is a dead letter.
+    let mut scratch = Scratch::default();
+    scratch.decoded_tape().parse(b"{}").unwrap();
+    let broken: &'static [u8] = b"{\"order_id\": ";
+    match engine::govern_decoded(
+        plan,
+        &c.policy.id(),
+        &rec(broken),
+        &state,
+        NOW,
+        &mut scratch,
+        engine::Limits::default(),
+    ) {
+        Verdict::DeadLetter(d) => assert_eq!(d.reason, DeadLetterReason::Decode),
+        v => panic!("{v:?}"),
+    }
+}

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::schema::{Schema, Ty};
 use super::*;
+use crate::codec::Tape;
 use crate::engine::{DeadLetterReason, Outcome, Scratch};
 use crate::pipeline::{self, Context, Input, Written};
 use crate::policy::{self, keys::Keys, plan};
@@ -165,6 +166,79 @@ fn every_type_decodes_to_the_documented_json_and_encodes_back_byte_for_byte() {
     }
 }
 
+/// The tape the decoder writes is the one the JSON parser makes of the same
+/// text: the engine governs it without parsing.
+fn decoded_with_tape(ty: &Ty, bytes: &[u8]) -> Result<Vec<u8>, value::DecodeError> {
+    let (mut json, mut tape) = (Vec::new(), Tape::default());
+    value::decode_limited(ty, bytes, &mut json, &mut tape, usize::MAX)?;
+    assert!(tape.spans(&json));
+    let mut parsed = Tape::default();
+    parsed.parse(&json).unwrap();
+    assert_eq!(tape.toks, parsed.toks, "{}", String::from_utf8_lossy(&json));
+    Ok(json)
+}
+
+#[test]
+fn the_decoders_tape_is_the_parsers_for_every_type() {
+    let schema = Schema::parse(ALL_TYPES).unwrap();
+    for un in [
+        AV::Union(0, Box::new(AV::Null)),
+        AV::Union(1, Box::new(AV::String("s".into()))),
+        AV::Union(2, Box::new(AV::Long(9))),
+    ] {
+        let json = decoded_with_tape(&schema.root, &written(ALL_TYPES, all_value(un))).unwrap();
+        // Escaped strings, bytes, decimals, dates and nested containers are there.
+        let text = String::from_utf8(json).unwrap();
+        assert!(text.contains(r#""s":"héllo \"q\"""#), "{text}");
+        assert!(text.contains(r#""arr":[{"x":1,"y":null}"#), "{text}");
+    }
+    // Floats JSON cannot hold are strings; empty containers are hollow.
+    let odd = r#"{"type":"record","name":"O","fields":[
+        {"name":"d","type":"double"},{"name":"f","type":"float"},
+        {"name":"a","type":{"type":"array","items":"int"}},
+        {"name":"m","type":{"type":"map","values":{"type":"array","items":"null"}}}]}"#;
+    let s = Schema::parse(odd).unwrap();
+    let v = AV::Record(vec![
+        ("d".into(), AV::Double(f64::NAN)),
+        ("f".into(), AV::Float(f32::NEG_INFINITY)),
+        ("a".into(), AV::Array(Vec::new())),
+        (
+            "m".into(),
+            AV::Map(HashMap::from([(
+                "k\n\"".to_string(),
+                AV::Array(Vec::new()),
+            )])),
+        ),
+    ]);
+    let json = decoded_with_tape(&s.root, &written(odd, v)).unwrap();
+    assert_eq!(
+        String::from_utf8(json).unwrap(),
+        r#"{"d":"NaN","f":"-Infinity","a":[],"m":{"k\n\"":[]}}"#
+    );
+}
+
+#[test]
+fn a_map_with_a_key_twice_does_not_decode() {
+    let text = r#"{"type":"record","name":"M","fields":[{"name":"m","type":{"type":"map","values":"string"}}]}"#;
+    let s = Schema::parse(text).unwrap();
+    // One block of two entries, both keyed "a": which one a reader keeps is
+    // up to the reader, a way past governance.
+    let mut bytes = vec![4];
+    for v in ["kept", "smuggled"] {
+        bytes.extend_from_slice(&[2, b'a', (v.len() * 2) as u8]);
+        bytes.extend_from_slice(v.as_bytes());
+    }
+    bytes.push(0);
+    match decoded_with_tape(&s.root, &bytes) {
+        Err(value::DecodeError::Bad(why)) => assert!(why.contains("same key twice"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // The same entries under two keys decode.
+    bytes[2] = b'b';
+    let json = decoded_with_tape(&s.root, &bytes).unwrap();
+    assert_eq!(json, br#"{"m":{"b":"kept","a":"smuggled"}}"#);
+}
+
 #[test]
 fn corrupt_data_is_an_error_not_a_panic() {
     let schema = Schema::parse(ALL_TYPES).unwrap();
@@ -189,7 +263,13 @@ fn corrupt_data_is_an_error_not_a_panic() {
     }
     blocks.push(0);
     let mut out = Vec::new();
-    match value::decode_limited(&nulls.root, &blocks, &mut out, 100_000) {
+    match value::decode_limited(
+        &nulls.root,
+        &blocks,
+        &mut out,
+        &mut Tape::default(),
+        100_000,
+    ) {
         Err(value::DecodeError::TooLarge(_)) => assert!(out.len() < 200_000),
         other => panic!("{other:?}"),
     }
@@ -405,10 +485,16 @@ fn order_value(card: &str, notes: Option<&str>) -> AV {
 }
 
 fn govern(sp: &SchemaPlan, value: &[u8]) -> pipeline::Processed {
-    let mut json = Vec::new();
-    let decoded = value::decode(&sp.writer.root, value, &mut json)
-        .map(|()| json.as_slice())
-        .map_err(|e| (DeadLetterReason::Schema, e));
+    let (mut json, mut scratch) = (Vec::new(), Scratch::default());
+    let decoded = value::decode_limited(
+        &sp.writer.root,
+        value,
+        &mut json,
+        scratch.decoded_tape(),
+        usize::MAX,
+    )
+    .map(|()| json.as_slice())
+    .map_err(|e| (DeadLetterReason::Schema, format!("{e:?}")));
     let input = Input {
         topic: "shop.orders.avro",
         partition: 0,
@@ -437,7 +523,7 @@ fn govern(sp: &SchemaPlan, value: &[u8]) -> pipeline::Processed {
         decoded,
         &MemoryState::default(),
         &cx,
-        &mut Scratch::default(),
+        &mut scratch,
         &mut encode,
     )
 }

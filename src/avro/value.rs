@@ -31,7 +31,7 @@ const EPOCH_DAYS_CE: i32 = 719_163;
 /// Truncated or malformed data, an out-of-range union or enum index, text
 /// that is not UTF-8, or bytes left over.
 pub fn decode(ty: &Ty, src: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    decode_limited(ty, src, out, usize::MAX).map_err(|e| match e {
+    decode_limited(ty, src, out, &mut Tape::default(), usize::MAX).map_err(|e| match e {
         DecodeError::Bad(m) | DecodeError::TooLarge(m) => m,
     })
 }
@@ -46,21 +46,28 @@ pub enum DecodeError {
     TooLarge(String),
 }
 
-/// [`decode`] that stops once the JSON passes `max_len` bytes.
+/// [`decode`] into an empty `out` that stops once the JSON passes
+/// `max_len` bytes, and fills `tape` with the tape of the JSON as it writes
+/// it: the tape [`Tape::parse`] would make of `out`, without parsing it
+/// (the engine governs it as is: [`crate::engine::govern_decoded`]).
 ///
 /// # Errors
-/// As [`decode`], or [`DecodeError::TooLarge`].
+/// As [`decode`] (a map with the same key twice included), or
+/// [`DecodeError::TooLarge`].
 pub fn decode_limited(
     ty: &Ty,
     src: &[u8],
     out: &mut Vec<u8>,
+    tape: &mut Tape,
     max_len: usize,
 ) -> Result<(), DecodeError> {
-    let start = out.len();
+    out.clear();
+    tape.begin();
     let mut r = Reader {
         src,
         pos: 0,
-        budget: start.saturating_add(max_len),
+        budget: max_len.min(u32::MAX as usize - 1),
+        tape,
     };
     match r.value(ty, out) {
         Ok(()) => {}
@@ -79,7 +86,7 @@ pub fn decode_limited(
     decode_tail(&r).map_err(DecodeError::Bad)
 }
 
-fn decode_tail(r: &Reader<'_>) -> Result<(), Error> {
+fn decode_tail(r: &Reader<'_, '_>) -> Result<(), Error> {
     let src = r.src;
     if r.pos != src.len() {
         return Err(format!(
@@ -90,16 +97,41 @@ fn decode_tail(r: &Reader<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-struct Reader<'a> {
+struct Reader<'a, 't> {
     src: &'a [u8],
     pos: usize,
     /// Length of the output past which decoding stops.
     budget: usize,
+    /// The tape of the JSON written so far.
+    tape: &'t mut Tape,
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(out, s);
+    codec::write_str(out, s);
+}
+
+/// Writes `s` as a JSON string and its token (escaped or not).
+fn str_tok(out: &mut Vec<u8>, tape: &mut Tape, s: &str) {
+    let start = out.len() + 1;
+    write_json_str(out, s);
+    let end = out.len() - 1;
+    // Escapes only ever lengthen a string.
+    let kind = if end - start == s.len() {
+        Kind::Str
+    } else {
+        Kind::StrEsc
+    };
+    tape.scalar(kind, start, end);
+}
+
+/// Appends the token of what `out[start..]` holds: one number, or a string
+/// `"NaN"`/`"Infinity"`/`"-Infinity"` (floats JSON cannot hold).
+fn number_tok(out: &[u8], tape: &mut Tape, start: usize) {
+    if out.get(start) == Some(&b'"') {
+        tape.scalar(Kind::Str, start + 1, out.len() - 1);
+    } else {
+        tape.scalar(Kind::Number, start, out.len());
+    }
 }
 
 fn latin1(bytes: &[u8]) -> String {
@@ -158,7 +190,7 @@ fn time_text(v: i64, unit: LongLogical) -> Result<String, Error> {
     })
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a, '_> {
     fn over(&self, out: &[u8]) -> bool {
         out.len() > self.budget
     }
@@ -201,7 +233,7 @@ impl Reader<'_> {
         i32::try_from(self.long()?).map_err(|_| "an int out of range".to_string())
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], Error> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if self.src.len() - self.pos < n {
             return Err("the data ends early".into());
         }
@@ -257,29 +289,47 @@ impl Reader<'_> {
         }
     }
 
+    fn open(&mut self, kind: Kind, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.tape.open(kind, out.len()).map_err(|e| e.to_string())?;
+        out.push(if kind == Kind::Object { b'{' } else { b'[' });
+        Ok(())
+    }
+
     fn value(&mut self, ty: &Ty, out: &mut Vec<u8>) -> Result<(), Error> {
+        let start = out.len();
         match ty {
-            Ty::Null => out.extend_from_slice(b"null"),
+            Ty::Null => {
+                out.extend_from_slice(b"null");
+                self.tape.scalar(Kind::Null, start, out.len());
+            }
             Ty::Boolean => match self.byte()? {
-                0 => out.extend_from_slice(b"false"),
-                1 => out.extend_from_slice(b"true"),
+                0 => {
+                    out.extend_from_slice(b"false");
+                    self.tape.scalar(Kind::False, start, out.len());
+                }
+                1 => {
+                    out.extend_from_slice(b"true");
+                    self.tape.scalar(Kind::True, start, out.len());
+                }
                 _ => return Err("a boolean that is neither 0 nor 1".into()),
             },
             Ty::Int(IntLogical::Plain) => {
                 let v = self.int()?;
                 out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                self.tape.scalar(Kind::Number, start, out.len());
             }
             Ty::Int(IntLogical::Date) => {
                 let v = self.int()?;
-                write_json_str(out, &date_text(v)?);
+                str_tok(out, self.tape, &date_text(v)?);
             }
             Ty::Long(LongLogical::Plain | LongLogical::TimestampMillis) => {
                 let v = self.long()?;
                 out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                self.tape.scalar(Kind::Number, start, out.len());
             }
             Ty::Long(unit) => {
                 let v = self.long()?;
-                write_json_str(out, &time_text(v, *unit)?);
+                str_tok(out, self.tape, &time_text(v, *unit)?);
             }
             Ty::Float => {
                 let b = self.take(4)?;
@@ -289,19 +339,28 @@ impl Reader<'_> {
                 } else {
                     write_f64(out, f64::from(x));
                 }
+                number_tok(out, self.tape, start);
             }
             Ty::Double => {
                 let b = self.take(8)?;
                 let mut a = [0u8; 8];
                 a.copy_from_slice(b);
                 write_f64(out, f64::from_le_bytes(a));
+                number_tok(out, self.tape, start);
             }
             Ty::Bytes(dec) => {
                 let n = self.len()?;
                 let b = self.take(n)?;
                 match dec {
-                    Some(d) => out.extend_from_slice(decimal_text(b, *d)?.as_bytes()),
-                    None => write_json_str(out, &latin1(b)),
+                    Some(d) => {
+                        let text = decimal_text(b, *d)?;
+                        out.extend_from_slice(text.as_bytes());
+                        self.tape.scalar(Kind::Number, start, out.len());
+                    }
+                    None => {
+                        let text = latin1(b);
+                        str_tok(out, self.tape, &text);
+                    }
                 }
             }
             Ty::String(_) => {
@@ -309,13 +368,20 @@ impl Reader<'_> {
                 let b = self.take(n)?;
                 let s =
                     std::str::from_utf8(b).map_err(|_| "a string that is not UTF-8".to_string())?;
-                write_json_str(out, s);
+                str_tok(out, self.tape, s);
             }
             Ty::Fixed(f) => {
                 let b = self.take(f.size)?;
                 match f.decimal {
-                    Some(d) => out.extend_from_slice(decimal_text(b, d)?.as_bytes()),
-                    None => write_json_str(out, &latin1(b)),
+                    Some(d) => {
+                        let text = decimal_text(b, d)?;
+                        out.extend_from_slice(text.as_bytes());
+                        self.tape.scalar(Kind::Number, start, out.len());
+                    }
+                    None => {
+                        let text = latin1(b);
+                        str_tok(out, self.tape, &text);
+                    }
                 }
             }
             Ty::Enum(e) => {
@@ -324,37 +390,43 @@ impl Reader<'_> {
                     .ok()
                     .and_then(|i| e.symbols.get(i))
                     .ok_or_else(|| format!("enum index {i} out of range"))?;
-                write_json_str(out, s);
+                str_tok(out, self.tape, s);
             }
             Ty::Record(r) => {
-                out.push(b'{');
+                self.open(Kind::Object, out)?;
                 for (i, f) in r.fields.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_json_str(out, &f.name);
+                    str_tok(out, self.tape, &f.name);
                     out.push(b':');
                     self.value(&f.ty, out)?;
                     self.check(out)?;
                 }
                 out.push(b'}');
+                // A record's field names are distinct (the schema says so).
+                self.shut(out, false)?;
             }
             Ty::Array(items) => {
-                out.push(b'[');
+                self.open(Kind::Array, out)?;
                 self.items(out, |r, out| r.value(items, out))?;
                 out.push(b']');
+                self.shut(out, false)?;
             }
             Ty::Map(values) => {
-                out.push(b'{');
+                self.open(Kind::Object, out)?;
                 self.items(out, |r, out| {
                     let len = r.len()?;
                     let k = std::str::from_utf8(r.take(len)?)
                         .map_err(|_| "a map key that is not UTF-8".to_string())?;
-                    write_json_str(out, k);
+                    str_tok(out, r.tape, k);
                     out.push(b':');
                     r.value(values, out)
                 })?;
                 out.push(b'}');
+                // Binary Avro can repeat a map key: which one wins is up to
+                // the reader, a way to smuggle a value past governance.
+                self.shut(out, true)?;
             }
             Ty::Union(bs) => {
                 let i = self.long()?;
@@ -366,6 +438,16 @@ impl Reader<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Closes the container whose last byte was just written.
+    fn shut(&mut self, out: &[u8], check_keys: bool) -> Result<(), Error> {
+        self.tape
+            .close(out, out.len(), check_keys)
+            .map_err(|e| match e {
+                crate::codec::JsonError::DuplicateKey(_) => "a map with the same key twice".into(),
+                e => e.to_string(),
+            })
     }
 }
 
@@ -881,7 +963,7 @@ pub fn to_avro_json(ty: &Ty, v: &Value) -> Result<Value, Error> {
 /// # Errors
 /// Not JSON (a bug), or the value does not fit the type.
 pub fn encode_json(ty: &Ty, json: &[u8], tape: &mut Tape, out: &mut Vec<u8>) -> Result<(), Error> {
-    tape.parse(json)
+    tape.parse_written(json)
         .map_err(|e| format!("governed output is not JSON: {e}"))?;
     if tape.toks.is_empty() {
         return Err("an empty output".into());
@@ -903,17 +985,18 @@ fn scalar_value(src: &[u8], t: &Tok) -> Value {
     }
 }
 
+fn key_is(tape: &Tape, src: &[u8], k: usize, name: &str) -> bool {
+    let kt = &tape.toks[k];
+    if kt.kind == Kind::Str {
+        codec::raw(src, kt) == name.as_bytes()
+    } else {
+        codec::string(src, kt) == name
+    }
+}
+
 fn member(tape: &Tape, src: &[u8], obj: usize, name: &str) -> Option<usize> {
-    tape.members(obj).find_map(|(k, v)| {
-        let kt = &tape.toks[k];
-        let key = codec::raw(src, kt);
-        let same = if kt.kind == Kind::Str {
-            key == name.as_bytes()
-        } else {
-            codec::string(src, kt) == name
-        };
-        same.then_some(v)
-    })
+    tape.members(obj)
+        .find_map(|(k, v)| key_is(tape, src, k, name).then_some(v))
 }
 
 fn fits_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize) -> bool {
@@ -935,8 +1018,19 @@ fn enc_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize, out: &mut Vec<u8>) -> Res
     let t = tape.toks[i];
     match (ty, t.kind) {
         (Ty::Record(r), Kind::Object) => {
+            // Outputs keep the schema's field order: each field is looked
+            // for at the member after the last one found first.
+            let end = t.next as usize;
+            let mut at = i + 1;
             for f in &r.fields {
-                match member(tape, src, i, &f.name) {
+                let found = if at < end && key_is(tape, src, at, &f.name) {
+                    let v = at + 1;
+                    at = tape.toks[v].next as usize;
+                    Some(v)
+                } else {
+                    member(tape, src, i, &f.name)
+                };
+                match found {
                     Some(v) => {
                         enc_tok(&f.ty, src, tape, v, out).map_err(|e| format!("{}.{e}", f.name))?
                     }
@@ -981,8 +1075,11 @@ fn enc_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize, out: &mut Vec<u8>) -> Res
             let b = pick_branch(bs, &v)
                 .ok_or_else(|| ": a value that fits no branch of its union".to_string())?;
             write_long(out, b as i64);
-            enc_tok(&bs[b], src, tape, i, out)?;
+            encode(&bs[b], &v, out)?;
         }
+        // Text kept as text: its bytes, without a value in between.
+        (Ty::String(_), Kind::Str) => write_bytes(out, codec::raw(src, &t)),
+        (Ty::String(_), Kind::StrEsc) => write_bytes(out, codec::string(src, &t).as_bytes()),
         (ty, Kind::Object | Kind::Array) => {
             return Err(format!(
                 ": a container where the schema says {}",

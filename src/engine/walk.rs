@@ -208,8 +208,7 @@ pub(super) fn each_bit(mask: u64) -> impl Iterator<Item = usize> {
 
 /// Writes a JSON string (with quotes and escapes).
 pub(super) fn write_str(buf: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(buf, s);
+    codec::write_str(buf, s);
 }
 
 /// Writes the governed form of a scalar token; false when it is dropped.

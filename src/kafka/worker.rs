@@ -983,6 +983,7 @@ fn decode_avro<'j>(
     payload: Option<&[u8]>,
     max_len: usize,
     json: &'j mut Vec<u8>,
+    tape: &mut crate::codec::Tape,
 ) -> Result<&'j [u8], (engine::DeadLetterReason, String)> {
     use crate::avro::value::{decode_limited, DecodeError};
     use engine::DeadLetterReason;
@@ -991,7 +992,7 @@ fn decode_avro<'j>(
     };
     let (id, body) =
         crate::avro::split_wire(payload).map_err(|why| (DeadLetterReason::Schema, why))?;
-    match decode_limited(&c.sp.writer.root, body, json, max_len) {
+    match decode_limited(&c.sp.writer.root, body, json, tape, max_len) {
         Ok(()) => Ok(json.as_slice()),
         Err(DecodeError::TooLarge(why)) => Err((DeadLetterReason::TooLarge, why)),
         Err(DecodeError::Bad(e)) => Err((
@@ -1090,7 +1091,13 @@ fn govern_message(
             // The decoded JSON and the output tape, reused record after record.
             let (json, tape) = &mut *b.borrow_mut();
             json.clear();
-            let decoded = decode_avro(c, msg.payload(), limits.max_record_bytes, json);
+            let decoded = decode_avro(
+                c,
+                msg.payload(),
+                limits.max_record_bytes,
+                json,
+                scratch.decoded_tape(),
+            );
             let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j, tape);
             pipeline::process_decoded(
                 plan,
