@@ -64,6 +64,8 @@ pub enum JsonError {
 pub struct Tape {
     pub toks: Vec<Tok>,
     stack: Vec<usize>,
+    /// Address and length of the text the tape was made of, once whole.
+    origin: Option<(usize, usize)>,
 }
 
 impl Tape {
@@ -72,6 +74,7 @@ impl Tape {
     /// # Errors
     /// Any deviation from RFC 8259, nesting deeper than [`MAX_DEPTH`], or a duplicate key.
     pub fn parse(&mut self, src: &[u8]) -> Result<(), JsonError> {
+        self.begin();
         if let Err(e) = std::str::from_utf8(src) {
             return Err(JsonError::Utf8(e.valid_up_to()));
         }
@@ -111,6 +114,7 @@ impl Tape {
                 at: p.pos,
             });
         }
+        self.origin = Some((src.as_ptr() as usize, src.len()));
         Ok(())
     }
 
@@ -124,6 +128,13 @@ impl Tape {
     pub fn begin(&mut self) {
         self.toks.clear();
         self.stack.clear();
+        self.origin = None;
+    }
+
+    /// Ends a document built token by token from `src`, the whole text:
+    /// from now on [`Tape::spans`] holds for `src` (and only for it).
+    pub fn finish(&mut self, src: &[u8]) {
+        self.origin = Some((src.as_ptr() as usize, src.len()));
     }
 
     /// Appends a scalar token (`start..end` as in [`Tok`]); its index.
@@ -194,10 +205,12 @@ impl Tape {
         Ok(())
     }
 
-    /// True when the tape holds one whole document of `src` (its root spans
-    /// all of it and every container is closed).
+    /// True when the tape is of `src`: made of that very text (the same
+    /// bytes in memory, not another text of its length), one whole document
+    /// (its root spans all of it and every container is closed).
     pub fn spans(&self, src: &[u8]) -> bool {
-        self.stack.is_empty()
+        self.origin == Some((src.as_ptr() as usize, src.len()))
+            && self.stack.is_empty()
             && self.toks.first().is_some_and(|t| {
                 t.start == 0 && t.end as usize == src.len() && t.next as usize == self.toks.len()
             })

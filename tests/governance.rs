@@ -835,10 +835,21 @@ fn a_decoded_value_is_governed_from_its_tape_and_only_from_its_own() {
     // The tape is used up: governing again parses.
     assert!(scratch.decoded_tape().toks.is_empty());
     assert_eq!(decoded(&mut scratch), expected);
-    // A tape of another value: not trusted.
+    // A tape of another value: not trusted, not even one of a text as long.
     let other = br#"{"order_id":"o-2","customer":{"email":"bob@example.com"}}"#;
     scratch.decoded_tape().parse(other).unwrap();
     assert_eq!(decoded(&mut scratch), expected);
+    let same_length = format!(r#"{{"p":"{}"}}"#, "x".repeat(bytes.len() - 8));
+    assert_eq!(same_length.len(), bytes.len());
+    scratch
+        .decoded_tape()
+        .parse(same_length.as_bytes())
+        .unwrap();
+    assert_eq!(decoded(&mut scratch), expected);
+    // Nor one of the same text elsewhere in memory.
+    let copy = bytes.to_vec();
+    scratch.decoded_tape().parse(&copy).unwrap();
+    assert!(!scratch.decoded_tape().spans(bytes));
     // A tape that is not one: the text is parsed, and a bad text is a dead letter.
     let mut scratch = Scratch::default();
     scratch.decoded_tape().parse(b"{}").unwrap();

@@ -577,6 +577,11 @@ impl Parser {
                     let tv = fo.get("type").ok_or("a record field without `type`")?;
                     let ty = self.ty(tv, own_ns.as_deref())?;
                     check_name("field", fname)?;
+                    // The decoder relies on it: a record's members are
+                    // never checked for duplicate keys.
+                    if fields.iter().any(|f: &Field| f.name == fname) {
+                        return Err(format!("record `{name}` has two fields named `{fname}`"));
+                    }
                     let mut marks = marks_of(fo).map_err(|e| format!("field `{fname}`: {e}"))?;
                     marks
                         .merge(self.type_marks(tv, own_ns.as_deref())?)

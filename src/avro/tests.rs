@@ -1065,3 +1065,17 @@ fn the_registry_client_trusts_the_configured_ca_and_only_it() {
     let trusting = registry::Registry::new(&cfg, &url, None).unwrap();
     assert_eq!(trusting.schema_by_id(1).unwrap(), schema);
 }
+
+#[test]
+fn a_record_with_two_fields_of_one_name_is_refused() {
+    // The decoder never checks a record's members for duplicates: the
+    // schema must not have any.
+    let e = Schema::parse(
+        r#"{"type":"record","name":"D","fields":[{"name":"a","type":"string"},{"name":"a","type":"long"}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("two fields named `a`") || e.contains("Duplicate"),
+        "{e}"
+    );
+}

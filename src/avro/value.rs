@@ -24,8 +24,8 @@ const EPOCH_DAYS_CE: i32 = 719_163;
 
 // ---------------------------------------------------------------- decoding
 
-/// Decodes one Avro binary datum of `ty` from `src` into JSON text in `out`.
-/// Every byte must be used.
+/// Decodes one Avro binary datum of `ty` from `src` into JSON text in `out`
+/// (emptied first). Every byte must be used.
 ///
 /// # Errors
 /// Truncated or malformed data, an out-of-range union or enum index, text
@@ -83,7 +83,9 @@ pub fn decode_limited(
             "the decoded value is larger than {max_len} bytes"
         )));
     }
-    decode_tail(&r).map_err(DecodeError::Bad)
+    decode_tail(&r).map_err(DecodeError::Bad)?;
+    tape.finish(out);
+    Ok(())
 }
 
 fn decode_tail(r: &Reader<'_, '_>) -> Result<(), Error> {
