@@ -249,3 +249,83 @@ proptest! {
         }
     }
 }
+
+/// Small schemas with one hard shape each (maps, nested unions, floats,
+/// decimals, fixed, micros, empty records), for hostile bytes.
+const SHAPES: &[&str] = &[
+    r#"{"type":"record","name":"S0","fields":[{"name":"m","type":{"type":"map","values":["null","string","double",{"type":"array","items":"int"}]}}]}"#,
+    r#"{"type":"record","name":"S1","fields":[{"name":"a","type":{"type":"array","items":{"type":"record","name":"I","fields":[{"name":"f","type":"float"},{"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}}]}}}]}"#,
+    r#"{"type":"record","name":"S2","fields":[{"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"x","type":{"type":"fixed","name":"F","size":2}},{"name":"e","type":{"type":"record","name":"E","fields":[]}},{"name":"b","type":"boolean"}]}"#,
+    r#"{"type":"record","name":"S3","fields":[{"name":"s","type":"string"},{"name":"mm","type":{"type":"map","values":{"type":"map","values":"long"}}}]}"#,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Whatever hostile bytes decode to, the decoder's tape is the one the
+    /// JSON parser makes of the same text (the engine governs it as is).
+    #[test]
+    fn the_decoders_tape_is_the_parsers_for_hostile_bytes(
+        shape in 0..SHAPES.len(),
+        bytes in prop::collection::vec(prop_oneof![6 => 0u8..6, 3 => b'a'..=b'c', 1 => any::<u8>()], 0..48),
+    ) {
+        let schema = Schema::parse(SHAPES[shape]).unwrap();
+        let (mut out, mut tape) = (Vec::new(), custos::codec::Tape::default());
+        // Every prefix: a datum must use all its bytes, and some prefix of
+        // random bytes often is one.
+        for end in 0..=bytes.len() {
+            match avro::value::decode_limited(&schema.root, &bytes[..end], &mut out, &mut tape, 1 << 16) {
+                Ok(()) => {
+                    prop_assert!(tape.spans(&out));
+                    let mut parsed = custos::codec::Tape::default();
+                    parsed.parse(&out).unwrap();
+                    prop_assert_eq!(&tape.toks, &parsed.toks);
+                }
+                Err(_) => prop_assert!(!tape.spans(&out)),
+            }
+        }
+    }
+}
+
+fn arb_map_value() -> impl Strategy<Value = AV> {
+    prop_oneof![
+        Just(AV::Union(0, Box::new(AV::Null))),
+        "(?s).{0,8}".prop_map(|s| AV::Union(1, Box::new(AV::String(s)))),
+        any::<f64>().prop_map(|x| AV::Union(2, Box::new(AV::Double(x)))),
+        prop::collection::vec(any::<i32>().prop_map(AV::Int), 0..4)
+            .prop_map(|a| AV::Union(3, Box::new(AV::Array(a)))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Maps with keys that need escapes, unions of every kind in them, maps
+    /// of maps: decoded, their tape is the parser's of the same text.
+    #[test]
+    fn the_decoders_tape_is_the_parsers_for_maps_and_unions(
+        m in prop::collection::hash_map("(?s).{0,6}", arb_map_value(), 0..6),
+        s in "(?s).{0,12}",
+        mm in prop::collection::hash_map(".{0,3}", prop::collection::hash_map("[a-c\"\\\\]{0,2}", any::<i64>(), 0..3), 0..3),
+    ) {
+        let values = [
+            AV::Record(vec![("m".into(), AV::Map(m.into_iter().collect()))]),
+            AV::Record(vec![
+                ("s".into(), AV::String(s)),
+                ("mm".into(), AV::Map(mm.into_iter().map(|(k, v)| (k, AV::Map(v.into_iter().map(|(k, x)| (k, AV::Long(x))).collect()))).collect())),
+            ]),
+        ];
+        for (text, value) in [SHAPES[0], SHAPES[3]].into_iter().zip(values) {
+            let apache = apache_avro::Schema::parse_str(text).unwrap();
+            #[allow(deprecated)]
+            let bytes = apache_avro::to_avro_datum(&apache, value).unwrap();
+            let schema = Schema::parse(text).unwrap();
+            let (mut out, mut tape) = (Vec::new(), custos::codec::Tape::default());
+            avro::value::decode_limited(&schema.root, &bytes, &mut out, &mut tape, 1 << 20).unwrap();
+            prop_assert!(tape.spans(&out));
+            let mut parsed = custos::codec::Tape::default();
+            parsed.parse(&out).unwrap();
+            prop_assert_eq!(&tape.toks, &parsed.toks);
+        }
+    }
+}
