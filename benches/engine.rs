@@ -268,12 +268,19 @@ fn bench(c: &mut Criterion) {
             if let Outcome::Emitted(out) = o {
                 let mut bytes = Vec::with_capacity(out.value.len());
                 custos::avro::wire_header(7, &mut bytes);
-                custos::avro::value::encode_json(
-                    &sp.derived[out.output].ty,
-                    &out.value,
-                    &mut out_tape,
-                    &mut bytes,
-                )
+                let ty = &sp.derived[out.output].ty;
+                // As the worker does: the tape the walk made of the output.
+                match scratch
+                    .output_tape(out.output)
+                    .filter(|t| t.spans(&out.value))
+                {
+                    Some(made) => {
+                        custos::avro::value::encode_tape(ty, &out.value, made, &mut bytes)
+                    }
+                    None => {
+                        custos::avro::value::encode_json(ty, &out.value, &mut out_tape, &mut bytes)
+                    }
+                }
                 .unwrap();
                 n += black_box(bytes).len();
             }

@@ -66,6 +66,8 @@ pub struct Tape {
     stack: Vec<usize>,
     /// Address and length of the text the tape was made of, once whole.
     origin: Option<(usize, usize)>,
+    /// A builder could not follow the text written (it never becomes whole).
+    broken: bool,
 }
 
 impl Tape {
@@ -129,12 +131,93 @@ impl Tape {
         self.toks.clear();
         self.stack.clear();
         self.origin = None;
+        self.broken = false;
     }
 
     /// Ends a document built token by token from `src`, the whole text:
-    /// from now on [`Tape::spans`] holds for `src` (and only for it).
+    /// from now on [`Tape::spans`] holds for `src` (and only for it), unless
+    /// the builder gave up on it ([`Tape::give_up`]).
     pub fn finish(&mut self, src: &[u8]) {
-        self.origin = Some((src.as_ptr() as usize, src.len()));
+        if !self.broken {
+            self.origin = Some((src.as_ptr() as usize, src.len()));
+        }
+    }
+
+    /// Marks a document being built as not followed: it never spans its
+    /// text, and its reader parses the text instead. What is built after
+    /// is ignored (no work, and no tokens that disagree with each other).
+    pub fn give_up(&mut self) {
+        self.broken = true;
+    }
+
+    /// Appends the token of the one scalar written at `text[start..]`, by
+    /// what it starts with (a string has escapes when it holds a `\`).
+    /// Anything else than a scalar gives the document up.
+    pub fn written_scalar(&mut self, text: &[u8], start: usize) {
+        if self.broken {
+            return;
+        }
+        let end = text.len();
+        match text.get(start) {
+            Some(b'"') if end >= start + 2 => {
+                let inner = &text[start + 1..end - 1];
+                let kind = if memchr::memchr(b'\\', inner).is_some() {
+                    Kind::StrEsc
+                } else {
+                    Kind::Str
+                };
+                self.scalar(kind, start + 1, end - 1);
+            }
+            Some(b'n') => {
+                self.scalar(Kind::Null, start, end);
+            }
+            Some(b't') => {
+                self.scalar(Kind::True, start, end);
+            }
+            Some(b'f') => {
+                self.scalar(Kind::False, start, end);
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.scalar(Kind::Number, start, end);
+            }
+            _ => self.give_up(),
+        }
+    }
+
+    /// Appends a copy of the subtree of token `i` of `from` (whose text is
+    /// `src`), its text now written at `at`.
+    pub fn copy_subtree(&mut self, from: &Tape, i: usize, at: usize) {
+        if self.broken {
+            return;
+        }
+        let (first, last) = (i, from.toks[i].next as usize);
+        let base = self.toks.len() as i64 - first as i64;
+        let shift = at as i64 - i64::from(from.toks[i].start);
+        for t in &from.toks[first..last] {
+            self.toks.push(Tok {
+                start: (i64::from(t.start) + shift) as u32,
+                end: (i64::from(t.end) + shift) as u32,
+                next: (i64::from(t.next) + base) as u32,
+                ..*t
+            });
+        }
+    }
+
+    /// Removes the innermost open container and every token after it (its
+    /// text was taken back).
+    pub fn discard_open(&mut self) {
+        if self.broken {
+            return;
+        }
+        match self.stack.pop() {
+            Some(i) => self.toks.truncate(i),
+            None => self.give_up(),
+        }
+    }
+
+    /// Removes every token from index `len` on (their text was taken back).
+    pub fn truncate(&mut self, len: usize) {
+        self.toks.truncate(len);
     }
 
     /// Appends a scalar token (`start..end` as in [`Tok`]); its index.
@@ -157,6 +240,9 @@ impl Tape {
     /// # Errors
     /// [`JsonError::TooDeep`] past [`MAX_DEPTH`].
     pub fn open(&mut self, kind: Kind, start: usize) -> Result<(), JsonError> {
+        if self.broken {
+            return Ok(());
+        }
         if self.stack.len() >= MAX_DEPTH {
             return Err(JsonError::TooDeep);
         }
@@ -173,6 +259,9 @@ impl Tape {
     /// # Errors
     /// [`JsonError::DuplicateKey`], or no container open.
     pub fn close(&mut self, src: &[u8], end: usize, check_keys: bool) -> Result<(), JsonError> {
+        if self.broken {
+            return Ok(());
+        }
         let Some(i) = self.stack.pop() else {
             return Err(JsonError::Syntax {
                 what: "a close without an open container",

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::classify::{self, Detector, Span};
-use crate::codec::{self, Kind, Tape, Tok};
+pub use crate::codec::Tape;
+use crate::codec::{self, Kind, Tok};
 use crate::policy::plan::{Leaf, Node, OutputPlan, SpanDecision, StreamPlan};
 use crate::policy::{ActionKind, Basis, FieldPath, Segment, Unclassified};
 use crate::state::{canonical_subject, SubjectState};
@@ -208,6 +209,9 @@ pub enum Verdict {
 #[derive(Debug, Default)]
 pub struct Scratch {
     tape: Tape,
+    /// Per output of the last value governed from a decoded tape: the tape
+    /// of the output's JSON ([`Scratch::output_tape`]).
+    out_tapes: Vec<Tape>,
     bufs: Vec<Vec<u8>>,
     bits: Vec<u64>,
     spans: Vec<Span>,
@@ -256,6 +260,14 @@ pub fn govern_with_limits(
 }
 
 impl Scratch {
+    /// The tape of output `output`'s JSON, built while the walk wrote it,
+    /// for a value governed by [`govern_decoded`] (an encoder into another
+    /// format reads it instead of parsing the JSON; it spans only that very
+    /// JSON, see [`Tape::spans`]).
+    pub fn output_tape(&self, output: usize) -> Option<&Tape> {
+        self.out_tapes.get(output)
+    }
+
     /// The tape a decoder of another format fills for the JSON it writes
     /// (Avro: [`crate::avro::value::decode_limited`]), which
     /// [`govern_decoded`] then governs without parsing the text again.
@@ -488,6 +500,12 @@ fn govern_tape(
     for b in &mut scratch.bufs[..n] {
         b.clear();
     }
+    // Outputs of a decoded value are encoded back: their tapes are built
+    // as they are written.
+    scratch.out_tapes.resize_with(n, Tape::default);
+    for t in &mut scratch.out_tapes {
+        t.begin();
+    }
     let mut detections: Vec<Detection> = Vec::new();
     scratch.path.clear();
     let mut w = Walker {
@@ -504,6 +522,7 @@ fn govern_tape(
         detections: &mut detections,
         spans: &mut scratch.spans,
         text: &mut scratch.text,
+        tapes: decoded.then(|| &mut scratch.out_tapes[..n]),
     };
     let written = w.object(0, &plan.root.leaf, Some(&plan.root), "", active);
     let unclassified = w.unclassified;
@@ -560,6 +579,15 @@ fn govern_tape(
         if written & (1 << i) == 0 {
             value.clear();
             value.extend_from_slice(b"{}");
+            if decoded {
+                let t = &mut scratch.out_tapes[i];
+                t.begin();
+                let _ = t.open(Kind::Object, 0);
+                let _ = t.close(&value, value.len(), false);
+            }
+        }
+        if decoded {
+            scratch.out_tapes[i].finish(&value);
         }
         let classes = classes_header(plan, &scratch.bits[i * words..(i + 1) * words]);
         // A key that governance drops or redacts is null: a constant

@@ -211,9 +211,10 @@ fn process_in(
     }
 }
 
-/// Re-encodes one output's governed JSON (output index, JSON) into the
-/// stream's format.
-pub type Encoder<'a> = dyn FnMut(usize, &[u8]) -> Result<Vec<u8>, String> + 'a;
+/// Re-encodes one output's governed JSON (output index, JSON, the tape the
+/// walk built of that JSON when it could) into the stream's format.
+pub type Encoder<'a> =
+    dyn FnMut(usize, &[u8], Option<&engine::Tape>) -> Result<Vec<u8>, String> + 'a;
 
 /// Governs a record whose value was decoded from another format (Avro)
 /// into the JSON the engine governs: `decoded` is that JSON (its tape in
@@ -269,7 +270,10 @@ fn decoded_in(
         Written::Governed { governed, .. } => {
             for o in &mut governed.outcomes {
                 if let Outcome::Emitted(out) = o {
-                    match encode(out.output, &out.value) {
+                    let tape = scratch
+                        .output_tape(out.output)
+                        .filter(|t| t.spans(&out.value));
+                    match encode(out.output, &out.value, tape) {
                         Ok(v) => out.value = v,
                         Err(why) => {
                             let purpose =

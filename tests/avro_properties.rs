@@ -190,9 +190,14 @@ proptest! {
         let input = Input { topic: "in", partition: 0, offset: 0, timestamp: Some(1_795_000_000_000), key: None, value: Some(&body), headers: &[] };
         let cx = Context { policy: "avroprop@0", worker: "w", now_ms: 1_795_000_000_000, limits: Limits::default() };
         let mut tape = custos::codec::Tape::default();
-        let mut encode = |o: usize, j: &[u8]| -> Result<Vec<u8>, String> {
+        let mut encode = |o: usize, j: &[u8], made: Option<&custos::codec::Tape>| -> Result<Vec<u8>, String> {
             let mut out = Vec::new();
             avro::value::encode_json(&sp.derived[o].ty, j, &mut tape, &mut out)?;
+            // The walk's tape of the output is the parser's of its text.
+            let made = made.ok_or("no tape of the output from the walk")?;
+            if made.toks != tape.toks {
+                return Err(format!("the walk's tape differs from the parser's for {}", String::from_utf8_lossy(j)));
+            }
             Ok(out)
         };
         let p = pipeline::process_decoded(&sp.plan, None, &input, decoded, &MemoryState::default(), &cx, &mut scratch, &mut encode);

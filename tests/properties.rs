@@ -177,6 +177,56 @@ fn event(case: &Case) -> Value {
 
 const SHOP_POLICY: &str = include_str!("../examples/shop/policy.yaml");
 
+/// Governs `rec` as a decoded value (its tape made beforehand, as a decoder
+/// of another format makes it): every output's tape, built by the walk as it
+/// wrote the output, is the parser's of the output's text. Returns the verdict.
+fn governed_with_output_tapes(
+    plan: &policy::plan::StreamPlan,
+    policy_id: &str,
+    rec: &Record<'_>,
+    state: &dyn custos::state::SubjectState,
+) -> Result<Verdict, TestCaseError> {
+    let mut scratch = Scratch::default();
+    if scratch.decoded_tape().parse(rec.value).is_err() {
+        return Ok(engine::govern(plan, policy_id, rec, state, 0, &mut scratch));
+    }
+    let v = engine::govern_decoded(
+        plan,
+        policy_id,
+        rec,
+        state,
+        0,
+        &mut scratch,
+        engine::Limits::default(),
+    );
+    if let Verdict::Governed(g) = &v {
+        for o in &g.outcomes {
+            if let Outcome::Emitted(out) = o {
+                let made = scratch
+                    .output_tape(out.output)
+                    .filter(|t| t.spans(&out.value));
+                let made = made.ok_or_else(|| {
+                    TestCaseError::fail(format!(
+                        "no tape of the output {}",
+                        String::from_utf8_lossy(&out.value)
+                    ))
+                })?;
+                let mut parsed = custos::codec::Tape::default();
+                parsed
+                    .parse(&out.value)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(
+                    &made.toks,
+                    &parsed.toks,
+                    "output {}",
+                    String::from_utf8_lossy(&out.value)
+                );
+            }
+        }
+    }
+    Ok(v)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -194,6 +244,9 @@ proptest! {
         let local = LocalKeys::new(KeyRing::new(compiled.keks(), &AuditKey::new(b"a")), "t".into());
         let state = WithKeys { state: &memory, keys: &local };
         let v = engine::govern(plan, "prop@0", &rec, &state, 0, &mut Scratch::default());
+        // The same event as a decoded value: outputs with their tapes.
+        let decoded = governed_with_output_tapes(plan, "prop@0", &rec, &state)?;
+        prop_assert_eq!(matches!(decoded, Verdict::Governed(_)), matches!(v, Verdict::Governed(_)));
         let Verdict::Governed(g) = v else { return Err(TestCaseError::fail("dead letter")) };
         let Outcome::Emitted(out) = &g.outcomes[0] else { return Err(TestCaseError::fail("suppressed")) };
         let text = std::str::from_utf8(&out.value).unwrap();
@@ -243,7 +296,12 @@ proptest! {
         let wrapped = serde_json::to_vec(&json!({"a": v.clone(), "b": v.clone(), "c": v, "d": 1})).unwrap();
         for bytes in [&wrapped[..], &raw[..]] {
             let rec = Record { topic: "in", partition: 0, offset: 0, timestamp: Some(0), key: None, value: bytes, headers: &[] };
-            match engine::govern(plan, "j@0", &rec, &MemoryState::for_policy(&compiled.policy), 0, &mut Scratch::default()) {
+            let state = MemoryState::for_policy(&compiled.policy);
+            let verdict = engine::govern(plan, "j@0", &rec, &state, 0, &mut Scratch::default());
+            // As a decoded value: the same verdict, outputs with their tapes.
+            let decoded = governed_with_output_tapes(plan, "j@0", &rec, &state)?;
+            prop_assert_eq!(&decoded, &verdict);
+            match verdict {
                 Verdict::Governed(g) => {
                     for o in g.outcomes {
                         if let Outcome::Emitted(out) = o {

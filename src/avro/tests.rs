@@ -510,10 +510,19 @@ fn govern(sp: &SchemaPlan, value: &[u8]) -> pipeline::Processed {
         now_ms: 1_795_392_000_000,
         limits: crate::engine::Limits::default(),
     };
-    let mut encode = |i: usize, json: &[u8]| -> Result<Vec<u8>, String> {
+    let mut encode = |i: usize, json: &[u8], made: Option<&Tape>| -> Result<Vec<u8>, String> {
         let v: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         value::encode(&sp.derived[i].ty, &v, &mut out)?;
+        // The walk built the output's tape as it wrote it: the parser's of
+        // the same text, and it encodes to the same bytes.
+        let made = made.expect("the walk's tape of a decoded value's output");
+        let mut parsed = Tape::default();
+        parsed.parse(json).unwrap();
+        assert_eq!(made.toks, parsed.toks, "{}", String::from_utf8_lossy(json));
+        let mut from_tape = Vec::new();
+        value::encode_tape(&sp.derived[i].ty, json, made, &mut from_tape)?;
+        assert_eq!(from_tape, out);
         Ok(out)
     };
     pipeline::process_decoded(

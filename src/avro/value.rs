@@ -967,6 +967,15 @@ pub fn to_avro_json(ty: &Ty, v: &Value) -> Result<Value, Error> {
 pub fn encode_json(ty: &Ty, json: &[u8], tape: &mut Tape, out: &mut Vec<u8>) -> Result<(), Error> {
     tape.parse_written(json)
         .map_err(|e| format!("governed output is not JSON: {e}"))?;
+    encode_tape(ty, json, tape, out)
+}
+
+/// [`encode_json`] with the tape of `json` already made (by the walk that
+/// wrote it: [`crate::engine::Scratch::output_tape`]).
+///
+/// # Errors
+/// An empty tape, or the value does not fit the type.
+pub fn encode_tape(ty: &Ty, json: &[u8], tape: &Tape, out: &mut Vec<u8>) -> Result<(), Error> {
     if tape.toks.is_empty() {
         return Err("an empty output".into());
     }
@@ -985,6 +994,15 @@ fn scalar_value(src: &[u8], t: &Tok) -> Value {
         Kind::Str | Kind::StrEsc => Value::String(codec::string(src, t).into_owned()),
         Kind::Object | Kind::Array => Value::Null,
     }
+}
+
+/// An integer written as plain digits (an optional `-`, no fraction or exponent).
+fn plain_int<T: std::str::FromStr>(raw: &[u8]) -> Option<T> {
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
 fn key_is(tape: &Tape, src: &[u8], k: usize, name: &str) -> bool {
@@ -1072,12 +1090,52 @@ fn enc_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize, out: &mut Vec<u8>) -> Res
             write_long(out, b as i64);
             enc_tok(&bs[b], src, tape, i, out)?;
         }
+        // The common unions, `["null", T]` and a string branch, by the
+        // token's kind (a union has one text branch at most: the schema
+        // says so, and a string takes any text).
+        (Ty::Union(bs), Kind::Null) if bs.contains(&Ty::Null) => {
+            let b = bs.iter().position(|b| *b == Ty::Null).unwrap_or(0);
+            write_long(out, b as i64);
+        }
+        (Ty::Union(bs), Kind::Str | Kind::StrEsc)
+            if bs.iter().any(|b| matches!(b, Ty::String(_))) =>
+        {
+            let b = bs
+                .iter()
+                .position(|b| matches!(b, Ty::String(_)))
+                .unwrap_or(0);
+            write_long(out, b as i64);
+            enc_tok(&bs[b], src, tape, i, out)?;
+        }
         (Ty::Union(bs), _) => {
             let v = scalar_value(src, &t);
             let b = pick_branch(bs, &v)
                 .ok_or_else(|| ": a value that fits no branch of its union".to_string())?;
             write_long(out, b as i64);
             encode(&bs[b], &v, out)?;
+        }
+        // Numbers read straight from their text where it is plain (else as
+        // below, through a JSON number: `1.0` or `1e3` for a long).
+        (Ty::Long(_), Kind::Number) if plain_int::<i64>(codec::raw(src, &t)).is_some() => {
+            write_long(
+                out,
+                plain_int::<i64>(codec::raw(src, &t)).unwrap_or_default(),
+            );
+        }
+        (Ty::Int(_), Kind::Number) if plain_int::<i32>(codec::raw(src, &t)).is_some() => {
+            let x = plain_int::<i32>(codec::raw(src, &t)).unwrap_or_default();
+            write_long(out, i64::from(x));
+        }
+        (Ty::Double | Ty::Float, Kind::Number) => {
+            let x: f64 = std::str::from_utf8(codec::raw(src, &t))
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(": a number that does not read as a double")?;
+            if *ty == Ty::Float {
+                out.extend_from_slice(&(x as f32).to_le_bytes());
+            } else {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
         }
         // Text kept as text: its bytes, without a value in between.
         (Ty::String(_), Kind::Str) => write_bytes(out, codec::raw(src, &t)),

@@ -751,11 +751,12 @@ fn govern(
         Some(Ok(b)) => Ok(b.as_slice()),
         Some(Err(e)) => Err((DeadLetterReason::Schema, e.clone())),
     };
-    let mut encode = |o: usize, j: &[u8]| -> Result<Vec<u8>, String> {
-        let v: Value = serde_json::from_slice(j).map_err(|e| e.to_string())?;
-        let aj = avro::value::to_avro_json(&sp.derived[o].ty, &v)?;
-        serde_json::to_vec(&aj).map_err(|e| e.to_string())
-    };
+    let mut encode =
+        |o: usize, j: &[u8], _: Option<&crate::engine::Tape>| -> Result<Vec<u8>, String> {
+            let v: Value = serde_json::from_slice(j).map_err(|e| e.to_string())?;
+            let aj = avro::value::to_avro_json(&sp.derived[o].ty, &v)?;
+            serde_json::to_vec(&aj).map_err(|e| e.to_string())
+        };
     pipeline::process_decoded(
         plan,
         audit_with,

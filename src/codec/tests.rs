@@ -125,3 +125,42 @@ fn text_custos_wrote_parses_to_the_same_tape_without_the_key_check() {
         JsonError::DuplicateKey(_)
     ));
 }
+
+#[test]
+fn a_tape_built_alongside_its_text_spans_it_unless_given_up() {
+    // `{"a":[1,"x\"y"],"b":{}}` written piece by piece.
+    let mut text = Vec::new();
+    let mut t = Tape::default();
+    t.begin();
+    t.open(Kind::Object, 0).unwrap();
+    text.extend_from_slice(br#"{"a":"#);
+    t.scalar(Kind::Str, 2, 3);
+    t.open(Kind::Array, text.len()).unwrap();
+    text.extend_from_slice(b"[1");
+    t.written_scalar(&text, text.len() - 1);
+    text.push(b',');
+    let at = text.len();
+    text.extend_from_slice(br#""x\"y""#);
+    t.written_scalar(&text, at);
+    text.push(b']');
+    t.close(&text, text.len(), false).unwrap();
+    text.extend_from_slice(br#","b":"#);
+    t.scalar(Kind::Str, text.len() - 3, text.len() - 2);
+    let inner = ok(r#"{"c":{}}"#);
+    t.copy_subtree(&inner, 2, text.len());
+    text.extend_from_slice(b"{}");
+    text.push(b'}');
+    t.close(&text, text.len(), false).unwrap();
+    t.finish(&text);
+    assert!(t.spans(&text), "{}", String::from_utf8_lossy(&text));
+    assert_eq!(t.toks, ok(std::str::from_utf8(&text).unwrap()).toks);
+    // Given up: never spans, and what follows is ignored without a panic.
+    t.begin();
+    t.open(Kind::Object, 0).unwrap();
+    t.written_scalar(b"{[", 1);
+    t.discard_open();
+    t.discard_open();
+    assert!(t.close(b"{}", 2, false).is_ok());
+    t.finish(b"{}");
+    assert!(!t.spans(b"{}"));
+}

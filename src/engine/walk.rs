@@ -190,7 +190,13 @@ pub(super) struct Walker<'a> {
     pub(super) detections: &'a mut Vec<Detection>,
     pub(super) spans: &'a mut Vec<Span>,
     pub(super) text: &'a mut String,
+    /// Per output, the tape of what is written to it, built as it is
+    /// written (for outputs encoded into another format: no parse of them).
+    pub(super) tapes: Option<&'a mut [Tape]>,
 }
+
+/// Where a member or element began in an output: text and tape length.
+pub(super) type Mark = (usize, usize);
 
 #[inline]
 pub(super) fn each_bit(mask: u64) -> impl Iterator<Item = usize> {
@@ -330,7 +336,11 @@ impl<'a> Walker<'a> {
                 };
                 let raw = codec::raw_json(self.doc.src, self.doc.tok(i));
                 for p in each_bit(keep) {
+                    let at = self.bufs[p].len();
                     self.bufs[p].extend_from_slice(raw);
+                    if let Some(t) = self.tapes.as_deref_mut() {
+                        t[p].copy_subtree(self.doc.tape, i, at);
+                    }
                     self.mark_pairs(p, &leaf.decisions[p].pairs);
                 }
                 let rest = active & !keep;
@@ -378,7 +388,7 @@ impl<'a> Walker<'a> {
         let doc = self.doc;
         let marks = self.open(active, b'{');
         let mut nonempty = 0u64;
-        let mut emarks = [0usize; 64];
+        let mut emarks = [(0usize, 0usize); 64];
         // Purposes that may see members the policy does not name (see below).
         let unnamed = keep_mask(leaf, active);
         for (k, v) in doc.tape.members(i) {
@@ -423,7 +433,13 @@ impl<'a> Walker<'a> {
                 }
             }
             let key_json = codec::raw_json(doc.src, doc.tok(k));
-            self.separate(member_active, nonempty, &mut emarks, key_json);
+            self.separate(
+                member_active,
+                nonempty,
+                &mut emarks,
+                key_json,
+                doc.tok(k).kind,
+            );
             self.path.push(k as u32);
             let w = self.value(v, cleaf, cnode, cpath, member_active);
             self.path.pop();
@@ -458,10 +474,10 @@ impl<'a> Walker<'a> {
         }
         let marks = self.open(active, b'[');
         let mut nonempty = 0u64;
-        let mut emarks = [0usize; 64];
+        let mut emarks = [(0usize, 0usize); 64];
         self.path.push(ELEMENT);
         for item in doc.tape.elements(i) {
-            self.separate(active, nonempty, &mut emarks, b"");
+            self.separate(active, nonempty, &mut emarks, b"", Kind::Null);
             let w = self.value(item, eleaf, enode, epath, active);
             self.unwind(active & !w, &emarks);
             nonempty |= w;
@@ -475,8 +491,19 @@ impl<'a> Walker<'a> {
     #[inline]
     pub(super) fn open(&mut self, active: u64, bracket: u8) -> [usize; 64] {
         let mut marks = [0usize; 64];
+        let kind = if bracket == b'{' {
+            Kind::Object
+        } else {
+            Kind::Array
+        };
         for p in each_bit(active) {
             marks[p] = self.bufs[p].len();
+            if let Some(t) = self.tapes.as_deref_mut() {
+                // Never deeper than the input, which was at most as deep.
+                if t[p].open(kind, marks[p]).is_err() {
+                    t[p].give_up();
+                }
+            }
             self.bufs[p].push(bracket);
         }
         marks
@@ -489,17 +516,23 @@ impl<'a> Walker<'a> {
         &mut self,
         active: u64,
         nonempty: u64,
-        emarks: &mut [usize; 64],
+        emarks: &mut [Mark; 64],
         key_json: &[u8],
+        key_kind: Kind,
     ) {
         for p in each_bit(active) {
             let buf = &mut self.bufs[p];
-            emarks[p] = buf.len();
+            let toks = self.tapes.as_deref().map_or(0, |t| t[p].toks.len());
+            emarks[p] = (buf.len(), toks);
             if nonempty & (1 << p) != 0 {
                 buf.push(b',');
             }
             if !key_json.is_empty() {
+                let at = buf.len();
                 buf.extend_from_slice(key_json);
+                if let Some(t) = self.tapes.as_deref_mut() {
+                    t[p].scalar(key_kind, at + 1, at + key_json.len() - 1);
+                }
                 buf.push(b':');
             }
         }
@@ -507,9 +540,12 @@ impl<'a> Walker<'a> {
 
     /// Takes back a member or element that governance left empty.
     #[inline]
-    pub(super) fn unwind(&mut self, purposes: u64, emarks: &[usize; 64]) {
+    pub(super) fn unwind(&mut self, purposes: u64, emarks: &[Mark; 64]) {
         for p in each_bit(purposes) {
-            self.bufs[p].truncate(emarks[p]);
+            self.bufs[p].truncate(emarks[p].0);
+            if let Some(t) = self.tapes.as_deref_mut() {
+                t[p].truncate(emarks[p].1);
+            }
         }
     }
 
@@ -520,8 +556,17 @@ impl<'a> Walker<'a> {
         for p in each_bit(active) {
             if nonempty & (1 << p) != 0 {
                 self.bufs[p].push(bracket);
+                if let Some(t) = self.tapes.as_deref_mut() {
+                    let buf = &self.bufs[p];
+                    if t[p].close(buf, buf.len(), false).is_err() {
+                        t[p].give_up();
+                    }
+                }
             } else {
                 self.bufs[p].truncate(marks[p]);
+                if let Some(t) = self.tapes.as_deref_mut() {
+                    t[p].discard_open();
+                }
             }
         }
     }
@@ -567,7 +612,9 @@ impl<'a> Walker<'a> {
                 self.mark_pairs(p, &d.pairs);
                 continue;
             }
+            let at = self.bufs[p].len();
             if write_scalar(&d.op, doc, i, &mut self.bufs[p]) {
+                self.wrote(p, at);
                 written |= 1 << p;
                 self.mark_pairs(p, &d.pairs);
             }
@@ -666,9 +713,20 @@ impl<'a> Walker<'a> {
     fn write_sealed(&mut self, kek: &Arc<str>, plaintext: &[u8], p: usize, string: bool) {
         let names = self.path_names();
         let purpose = self.outputs[p].name.as_str();
+        let at = self.bufs[p].len();
         match self.sealer.seal(kek, purpose, segs(&names), plaintext) {
             Some(token) => write_str(&mut self.bufs[p], &token),
             None => write_unsealed(&mut self.bufs[p], string),
+        }
+        self.wrote(p, at);
+    }
+
+    /// Records the scalar just written to output `p` from `at` on, where
+    /// the outputs' tapes are built.
+    #[inline]
+    fn wrote(&mut self, p: usize, at: usize) {
+        if let Some(t) = self.tapes.as_deref_mut() {
+            t[p].written_scalar(&self.bufs[p], at);
         }
     }
 
@@ -683,16 +741,19 @@ impl<'a> Walker<'a> {
         let mut written = 0;
         for p in each_bit(active) {
             let d = &leaf.decisions[p];
+            let at = self.bufs[p].len();
             match d.op {
                 Op::Drop => continue,
                 Op::Redact => {
                     write_str(&mut self.bufs[p], transform::REDACTED);
+                    self.wrote(p, at);
                     written |= 1 << p;
                     self.mark_pairs(p, &d.pairs);
                     continue;
                 }
                 Op::Keep if self.spans.is_empty() => {
                     write_str(&mut self.bufs[p], s);
+                    self.wrote(p, at);
                     written |= 1 << p;
                     self.mark_pairs(p, &d.pairs);
                     continue;
@@ -728,6 +789,13 @@ impl<'a> Walker<'a> {
                 if let Value::String(t) = text {
                     *self.text = t;
                 }
+            }
+            if self.bufs[p].len() > at {
+                self.wrote(p, at);
+            } else if let Some(t) = self.tapes.as_deref_mut() {
+                // A transform that gave nothing: the member is written
+                // without a value (as the text was before tapes).
+                t[p].give_up();
             }
             written |= 1 << p;
             self.mark_pairs(p, &d.pairs);

@@ -1075,7 +1075,9 @@ fn govern_message(
     let processed = match avro {
         None => pipeline::process(plan, audit_with, &input, state, &cx, scratch),
         Some(AvroIn::Dead(why)) => {
-            let none = |_: usize, _: &[u8]| -> Result<Vec<u8>, String> { Err(String::new()) };
+            let none = |_: usize, _: &[u8], _: Option<&engine::Tape>| -> Result<Vec<u8>, String> {
+                Err(String::new())
+            };
             pipeline::process_decoded(
                 plan,
                 audit_with,
@@ -1098,7 +1100,9 @@ fn govern_message(
                 json,
                 scratch.decoded_tape(),
             );
-            let mut encode = |o: usize, j: &[u8]| avro_in::encode_output(c, o, j, tape);
+            let mut encode = |o: usize, j: &[u8], made: Option<&engine::Tape>| {
+                avro_in::encode_output(c, o, j, made, tape)
+            };
             pipeline::process_decoded(
                 plan,
                 audit_with,

@@ -275,15 +275,22 @@ impl AvroStreams {
     }
 }
 
-/// Encodes a governed JSON output with its derived schema, in wire format.
+/// Encodes a governed JSON output with its derived schema, in wire format:
+/// from `made`, the tape the walk built of it, or else from a tape of it
+/// made in `tape`.
 pub(super) fn encode_output(
     c: &AvroCtx,
     output: usize,
     json: &[u8],
+    made: Option<&crate::codec::Tape>,
     tape: &mut crate::codec::Tape,
 ) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(json.len());
     avro::wire_header(c.ids[output], &mut out);
-    avro::value::encode_json(&c.sp.derived[output].ty, json, tape, &mut out)?;
+    let ty = &c.sp.derived[output].ty;
+    match made {
+        Some(made) => avro::value::encode_tape(ty, json, made, &mut out)?,
+        None => avro::value::encode_json(ty, json, tape, &mut out)?,
+    }
     Ok(out)
 }
