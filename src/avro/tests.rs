@@ -1088,3 +1088,72 @@ fn a_record_with_two_fields_of_one_name_is_refused() {
         "{e}"
     );
 }
+
+/// The encoder's shortcuts from JSON text (plain numbers, a union's null or
+/// string branch) give the bytes encoding the same value as a
+/// `serde_json::Value` gives, also for unions only derived schemas have
+/// (`[enum, string]` for a scanned enum: a symbol stays the enum).
+#[test]
+fn encoding_from_text_gives_the_bytes_of_encoding_from_a_value() {
+    use super::schema::{Enum, IntLogical, LongLogical};
+    let color = Ty::Enum(Arc::new(Enum {
+        name: "C".into(),
+        doc: None,
+        symbols: vec!["RED".into()],
+        default: None,
+    }));
+    let unions = [
+        Ty::Union(vec![
+            Ty::Null,
+            color.clone(),
+            Ty::Long(LongLogical::Plain),
+            Ty::String(false),
+        ]),
+        Ty::Union(vec![color.clone(), Ty::String(false)]),
+        Ty::Union(vec![Ty::Bytes(None), Ty::String(false)]),
+        Ty::Union(vec![Ty::Int(IntLogical::Date), Ty::String(false)]),
+        Ty::Union(vec![Ty::Null, Ty::String(false)]),
+        Ty::Union(vec![Ty::String(false), Ty::Null]),
+    ];
+    let texts = [
+        r#""RED""#,
+        r#""BLUE""#,
+        r#""é\"x""#,
+        r#""2024-10-04""#,
+        "null",
+        "7",
+    ];
+    let mut cases: Vec<(Ty, &str)> = Vec::new();
+    for u in &unions {
+        cases.extend(texts.iter().map(|t| (u.clone(), *t)));
+    }
+    for (ty, nums) in [
+        (
+            Ty::Long(LongLogical::Plain),
+            &["-12", "0", "-0", "1.0", "1e3", "9223372036854775808", "1.5"][..],
+        ),
+        (
+            Ty::Int(IntLogical::Plain),
+            &["2147483647", "2147483648", "-3", "4e0"][..],
+        ),
+        (Ty::Double, &["-0", "1.5", "1e400", "-2.5e-300", "12"][..]),
+        (Ty::Float, &["1.5", "3.4e39", "1e400", "-7"][..]),
+    ] {
+        cases.extend(nums.iter().map(|n| (ty.clone(), *n)));
+    }
+    let mut tape = Tape::default();
+    for (ty, text) in cases {
+        let v: Value = serde_json::from_str(text).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let from_value = value::encode(&ty, &v, &mut a).map(|()| a);
+        let from_text = value::encode_json(&ty, text.as_bytes(), &mut tape, &mut b).map(|()| b);
+        assert_eq!(
+            from_text.is_ok(),
+            from_value.is_ok(),
+            "{text} as {ty:?}: {from_text:?} against {from_value:?}"
+        );
+        if let (Ok(x), Ok(y)) = (&from_text, &from_value) {
+            assert_eq!(x, y, "{text} as {ty:?}");
+        }
+    }
+}

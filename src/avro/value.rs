@@ -996,6 +996,16 @@ fn scalar_value(src: &[u8], t: &Tok) -> Value {
     }
 }
 
+/// A finite number's value as a double (as `serde_json::Number::as_f64`;
+/// `1e400` is not one, and goes the way of a number that does not fit).
+fn plain_f64(raw: &[u8]) -> Option<f64> {
+    std::str::from_utf8(raw)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+}
+
 /// An integer written as plain digits (an optional `-`, no fraction or exponent).
 fn plain_int<T: std::str::FromStr>(raw: &[u8]) -> Option<T> {
     let digits = raw.strip_prefix(b"-").unwrap_or(raw);
@@ -1090,15 +1100,22 @@ fn enc_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize, out: &mut Vec<u8>) -> Res
             write_long(out, b as i64);
             enc_tok(&bs[b], src, tape, i, out)?;
         }
-        // The common unions, `["null", T]` and a string branch, by the
-        // token's kind (a union has one text branch at most: the schema
-        // says so, and a string takes any text).
+        // The common unions, `["null", T]` and one string branch, by the
+        // token's kind: null is only ever written as null, and a string
+        // takes any text, but only where it is the union's one text branch
+        // (a derived union can have more: `[enum, string]` for a scanned
+        // enum, where a symbol goes to the enum as `pick_branch` says).
         (Ty::Union(bs), Kind::Null) if bs.contains(&Ty::Null) => {
             let b = bs.iter().position(|b| *b == Ty::Null).unwrap_or(0);
             write_long(out, b as i64);
         }
         (Ty::Union(bs), Kind::Str | Kind::StrEsc)
-            if bs.iter().any(|b| matches!(b, Ty::String(_))) =>
+            if bs
+                .iter()
+                .filter(|b| b.shape() == super::schema::Shape::Text)
+                .count()
+                == 1
+                && bs.iter().any(|b| matches!(b, Ty::String(_))) =>
         {
             let b = bs
                 .iter()
@@ -1126,11 +1143,8 @@ fn enc_tok(ty: &Ty, src: &[u8], tape: &Tape, i: usize, out: &mut Vec<u8>) -> Res
             let x = plain_int::<i32>(codec::raw(src, &t)).unwrap_or_default();
             write_long(out, i64::from(x));
         }
-        (Ty::Double | Ty::Float, Kind::Number) => {
-            let x: f64 = std::str::from_utf8(codec::raw(src, &t))
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(": a number that does not read as a double")?;
+        (Ty::Double | Ty::Float, Kind::Number) if plain_f64(codec::raw(src, &t)).is_some() => {
+            let x = plain_f64(codec::raw(src, &t)).unwrap_or_default();
             if *ty == Ty::Float {
                 out.extend_from_slice(&(x as f32).to_le_bytes());
             } else {
