@@ -235,50 +235,33 @@ pub fn process_decoded(
     scratch: &mut Scratch,
     encode: &mut Encoder<'_>,
 ) -> Processed {
-    let processed = decoded_in(plan, audit_with, input, decoded, state, cx, scratch, encode);
-    // Governed, refused or not decoded: the tape is never left behind to be
-    // taken for another value's.
-    scratch.decoded_tape().begin();
-    processed
-}
-
-#[allow(clippy::too_many_arguments)]
-fn decoded_in(
-    plan: &StreamPlan,
-    audit_with: Option<(&StreamAudit, &AuditKey)>,
-    input: &Input<'_>,
-    decoded: Result<&[u8], (DeadLetterReason, String)>,
-    state: &dyn SubjectState,
-    cx: &Context<'_>,
-    scratch: &mut Scratch,
-    encode: &mut Encoder<'_>,
-) -> Processed {
-    let json = match (input.value, decoded) {
-        (None, _) => return process(plan, audit_with, input, state, cx, scratch),
-        (Some(_), Err((reason, why))) => {
-            return refuse(plan, input, reason, why, cx, audit_with.is_some())
-        }
-        (Some(_), Ok(json)) => json,
-    };
-    let as_json = Input {
-        value: Some(json),
-        ..*input
-    };
-    let mut processed = process_in(plan, audit_with, &as_json, state, cx, scratch, true);
-    match &mut processed.written {
-        Written::DeadLetter(d) => d.value = input.value.map(<[u8]>::to_vec),
-        Written::Governed { governed, .. } => {
-            for o in &mut governed.outcomes {
-                if let Outcome::Emitted(out) = o {
-                    let tape = scratch
-                        .output_tape(out.output)
-                        .filter(|t| t.spans(&out.value));
-                    match encode(out.output, &out.value, tape) {
-                        Ok(v) => out.value = v,
-                        Err(why) => {
-                            let purpose =
-                                plan.outputs.get(out.output).map_or("", |p| p.name.as_str());
-                            return refuse(
+    let processed = (|| {
+        let json = match (input.value, decoded) {
+            (None, _) => return process(plan, audit_with, input, state, cx, scratch),
+            (Some(_), Err((reason, why))) => {
+                return refuse(plan, input, reason, why, cx, audit_with.is_some())
+            }
+            (Some(_), Ok(json)) => json,
+        };
+        let as_json = Input {
+            value: Some(json),
+            ..*input
+        };
+        let mut processed = process_in(plan, audit_with, &as_json, state, cx, scratch, true);
+        match &mut processed.written {
+            Written::DeadLetter(d) => d.value = input.value.map(<[u8]>::to_vec),
+            Written::Governed { governed, .. } => {
+                for o in &mut governed.outcomes {
+                    if let Outcome::Emitted(out) = o {
+                        let tape = scratch
+                            .output_tape(out.output)
+                            .filter(|t| t.spans(&out.value));
+                        match encode(out.output, &out.value, tape) {
+                            Ok(v) => out.value = v,
+                            Err(why) => {
+                                let purpose =
+                                    plan.outputs.get(out.output).map_or("", |p| p.name.as_str());
+                                return refuse(
                                 plan,
                                 input,
                                 DeadLetterReason::Schema,
@@ -286,12 +269,17 @@ fn decoded_in(
                                 cx,
                                 audit_with.is_some(),
                             );
+                            }
                         }
                     }
                 }
             }
         }
-    }
+        processed
+    })();
+    // Governed, refused or not decoded: the tape is never left behind to be
+    // taken for another value's.
+    scratch.decoded_tape().begin();
     processed
 }
 

@@ -126,6 +126,25 @@ fn str_tok(out: &mut Vec<u8>, tape: &mut Tape, s: &str) {
     tape.scalar(kind, start, end);
 }
 
+/// Writes bytes or fixed: a decimal's exact number, else a string of code
+/// points U+0000–U+00FF; and its token.
+fn bytes_tok(
+    out: &mut Vec<u8>,
+    tape: &mut Tape,
+    b: &[u8],
+    decimal: Option<DecimalSpec>,
+) -> Result<(), Error> {
+    match decimal {
+        Some(d) => {
+            let start = out.len();
+            out.extend_from_slice(decimal_text(b, d)?.as_bytes());
+            tape.scalar(Kind::Number, start, out.len());
+        }
+        None => str_tok(out, tape, &latin1(b)),
+    }
+    Ok(())
+}
+
 /// Appends the token of what `out[start..]` holds: one number, or a string
 /// `"NaN"`/`"Infinity"`/`"-Infinity"` (floats JSON cannot hold).
 fn number_tok(out: &[u8], tape: &mut Tape, start: usize) {
@@ -353,17 +372,7 @@ impl<'a> Reader<'a, '_> {
             Ty::Bytes(dec) => {
                 let n = self.len()?;
                 let b = self.take(n)?;
-                match dec {
-                    Some(d) => {
-                        let text = decimal_text(b, *d)?;
-                        out.extend_from_slice(text.as_bytes());
-                        self.tape.scalar(Kind::Number, start, out.len());
-                    }
-                    None => {
-                        let text = latin1(b);
-                        str_tok(out, self.tape, &text);
-                    }
-                }
+                bytes_tok(out, self.tape, b, *dec)?;
             }
             Ty::String(_) => {
                 let n = self.len()?;
@@ -374,17 +383,7 @@ impl<'a> Reader<'a, '_> {
             }
             Ty::Fixed(f) => {
                 let b = self.take(f.size)?;
-                match f.decimal {
-                    Some(d) => {
-                        let text = decimal_text(b, d)?;
-                        out.extend_from_slice(text.as_bytes());
-                        self.tape.scalar(Kind::Number, start, out.len());
-                    }
-                    None => {
-                        let text = latin1(b);
-                        str_tok(out, self.tape, &text);
-                    }
-                }
+                bytes_tok(out, self.tape, b, f.decimal)?;
             }
             Ty::Enum(e) => {
                 let i = self.long()?;

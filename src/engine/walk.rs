@@ -790,13 +790,7 @@ impl<'a> Walker<'a> {
                     *self.text = t;
                 }
             }
-            if self.bufs[p].len() > at {
-                self.wrote(p, at);
-            } else if let Some(t) = self.tapes.as_deref_mut() {
-                // A transform that gave nothing: the member is written
-                // without a value (as the text was before tapes).
-                t[p].give_up();
-            }
+            self.wrote(p, at);
             written |= 1 << p;
             self.mark_pairs(p, &d.pairs);
         }
