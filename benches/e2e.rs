@@ -6,7 +6,8 @@
 //! `CUSTOS_BENCH_BOOTSTRAP=host:port` against a real broker.
 //! `CUSTOS_BENCH_EVENTS` (default 40000) and `CUSTOS_BENCH_PARTITIONS`
 //! (default 8) size the run; a second custos run on 32 partitions reports RSS.
-//! `CUSTOS_BENCH_ONLY=alo` runs only custos at_least_once (for profiling);
+//! `CUSTOS_BENCH_ONLY=alo` (or `eos`) runs only custos at_least_once (or
+//! exactly_once), for profiling, or to time each mode on a fresh broker;
 //! `CUSTOS_BENCH_PROPS="k=v,k=v"` adds librdkafka settings to both sides;
 //! `CUSTOS_BENCH_TXN_MS` sets `transaction_interval_ms` and, for the run
 //! with audit summaries, `audit.summary_interval_ms` (default 100).
@@ -365,12 +366,17 @@ fn main() {
         event(0, "2026-11-23T00:00:00Z").len()
     );
 
-    if std::env::var("CUSTOS_BENCH_ONLY").as_deref() == Ok("alo") {
-        let alo = custos_run(&b, partitions, n, "alo", "at_least_once", "record")
-            .expect("at_least_once run");
+    let only = std::env::var("CUSTOS_BENCH_ONLY").unwrap_or_default();
+    if let Some(guarantee) = match only.as_str() {
+        "alo" => Some("at_least_once"),
+        "eos" => Some("exactly_once"),
+        _ => None,
+    } {
+        let t = custos_run(&b, partitions, n, &only, guarantee, "record")
+            .unwrap_or_else(|e| panic!("{guarantee} run: {e}"));
         println!(
-            "custos at_least_once (3+1 out):  {alo:>7.2} s  {:>8.0} events/s",
-            n as f64 / alo
+            "custos {guarantee} (3+1 out):  {t:>7.2} s  {:>8.0} events/s",
+            n as f64 / t
         );
         return;
     }
