@@ -252,7 +252,7 @@ fn bench(c: &mut Criterion) {
             engine::DEFAULT_MAX_RECORD_BYTES,
         )
         .unwrap();
-        let Verdict::Governed(g) = engine::govern_decoded(
+        let Verdict::Governed(g) = engine::govern_with_limits(
             &sp.plan,
             &policy_id,
             &rec(json_buf),

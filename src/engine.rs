@@ -246,7 +246,28 @@ fn dead(reason: DeadLetterReason, detail: impl Into<String>) -> Verdict {
     })
 }
 
-/// [`govern`] with explicit size limits.
+impl Scratch {
+    /// The tape of output `output`'s JSON, built while the walk wrote it,
+    /// for a value governed from a decoder's tape (an encoder into another
+    /// format reads it instead of parsing the JSON; it spans only that very
+    /// JSON, see [`Tape::spans`]).
+    pub fn output_tape(&self, output: usize) -> Option<&Tape> {
+        self.out_tapes.get(output)
+    }
+
+    /// The tape a decoder of another format fills for the JSON it writes
+    /// (Avro: [`crate::avro::value::decode_limited`]), which
+    /// [`govern_with_limits`] then governs without parsing the text again.
+    pub fn decoded_tape(&mut self) -> &mut Tape {
+        &mut self.tape
+    }
+}
+
+/// [`govern`] with explicit size limits. A value whose tape a decoder of
+/// another format left in [`Scratch::decoded_tape`] (the tape of this very
+/// text: [`Tape::spans`]) is governed from that tape, and each output's tape
+/// is built as the output is written ([`Scratch::output_tape`]); any other
+/// value is parsed as JSON.
 pub fn govern_with_limits(
     plan: &StreamPlan,
     policy_id: &str,
@@ -256,56 +277,7 @@ pub fn govern_with_limits(
     scratch: &mut Scratch,
     limits: Limits,
 ) -> Verdict {
-    govern_in(plan, policy_id, rec, state, now_ms, scratch, limits, false)
-}
-
-impl Scratch {
-    /// The tape of output `output`'s JSON, built while the walk wrote it,
-    /// for a value governed by [`govern_decoded`] (an encoder into another
-    /// format reads it instead of parsing the JSON; it spans only that very
-    /// JSON, see [`Tape::spans`]).
-    pub fn output_tape(&self, output: usize) -> Option<&Tape> {
-        self.out_tapes.get(output)
-    }
-
-    /// The tape a decoder of another format fills for the JSON it writes
-    /// (Avro: [`crate::avro::value::decode_limited`]), which
-    /// [`govern_decoded`] then governs without parsing the text again.
-    pub fn decoded_tape(&mut self) -> &mut Tape {
-        &mut self.tape
-    }
-}
-
-/// [`govern_with_limits`] for a value decoded from another format into
-/// JSON text (`rec.value`) whose tape the decoder left in
-/// [`Scratch::decoded_tape`]. A tape that does not span the whole value (a
-/// caller's mistake) is not trusted: the text is parsed as for JSON.
-pub fn govern_decoded(
-    plan: &StreamPlan,
-    policy_id: &str,
-    rec: &Record<'_>,
-    state: &dyn SubjectState,
-    now_ms: i64,
-    scratch: &mut Scratch,
-    limits: Limits,
-) -> Verdict {
     let decoded = scratch.tape.spans(rec.value);
-    govern_in(
-        plan, policy_id, rec, state, now_ms, scratch, limits, decoded,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn govern_in(
-    plan: &StreamPlan,
-    policy_id: &str,
-    rec: &Record<'_>,
-    state: &dyn SubjectState,
-    now_ms: i64,
-    scratch: &mut Scratch,
-    limits: Limits,
-    decoded: bool,
-) -> Verdict {
     let max_record_bytes = limits.max_record_bytes;
     if rec.value.len() > max_record_bytes {
         return dead(

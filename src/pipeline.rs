@@ -156,19 +156,6 @@ pub fn process(
     cx: &Context<'_>,
     scratch: &mut Scratch,
 ) -> Processed {
-    process_in(plan, audit_with, input, state, cx, scratch, false)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn process_in(
-    plan: &StreamPlan,
-    audit_with: Option<(&StreamAudit, &AuditKey)>,
-    input: &Input<'_>,
-    state: &dyn SubjectState,
-    cx: &Context<'_>,
-    scratch: &mut Scratch,
-    decoded: bool,
-) -> Processed {
     let text = text_headers(input.headers);
     let verdict = match (input.value, &text) {
         (None, _) => dead(
@@ -186,12 +173,7 @@ fn process_in(
                 value,
                 headers,
             };
-            let govern = if decoded {
-                engine::govern_decoded
-            } else {
-                engine::govern_with_limits
-            };
-            govern(plan, cx.policy, &rec, state, cx.now_ms, scratch, cx.limits)
+            engine::govern_with_limits(plan, cx.policy, &rec, state, cx.now_ms, scratch, cx.limits)
         }
     };
     match verdict {
@@ -247,7 +229,7 @@ pub fn process_decoded(
             value: Some(json),
             ..*input
         };
-        let mut processed = process_in(plan, audit_with, &as_json, state, cx, scratch, true);
+        let mut processed = process(plan, audit_with, &as_json, state, cx, scratch);
         match &mut processed.written {
             Written::DeadLetter(d) => d.value = input.value.map(<[u8]>::to_vec),
             Written::Governed { governed, .. } => {

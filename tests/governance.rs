@@ -818,7 +818,7 @@ fn a_decoded_value_is_governed_from_its_tape_and_only_from_its_own() {
     );
     assert!(matches!(expected, Verdict::Governed(_)));
     let decoded = |scratch: &mut Scratch| {
-        engine::govern_decoded(
+        engine::govern_with_limits(
             plan,
             &c.policy.id(),
             &rec(bytes),
@@ -854,7 +854,7 @@ fn a_decoded_value_is_governed_from_its_tape_and_only_from_its_own() {
     let mut scratch = Scratch::default();
     scratch.decoded_tape().parse(b"{}").unwrap();
     let broken: &'static [u8] = b"{\"order_id\": ";
-    match engine::govern_decoded(
+    match engine::govern_with_limits(
         plan,
         &c.policy.id(),
         &rec(broken),

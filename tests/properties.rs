@@ -190,7 +190,7 @@ fn governed_with_output_tapes(
     if scratch.decoded_tape().parse(rec.value).is_err() {
         return Ok(engine::govern(plan, policy_id, rec, state, 0, &mut scratch));
     }
-    let v = engine::govern_decoded(
+    let v = engine::govern_with_limits(
         plan,
         policy_id,
         rec,

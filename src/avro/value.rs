@@ -49,7 +49,7 @@ pub enum DecodeError {
 /// [`decode`] into an empty `out` that stops once the JSON passes
 /// `max_len` bytes, and fills `tape` with the tape of the JSON as it writes
 /// it: the tape [`Tape::parse`] would make of `out`, without parsing it
-/// (the engine governs it as is: [`crate::engine::govern_decoded`]).
+/// (the engine governs it as is: [`crate::engine::govern_with_limits`]).
 ///
 /// # Errors
 /// As [`decode`] (a map with the same key twice included), or
