@@ -10,7 +10,6 @@
 //! the error is returned: consent withdrawn (and objection raised) for every
 //! purpose, erasure applied to the record's key.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -69,8 +68,10 @@ impl SubjectState for WithKeys<'_> {
     }
 }
 
-/// One subject's consent record as bit sets over the policy's purposes.
+/// One subject's consent record as bit sets over the policy's purposes
+/// (packed to 4-byte alignment: a table entry is 28 bytes, not 32).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
 struct Wishes {
     granted: u64,
     withdrawn: u64,
@@ -78,19 +79,21 @@ struct Wishes {
 
 /// Consent and erasure state held in memory.
 ///
-/// Subjects are held as keyed 128-bit hashes (SipHash-1-3 under a key
-/// drawn at start) of their canonical ids, not as the ids: 16 bytes per
-/// subject whatever the id's length (10 million subjects fit in well under
-/// 1 GiB, `cargo bench --bench state`), and a memory dump holds no subject
-/// id. Two ids colliding would take about 2^64 tries against a key the
-/// attacker does not know.
+/// Subjects are held as keyed hashes (SipHash-1-3 under a key drawn at
+/// start, 96 bits kept) of their canonical ids, not as the ids: 12 bytes
+/// per subject whatever the id's length, in a [`table::SubjectTable`]
+/// (31 to 36 bytes per subject with consent or erasure, `cargo bench
+/// --bench state`), and a memory dump holds no subject id. An id sharing
+/// a stored subject's 96 bits takes about 2^96 / (subjects held) tries
+/// (2^73 at 10 million) under a key the attacker does not know, with
+/// nothing but the worker's behaviour to tell a hit.
 #[derive(Default, Clone)]
 pub struct MemoryState {
     /// The policy's purposes, in policy order (a purpose's index is its bit).
     purposes: Vec<Box<str>>,
     /// Consent wishes, and erased subjects as [`ERASED`]: one table, so a
     /// subject costs one entry whichever it has.
-    subjects: HashMap<u128, Wishes>,
+    subjects: table::SubjectTable<Wishes>,
     erased: usize,
     /// The hash key (zero for `Default`, random from `new`).
     key: (u64, u64),
@@ -106,6 +109,9 @@ impl std::fmt::Debug for MemoryState {
             .finish_non_exhaustive()
     }
 }
+
+/// A subject as the table holds it (a keyed hash of its canonical id).
+type Id = [u8; 16];
 
 /// An erased subject's entry: nothing granted, everything withdrawn (as
 /// `deny_all`) and the grant bits all set, which no consent record yields.
@@ -403,23 +409,25 @@ impl MemoryState {
         }
     }
 
-    fn is_erased_id(&self, id: u128) -> bool {
-        self.subjects.get(&id) == Some(&ERASED)
+    fn is_erased_id(&self, id: &Id) -> bool {
+        self.subjects.get(id) == Some(ERASED)
     }
 
     /// Forgets a subject's consent (never an erasure).
-    fn forget_consent(&mut self, id: u128) {
+    fn forget_consent(&mut self, id: &Id) {
         if !self.is_erased_id(id) {
-            self.subjects.remove(&id);
+            self.subjects.remove(id);
         }
     }
 
     /// The stored form of a canonical subject id.
-    fn id(&self, subject: &str) -> u128 {
+    fn id(&self, subject: &str) -> Id {
         use std::hash::Hasher as _;
         let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(subject.as_bytes());
-        siphasher::sip128::Hasher128::finish128(&h).as_u128()
+        siphasher::sip128::Hasher128::finish128(&h)
+            .as_u128()
+            .to_le_bytes()
     }
 
     /// Empty state for the purposes of `policy`.
@@ -447,7 +455,7 @@ impl MemoryState {
                 .ok_or(RecordError::NoSubject)?;
             {
                 let id = self.id(subject.as_str());
-                self.forget_consent(id);
+                self.forget_consent(&id);
             }
             return Ok(Applied::default());
         };
@@ -489,7 +497,7 @@ impl MemoryState {
                 // A record without purposes acts as a tombstone.
                 {
                     let id = self.id(subject.as_str());
-                    self.forget_consent(id);
+                    self.forget_consent(&id);
                 }
                 return Ok(applied);
             }
@@ -514,8 +522,8 @@ impl MemoryState {
             }
         };
         let id = self.id(subject.as_str());
-        if !self.is_erased_id(id) {
-            self.subjects.insert(id, wishes);
+        if !self.is_erased_id(&id) {
+            self.subjects.insert(&id, wishes);
         }
         Ok(applied)
     }
@@ -610,11 +618,11 @@ impl MemoryState {
     /// withdrawn and objection raised for every purpose.
     pub fn deny_all(&mut self, subject: &str) {
         let id = self.id(subject);
-        if self.is_erased_id(id) {
+        if self.is_erased_id(&id) {
             return;
         }
         self.subjects.insert(
-            id,
+            &id,
             Wishes {
                 granted: 0,
                 withdrawn: u64::MAX,
@@ -626,7 +634,7 @@ impl MemoryState {
     /// erased before.
     pub fn erase(&mut self, subject: &str) -> bool {
         let id = self.id(subject);
-        if self.subjects.insert(id, ERASED) == Some(ERASED) {
+        if self.subjects.insert(&id, ERASED) == Some(ERASED) {
             return false;
         }
         self.erased += 1;
@@ -644,7 +652,7 @@ impl MemoryState {
 
 impl SubjectState for MemoryState {
     fn is_erased(&self, subject: &str) -> bool {
-        self.is_erased_id(self.id(subject))
+        self.is_erased_id(&self.id(subject))
     }
 
     fn consent(&self, subject: &str, purpose: usize) -> Option<bool> {
@@ -652,7 +660,7 @@ impl SubjectState for MemoryState {
         let w = self
             .subjects
             .get(&self.id(subject))
-            .filter(|w| **w != ERASED)?;
+            .filter(|w| *w != ERASED)?;
         let bit = 1u64.checked_shl(purpose as u32).unwrap_or(0);
         if w.withdrawn & bit != 0 {
             Some(false)
@@ -663,6 +671,8 @@ impl SubjectState for MemoryState {
         }
     }
 }
+
+pub mod table;
 
 #[cfg(test)]
 mod tests;
