@@ -3,11 +3,12 @@
 //! counting allocator around the shipped one (mimalloc), for 1,000,000
 //! subjects with ids like `customer-0001234567` (`CUSTOS_BENCH_SUBJECTS`
 //! sets another count: 10000000 measures issue 11's 10 million, in about
-//! two minutes and 6 GiB of records to read).
+//! four minutes and 6 GiB of records to read).
 //!
 //! Then the price of the compact table (`custos::state::table`) against
 //! `std`'s `HashMap` on the same keys in the same run: bytes and lookup
-//! time, hits and misses (a subject without consent is a miss).
+//! time, hits and misses (a subject without consent is a miss). Last, the
+//! retention schedule of compacted outputs: bytes per key.
 //!
 //! Run: `cargo bench --bench state` (prints the figures).
 
@@ -121,6 +122,30 @@ fn main() {
         whole as f64 / (1024.0 * 1024.0)
     );
     compare_tables(subjects);
+    retention_schedule(subjects);
+}
+
+/// The retention schedule of a compacted output (one per partition a
+/// worker holds): a key's last write and the key itself (its tombstone
+/// needs it), for `n` keys shaped like a pseudonym.
+fn retention_schedule(n: usize) {
+    let at = LIVE.load(Ordering::Relaxed);
+    let mut schedule = custos::kafka::retention::Schedule::new();
+    for i in 0..n {
+        let key = format!(
+            "ps_{:040x}",
+            (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+        );
+        schedule.read(key.as_bytes(), Some(1_795_000_000_000 + i as i64), false, 0);
+    }
+    let bytes = LIVE.load(Ordering::Relaxed) - at;
+    println!("retention schedule (compacted outputs), keys of 43 bytes:");
+    println!(
+        "  {n} keys:                          {:>6.1} bytes per key, {:.0} MiB in all",
+        bytes as f64 / n as f64,
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    std::hint::black_box(&schedule);
 }
 
 /// The compact table against `std`'s on `n` random keys and 28-byte

@@ -439,8 +439,9 @@ pub enum Applied {
 /// (KEK, subject hash), and the ids of the candidates that lost.
 ///
 /// 45 bytes per subject and KEK (96 bits of the slot, the key, a byte of
-/// fingerprint) in a [`crate::state::table::SubjectTable`] kept 81 to 93%
-/// full: `cargo bench --bench state` measures it.
+/// fingerprint) in a [`crate::state::table::SubjectTable`], 81 to 93% full
+/// as keys are added (50% at worst after removals): `cargo bench --bench
+/// state` measures it.
 pub struct KeyRing {
     keks: Vec<Kek>,
     subjects: HmacSha256,
