@@ -409,6 +409,29 @@ impl Reader {
 }
 
 /// Verifies every audit chain read so far; returns (records, replays, restarts).
+/// `custos audit verify --input` (the binary) on the trail `r` read, as
+/// NDJSON: its exit status and what it printed.
+fn verify_audit_with_the_binary(r: &Reader) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("trail.ndjson");
+    let text: String = r.seen.iter().map(|(_, v, _)| format!("{v}\n")).collect();
+    std::fs::write(&trail, text).unwrap();
+    let cfg = dir.path().join("custos.toml");
+    std::fs::write(&cfg, "policy = \"unused.yaml\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["audit", "verify", "--config"])
+        .arg(&cfg)
+        .arg("--input")
+        .arg(&trail)
+        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn verify_audit(r: &Reader) -> (u64, u64, u64) {
     let mut v = Verifier::new(AuditKey::new(AUDIT_KEY));
     for (_, value, _) in &r.seen {
@@ -1878,6 +1901,23 @@ fn openlineage_events_are_posted_with_retries_and_never_hold_up_records() {
         assert!(e["schemaURL"].as_str().unwrap().contains("RunEvent"));
     }
     assert!(events[0]["outputs"][0]["facets"]["columnLineage"]["fields"].is_object());
+    // The very events written to the lineage topic (whose shape the
+    // OpenLineage schema check in .ci/run validates, every event type).
+    let mut topic = Reader::new(&broker.bootstrap(), &n.lineage);
+    wait_until("the lineage topic's two events", || {
+        topic.poll();
+        topic.seen.len() >= 2
+    });
+    let on_topic: Vec<&Value> = topic.seen.iter().map(|(_, v, _)| v).collect();
+    assert_eq!(on_topic, events.iter().collect::<Vec<_>>());
+    // START and COMPLETE describe the same run; only the type and time differ.
+    let strip = |e: &Value| {
+        let mut e = e.clone();
+        e.as_object_mut().unwrap().remove("eventType");
+        e.as_object_mut().unwrap().remove("eventTime");
+        e
+    };
+    assert_eq!(strip(&events[0]), strip(&events[1]));
     assert_eq!(
         rx.requests.load(Ordering::SeqCst),
         4,

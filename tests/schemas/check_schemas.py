@@ -217,6 +217,12 @@ def main():
     check(r.returncode == 0 and len(events) == len(base["streams"]) and not errs,
           f"{len(events)} START events (one per stream) validate against the OpenLineage RunEvent schema {errs[:3]}")
     check(len({ev["run"]["runId"] for ev in events}) == len(events), "each stream is its own run")
+    # The worker's COMPLETE and FAIL events (on the lineage topic and over
+    # HTTP) are the START event with another eventType and eventTime (the
+    # worker tests check it): they validate too.
+    for kind in ("COMPLETE", "FAIL"):
+        errs = [e for ev in events for e in errors(lv, dict(ev, eventType=kind))]
+        check(bool(events) and not errs, f"{kind} events validate against the RunEvent schema {errs[:3]}")
     bad = dict(events[0], eventType="BEGIN") if events else {}
     check(bool(errors(lv, bad)), "the OpenLineage schema refuses an unknown eventType")
     bad = json.loads(json.dumps(events[0])) if events else {}

@@ -14,6 +14,8 @@ struct Enc {
     n: Names,
     keys: String,
     compiled: Arc<Compiled>,
+    /// The policy's text (for the binary, which reads it from a file).
+    policy: String,
 }
 
 /// Topics, and a policy whose marketing purpose gets the e-mail encrypted
@@ -42,16 +44,29 @@ fn enc_setup(broker: &Broker) -> Enc {
         .unwrap(),
     );
     assert!(compiled.encrypts());
-    Enc { n, keys, compiled }
+    Enc {
+        n,
+        keys,
+        compiled,
+        policy: text,
+    }
 }
 
 fn enc_config(e: &Enc, group: &str) -> Config {
-    let n = &e.n;
-    let text = format!(
-        "policy = \"unused.yaml\"\n[kafka]\nbootstrap_servers = \"set-by-test\"\ngroup_id = \"{group}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[dead_letter]\ntopic = \"{}\"\n[audit]\ntopic = \"{}\"\n[lineage]\ntopic = \"{}\"\n[encryption]\nkeys_topic = \"{}\"\n",
-        n.dead_letter, n.audit, n.lineage, e.keys
-    );
+    enc_config_with(e, group, "at_least_once")
+}
+
+fn enc_config_with(e: &Enc, group: &str, guarantee: &str) -> Config {
+    let text = enc_config_text(e, group, guarantee, "set-by-test", "unused.yaml");
     Config::parse(&text, "test", Default::default()).unwrap()
+}
+
+fn enc_config_text(e: &Enc, group: &str, guarantee: &str, bootstrap: &str, policy: &str) -> String {
+    let n = &e.n;
+    format!(
+        "policy = \"{policy}\"\n[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"{group}\"\nmanage_topics = false\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[delivery]\nguarantee = \"{guarantee}\"\n[dead_letter]\ntopic = \"{}\"\n[audit]\ntopic = \"{}\"\n[lineage]\ntopic = \"{}\"\n[encryption]\nkeys_topic = \"{}\"\n",
+        n.dead_letter, n.audit, n.lineage, e.keys
+    )
 }
 
 /// The keys topic read from the beginning: the live keys, and every record
@@ -233,6 +248,84 @@ fn encrypted_values_decrypt_with_the_keys_topic_survive_a_restart_and_erasure_sh
         (counts.decrypted, counts.destroyed, counts.failed),
         (24, 6, 0)
     );
+}
+
+#[test]
+fn under_exactly_once_committed_outputs_are_encrypted_and_decrypt_with_the_keys_topic() {
+    let broker = Broker::from_env();
+    let e = enc_setup(&broker);
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &e.n.input, &(0..20).map(event).collect::<Vec<_>>());
+    let w = start_instance(
+        &broker,
+        &e.compiled,
+        false,
+        enc_config_with(&e, &e.n.group, "exactly_once"),
+        "w1",
+    );
+    // What a downstream reader sees: committed transactions only.
+    let mut m = Reader::committed(&b, &e.n.marketing);
+    wait_until("20 committed marketing outputs", || {
+        m.poll();
+        m.seen.len() >= 20
+    });
+    w.stop();
+    m.poll();
+    assert_eq!(m.seen.len(), 20, "each output once");
+    let ids = key_ids(&m.seen);
+    assert_eq!(ids.len(), 5);
+    assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
+    let (index, _) = read_keys(&b, &e);
+    let mut counts = DecryptCounts::default();
+    for seen in &m.seen {
+        let mut l = line(seen);
+        custos::cli::decrypt::decrypt_line(&index, &mut l, &mut counts).unwrap();
+        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
+        assert_eq!(l["value"]["email"], json!(format!("{user}@example.com")));
+    }
+    assert_eq!((counts.decrypted, counts.failed), (20, 0));
+
+    // `custos decrypt --config` (the binary) reads the keys topic itself
+    // and gives every e-mail back.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, &e.policy).unwrap();
+    let cfg = dir.path().join("custos.toml");
+    let text = enc_config_text(&e, "decrypt", "at_least_once", &b, policy.to_str().unwrap());
+    std::fs::write(&cfg, text).unwrap();
+    let input = dir.path().join("outputs.ndjson");
+    let lines: String = m.seen.iter().map(|s| format!("{}\n", line(s))).collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["decrypt", "--config"])
+        .arg(&cfg)
+        .arg("--input")
+        .arg(&input)
+        .env("CUSTOS_TEST_KEY", "test-key")
+        .env("CUSTOS_TEST_KEK", std::str::from_utf8(KEK).unwrap())
+        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decrypted: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(decrypted.len(), 20);
+    for l in &decrypted {
+        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
+        assert_eq!(
+            l["value"]["email"],
+            json!(format!("{user}@example.com")),
+            "{l}"
+        );
+    }
 }
 
 #[test]

@@ -1,10 +1,47 @@
 //! What an erasure does to data custos already wrote: tombstones in the
-//! compacted outputs keyed by the subject, and an `erasure` audit record.
+//! compacted outputs keyed by the subject, and an `erasure` audit record,
+//! under both delivery guarantees.
+
+use std::collections::BTreeMap;
 
 use super::*;
 
 #[test]
 fn an_erasure_tombstones_compacted_outputs_keyed_by_the_subject_and_is_audited() {
+    erasure_case("at_least_once");
+}
+
+#[test]
+fn under_exactly_once_an_erasure_tombstones_and_audits_in_committed_transactions() {
+    erasure_case("exactly_once");
+}
+
+/// Reads what a `read_committed` consumer sees under `exactly_once` (what
+/// a downstream reader sees), everything otherwise.
+fn reader(b: &str, topic: &str, guarantee: &str) -> Reader {
+    if guarantee == "exactly_once" {
+        Reader::committed(b, topic)
+    } else {
+        Reader::new(b, topic)
+    }
+}
+
+/// A compacted topic's view after compaction: the last value per key,
+/// keys whose last record is a tombstone gone.
+fn compacted(seen: &[Seen]) -> BTreeMap<String, Value> {
+    let mut view = BTreeMap::new();
+    for (k, v, _) in seen {
+        let k = k.clone().expect("compacted outputs are keyed");
+        if v == &json!("") {
+            view.remove(&k);
+        } else {
+            view.insert(k, v.clone());
+        }
+    }
+    view
+}
+
+fn erasure_case(guarantee: &str) {
     let broker = Broker::from_env();
     let n = Names::new();
     broker.create_topic(&n.input, 2, false);
@@ -26,8 +63,8 @@ fn an_erasure_tombstones_compacted_outputs_keyed_by_the_subject_and_is_audited()
         assume_compacted: vec![n.analytics.clone()],
         ..Options::default()
     };
-    let w = start_options(&broker, &compiled, config(&n, "at_least_once"), options);
-    let mut a = Reader::new(&b, &n.analytics);
+    let w = start_options(&broker, &compiled, config(&n, guarantee), options);
+    let mut a = reader(&b, &n.analytics, guarantee);
     wait_until("10 analytics outputs", || {
         a.poll();
         a.seen.len() >= 10
@@ -49,7 +86,7 @@ fn an_erasure_tombstones_compacted_outputs_keyed_by_the_subject_and_is_audited()
             br#"{"subject":"s-2","requested_at":"2026-12-01T08:00:00Z"}"#.to_vec(),
         )],
     );
-    let mut audit = Reader::new(&b, &n.audit);
+    let mut audit = reader(&b, &n.audit, guarantee);
     wait_until("the erasure audit record", || {
         audit.poll();
         audit.seen.iter().any(|(_, v, _)| v["type"] == "erasure")
@@ -98,4 +135,18 @@ fn an_erasure_tombstones_compacted_outputs_keyed_by_the_subject_and_is_audited()
     assert!(!record.to_string().contains("s-2"), "{record}");
     let (records, _, _) = verify_audit(&audit);
     assert_eq!(records, 11, "10 events and the erasure");
+
+    // After compaction, the analytics topic holds nothing of s-2 and still
+    // everything of the others (s-0 … s-4, two events each).
+    let view = compacted(&a.seen);
+    assert!(!view.contains_key(&s2_key), "{view:?}");
+    assert_eq!(view.len(), 4, "{view:?}");
+    // Nowhere custos writes for itself does s-2 appear in the clear: the
+    // audit trail (every record, keys and headers too) and the dead letters.
+    let mut dead = reader(&b, &n.dead_letter, guarantee);
+    dead.poll();
+    for (k, v, h) in audit.seen.iter().chain(&dead.seen) {
+        let all = format!("{k:?} {v} {h:?}");
+        assert!(!all.contains("s-2"), "{all}");
+    }
 }

@@ -105,17 +105,33 @@ fn keys_whose_last_write_is_past_retention_are_tombstoned_once() {
     assert_eq!(record["source"]["topic"], json!(n.analytics));
     verify_audit(&audit);
 
-    // A restart rebuilds the schedule from the topic: the tombstoned keys
-    // are gone, s-2's fresh write is not due; nothing more is written.
+    // A restart rebuilds the schedule from the topic. Its clock is 50 days
+    // ahead: s-2's fresh write is past retention now too, while s-0's and
+    // s-1's keys, tombstoned already, are not due again. The sweep that
+    // finds s-2's key due would find theirs too: it writes s-2's alone.
+    let s2_key = key_of(3);
+    let later = Clock(Arc::new(move || custos::kafka::now_ms() + 50 * DAY));
     let w = start_options(
         &broker,
         &compiled,
         config(&n, "at_least_once"),
-        options("w1"),
+        Options {
+            retention_clock: later,
+            ..options("w1")
+        },
     );
-    std::thread::sleep(Duration::from_secs(8));
-    a.poll();
-    assert_eq!(tombstones(&a).len(), 2, "no tombstone written twice");
-    assert_eq!(total(&w.metrics.retention_tombstones, |_| true), 0);
+    let metrics = w.metrics.clone();
+    wait_until("s-2's tombstone", || {
+        a.poll();
+        tombstones(&a).len() >= 3
+    });
+    wait_until("the restarted worker's count", || {
+        total(&metrics.retention_tombstones, |_| true) >= 1
+    });
     w.stop();
+    a.poll();
+    let got = tombstones(&a);
+    assert_eq!(got.len(), 3, "no key tombstoned twice: {got:?}");
+    assert_eq!(got[2], s2_key);
+    assert_eq!(total(&metrics.retention_tombstones, |_| true), 1);
 }

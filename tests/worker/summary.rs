@@ -160,6 +160,29 @@ fn exactly_once_writes_each_transactions_summaries_in_it() {
     );
     assert_eq!(t.covered.len(), 151);
     verify_audit(&au);
+
+    // `custos audit verify` itself reads a trail of summaries: every
+    // summary checked, no break; a count altered in one of them breaks it.
+    let (ok, printed) = verify_audit_with_the_binary(&au);
+    assert!(ok, "{printed}");
+    let checked: u64 = printed
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(checked, t.summaries as u64, "{printed}");
+    assert!(!printed.contains("break at"), "{printed}");
+    let at = au
+        .seen
+        .iter()
+        .position(|(_, v, _)| v["type"] == "summary")
+        .unwrap();
+    let mut altered = au.seen[at].1.clone();
+    let counts = altered["records"].as_u64().unwrap();
+    altered["records"] = json!(counts + 1);
+    au.seen[at].1 = altered;
+    let (ok, printed) = verify_audit_with_the_binary(&au);
+    assert!(!ok, "{printed}");
+    assert!(printed.contains("break at"), "{printed}");
 }
 
 #[test]
