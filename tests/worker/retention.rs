@@ -135,3 +135,101 @@ fn keys_whose_last_write_is_past_retention_are_tombstoned_once() {
     assert_eq!(got[2], s2_key);
     assert_eq!(total(&metrics.retention_tombstones, |_| true), 1);
 }
+
+const SUBJECTS: u64 = 20;
+
+#[test]
+fn a_rebalance_hands_the_schedule_to_the_new_owner_and_no_key_is_tombstoned_twice() {
+    let broker = Broker::from_env();
+    let n = Names::new();
+    broker.create_topic(&n.input, 2, false);
+    broker.create_topic(&n.analytics, 2, true);
+    for t in [&n.marketing, &n.dead_letter, &n.audit, &n.lineage] {
+        broker.create_topic(t, 2, false);
+    }
+    broker.create_topic(&n.consent, 1, true);
+    broker.create_topic(&n.erasure, 1, true);
+    let compiled = compile_with_retention(&n, "30d");
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    // Twenty subjects, one event each, written 20 days ago: keys in both
+    // analytics partitions (all in one: one chance in 2^19).
+    let written = custos::kafka::now_ms() - 20 * DAY;
+    for i in 0..SUBJECTS {
+        let user = format!("s-{i}");
+        let v = serde_json::to_vec(
+            &json!({"user": user, "n": i, "email": format!("{user}@example.com")}),
+        )
+        .unwrap();
+        let r = BaseRecord::<str, [u8]>::to(&n.input)
+            .key(user.as_str())
+            .payload(&v[..])
+            .timestamp(written);
+        p.send(r).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    let options = |instance: &str, ahead: i64| Options {
+        skip_topic_management: true,
+        instance_id: Some(instance.into()),
+        assume_compacted: vec![n.analytics.clone()],
+        retention_clock: Clock(Arc::new(move || custos::kafka::now_ms() + ahead)),
+        retention_interval: Some(Duration::from_millis(500)),
+        ..Options::default()
+    };
+    // The first worker's clock says now: nothing is due to it (20 days).
+    let one = start_options(
+        &broker,
+        &compiled,
+        config(&n, "at_least_once"),
+        options("w1", 0),
+    );
+    let mut a = Reader::new(&b, &n.analytics);
+    wait_until("every analytics output", || {
+        a.poll();
+        a.seen.len() >= SUBJECTS as usize
+    });
+    // The second's is 50 days ahead: every key is due to it (70 days), but
+    // only in the partitions the rebalance gives it; when the first stops,
+    // it takes the others and rebuilds their schedules from the topic.
+    let two = start_options(
+        &broker,
+        &compiled,
+        config(&n, "at_least_once"),
+        options("w2", 50 * DAY),
+    );
+    let second = two.metrics.clone();
+    wait_until("the second worker's first tombstones", || {
+        total(&second.retention_tombstones, |_| true) >= 1
+    });
+    let first = one.metrics.clone();
+    one.stop();
+    let tombstoned = |a: &Reader| -> Vec<String> {
+        a.seen
+            .iter()
+            .filter(|(_, v, _)| v == &json!(""))
+            .map(|(k, _, _)| k.clone().unwrap())
+            .collect()
+    };
+    wait_until("every subject's key tombstoned", || {
+        a.poll();
+        tombstoned(&a).len() >= SUBJECTS as usize
+    });
+    wait_until("the second worker's count", || {
+        total(&second.retention_tombstones, |_| true) >= SUBJECTS
+    });
+    two.stop();
+    a.poll();
+    let mut got = tombstoned(&a);
+    got.sort();
+    let mut keys: Vec<String> = a
+        .seen
+        .iter()
+        .filter(|(_, v, _)| v != &json!(""))
+        .map(|(k, _, _)| k.clone().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(got, keys, "each key tombstoned once");
+    assert_eq!(total(&first.retention_tombstones, |_| true), 0);
+    assert_eq!(total(&second.retention_tombstones, |_| true), SUBJECTS);
+}
