@@ -166,19 +166,20 @@ erasure: {{ topic: {} }}
 }
 
 fn setup(broker: &Broker, n: &Names, partitions: i32) -> Arc<Compiled> {
+    create_topics(broker, n, partitions, false);
+    compile(n)
+}
+
+/// The test's topics; the analytics output compacted if asked (its key is
+/// the subject's pseudonym), the consent and erasure topics always.
+fn create_topics(broker: &Broker, n: &Names, partitions: i32, compacted_analytics: bool) {
     broker.create_topic(&n.input, partitions, false);
-    for t in [
-        &n.analytics,
-        &n.marketing,
-        &n.dead_letter,
-        &n.audit,
-        &n.lineage,
-    ] {
+    broker.create_topic(&n.analytics, partitions, compacted_analytics);
+    for t in [&n.marketing, &n.dead_letter, &n.audit, &n.lineage] {
         broker.create_topic(t, partitions, false);
     }
     broker.create_topic(&n.consent, 1, true);
     broker.create_topic(&n.erasure, 1, true);
-    compile(n)
 }
 
 fn config(n: &Names, guarantee: &str) -> Config {

@@ -69,6 +69,23 @@ fn enc_config_text(e: &Enc, group: &str, guarantee: &str, bootstrap: &str, polic
     )
 }
 
+/// The policy and a worker configuration in `dir`, for the custos binary:
+/// the configuration's path.
+fn config_files(e: &Enc, dir: &std::path::Path, bootstrap: &str) -> std::path::PathBuf {
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, &e.policy).unwrap();
+    let cfg = dir.join("custos.toml");
+    let text = enc_config_text(
+        e,
+        "custos-cli",
+        "at_least_once",
+        bootstrap,
+        policy.to_str().unwrap(),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 /// The keys topic read from the beginning: the live keys, and every record
 /// key with whether it was a tombstone.
 fn read_keys(bootstrap: &str, e: &Enc) -> (KeyIndex, Vec<(String, bool)>) {
@@ -130,6 +147,19 @@ fn line(seen: &Seen) -> Value {
     json!({ "key": seen.0, "value": seen.1, "headers": headers })
 }
 
+/// Decrypts every output as `custos decrypt` does: each e-mail is its
+/// user's again.
+fn assert_every_email_decrypts(index: &KeyIndex, seen: &[Seen]) -> DecryptCounts {
+    let mut counts = DecryptCounts::default();
+    for seen in seen {
+        let mut l = line(seen);
+        custos::cli::decrypt::decrypt_line(index, &mut l, &mut counts).unwrap();
+        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
+        assert_eq!(l["value"]["email"], json!(format!("{user}@example.com")));
+    }
+    counts
+}
+
 /// The key id of every e-mail token, by user.
 fn key_ids(seen: &[Seen]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -173,13 +203,7 @@ fn encrypted_values_decrypt_with_the_keys_topic_survive_a_restart_and_erasure_sh
     let (index, records) = read_keys(&b, &e);
     assert_eq!(index.len(), 5);
     assert_eq!(records.len(), 5);
-    let mut counts = DecryptCounts::default();
-    for seen in &m.seen {
-        let mut l = line(seen);
-        custos::cli::decrypt::decrypt_line(&index, &mut l, &mut counts).unwrap();
-        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
-        assert_eq!(l["value"]["email"], json!(format!("{user}@example.com")));
-    }
+    let counts = assert_every_email_decrypts(&index, &m.seen);
     assert_eq!(counts.decrypted, 20);
     // The keys topic holds no subject id and no key in the clear.
     for (k, _) in &records {
@@ -277,23 +301,13 @@ fn under_exactly_once_committed_outputs_are_encrypted_and_decrypt_with_the_keys_
     assert_eq!(ids.len(), 5);
     assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
     let (index, _) = read_keys(&b, &e);
-    let mut counts = DecryptCounts::default();
-    for seen in &m.seen {
-        let mut l = line(seen);
-        custos::cli::decrypt::decrypt_line(&index, &mut l, &mut counts).unwrap();
-        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
-        assert_eq!(l["value"]["email"], json!(format!("{user}@example.com")));
-    }
+    let counts = assert_every_email_decrypts(&index, &m.seen);
     assert_eq!((counts.decrypted, counts.failed), (20, 0));
 
     // `custos decrypt --config` (the binary) reads the keys topic itself
     // and gives every e-mail back.
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, &e.policy).unwrap();
-    let cfg = dir.path().join("custos.toml");
-    let text = enc_config_text(&e, "decrypt", "at_least_once", &b, policy.to_str().unwrap());
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = config_files(&e, dir.path(), &b);
     let input = dir.path().join("outputs.ndjson");
     let lines: String = m.seen.iter().map(|s| format!("{}\n", line(s))).collect();
     std::fs::write(&input, lines).unwrap();
@@ -326,6 +340,29 @@ fn under_exactly_once_committed_outputs_are_encrypted_and_decrypt_with_the_keys_
             "{l}"
         );
     }
+}
+
+#[test]
+fn a_keys_topic_of_more_than_one_partition_refuses_the_start() {
+    let broker = Broker::from_env();
+    let mut e = enc_setup(&broker);
+    // One key per subject rests on the order of one partition.
+    e.keys = unique("keys");
+    broker.create_topic(&e.keys, 2, true);
+    let w = start_instance(
+        &broker,
+        &e.compiled,
+        false,
+        enc_config(&e, &e.n.group),
+        "w1",
+    );
+    let err = w
+        .handle
+        .join()
+        .expect("worker thread")
+        .expect_err("the worker must not start on a keys topic of two partitions");
+    assert!(err.to_string().contains("needs exactly one"), "{err}");
+    assert!(err.to_string().contains(&e.keys), "{err}");
 }
 
 #[test]
@@ -502,10 +539,32 @@ fn kek_rotation_rewraps_keys_and_old_outputs_still_decrypt() {
         early.failure()
     );
 
+    // `custos keys rotate` (the binary): the policy's secret is the new
+    // KEK, the previous one comes from another variable.
+    let dir = tempfile::tempdir().unwrap();
+    let files = config_files(&e, dir.path(), &b);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["keys", "rotate", "--config"])
+        .arg(&files)
+        .args(["--from-env", "CUSTOS_TEST_OLD_KEK"])
+        // The pseudonym key is not used here, but must be long enough.
+        .env(
+            "CUSTOS_TEST_KEY",
+            "a-pseudonym-key-long-enough-for-the-cli-0123",
+        )
+        .env("CUSTOS_TEST_KEK", "the-new-kek-secret-0123456789abc")
+        .env("CUSTOS_TEST_OLD_KEK", std::str::from_utf8(KEK).unwrap())
+        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("5 data key(s) re-wrapped under the current KEK, 0 already under it"),
+        "{said}"
+    );
     let mut cfg = enc_config(&e, &e.n.group);
     cfg.kafka.bootstrap_servers = b.clone();
-    let r = custos::cli::keys::rotate(&cfg, &rotated_policy, None, KEK).unwrap();
-    assert_eq!((r.rewrapped, r.current, r.foreign), (5, 0, 0));
     // Idempotent: a second run finds everything under the new KEK.
     let again = custos::cli::keys::rotate(&cfg, &rotated_policy, None, KEK).unwrap();
     assert_eq!((again.rewrapped, again.current), (0, 5));

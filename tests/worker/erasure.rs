@@ -44,14 +44,8 @@ fn compacted(seen: &[Seen]) -> BTreeMap<String, Value> {
 fn erasure_case(guarantee: &str) {
     let broker = Broker::from_env();
     let n = Names::new();
-    broker.create_topic(&n.input, 2, false);
-    // analytics is compacted (its key: the subject's pseudonym); marketing is not.
-    broker.create_topic(&n.analytics, 2, true);
-    for t in [&n.marketing, &n.dead_letter, &n.audit, &n.lineage] {
-        broker.create_topic(t, 2, false);
-    }
-    broker.create_topic(&n.consent, 1, true);
-    broker.create_topic(&n.erasure, 1, true);
+    // analytics is compacted (its key: the subject's pseudonym).
+    create_topics(&broker, &n, 2, true);
     let compiled = compile(&n);
     let b = broker.bootstrap();
     let p = producer(&b);

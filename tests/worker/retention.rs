@@ -10,13 +10,8 @@ const DAY: i64 = 86_400_000;
 fn keys_whose_last_write_is_past_retention_are_tombstoned_once() {
     let broker = Broker::from_env();
     let n = Names::new();
-    broker.create_topic(&n.input, 1, false);
-    broker.create_topic(&n.analytics, 1, true);
-    for t in [&n.marketing, &n.dead_letter, &n.audit, &n.lineage] {
-        broker.create_topic(t, 1, false);
-    }
-    broker.create_topic(&n.consent, 1, true);
-    broker.create_topic(&n.erasure, 1, true);
+    // analytics is compacted (its key: the subject's pseudonym).
+    create_topics(&broker, &n, 1, true);
     let compiled = compile_with_retention(&n, "30d");
     let b = broker.bootstrap();
     let p = producer(&b);
@@ -142,13 +137,8 @@ const SUBJECTS: u64 = 20;
 fn a_rebalance_hands_the_schedule_to_the_new_owner_and_no_key_is_tombstoned_twice() {
     let broker = Broker::from_env();
     let n = Names::new();
-    broker.create_topic(&n.input, 2, false);
-    broker.create_topic(&n.analytics, 2, true);
-    for t in [&n.marketing, &n.dead_letter, &n.audit, &n.lineage] {
-        broker.create_topic(t, 2, false);
-    }
-    broker.create_topic(&n.consent, 1, true);
-    broker.create_topic(&n.erasure, 1, true);
+    // analytics is compacted (its key: the subject's pseudonym).
+    create_topics(&broker, &n, 2, true);
     let compiled = compile_with_retention(&n, "30d");
     let b = broker.bootstrap();
     let p = producer(&b);
