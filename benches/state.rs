@@ -2,7 +2,7 @@
 //! erasure, and for the `encrypt` action's data keys, measured with a
 //! counting allocator around the shipped one (mimalloc), for 1,000,000
 //! subjects with ids like `customer-0001234567` (`CUSTOS_BENCH_SUBJECTS`
-//! sets another count: 10000000 measures issue 11's 10 million, in about
+//! sets another count: 10000000 measures the goal's 10 million, in about
 //! four minutes and 6 GiB of records to read).
 //!
 //! Then the price of the compact table (`custos::state::table`) against

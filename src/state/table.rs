@@ -1,6 +1,6 @@
 //! A compact hash table for keys that are already uniform hashes (subject
 //! hashes): what holds consent, erasure and data-key state for millions of
-//! subjects (issue 11: 10 million subjects in well under 1 GiB).
+//! subjects (the goal: 10 million subjects in well under 1 GiB).
 //!
 //! `std`'s table (hashbrown) grows by doubling, so right after a growth it
 //! is less than half full: 49 bytes of payload cost 82 to 103 bytes per
