@@ -343,6 +343,16 @@ impl Reader {
         Reader::with_isolation(bootstrap, topic, "read_committed")
     }
 
+    /// What a downstream reader sees: committed transactions only under
+    /// `exactly_once`, everything otherwise.
+    fn for_guarantee(bootstrap: &str, topic: &str, guarantee: &str) -> Reader {
+        if guarantee == "exactly_once" {
+            Reader::committed(bootstrap, topic)
+        } else {
+            Reader::new(bootstrap, topic)
+        }
+    }
+
     fn with_isolation(bootstrap: &str, topic: &str, isolation: &str) -> Reader {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)

@@ -154,10 +154,67 @@ fn assert_every_email_decrypts(index: &KeyIndex, seen: &[Seen]) -> DecryptCounts
     for seen in seen {
         let mut l = line(seen);
         custos::cli::decrypt::decrypt_line(index, &mut l, &mut counts).unwrap();
-        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
-        assert_eq!(l["value"]["email"], json!(format!("{user}@example.com")));
+        assert_email_is_its_users(&l);
     }
     counts
+}
+
+/// An output line decrypted: its e-mail is its user's (events are for
+/// s-(n % 5)).
+fn assert_email_is_its_users(l: &Value) {
+    let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
+    assert_eq!(
+        l["value"]["email"],
+        json!(format!("{user}@example.com")),
+        "{l}"
+    );
+}
+
+/// Produces 20 events (5 subjects) and starts worker `w1` under
+/// `guarantee`; returns once the marketing purpose's 20 encrypted outputs
+/// are readable as a downstream reader reads them.
+fn twenty_encrypted(broker: &Broker, e: &Enc, guarantee: &str) -> (BaseProducer, Running, Reader) {
+    let b = broker.bootstrap();
+    let p = producer(&b);
+    produce(&p, &e.n.input, &(0..20).map(event).collect::<Vec<_>>());
+    let w = start_instance(
+        broker,
+        &e.compiled,
+        false,
+        enc_config_with(e, &e.n.group, guarantee),
+        "w1",
+    );
+    let mut m = Reader::for_guarantee(&b, &e.n.marketing, guarantee);
+    wait_until("20 marketing outputs", || {
+        m.poll();
+        m.seen.len() >= 20
+    });
+    (p, w, m)
+}
+
+/// Every subject's e-mails are under one key: the key ids by user.
+fn one_key_per_subject(seen: &[Seen]) -> BTreeMap<String, BTreeSet<String>> {
+    let ids = key_ids(seen);
+    assert_eq!(ids.len(), 5);
+    assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
+    ids
+}
+
+/// The custos binary with the test policy's secrets in its environment
+/// (`kek`: the KEK secret; a pseudonym key long enough for the CLI, which
+/// refuses short keys where the worker only warns).
+fn custos_cli(args: &[&std::ffi::OsStr], kek: &str, env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .env(
+            "CUSTOS_TEST_KEY",
+            "a-pseudonym-key-long-enough-for-the-cli-0123",
+        )
+        .env("CUSTOS_TEST_KEK", kek)
+        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 /// The key id of every e-mail token, by user.
@@ -179,27 +236,12 @@ fn encrypted_values_decrypt_with_the_keys_topic_survive_a_restart_and_erasure_sh
     let broker = Broker::from_env();
     let e = enc_setup(&broker);
     let b = broker.bootstrap();
-    let p = producer(&b);
-    produce(&p, &e.n.input, &(0..20).map(event).collect::<Vec<_>>());
-    let w = start_instance(
-        &broker,
-        &e.compiled,
-        false,
-        enc_config(&e, &e.n.group),
-        "w1",
-    );
-    let mut m = Reader::new(&b, &e.n.marketing);
-    wait_until("20 marketing outputs", || {
-        m.poll();
-        m.seen.len() >= 20
-    });
+    let (p, w, mut m) = twenty_encrypted(&broker, &e, "at_least_once");
     assert_eq!(w.metrics.data_keys_created.get(), 5, "one key per subject");
     w.stop();
 
     // One key per subject, and every value decrypts with the keys topic.
-    let ids = key_ids(&m.seen);
-    assert_eq!(ids.len(), 5);
-    assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
+    let ids = one_key_per_subject(&m.seen);
     let (index, records) = read_keys(&b, &e);
     assert_eq!(index.len(), 5);
     assert_eq!(records.len(), 5);
@@ -279,27 +321,12 @@ fn under_exactly_once_committed_outputs_are_encrypted_and_decrypt_with_the_keys_
     let broker = Broker::from_env();
     let e = enc_setup(&broker);
     let b = broker.bootstrap();
-    let p = producer(&b);
-    produce(&p, &e.n.input, &(0..20).map(event).collect::<Vec<_>>());
-    let w = start_instance(
-        &broker,
-        &e.compiled,
-        false,
-        enc_config_with(&e, &e.n.group, "exactly_once"),
-        "w1",
-    );
-    // What a downstream reader sees: committed transactions only.
-    let mut m = Reader::committed(&b, &e.n.marketing);
-    wait_until("20 committed marketing outputs", || {
-        m.poll();
-        m.seen.len() >= 20
-    });
+    // Read as downstream readers do: committed transactions only.
+    let (_, w, mut m) = twenty_encrypted(&broker, &e, "exactly_once");
     w.stop();
     m.poll();
     assert_eq!(m.seen.len(), 20, "each output once");
-    let ids = key_ids(&m.seen);
-    assert_eq!(ids.len(), 5);
-    assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
+    one_key_per_subject(&m.seen);
     let (index, _) = read_keys(&b, &e);
     let counts = assert_every_email_decrypts(&index, &m.seen);
     assert_eq!((counts.decrypted, counts.failed), (20, 0));
@@ -311,16 +338,17 @@ fn under_exactly_once_committed_outputs_are_encrypted_and_decrypt_with_the_keys_
     let input = dir.path().join("outputs.ndjson");
     let lines: String = m.seen.iter().map(|s| format!("{}\n", line(s))).collect();
     std::fs::write(&input, lines).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(["decrypt", "--config"])
-        .arg(&cfg)
-        .arg("--input")
-        .arg(&input)
-        .env("CUSTOS_TEST_KEY", "test-key")
-        .env("CUSTOS_TEST_KEK", std::str::from_utf8(KEK).unwrap())
-        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
-        .output()
-        .unwrap();
+    let out = custos_cli(
+        &[
+            "decrypt".as_ref(),
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--input".as_ref(),
+            input.as_os_str(),
+        ],
+        std::str::from_utf8(KEK).unwrap(),
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -333,12 +361,7 @@ fn under_exactly_once_committed_outputs_are_encrypted_and_decrypt_with_the_keys_
         .collect();
     assert_eq!(decrypted.len(), 20);
     for l in &decrypted {
-        let user = format!("s-{}", l["value"]["n"].as_u64().unwrap() % 5);
-        assert_eq!(
-            l["value"]["email"],
-            json!(format!("{user}@example.com")),
-            "{l}"
-        );
+        assert_email_is_its_users(l);
     }
 }
 
@@ -543,20 +566,18 @@ fn kek_rotation_rewraps_keys_and_old_outputs_still_decrypt() {
     // KEK, the previous one comes from another variable.
     let dir = tempfile::tempdir().unwrap();
     let files = config_files(&e, dir.path(), &b);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(["keys", "rotate", "--config"])
-        .arg(&files)
-        .args(["--from-env", "CUSTOS_TEST_OLD_KEK"])
-        // The pseudonym key is not used here, but must be long enough.
-        .env(
-            "CUSTOS_TEST_KEY",
-            "a-pseudonym-key-long-enough-for-the-cli-0123",
-        )
-        .env("CUSTOS_TEST_KEK", "the-new-kek-secret-0123456789abc")
-        .env("CUSTOS_TEST_OLD_KEK", std::str::from_utf8(KEK).unwrap())
-        .env("CUSTOS_AUDIT_KEY", std::str::from_utf8(AUDIT_KEY).unwrap())
-        .output()
-        .unwrap();
+    let out = custos_cli(
+        &[
+            "keys".as_ref(),
+            "rotate".as_ref(),
+            "--config".as_ref(),
+            files.as_os_str(),
+            "--from-env".as_ref(),
+            "CUSTOS_TEST_OLD_KEK".as_ref(),
+        ],
+        "the-new-kek-secret-0123456789abc",
+        &[("CUSTOS_TEST_OLD_KEK", std::str::from_utf8(KEK).unwrap())],
+    );
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(

@@ -16,16 +16,6 @@ fn under_exactly_once_an_erasure_tombstones_and_audits_in_committed_transactions
     erasure_case("exactly_once");
 }
 
-/// Reads what a `read_committed` consumer sees under `exactly_once` (what
-/// a downstream reader sees), everything otherwise.
-fn reader(b: &str, topic: &str, guarantee: &str) -> Reader {
-    if guarantee == "exactly_once" {
-        Reader::committed(b, topic)
-    } else {
-        Reader::new(b, topic)
-    }
-}
-
 /// A compacted topic's view after compaction: the last value per key,
 /// keys whose last record is a tombstone gone.
 fn compacted(seen: &[Seen]) -> BTreeMap<String, Value> {
@@ -58,7 +48,7 @@ fn erasure_case(guarantee: &str) {
         ..Options::default()
     };
     let w = start_options(&broker, &compiled, config(&n, guarantee), options);
-    let mut a = reader(&b, &n.analytics, guarantee);
+    let mut a = Reader::for_guarantee(&b, &n.analytics, guarantee);
     wait_until("10 analytics outputs", || {
         a.poll();
         a.seen.len() >= 10
@@ -80,7 +70,7 @@ fn erasure_case(guarantee: &str) {
             br#"{"subject":"s-2","requested_at":"2026-12-01T08:00:00Z"}"#.to_vec(),
         )],
     );
-    let mut audit = reader(&b, &n.audit, guarantee);
+    let mut audit = Reader::for_guarantee(&b, &n.audit, guarantee);
     wait_until("the erasure audit record", || {
         audit.poll();
         audit.seen.iter().any(|(_, v, _)| v["type"] == "erasure")
@@ -137,7 +127,7 @@ fn erasure_case(guarantee: &str) {
     assert_eq!(view.len(), 4, "{view:?}");
     // Nowhere custos writes for itself does s-2 appear in the clear: the
     // audit trail (every record, keys and headers too) and the dead letters.
-    let mut dead = reader(&b, &n.dead_letter, guarantee);
+    let mut dead = Reader::for_guarantee(&b, &n.dead_letter, guarantee);
     dead.poll();
     for (k, v, h) in audit.seen.iter().chain(&dead.seen) {
         let all = format!("{k:?} {v} {h:?}");
