@@ -6,8 +6,11 @@
 //! `CUSTOS_BENCH_BOOTSTRAP=host:port` against a real broker.
 //! `CUSTOS_BENCH_EVENTS` (default 40000) and `CUSTOS_BENCH_PARTITIONS`
 //! (default 8) size the run; a second custos run on 32 partitions reports RSS.
-//! `CUSTOS_BENCH_ONLY=alo` (or `eos`) runs only custos at_least_once (or
-//! exactly_once), for profiling, or to time each mode on a fresh broker;
+//! `CUSTOS_BENCH_ONLY=alo` (or `eos`, or `fan`) runs only custos
+//! at_least_once (or exactly_once, or the fan-out pass-through), for
+//! profiling, or to time each mode on a fresh broker;
+//! `CUSTOS_BENCH_BROKER_PID` (the broker's process id, when it runs on this
+//! machine) adds the broker's CPU time per input to each line;
 //! `CUSTOS_BENCH_PROPS="k=v,k=v"` adds librdkafka settings to both sides;
 //! `CUSTOS_BENCH_TXN_MS` sets `transaction_interval_ms` and, for the run
 //! with audit summaries, `audit.summary_interval_ms` (default 100).
@@ -157,7 +160,7 @@ impl ProducerContext for Acks {
 /// plain pass-through; as many as custos writes per input for the fan-out
 /// one), same client settings as the worker; returns seconds until every
 /// copy is acknowledged.
-fn pass_through(b: &Broker, input: &str, outputs: &[&str], n: u64) -> f64 {
+fn pass_through(b: &Broker, input: &str, outputs: &[&str], n: u64) -> Timed {
     let acks = Arc::new(AtomicU64::new(0));
     let mut pc = ClientConfig::new();
     pc.set("bootstrap.servers", &b.bootstrap)
@@ -179,11 +182,13 @@ fn pass_through(b: &Broker, input: &str, outputs: &[&str], n: u64) -> f64 {
     consumer.subscribe(&[input]).unwrap();
     // Timed from the first record (the group join before it is not throughput).
     let mut start = Instant::now();
+    let mut cpu = Cpu::now();
     let mut consumed = 0;
     while consumed < n {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             if consumed == 0 {
                 start = Instant::now();
+                cpu = Cpu::now();
             }
             consumed += 1;
             for output in outputs {
@@ -209,7 +214,7 @@ fn pass_through(b: &Broker, input: &str, outputs: &[&str], n: u64) -> f64 {
     while acks.load(Ordering::Relaxed) < n * outputs.len() as u64 {
         producer.poll(Duration::from_millis(1));
     }
-    start.elapsed().as_secs_f64()
+    Timed::since(start, cpu)
 }
 
 /// The custos worker on the same input; returns seconds until every output is acknowledged.
@@ -220,7 +225,7 @@ fn custos_run(
     tag: &str,
     guarantee: &str,
     level: &str,
-) -> Result<f64, String> {
+) -> Result<Timed, String> {
     let text = POLICY.replace("shop.orders", &format!("{tag}.orders"));
     let mut p = policy::load(&text, "policy.yaml").unwrap();
     // The JSON orders only (the example's Avro stream needs a registry).
@@ -307,6 +312,7 @@ fn custos_run(
         std::thread::sleep(Duration::from_micros(200));
     }
     let start = Instant::now();
+    let cpu = Cpu::now();
     while control.finished.load(Ordering::Relaxed) < n {
         if handle.is_finished() || Instant::now() > deadline {
             let (c, f) = (
@@ -332,10 +338,74 @@ fn custos_run(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let secs = start.elapsed().as_secs_f64();
+    let timed = Timed::since(start, cpu);
     control.stop.store(true, Ordering::SeqCst);
     handle.join().unwrap().map_err(|e| e.to_string())?;
-    Ok(secs)
+    Ok(timed)
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from
+/// `/proc/<pid>/stat` (clock ticks of 10 ms).
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU used from `start()` to `end()`: this process's (client or worker,
+/// with librdkafka's threads) and the broker's when `CUSTOS_BENCH_BROKER_PID`
+/// names it.
+#[derive(Clone, Copy)]
+struct Cpu {
+    own: f64,
+    broker: Option<f64>,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        Cpu {
+            own: cpu_secs("self").unwrap_or(0.0),
+            broker: std::env::var("CUSTOS_BENCH_BROKER_PID")
+                .ok()
+                .and_then(|p| cpu_secs(&p)),
+        }
+    }
+}
+
+/// A timed run: seconds until every input was finished, CPU used meanwhile.
+struct Timed {
+    secs: f64,
+    cpu: Cpu,
+}
+
+impl Timed {
+    fn since(start: Instant, cpu: Cpu) -> Timed {
+        let now = Cpu::now();
+        Timed {
+            secs: start.elapsed().as_secs_f64(),
+            cpu: Cpu {
+                own: now.own - cpu.own,
+                broker: now.broker.zip(cpu.broker).map(|(a, b)| a - b),
+            },
+        }
+    }
+
+    /// `s  events/s  CPU per input` for `n` inputs.
+    fn line(&self, n: u64) -> String {
+        let per = |s: f64| 1e6 * s / n as f64;
+        format!(
+            "{:>7.2} s  {:>8.0} events/s  cpu {:>5.1} µs/input{}",
+            self.secs,
+            n as f64 / self.secs,
+            per(self.cpu.own),
+            self.cpu
+                .broker
+                .map(|b| format!(" (broker {:.1})", per(b)))
+                .unwrap_or_default()
+        )
+    }
 }
 
 fn rss_mb() -> f64 {
@@ -367,72 +437,66 @@ fn main() {
     );
 
     let only = std::env::var("CUSTOS_BENCH_ONLY").unwrap_or_default();
+    // The fair limit: as many records written per input as custos writes
+    // (3 purposes + 1 audit record), same client settings.
+    let fan_out = || {
+        b.topic("fan.in", partitions);
+        let fan_outs = ["fan.out.1", "fan.out.2", "fan.out.3", "fan.out.4"];
+        for t in fan_outs {
+            b.topic(t, partitions);
+        }
+        fill(&b, "fan.in", n);
+        let fan = pass_through(&b, "fan.in", &fan_outs, n);
+        println!("fan-out pass-through (4 out):    {}", fan.line(n));
+        fan
+    };
     if let Some(guarantee) = match only.as_str() {
         "alo" => Some("at_least_once"),
         "eos" => Some("exactly_once"),
+        "fan" => {
+            fan_out();
+            return;
+        }
         _ => None,
     } {
         let t = custos_run(&b, partitions, n, &only, guarantee, "record")
             .unwrap_or_else(|e| panic!("{guarantee} run: {e}"));
-        println!(
-            "custos {guarantee} (3+1 out):  {t:>7.2} s  {:>8.0} events/s",
-            n as f64 / t
-        );
+        println!("custos {guarantee} (3+1 out):  {}", t.line(n));
         return;
     }
     b.topic("pt.in", partitions);
     b.topic("pt.out", partitions);
     fill(&b, "pt.in", n);
     let pt = pass_through(&b, "pt.in", &["pt.out"], n);
-    println!(
-        "pass-through (1 out):            {:>7.2} s  {:>8.0} events/s",
-        pt,
-        n as f64 / pt
-    );
-    // The fair limit: as many records written per input as custos writes
-    // (3 purposes + 1 audit record), same client settings.
-    b.topic("fan.in", partitions);
-    let fan_outs = ["fan.out.1", "fan.out.2", "fan.out.3", "fan.out.4"];
-    for t in fan_outs {
-        b.topic(t, partitions);
-    }
-    fill(&b, "fan.in", n);
-    let fan = pass_through(&b, "fan.in", &fan_outs, n);
-    println!(
-        "fan-out pass-through (4 out):    {:>7.2} s  {:>8.0} events/s",
-        fan,
-        n as f64 / fan
-    );
+    println!("pass-through (1 out):            {}", pt.line(n));
+    let fan = fan_out();
     let alo =
         custos_run(&b, partitions, n, "alo", "at_least_once", "record").expect("at_least_once run");
     println!(
-        "custos at_least_once (3+1 out):  {:>7.2} s  {:>8.0} events/s  = {:.0}% of pass-through, {:.0}% of fan-out pass-through",
-        alo,
-        n as f64 / alo,
-        100.0 * pt / alo,
-        100.0 * fan / alo
+        "custos at_least_once (3+1 out):  {}  = {:.0}% of pass-through, {:.0}% of fan-out pass-through",
+        alo.line(n),
+        100.0 * pt.secs / alo.secs,
+        100.0 * fan.secs / alo.secs
     );
     // Audit summaries instead of a record per event: 3 outputs per input.
     let sum = custos_run(&b, partitions, n, "sum", "at_least_once", "summary")
         .expect("at_least_once summary run");
     println!(
-        "custos at_least_once, summaries: {:>7.2} s  {:>8.0} events/s  = {:.0}% of fan-out pass-through, {:.2}x at_least_once with a record per event",
-        sum,
-        n as f64 / sum,
-        100.0 * fan / sum,
-        alo / sum
+        "custos at_least_once, summaries: {}  = {:.0}% of fan-out pass-through, {:.2}x at_least_once with a record per event",
+        sum.line(n),
+        100.0 * fan.secs / sum.secs,
+        alo.secs / sum.secs
     );
     match custos_run(&b, partitions, n, "eos", "exactly_once", "record") {
         Ok(eos) => println!(
-            "custos exactly_once (3+1 out):  {:>7.2} s  {:>8.0} events/s  = {:.0}% of at_least_once",
-            eos,
-            n as f64 / eos,
-            100.0 * alo / eos
+            "custos exactly_once (3+1 out):   {}  = {:.0}% of at_least_once",
+            eos.line(n),
+            100.0 * alo.secs / eos.secs
         ),
         Err(e) => println!("custos exactly_once: not measured on this broker ({e})"),
     }
     let before = rss_mb();
     let big =
         custos_run(&b, 32, n / 4, "rss", "at_least_once", "record").expect("32-partition run");
-    println!("custos on 32 partitions:       {:>7.2} s  ({} events); process RSS {:.0} MB (was {:.0} MB before; includes the in-process broker when embedded)", big, n / 4, rss_mb(), before);
+    println!("custos on 32 partitions:       {:>7.2} s  ({} events); process RSS {:.0} MB (was {:.0} MB before; includes the in-process broker when embedded)", big.secs, n / 4, rss_mb(), before);
 }
