@@ -455,6 +455,15 @@ pub(super) fn ssn_keyword_before(text: &str, at: usize) -> bool {
         .any(|k| window.windows(k.len()).any(|w| w.eq_ignore_ascii_case(k)))
 }
 
+/// What [`scan_numbers`] searches the runs of digits for. Each search only
+/// adds its own findings: one does not change what the other finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wanted {
+    Phones,
+    Ssn,
+    PhonesAndSsn,
+}
+
 /// Cuts `text` into runs of digit groups and searches each for phones and
 /// SSNs. The digits of the cards found before (`cards`, sorted byte ranges)
 /// belong to no run: a run ends where a card starts, so a phone right before
@@ -462,7 +471,7 @@ pub(super) fn ssn_keyword_before(text: &str, at: usize) -> bool {
 pub(super) fn scan_numbers(
     text: &str,
     cards: &[(usize, usize)],
-    want_ssn: bool,
+    wanted: Wanted,
     cands: &mut Vec<Span>,
 ) {
     let bytes = text.as_bytes();
@@ -556,10 +565,12 @@ pub(super) fn scan_numbers(
             i = last_end.max(i);
             continue;
         }
-        if want_ssn {
+        if wanted != Wanted::Phones {
             run.search(Kind::Ssn, Detector::UsSsn, cands);
         }
-        run.search(Kind::Phone, Detector::Phone, cands);
+        if wanted != Wanted::Ssn {
+            run.search(Kind::Phone, Detector::Phone, cands);
+        }
         i = last_end.max(i);
     }
 }

@@ -1134,3 +1134,99 @@ fn random_mixes_of_folded_forms_never_panic() {
         }
     }
 }
+
+mod guarded {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces that set off every detector, and near misses of the guarded
+    /// ones, in forms that need folding too (escapes, other scripts).
+    const PIECES: &[&str] = &[
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1112",
+        "378282246310005",
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "GB82WEST12345698765433",
+        "ssn 123-45-6789",
+        "SSN: 123 45 6789",
+        "123-45-6789",
+        "000-45-6789",
+        "+44 20 7946 0958",
+        "0044 20 7946 0958",
+        "ada.lovelace@example.com",
+        "ada [at] example [dot] com",
+        "192.168.10.20",
+        "3232238100",
+        "::ffff:192.0.2.128",
+        "2026-11-20T09:15:00Z",
+        "o-2026-11-000123",
+        "&#52;111 1111 1111 1111",
+        "\\u0034111 1111 1111 1111",
+        "４１１１ １１１１ １１１１ １１１１",
+        "٤١١١١١١١١١١١١١١١",
+        "%34111111111111111",
+        "\u{200b}",
+        "card",
+        "DE",
+        " ",
+        "-",
+        ".",
+        "+",
+        "(",
+        ")",
+        "/",
+        ":",
+        "\n",
+    ];
+
+    fn arb_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => prop::sample::select(PIECES).prop_map(str::to_string),
+            2 => "[0-9]{1,19}",
+            1 => "[A-Z]{2}[0-9]{2}[ A-Z0-9]{0,24}",
+            1 => "[a-z ]{1,8}",
+        ];
+        prop::collection::vec(piece, 1..7).prop_map(|p| p.concat())
+    }
+
+    fn full(text: &str) -> Vec<Span> {
+        let mut v = detect(text);
+        v.retain(Span::is_guarded);
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The guard's fast path finds exactly the guarded spans of the full
+        /// detection.
+        #[test]
+        fn guarded_detection_equals_the_full_one_filtered(text in arb_text()) {
+            let mut fast = Vec::new();
+            detect_guarded_into(&text, &mut fast);
+            prop_assert_eq!(fast, full(&text), "in {:?}", text);
+        }
+    }
+
+    /// Each guarded detector alone, and a guarded finding merged with an
+    /// overlapping phone (the span takes in both).
+    #[test]
+    fn every_guarded_detector_is_searched() {
+        for (text, detector) in [
+            ("card 4111 1111 1111 1111 ok", Detector::Card),
+            ("pay to DE89 3704 0044 0532 0130 00 now", Detector::Iban),
+            ("ssn 123-45-6789.", Detector::UsSsn),
+            ("ssn &#49;23-45-6789 (folded)", Detector::UsSsn),
+        ] {
+            let mut fast = Vec::new();
+            detect_guarded_into(text, &mut fast);
+            assert_eq!(fast.len(), 1, "in {text:?}: {fast:?}");
+            assert!(fast[0].detectors.contains(detector), "in {text:?}");
+            assert_eq!(fast, full(text), "in {text:?}");
+        }
+        let mut fast = Vec::new();
+        detect_guarded_into("call +44 20 7946 0958 or 2026-11-20T09:15:00Z", &mut fast);
+        assert!(fast.is_empty(), "{fast:?}");
+    }
+}

@@ -8,13 +8,6 @@ use crate::crypto::Seg;
 /// Values with fewer digits cannot hold a card, IBAN or SSN.
 pub(super) const GUARD_MIN_DIGITS: usize = 9;
 
-/// The findings the guard of kept values acts on.
-pub(super) fn guarded_span(s: &Span) -> bool {
-    s.detectors
-        .iter()
-        .any(|d| matches!(d, Detector::Card | Detector::Iban | Detector::UsSsn))
-}
-
 /// Counts spans found in `field` by detector.
 pub(super) fn count_detections(detections: &mut Vec<Detection>, field: &str, spans: &[Span]) {
     for span in spans {
@@ -644,7 +637,7 @@ impl<'a> Walker<'a> {
             Kind::Number => {
                 let raw = std::str::from_utf8(raw).unwrap_or_default();
                 classify::detect_number(raw, self.spans);
-                self.spans.retain(guarded_span);
+                self.spans.retain(Span::is_guarded);
                 if self.spans.is_empty() {
                     return 0;
                 }
@@ -653,8 +646,7 @@ impl<'a> Walker<'a> {
             _ => return 0,
         };
         if matches!(tok.kind, Kind::Str | Kind::StrEsc) {
-            classify::detect_into(&text, self.spans);
-            self.spans.retain(guarded_span);
+            classify::detect_guarded_into(&text, self.spans);
             if self.spans.is_empty() {
                 return 0;
             }
@@ -675,9 +667,10 @@ impl<'a> Walker<'a> {
             return active;
         }
         let key = codec::string(doc.src, doc.tok(k));
-        classify::detect_into(&key, self.spans);
         if guard_only {
-            self.spans.retain(guarded_span);
+            classify::detect_guarded_into(&key, self.spans);
+        } else {
+            classify::detect_into(&key, self.spans);
         }
         if self.spans.is_empty() {
             return active;
